@@ -1,0 +1,376 @@
+//! Splits a byte stream (the CLI's transcript, read in arbitrary chunks) into lines.
+//!
+//! There is no fixed line-length limit: stream-json lines can be megabytes long. Memory stays
+//! bounded all the same, because a line longer than `max_line` keeps only its first `max_line`
+//! bytes and only counts the rest.
+
+/// The default cap on the stored part of one line.
+pub const MAX_LINE: usize = 8 * 1024 * 1024;
+
+/// One line of the stream, without its `\n` and without a `\r` just before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// The line's bytes, or its first `max_line` bytes when it is longer; not necessarily UTF-8.
+    pub bytes: Vec<u8>,
+    /// The full length of the line (without `\n` / `\r`), even when `bytes` is cut short.
+    pub total_len: usize,
+    /// File offset of the line's first byte.
+    pub offset: u64,
+}
+
+impl Line {
+    pub fn truncated(&self) -> bool {
+        self.total_len > self.bytes.len()
+    }
+}
+
+/// Incremental line splitter; feed it chunks in file order.
+#[derive(Debug)]
+pub struct Framer {
+    max_line: usize,
+    /// Stored prefix of the incomplete line (never more than `max_line` bytes).
+    partial: Vec<u8>,
+    /// Raw length of the incomplete line so far, stored or not, a trailing `\r` included.
+    partial_len: usize,
+    /// Whether the last raw byte of the incomplete line is `\r`: it must be known even when
+    /// that byte was not stored, and even when the `\n` arrives in a later chunk.
+    partial_cr: bool,
+    /// Offset of the first byte that does not belong to an emitted line.
+    line_start: u64,
+}
+
+impl Framer {
+    pub fn new(max_line: usize, start_offset: u64) -> Self {
+        Framer {
+            max_line,
+            partial: Vec::new(),
+            partial_len: 0,
+            partial_cr: false,
+            line_start: start_offset,
+        }
+    }
+
+    /// Appends every line that `chunk` completes to `out`.
+    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<Line>) {
+        let mut rest = chunk;
+        while let Some(i) = find_newline(rest) {
+            let seg = &rest[..i];
+            let raw_len = if self.partial_len == 0 {
+                // The common case: the whole line is inside this chunk, so it is copied once,
+                // straight from the chunk.
+                let content_len = if seg.last() == Some(&b'\r') { i - 1 } else { i };
+                out.push(Line {
+                    bytes: seg[..content_len.min(self.max_line)].to_vec(),
+                    total_len: content_len,
+                    offset: self.line_start,
+                });
+                i
+            } else {
+                self.append(seg);
+                let raw_len = self.partial_len;
+                out.push(self.take_partial());
+                raw_len
+            };
+            self.line_start += raw_len as u64 + 1;
+            rest = &rest[i + 1..];
+        }
+        self.append(rest);
+    }
+
+    /// Emits the last line when the stream ended without a final `\n`.
+    pub fn finish(&mut self, out: &mut Vec<Line>) {
+        if self.partial_len > 0 {
+            let raw_len = self.partial_len;
+            out.push(self.take_partial());
+            self.line_start += raw_len as u64;
+        }
+    }
+
+    /// Bytes held in memory for the incomplete line.
+    pub fn buffered(&self) -> usize {
+        self.partial.len()
+    }
+
+    /// File offset just after the last byte pushed.
+    pub fn offset(&self) -> u64 {
+        self.line_start + self.partial_len as u64
+    }
+
+    fn append(&mut self, seg: &[u8]) {
+        let Some(&last) = seg.last() else {
+            return;
+        };
+        let take = self
+            .max_line
+            .saturating_sub(self.partial.len())
+            .min(seg.len());
+        if take > 0 {
+            let need = self.partial.len() + take;
+            if need > self.partial.capacity() {
+                // Vec's doubling could overshoot max_line by up to 2x; grow the same way but
+                // never past the cap.
+                let want = need.max(self.partial.capacity() * 2).min(self.max_line);
+                self.partial.reserve_exact(want - self.partial.len());
+            }
+            self.partial.extend_from_slice(&seg[..take]);
+        }
+        self.partial_len += seg.len();
+        self.partial_cr = last == b'\r';
+    }
+
+    fn take_partial(&mut self) -> Line {
+        let content_len = self.partial_len - usize::from(self.partial_cr);
+        let mut bytes = std::mem::take(&mut self.partial);
+        bytes.truncate(content_len);
+        let line = Line {
+            bytes,
+            total_len: content_len,
+            offset: self.line_start,
+        };
+        self.partial_len = 0;
+        self.partial_cr = false;
+        line
+    }
+}
+
+/// Position of the first `\n`. Scans a word at a time: a byte-by-byte `position` is several
+/// times slower on the long lines of a flood, and this is the framer's whole cost.
+#[inline]
+fn find_newline(hay: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const NL: u64 = LO * b'\n' as u64;
+    let mut words = hay.chunks_exact(8);
+    let mut base = 0;
+    for word in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let x = u64::from_le_bytes(w) ^ NL;
+        // Classic "has zero byte": false positives only ever appear above a true zero byte,
+        // so the lowest flagged byte is exactly the first '\n'.
+        let found = x.wrapping_sub(LO) & !x & HI;
+        if found != 0 {
+            return Some(base + (found.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|i| base + i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tiny deterministic PRNG (xorshift64*), so the property tests need no extra crate and
+    /// every failure reproduces.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    fn frame_all(data: &[u8], max_line: usize, start: u64, cuts: &[usize]) -> Vec<Line> {
+        let mut f = Framer::new(max_line, start);
+        let mut out = Vec::new();
+        let mut prev = 0;
+        for &c in cuts {
+            f.push(&data[prev..c], &mut out);
+            assert!(f.buffered() <= max_line);
+            prev = c;
+        }
+        f.push(&data[prev..], &mut out);
+        f.finish(&mut out);
+        assert_eq!(f.buffered(), 0);
+        assert_eq!(f.offset(), start + data.len() as u64);
+        out
+    }
+
+    /// The obvious, slow reference implementation.
+    fn reference(data: &[u8], max_line: usize, start: u64) -> Vec<Line> {
+        let mut out = Vec::new();
+        let mut off = 0usize;
+        let mut pieces: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+        if data.last() == Some(&b'\n') || data.is_empty() {
+            pieces.pop();
+        }
+        for p in pieces {
+            let content = p.strip_suffix(b"\r").unwrap_or(p);
+            out.push(Line {
+                bytes: content[..content.len().min(max_line)].to_vec(),
+                total_len: content.len(),
+                offset: start + off as u64,
+            });
+            off += p.len() + 1;
+        }
+        out
+    }
+
+    #[test]
+    fn simple_lines_and_offsets() {
+        let out = frame_all(b"ab\ncde\n\nf", MAX_LINE, 100, &[]);
+        let got: Vec<(&[u8], usize, u64)> = out
+            .iter()
+            .map(|l| (l.bytes.as_slice(), l.total_len, l.offset))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (&b"ab"[..], 2, 100),
+                (&b"cde"[..], 3, 103),
+                (&b""[..], 0, 107),
+                (&b"f"[..], 1, 108),
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_lines_are_lines() {
+        let out = frame_all(b"\n\n\n", MAX_LINE, 0, &[1]);
+        assert_eq!(out.len(), 3);
+        assert!(out.iter().all(|l| l.bytes.is_empty() && l.total_len == 0));
+        assert_eq!(
+            out.iter().map(|l| l.offset).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
+    }
+
+    #[test]
+    fn no_final_newline_only_on_finish() {
+        let mut f = Framer::new(MAX_LINE, 0);
+        let mut out = Vec::new();
+        f.push(b"one\ntwo", &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(f.buffered(), 3);
+        f.finish(&mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].bytes, b"two");
+        assert_eq!(out[1].offset, 4);
+        // finish with nothing pending emits nothing, not an empty line.
+        f.finish(&mut out);
+        assert_eq!(out.len(), 2);
+        assert!(frame_all(b"", MAX_LINE, 0, &[]).is_empty());
+        assert_eq!(frame_all(b"x\n", MAX_LINE, 0, &[]).len(), 1);
+    }
+
+    #[test]
+    fn crlf_is_stripped_even_across_chunks() {
+        let data = b"a\r\nb\r\r\n\r\nc\rd\n";
+        for cut in 0..=data.len() {
+            let out = frame_all(data, MAX_LINE, 0, &[cut]);
+            let lines: Vec<&[u8]> = out.iter().map(|l| l.bytes.as_slice()).collect();
+            assert_eq!(lines, vec![&b"a"[..], b"b\r", b"", b"c\rd"], "cut at {cut}");
+            assert_eq!(out[1].total_len, 2);
+        }
+        // A lone trailing '\r' without '\n' at the end of the stream is stripped as well.
+        let out = frame_all(b"x\r", MAX_LINE, 0, &[1]);
+        assert_eq!(out[0].bytes, b"x");
+    }
+
+    #[test]
+    fn invalid_utf8_is_preserved() {
+        let data = b"\xff\xfe\x00ok\xc3\n\xe2\x82\n";
+        let out = frame_all(data, MAX_LINE, 0, &[2, 7]);
+        assert_eq!(out[0].bytes, b"\xff\xfe\x00ok\xc3");
+        assert_eq!(out[1].bytes, b"\xe2\x82");
+    }
+
+    #[test]
+    fn huge_line_is_counted_not_stored() {
+        const MB: usize = 1024 * 1024;
+        let max = MB;
+        let mut f = Framer::new(max, 10);
+        let mut out = Vec::new();
+        f.push(b"first\n", &mut out);
+        let block = vec![b'x'; 64 * 1024];
+        // 50 MB in 64 KiB chunks: the framer never holds more than max_line.
+        for _ in 0..(50 * MB / block.len()) {
+            f.push(&block, &mut out);
+            assert!(f.buffered() <= max);
+            assert!(f.partial.capacity() <= max);
+        }
+        f.push(b"\r\nlast\n", &mut out);
+        assert_eq!(out.len(), 3);
+        let big = &out[1];
+        assert_eq!(big.offset, 16);
+        assert_eq!(big.bytes.len(), max);
+        assert_eq!(big.total_len, 50 * MB);
+        assert!(big.truncated());
+        assert!(!out[0].truncated());
+        assert_eq!(out[2].offset, 16 + 50 * MB as u64 + 2);
+        assert_eq!(out[2].bytes, b"last");
+    }
+
+    #[test]
+    fn line_of_exactly_max_with_cr_is_not_truncated() {
+        let out = frame_all(b"abcd\r\nabcde\r\n", 4, 0, &[5]);
+        assert_eq!(out[0].bytes, b"abcd");
+        assert!(!out[0].truncated());
+        assert_eq!(out[1].bytes, b"abcd");
+        assert_eq!(out[1].total_len, 5);
+        assert!(out[1].truncated());
+    }
+
+    #[test]
+    fn find_newline_matches_naive() {
+        let mut rng = Rng(7);
+        for len in 0..70 {
+            for _ in 0..20 {
+                let hay: Vec<u8> = (0..len)
+                    .map(|_| match rng.below(6) {
+                        0 => b'\n',
+                        1 => 0x8a, // '\n' | 0x80: must not match
+                        2 => 0x0b,
+                        _ => rng.next() as u8,
+                    })
+                    .collect();
+                assert_eq!(
+                    find_newline(&hay),
+                    hay.iter().position(|&b| b == b'\n'),
+                    "{hay:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn framing_is_independent_of_chunk_boundaries() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for round in 0..300 {
+            let len = rng.below(400);
+            let alphabet: &[u8] = b"ab\n\r\xff\x00{\"";
+            let data: Vec<u8> = (0..len)
+                .map(|_| alphabet[rng.below(alphabet.len())])
+                .collect();
+            let max_line = 1 + rng.below(12);
+            let start = rng.below(1000) as u64;
+            let expected = reference(&data, max_line, start);
+            let whole = frame_all(&data, max_line, start, &[]);
+            assert_eq!(whole, expected, "round {round}");
+            for _ in 0..10 {
+                let mut cuts: Vec<usize> = (0..rng.below(20))
+                    .map(|_| rng.below(data.len() + 1))
+                    .collect();
+                cuts.sort_unstable();
+                assert_eq!(
+                    frame_all(&data, max_line, start, &cuts),
+                    expected,
+                    "round {round} cuts {cuts:?}"
+                );
+            }
+            // Byte by byte, the worst case.
+            let every: Vec<usize> = (1..data.len()).collect();
+            assert_eq!(frame_all(&data, max_line, start, &every), expected);
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! The task record: what `task.json` holds, what `list`/`get` return and what every event carries.
+//!
+//! One record per task directory. It is the backend's summary of the task; the transcript file
+//! next to it is the truth about what the agent did.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the on-disk record layout; a record with another version is skipped with a warning.
+pub const RECORD_SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Queued,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+    /// The backend that ran it went away before it ended; it can be resumed.
+    Interrupted,
+}
+
+impl Status {
+    pub fn is_finished(self) -> bool {
+        !matches!(self, Status::Queued | Status::Running)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Running => "running",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+            Status::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// How the task's CLI is invoked; fixed at `start`, reused by every follow-up run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskOptions {
+    /// The program and its leading arguments (`cmd` option), e.g. `["claude"]`.
+    pub cmd: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    pub permission_mode: String,
+    #[serde(default)]
+    pub allowed_tools: Vec<String>,
+    /// Extra CLI arguments (`args` option), placed before ours.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// One invocation of the CLI: the first prompt, or a follow-up with `--resume`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// 1-based; the prompt is in `prompt-<n>.txt`.
+    pub n: u32,
+    /// The first line of the prompt, shortened, for separators and pickers.
+    pub prompt_title: String,
+    /// Byte offset in `transcript.jsonl` where this run's output begins.
+    pub transcript_offset: u64,
+    /// Byte offset in `stderr.log` where this run's stderr begins.
+    #[serde(default)]
+    pub stderr_offset: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at_ms: Option<u64>,
+    /// `queued` until spawned, then the run's own outcome.
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(default)]
+    pub cost_usd: f64,
+    #[serde(default)]
+    pub num_turns: u64,
+    /// Why the run failed, in one line (missing binary, API error, no result line...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The process that runs (or ran) the current run, and the backend that owns it; used to
+/// re-adopt a task after a backend crash and to tell a reused pid from ours.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    pub pid: i32,
+    /// Field 22 of `/proc/<pid>/stat` (clock ticks since boot).
+    pub start_time: u64,
+    pub owner_pid: i32,
+    pub owner_start_time: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub schema: u32,
+    pub id: u64,
+    pub name: String,
+    /// Absolute working directory of the task (the project).
+    pub cwd: String,
+    pub status: Status,
+    /// Chosen by us at spawn (`--session-id=`), so even a task killed before its first line
+    /// can be resumed.
+    pub session_id: String,
+    pub created_at_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at_ms: Option<u64>,
+    /// Sum over runs of the time each run ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Sum over runs.
+    #[serde(default)]
+    pub cost_usd: f64,
+    /// Sum over runs.
+    #[serde(default)]
+    pub num_turns: u64,
+    /// The `result` text of the last run that wrote one (shortened to a few KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    /// Why the last run failed, in one line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub options: TaskOptions,
+    pub runs: Vec<Run>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<ProcessInfo>,
+    /// Set when the user asked to cancel; a cancelled run is `cancelled` whatever its exit code.
+    #[serde(default)]
+    pub cancel_requested: bool,
+}
+
+impl TaskRecord {
+    pub fn current_run(&self) -> Option<&Run> {
+        self.runs.last()
+    }
+
+    pub fn current_run_mut(&mut self) -> Option<&mut Run> {
+        self.runs.last_mut()
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A short title for a prompt: its first non-blank line, at most `max` characters.
+pub fn title_of(prompt: &str, max: usize) -> String {
+    let line = prompt
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    let mut out: String = line.chars().take(max).collect();
+    if line.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn title_is_first_nonblank_line_shortened() {
+        assert_eq!(title_of("\n  fix the test \nmore", 40), "fix the test");
+        assert_eq!(title_of("abcdef", 3), "abc…");
+        assert_eq!(title_of("   ", 3), "");
+    }
+}
