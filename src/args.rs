@@ -4,6 +4,7 @@
 
 use rmpv::Value;
 
+#[derive(Debug)]
 pub struct Args<'a> {
     method: &'a str,
     map: &'a [(Value, Value)],

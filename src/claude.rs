@@ -1,0 +1,1416 @@
+//! The Claude Code CLI: how we invoke it, and what one line of its `stream-json` output means.
+//!
+//! Parsing never fails: a line we cannot understand is still a [`Msg`] (plain text, a truncated
+//! line, or an unknown kind), because the transcript is shown to the user as it is, and a newer
+//! CLI may add kinds and fields at any time.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::framing::Line;
+use crate::task::TaskOptions;
+
+/// Which Claude session a run belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionArg<'a> {
+    /// First run of a task: the session id we chose, so the task is resumable from its start.
+    New(&'a str),
+    /// A follow-up run in the session of an earlier one.
+    Resume(&'a str),
+}
+
+/// The full argv of one run, program first. The prompt is not in it: it goes on stdin, so a
+/// prompt starting with `-` is never read as a flag and its size is not limited by argv.
+///
+/// Values are attached with `=` so that a value starting with `-` cannot be taken for a flag.
+/// Allowed tools are passed comma-joined in one value, as the Agent SDK does: the CLI splits that
+/// value itself and keeps patterns such as `Bash(git commit:*)` whole.
+pub fn argv(opts: &TaskOptions, session: SessionArg) -> Vec<String> {
+    let mut v: Vec<String> = Vec::with_capacity(opts.cmd.len() + opts.args.len() + 10);
+    match opts.cmd.split_first() {
+        Some((program, rest)) => {
+            v.push(program.clone());
+            v.extend(rest.iter().cloned());
+        }
+        None => v.push("claude".to_string()),
+    }
+    v.extend(opts.args.iter().cloned());
+    for a in [
+        "-p",
+        "--output-format",
+        "stream-json",
+        "--verbose",
+        "--include-partial-messages",
+    ] {
+        v.push(a.to_string());
+    }
+    if !opts.permission_mode.is_empty() {
+        v.push(format!("--permission-mode={}", opts.permission_mode));
+    }
+    if let Some(model) = opts.model.as_deref().filter(|m| !m.is_empty()) {
+        v.push(format!("--model={model}"));
+    }
+    let tools: Vec<&str> = opts
+        .allowed_tools
+        .iter()
+        .map(|t| t.trim())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if !tools.is_empty() {
+        v.push(format!("--allowedTools={}", tools.join(",")));
+    }
+    match session {
+        SessionArg::New(id) => v.push(format!("--session-id={id}")),
+        SessionArg::Resume(id) => v.push(format!("--resume={id}")),
+    }
+    v
+}
+
+/// One line of the transcript.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Msg {
+    /// `system/init`: the first line of every run.
+    Init(Init),
+    /// `system/api_retry`: the CLI is about to retry a failed API request.
+    ApiRetry(ApiRetry),
+    /// Any other `system` line (`status`, `task_started`, `task_notification`, ...).
+    System {
+        subtype: String,
+    },
+    Assistant(Assistant),
+    User(User),
+    /// A raw API streaming event (only with `--include-partial-messages`).
+    Stream(Stream),
+    /// The last line of a run.
+    Result(ResultInfo),
+    /// A line that is not a JSON object: shown as it is.
+    Text(String),
+    /// A line longer than the framer keeps: only its beginning is known.
+    Truncated {
+        prefix: String,
+        total_len: usize,
+    },
+    /// A JSON object of a kind we do not know (`kind` is its `type`, possibly empty).
+    Other {
+        kind: String,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Init {
+    pub session_id: String,
+    pub model: String,
+    pub cwd: String,
+    pub permission_mode: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ApiRetry {
+    pub attempt: u64,
+    pub max_retries: u64,
+    pub retry_delay_ms: f64,
+    /// HTTP status; absent when the request did not get an answer (connection refused...).
+    pub error_status: Option<u64>,
+    /// The CLI's error category (`server_error`, `rate_limit`, `overloaded`, `unknown`...).
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Assistant {
+    pub message_id: String,
+    /// Set for the messages of a subagent (the `Task` tool call that runs it).
+    pub parent_tool_use_id: Option<String>,
+    pub content: Vec<Block>,
+    /// Set on the synthetic message the CLI writes when the API failed; its text is the error.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Block {
+    Text(String),
+    ToolUse {
+        id: String,
+        name: String,
+        input: Value,
+    },
+    /// Thinking text; empty for redacted thinking.
+    Thinking(String),
+    /// A block of another type (its `type`).
+    Other(String),
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct User {
+    pub parent_tool_use_id: Option<String>,
+    pub content: Vec<UserBlock>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum UserBlock {
+    ToolResult(ToolResult),
+    /// Text the CLI adds on the user's side, e.g. `[Request interrupted by user]`.
+    Text(String),
+    Other(String),
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ToolResult {
+    pub tool_use_id: String,
+    /// The result as text (text parts of an array joined by newlines, `[image]` for images).
+    pub content: String,
+    pub is_error: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stream {
+    pub parent_tool_use_id: Option<String>,
+    pub event: Event,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    MessageStart {
+        id: String,
+    },
+    BlockStart {
+        index: u64,
+        block: BlockKind,
+    },
+    TextDelta {
+        index: u64,
+        text: String,
+    },
+    InputJsonDelta {
+        index: u64,
+        partial_json: String,
+    },
+    ThinkingDelta {
+        index: u64,
+        thinking: String,
+    },
+    /// Another delta type (`signature_delta`, ...).
+    OtherDelta {
+        index: u64,
+        kind: String,
+    },
+    BlockStop {
+        index: u64,
+    },
+    MessageDelta,
+    MessageStop,
+    Other(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum BlockKind {
+    Text,
+    ToolUse { id: String, name: String },
+    Thinking,
+    Other(String),
+}
+
+/// The `result` line: how a run ended. Owned, so the supervisor can keep it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ResultInfo {
+    /// `success`, `error_during_execution`, `error_max_turns`...
+    pub subtype: String,
+    pub is_error: bool,
+    pub duration_ms: Option<u64>,
+    pub num_turns: u64,
+    pub total_cost_usd: f64,
+    /// The final assistant text, or the error text of an API failure.
+    pub result: Option<String>,
+    pub session_id: Option<String>,
+    pub api_error_status: Option<u64>,
+    pub permission_denials: Vec<Denial>,
+    pub errors: Vec<String>,
+    pub terminal_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Denial {
+    pub tool_name: String,
+    pub tool_input: Value,
+}
+
+impl Denial {
+    /// `Write(/path)`, as in the tool call line.
+    pub fn summary(&self) -> String {
+        tool_summary(&self.tool_name, &self.tool_input)
+    }
+}
+
+/// The CLI's internal diagnostics in `errors` say nothing to a user.
+fn is_diagnostic(error: &str) -> bool {
+    error.starts_with("[ede_diagnostic]")
+}
+
+impl ResultInfo {
+    /// Errors worth showing to a user, in order.
+    pub fn user_errors(&self) -> impl Iterator<Item = &str> {
+        self.errors
+            .iter()
+            .map(|e| e.trim())
+            .filter(|e| !e.is_empty() && !is_diagnostic(e))
+    }
+
+    /// Why the run failed, in one line; `None` when it did not fail.
+    pub fn error_message(&self) -> Option<String> {
+        if !self.is_error {
+            return None;
+        }
+        if let Some(e) = self.user_errors().next() {
+            return Some(first_line(e).to_string());
+        }
+        if let Some(r) = self
+            .result
+            .as_deref()
+            .map(first_line)
+            .filter(|r| !r.is_empty())
+        {
+            return Some(r.to_string());
+        }
+        if let Some(status) = self.api_error_status {
+            return Some(format!("API error {status}"));
+        }
+        Some(
+            match self.terminal_reason.as_deref().filter(|r| !r.is_empty()) {
+                Some(reason) if !self.subtype.is_empty() => format!("{} ({reason})", self.subtype),
+                Some(reason) => reason.to_string(),
+                None if !self.subtype.is_empty() => self.subtype.clone(),
+                None => "error".to_string(),
+            },
+        )
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.trim().lines().next().unwrap_or("").trim()
+}
+
+/// How many characters of a truncated line we keep to show it.
+const TRUNCATED_PREFIX_CHARS: usize = 200;
+
+/// Parses one line of the transcript. Never panics, whatever the bytes.
+pub fn parse(line: &Line) -> Msg {
+    if line.truncated() {
+        // A UTF-8 char is at most 4 bytes, so this many bytes hold the prefix we show.
+        let head = &line.bytes[..line.bytes.len().min(TRUNCATED_PREFIX_CHARS * 4)];
+        let prefix: String = String::from_utf8_lossy(head)
+            .chars()
+            .take(TRUNCATED_PREFIX_CHARS)
+            .collect();
+        return Msg::Truncated {
+            prefix,
+            total_len: line.total_len,
+        };
+    }
+    parse_bytes(&line.bytes)
+}
+
+/// Parses the bytes of one complete line (without its newline).
+pub fn parse_bytes(bytes: &[u8]) -> Msg {
+    // Deltas are most of the lines of a long answer, so they get a parse into borrowed structs
+    // that skips every field we do not need; anything unusual takes the general path.
+    if bytes.starts_with(br#"{"type":"stream_event""#) {
+        if let Ok(fast) = serde_json::from_slice::<FastStream>(bytes) {
+            if fast.ty == "stream_event" {
+                return Msg::Stream(Stream {
+                    parent_tool_use_id: fast.parent_tool_use_id,
+                    event: fast.event.into_event(),
+                });
+            }
+        }
+    }
+    let value = match serde_json::from_slice::<Value>(bytes) {
+        Ok(v) => v,
+        Err(_) => {
+            let text = String::from_utf8_lossy(bytes);
+            match text {
+                // Valid UTF-8 that is not JSON: nothing more to try.
+                Cow::Borrowed(s) => return Msg::Text(s.to_string()),
+                Cow::Owned(s) => match serde_json::from_str::<Value>(&s) {
+                    Ok(v) => v,
+                    Err(_) => return Msg::Text(s),
+                },
+            }
+        }
+    };
+    if !value.is_object() {
+        return Msg::Text(String::from_utf8_lossy(bytes).into_owned());
+    }
+    from_value(&value)
+}
+
+#[derive(Deserialize)]
+struct FastStream<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Cow<'a, str>,
+    #[serde(default)]
+    parent_tool_use_id: Option<String>,
+    #[serde(borrow)]
+    event: FastEvent<'a>,
+}
+
+#[derive(Deserialize)]
+struct FastEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Cow<'a, str>,
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(default, borrow)]
+    delta: Option<FastDelta<'a>>,
+    #[serde(default, borrow)]
+    content_block: Option<FastBlock<'a>>,
+    #[serde(default)]
+    message: Option<FastMessage>,
+}
+
+// Borrowed where the JSON has no escapes, to save an allocation per field on the hot path.
+#[derive(Deserialize)]
+struct FastDelta<'a> {
+    #[serde(rename = "type", default, borrow)]
+    ty: Cow<'a, str>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    partial_json: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    thinking: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct FastBlock<'a> {
+    #[serde(rename = "type", default, borrow)]
+    ty: Cow<'a, str>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct FastMessage {
+    #[serde(default)]
+    id: Option<String>,
+}
+
+impl FastEvent<'_> {
+    fn into_event(self) -> Event {
+        let index = self.index.unwrap_or(0);
+        match &*self.ty {
+            "content_block_delta" => {
+                let d = self.delta.unwrap_or(FastDelta {
+                    ty: Cow::Borrowed(""),
+                    text: None,
+                    partial_json: None,
+                    thinking: None,
+                });
+                let own = |s: Option<Cow<str>>| s.map(Cow::into_owned);
+                delta_event(
+                    index,
+                    &d.ty,
+                    own(d.text),
+                    own(d.partial_json),
+                    own(d.thinking),
+                )
+            }
+            "content_block_start" => {
+                let b = self.content_block.unwrap_or(FastBlock {
+                    ty: Cow::Borrowed(""),
+                    id: None,
+                    name: None,
+                });
+                Event::BlockStart {
+                    index,
+                    block: block_kind(&b.ty, b.id, b.name),
+                }
+            }
+            "content_block_stop" => Event::BlockStop { index },
+            "message_start" => Event::MessageStart {
+                id: self.message.and_then(|m| m.id).unwrap_or_default(),
+            },
+            "message_delta" => Event::MessageDelta,
+            "message_stop" => Event::MessageStop,
+            other => Event::Other(other.to_string()),
+        }
+    }
+}
+
+fn delta_event(
+    index: u64,
+    ty: &str,
+    text: Option<String>,
+    partial_json: Option<String>,
+    thinking: Option<String>,
+) -> Event {
+    match ty {
+        "text_delta" => Event::TextDelta {
+            index,
+            text: text.unwrap_or_default(),
+        },
+        "input_json_delta" => Event::InputJsonDelta {
+            index,
+            partial_json: partial_json.unwrap_or_default(),
+        },
+        "thinking_delta" => Event::ThinkingDelta {
+            index,
+            thinking: thinking.unwrap_or_default(),
+        },
+        other => Event::OtherDelta {
+            index,
+            kind: other.to_string(),
+        },
+    }
+}
+
+fn block_kind(ty: &str, id: Option<String>, name: Option<String>) -> BlockKind {
+    match ty {
+        "text" => BlockKind::Text,
+        "tool_use" | "server_tool_use" | "mcp_tool_use" => BlockKind::ToolUse {
+            id: id.unwrap_or_default(),
+            name: name.unwrap_or_default(),
+        },
+        "thinking" | "redacted_thinking" => BlockKind::Thinking,
+        other => BlockKind::Other(other.to_string()),
+    }
+}
+
+// Lenient accessors: a field of an unexpected type reads as absent instead of losing the line.
+
+fn get_str<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+fn get_string(v: &Value, key: &str) -> String {
+    get_str(v, key).unwrap_or_default().to_string()
+}
+
+fn get_u64(v: &Value, key: &str) -> Option<u64> {
+    let x = v.get(key)?;
+    if let Some(n) = x.as_u64() {
+        return Some(n);
+    }
+    if let Some(f) = x.as_f64().filter(|f| f.is_finite() && *f >= 0.0) {
+        return Some(f.round() as u64);
+    }
+    x.as_str().and_then(|s| s.trim().parse().ok())
+}
+
+fn get_f64(v: &Value, key: &str) -> Option<f64> {
+    let x = v.get(key)?;
+    x.as_f64()
+        .or_else(|| x.as_str().and_then(|s| s.trim().parse().ok()))
+        .filter(|f: &f64| f.is_finite())
+}
+
+fn get_bool(v: &Value, key: &str) -> Option<bool> {
+    v.get(key).and_then(Value::as_bool)
+}
+
+/// A string field, or the JSON text of a non-string one (`error` is a string today).
+fn get_text(v: &Value, key: &str) -> Option<String> {
+    match v.get(key)? {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+fn from_value(v: &Value) -> Msg {
+    let kind = get_str(v, "type").unwrap_or_default();
+    match kind {
+        "system" => match get_str(v, "subtype").unwrap_or_default() {
+            "init" => Msg::Init(Init {
+                session_id: get_string(v, "session_id"),
+                model: get_string(v, "model"),
+                cwd: get_string(v, "cwd"),
+                permission_mode: get_string(v, "permissionMode"),
+            }),
+            "api_retry" => Msg::ApiRetry(ApiRetry {
+                attempt: get_u64(v, "attempt").unwrap_or(0),
+                max_retries: get_u64(v, "max_retries").unwrap_or(0),
+                retry_delay_ms: get_f64(v, "retry_delay_ms").unwrap_or(0.0),
+                error_status: get_u64(v, "error_status"),
+                error: get_text(v, "error").unwrap_or_default(),
+            }),
+            other => Msg::System {
+                subtype: other.to_string(),
+            },
+        },
+        "assistant" => {
+            let message = v.get("message").unwrap_or(&Value::Null);
+            Msg::Assistant(Assistant {
+                message_id: get_string(message, "id"),
+                parent_tool_use_id: get_str(v, "parent_tool_use_id").map(str::to_string),
+                content: content_items(message)
+                    .map(|items| items.iter().map(assistant_block).collect())
+                    .unwrap_or_else(|| {
+                        get_str(message, "content")
+                            .map(|s| vec![Block::Text(s.to_string())])
+                            .unwrap_or_default()
+                    }),
+                error: get_text(v, "error"),
+            })
+        }
+        "user" => {
+            let message = v.get("message").unwrap_or(&Value::Null);
+            Msg::User(User {
+                parent_tool_use_id: get_str(v, "parent_tool_use_id").map(str::to_string),
+                content: content_items(message)
+                    .map(|items| items.iter().map(user_block).collect())
+                    .unwrap_or_else(|| {
+                        get_str(message, "content")
+                            .map(|s| vec![UserBlock::Text(s.to_string())])
+                            .unwrap_or_default()
+                    }),
+            })
+        }
+        "stream_event" => {
+            let e = v.get("event").unwrap_or(&Value::Null);
+            Msg::Stream(Stream {
+                parent_tool_use_id: get_str(v, "parent_tool_use_id").map(str::to_string),
+                event: event_from_value(e),
+            })
+        }
+        "result" => Msg::Result(result_from_value(v)),
+        other => Msg::Other {
+            kind: other.to_string(),
+        },
+    }
+}
+
+fn content_items(message: &Value) -> Option<&Vec<Value>> {
+    message.get("content").and_then(Value::as_array)
+}
+
+fn assistant_block(b: &Value) -> Block {
+    match get_str(b, "type").unwrap_or_default() {
+        "text" => Block::Text(get_string(b, "text")),
+        "tool_use" | "server_tool_use" | "mcp_tool_use" => Block::ToolUse {
+            id: get_string(b, "id"),
+            name: get_string(b, "name"),
+            input: b.get("input").cloned().unwrap_or(Value::Null),
+        },
+        "thinking" => Block::Thinking(get_string(b, "thinking")),
+        "redacted_thinking" => Block::Thinking(String::new()),
+        other => Block::Other(other.to_string()),
+    }
+}
+
+fn user_block(b: &Value) -> UserBlock {
+    match get_str(b, "type").unwrap_or_default() {
+        "tool_result" => UserBlock::ToolResult(ToolResult {
+            tool_use_id: get_string(b, "tool_use_id"),
+            content: tool_result_text(b.get("content").unwrap_or(&Value::Null)),
+            is_error: get_bool(b, "is_error").unwrap_or(false),
+        }),
+        "text" => UserBlock::Text(get_string(b, "text")),
+        other => UserBlock::Other(other.to_string()),
+    }
+}
+
+fn tool_result_text(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => {
+            let mut out = String::new();
+            for p in parts {
+                let piece: Cow<str> = match get_str(p, "type").unwrap_or_default() {
+                    "text" => Cow::Borrowed(get_str(p, "text").unwrap_or_default()),
+                    "" => match p.as_str() {
+                        Some(s) => Cow::Borrowed(s),
+                        None => continue,
+                    },
+                    other => Cow::Owned(format!("[{other}]")),
+                };
+                if !out.is_empty() {
+                    out.push('\n');
+                }
+                out.push_str(&piece);
+            }
+            out
+        }
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn event_from_value(e: &Value) -> Event {
+    let index = get_u64(e, "index").unwrap_or(0);
+    match get_str(e, "type").unwrap_or_default() {
+        "content_block_delta" => {
+            let d = e.get("delta").unwrap_or(&Value::Null);
+            let s = |k| get_str(d, k).map(str::to_string);
+            delta_event(
+                index,
+                get_str(d, "type").unwrap_or_default(),
+                s("text"),
+                s("partial_json"),
+                s("thinking"),
+            )
+        }
+        "content_block_start" => {
+            let b = e.get("content_block").unwrap_or(&Value::Null);
+            Event::BlockStart {
+                index,
+                block: block_kind(
+                    get_str(b, "type").unwrap_or_default(),
+                    get_str(b, "id").map(str::to_string),
+                    get_str(b, "name").map(str::to_string),
+                ),
+            }
+        }
+        "content_block_stop" => Event::BlockStop { index },
+        "message_start" => Event::MessageStart {
+            id: e
+                .get("message")
+                .map(|m| get_string(m, "id"))
+                .unwrap_or_default(),
+        },
+        "message_delta" => Event::MessageDelta,
+        "message_stop" => Event::MessageStop,
+        other => Event::Other(other.to_string()),
+    }
+}
+
+fn result_from_value(v: &Value) -> ResultInfo {
+    let subtype = get_string(v, "subtype");
+    let is_error = get_bool(v, "is_error").unwrap_or(subtype != "success");
+    let errors = match v.get("errors") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|e| match e {
+                Value::String(s) => s.clone(),
+                other => get_text(other, "message").unwrap_or_else(|| other.to_string()),
+            })
+            .collect(),
+        Some(Value::String(s)) => vec![s.clone()],
+        _ => Vec::new(),
+    };
+    let permission_denials = v
+        .get("permission_denials")
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .map(|d| Denial {
+                    tool_name: get_string(d, "tool_name"),
+                    tool_input: d.get("tool_input").cloned().unwrap_or(Value::Null),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ResultInfo {
+        subtype,
+        is_error,
+        duration_ms: get_u64(v, "duration_ms"),
+        num_turns: get_u64(v, "num_turns").unwrap_or(0),
+        total_cost_usd: get_f64(v, "total_cost_usd").unwrap_or(0.0),
+        result: get_str(v, "result").map(str::to_string),
+        session_id: get_str(v, "session_id").map(str::to_string),
+        api_error_status: get_u64(v, "api_error_status"),
+        permission_denials,
+        errors,
+        terminal_reason: get_str(v, "terminal_reason").map(str::to_string),
+    }
+}
+
+/// Longest argument shown in a tool call line, in characters, `…` included.
+const TOOL_ARG_CHARS: usize = 80;
+
+/// One-line description of a tool call: `Bash(npm test)`, `Write(src/lib.rs)`, `TodoWrite(3 items)`.
+pub fn tool_summary(name: &str, input: &Value) -> String {
+    let name = one_line(name, TOOL_ARG_CHARS);
+    let key = match name.as_str() {
+        "Bash" => Some("command"),
+        "Write" | "Edit" | "MultiEdit" | "Read" => Some("file_path"),
+        "NotebookEdit" => Some("notebook_path"),
+        "Grep" | "Glob" => Some("pattern"),
+        "WebFetch" => Some("url"),
+        "WebSearch" => Some("query"),
+        "Task" | "Agent" => Some("description"),
+        "TodoWrite" => {
+            let n = input
+                .get("todos")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            let unit = if n == 1 { "item" } else { "items" };
+            return format!("TodoWrite({n} {unit})");
+        }
+        _ => None,
+    };
+    let arg = key
+        .and_then(|k| get_str(input, k))
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| first_string_field(input));
+    match arg {
+        Some(a) => format!("{name}({})", one_line(a, TOOL_ARG_CHARS)),
+        None => name,
+    }
+}
+
+/// The argument an unknown tool is best known by: a usual key if present, else the first
+/// non-empty string field (in the map's order).
+fn first_string_field(input: &Value) -> Option<&str> {
+    const USUAL: [&str; 9] = [
+        "command",
+        "file_path",
+        "path",
+        "pattern",
+        "url",
+        "query",
+        "description",
+        "prompt",
+        "name",
+    ];
+    let map = input.as_object()?;
+    USUAL
+        .iter()
+        .filter_map(|k| map.get(*k).and_then(Value::as_str))
+        .chain(map.values().filter_map(Value::as_str))
+        .find(|s| !s.trim().is_empty())
+}
+
+/// The first non-blank line of `s`, trimmed, control characters as spaces, at most `max`
+/// characters; `…` marks anything cut (more characters or more lines).
+pub fn one_line(s: &str, max: usize) -> String {
+    let mut lines = s.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("");
+    let more_lines = lines.next().is_some();
+    let mut out = String::with_capacity(first.len().min(max * 4));
+    let mut count = 0;
+    let mut cut = more_lines;
+    for c in first.chars() {
+        if count == max {
+            cut = true;
+            break;
+        }
+        out.push(if c.is_control() { ' ' } else { c });
+        count += 1;
+    }
+    if cut {
+        if count == max {
+            out.pop();
+        }
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn line(s: &[u8]) -> Line {
+        Line {
+            bytes: s.to_vec(),
+            total_len: s.len(),
+            offset: 0,
+        }
+    }
+
+    fn p(s: &str) -> Msg {
+        parse(&line(s.as_bytes()))
+    }
+
+    fn opts() -> TaskOptions {
+        TaskOptions {
+            cmd: vec!["claude".into()],
+            model: None,
+            permission_mode: "acceptEdits".into(),
+            allowed_tools: vec![],
+            args: vec![],
+        }
+    }
+
+    #[test]
+    fn argv_for_a_new_session() {
+        let a = argv(&opts(), SessionArg::New("1234"));
+        assert_eq!(
+            a,
+            [
+                "claude",
+                "-p",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--include-partial-messages",
+                "--permission-mode=acceptEdits",
+                "--session-id=1234"
+            ]
+        );
+    }
+
+    #[test]
+    fn argv_with_everything() {
+        let o = TaskOptions {
+            cmd: vec!["npx".into(), "claude".into()],
+            model: Some("sonnet".into()),
+            permission_mode: "default".into(),
+            allowed_tools: vec!["Bash(git commit:*)".into(), " Read ".into(), "".into()],
+            args: vec!["--add-dir".into(), "/x".into()],
+        };
+        let a = argv(&o, SessionArg::Resume("abc"));
+        assert_eq!(
+            a,
+            [
+                "npx",
+                "claude",
+                "--add-dir",
+                "/x",
+                "-p",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--include-partial-messages",
+                "--permission-mode=default",
+                "--model=sonnet",
+                "--allowedTools=Bash(git commit:*),Read",
+                "--resume=abc"
+            ]
+        );
+    }
+
+    #[test]
+    fn argv_defaults_the_program_and_skips_empty_values() {
+        let o = TaskOptions {
+            cmd: vec![],
+            model: Some(String::new()),
+            permission_mode: String::new(),
+            ..Default::default()
+        };
+        let a = argv(&o, SessionArg::New("s"));
+        assert_eq!(a[0], "claude");
+        assert!(!a.iter().any(|x| x.starts_with("--model")
+            || x.starts_with("--permission-mode")
+            || x.starts_with("--allowedTools")));
+        assert_eq!(a.last().map(String::as_str), Some("--session-id=s"));
+    }
+
+    #[test]
+    fn parses_init() {
+        let m = p(
+            r#"{"type":"system","subtype":"init","cwd":"/p","session_id":"s1","tools":["Bash"],"model":"opus","permissionMode":"default","x":{"y":[1]}}"#,
+        );
+        assert_eq!(
+            m,
+            Msg::Init(Init {
+                session_id: "s1".into(),
+                model: "opus".into(),
+                cwd: "/p".into(),
+                permission_mode: "default".into()
+            })
+        );
+    }
+
+    #[test]
+    fn parses_api_retry() {
+        let m = p(
+            r#"{"type":"system","subtype":"api_retry","attempt":1,"max_retries":2,"retry_delay_ms":510.8134944319151,"error_status":500,"error":"server_error","session_id":"s"}"#,
+        );
+        assert_eq!(
+            m,
+            Msg::ApiRetry(ApiRetry {
+                attempt: 1,
+                max_retries: 2,
+                retry_delay_ms: 510.8134944319151,
+                error_status: Some(500),
+                error: "server_error".into()
+            })
+        );
+        let m = p(
+            r#"{"type":"system","subtype":"api_retry","attempt":1,"max_retries":2,"retry_delay_ms":599,"error_status":null,"error":"unknown"}"#,
+        );
+        let Msg::ApiRetry(r) = m else {
+            panic!("not a retry")
+        };
+        assert_eq!(r.error_status, None);
+    }
+
+    #[test]
+    fn other_system_subtypes() {
+        assert_eq!(
+            p(r#"{"type":"system","subtype":"status","status":"requesting"}"#),
+            Msg::System {
+                subtype: "status".into()
+            }
+        );
+        assert_eq!(
+            p(r#"{"type":"system","subtype":"task_notification","status":"stopped"}"#),
+            Msg::System {
+                subtype: "task_notification".into()
+            }
+        );
+    }
+
+    #[test]
+    fn parses_assistant_blocks() {
+        let m = p(
+            r#"{"type":"assistant","message":{"id":"m1","content":[{"type":"text","text":"hi"},{"type":"tool_use","id":"t1","name":"Bash","input":{"command":"ls"}},{"type":"thinking","thinking":"hmm","signature":"x"},{"type":"image"}]},"parent_tool_use_id":null}"#,
+        );
+        assert_eq!(
+            m,
+            Msg::Assistant(Assistant {
+                message_id: "m1".into(),
+                parent_tool_use_id: None,
+                content: vec![
+                    Block::Text("hi".into()),
+                    Block::ToolUse {
+                        id: "t1".into(),
+                        name: "Bash".into(),
+                        input: json!({"command": "ls"})
+                    },
+                    Block::Thinking("hmm".into()),
+                    Block::Other("image".into()),
+                ],
+                error: None,
+            })
+        );
+    }
+
+    #[test]
+    fn parses_synthetic_api_error_message() {
+        let m = p(
+            r#"{"type":"assistant","message":{"id":"x","content":[{"type":"text","text":"API Error: 500 boom"}]},"error":"server_error"}"#,
+        );
+        let Msg::Assistant(a) = m else {
+            panic!("not assistant")
+        };
+        assert_eq!(a.error.as_deref(), Some("server_error"));
+    }
+
+    #[test]
+    fn parses_user_tool_results_and_text() {
+        let m = p(
+            r#"{"type":"user","message":{"role":"user","content":[{"tool_use_id":"t1","type":"tool_result","content":"out","is_error":false},{"type":"tool_result","tool_use_id":"t2","content":[{"type":"text","text":"a"},{"type":"image","source":{}},{"type":"text","text":"b"}],"is_error":true},{"type":"text","text":"[Request interrupted by user]"}]}}"#,
+        );
+        assert_eq!(
+            m,
+            Msg::User(User {
+                parent_tool_use_id: None,
+                content: vec![
+                    UserBlock::ToolResult(ToolResult {
+                        tool_use_id: "t1".into(),
+                        content: "out".into(),
+                        is_error: false
+                    }),
+                    UserBlock::ToolResult(ToolResult {
+                        tool_use_id: "t2".into(),
+                        content: "a\n[image]\nb".into(),
+                        is_error: true
+                    }),
+                    UserBlock::Text("[Request interrupted by user]".into()),
+                ]
+            })
+        );
+        // A missing is_error means success; string content of the message is text.
+        let m = p(r#"{"type":"user","message":{"role":"user","content":"hello"}}"#);
+        assert_eq!(
+            m,
+            Msg::User(User {
+                parent_tool_use_id: None,
+                content: vec![UserBlock::Text("hello".into())]
+            })
+        );
+    }
+
+    #[test]
+    fn parses_stream_events_fast_and_slow() {
+        let cases = [
+            (
+                r#"{"type":"stream_event","event":{"type":"content_block_delta","index":2,"delta":{"type":"text_delta","text":"a\"\n\u00e9"}},"session_id":"s","parent_tool_use_id":null,"uuid":"u"}"#,
+                Event::TextDelta {
+                    index: 2,
+                    text: "a\"\né".into(),
+                },
+            ),
+            (
+                r#"{"type":"stream_event","event":{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"c"}}}"#,
+                Event::InputJsonDelta {
+                    index: 1,
+                    partial_json: "{\"c".into(),
+                },
+            ),
+            (
+                r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hm"}}}"#,
+                Event::ThinkingDelta {
+                    index: 0,
+                    thinking: "hm".into(),
+                },
+            ),
+            (
+                r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"x"}}}"#,
+                Event::OtherDelta {
+                    index: 0,
+                    kind: "signature_delta".into(),
+                },
+            ),
+            (
+                r#"{"type":"stream_event","event":{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"t","name":"Bash","input":{}}}}"#,
+                Event::BlockStart {
+                    index: 1,
+                    block: BlockKind::ToolUse {
+                        id: "t".into(),
+                        name: "Bash".into(),
+                    },
+                },
+            ),
+            (
+                r#"{"type":"stream_event","event":{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":"","signature":""}}}"#,
+                Event::BlockStart {
+                    index: 0,
+                    block: BlockKind::Thinking,
+                },
+            ),
+            (
+                r#"{"type":"stream_event","event":{"type":"content_block_stop","index":0}}"#,
+                Event::BlockStop { index: 0 },
+            ),
+            (
+                r#"{"type":"stream_event","event":{"type":"message_start","message":{"id":"m","content":[],"usage":{"a":1}}},"ttft_ms":3}"#,
+                Event::MessageStart { id: "m".into() },
+            ),
+            (
+                r#"{"type":"stream_event","event":{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{}}}"#,
+                Event::MessageDelta,
+            ),
+            (
+                r#"{"type":"stream_event","event":{"type":"message_stop"}}"#,
+                Event::MessageStop,
+            ),
+            (
+                r#"{"type":"stream_event","event":{"type":"ping"}}"#,
+                Event::Other("ping".into()),
+            ),
+        ];
+        for (json, want) in cases {
+            let fast = p(json);
+            assert_eq!(
+                fast,
+                Msg::Stream(Stream {
+                    parent_tool_use_id: None,
+                    event: want.clone()
+                }),
+                "{json}"
+            );
+            // The general path (taken when the fast one fails) gives the same answer.
+            let slow = from_value(&serde_json::from_str(json).unwrap());
+            assert_eq!(slow, fast, "{json}");
+        }
+    }
+
+    #[test]
+    fn odd_stream_events_fall_back_to_the_general_path() {
+        // message_delta's `delta` has no `type`; an index as a float; duplicated keys.
+        let m = p(
+            r#"{"type":"stream_event","event":{"type":"content_block_delta","index":1.0,"delta":{"type":"text_delta","text":"x"}}}"#,
+        );
+        assert_eq!(
+            m,
+            Msg::Stream(Stream {
+                parent_tool_use_id: None,
+                event: Event::TextDelta {
+                    index: 1,
+                    text: "x".into()
+                }
+            })
+        );
+        let m = p(
+            r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x","text":"y"}}}"#,
+        );
+        assert_eq!(
+            m,
+            Msg::Stream(Stream {
+                parent_tool_use_id: None,
+                event: Event::TextDelta {
+                    index: 0,
+                    text: "y".into()
+                }
+            })
+        );
+        let m = p(
+            r#"{"type":"stream_event","parent_tool_use_id":"toolu_1","event":{"type":"message_stop"}}"#,
+        );
+        assert_eq!(
+            m,
+            Msg::Stream(Stream {
+                parent_tool_use_id: Some("toolu_1".into()),
+                event: Event::MessageStop
+            })
+        );
+    }
+
+    #[test]
+    fn parses_results() {
+        let m = p(
+            r#"{"type":"result","subtype":"success","is_error":false,"api_error_status":null,"duration_ms":307,"num_turns":2,"result":"done","session_id":"s","total_cost_usd":0.196635,"permission_denials":[{"tool_name":"Write","tool_use_id":"t","tool_input":{"file_path":"/p/h.txt","content":"x"}}],"terminal_reason":"completed"}"#,
+        );
+        let Msg::Result(r) = m else {
+            panic!("not a result")
+        };
+        assert_eq!(
+            r,
+            ResultInfo {
+                subtype: "success".into(),
+                is_error: false,
+                duration_ms: Some(307),
+                num_turns: 2,
+                total_cost_usd: 0.196635,
+                result: Some("done".into()),
+                session_id: Some("s".into()),
+                api_error_status: None,
+                permission_denials: vec![Denial {
+                    tool_name: "Write".into(),
+                    tool_input: json!({"file_path": "/p/h.txt", "content": "x"})
+                }],
+                errors: vec![],
+                terminal_reason: Some("completed".into()),
+            }
+        );
+        assert_eq!(r.error_message(), None);
+        assert_eq!(r.permission_denials[0].summary(), "Write(/p/h.txt)");
+    }
+
+    #[test]
+    fn result_error_messages() {
+        let r = |s: &str| match p(s) {
+            Msg::Result(r) => r,
+            other => panic!("{other:?}"),
+        };
+        let unknown = r(
+            r#"{"type":"result","subtype":"error_during_execution","duration_ms":0,"is_error":true,"num_turns":0,"total_cost_usd":0,"permission_denials":[],"errors":["No conversation found with session ID: 0000"]}"#,
+        );
+        assert_eq!(
+            unknown.error_message().as_deref(),
+            Some("No conversation found with session ID: 0000")
+        );
+        let api = r(
+            r#"{"type":"result","subtype":"success","is_error":true,"api_error_status":500,"result":"API Error: 500 Mock error 500 (api_error). More."}"#,
+        );
+        assert_eq!(
+            api.error_message().as_deref(),
+            Some("API Error: 500 Mock error 500 (api_error). More.")
+        );
+        let interrupted = r(
+            r#"{"type":"result","subtype":"error_during_execution","is_error":true,"terminal_reason":"aborted_streaming","errors":["[ede_diagnostic] result_type=user last_content_type=n/a stop_reason=null"]}"#,
+        );
+        assert_eq!(interrupted.user_errors().count(), 0);
+        assert_eq!(
+            interrupted.error_message().as_deref(),
+            Some("error_during_execution (aborted_streaming)")
+        );
+        let status_only =
+            r(r#"{"type":"result","subtype":"success","is_error":true,"api_error_status":"529"}"#);
+        assert_eq!(
+            status_only.error_message().as_deref(),
+            Some("API error 529")
+        );
+        // No is_error: anything but success is an error.
+        let bare = r(r#"{"type":"result","subtype":"error_max_turns"}"#);
+        assert!(bare.is_error);
+        assert_eq!(bare.error_message().as_deref(), Some("error_max_turns"));
+    }
+
+    #[test]
+    fn wrong_field_types_do_not_lose_the_line() {
+        let m = p(
+            r#"{"type":"result","subtype":7,"is_error":"yes","duration_ms":"12","num_turns":-1,"total_cost_usd":"0.5","permission_denials":{"a":1},"errors":[{"message":"bad"},3]}"#,
+        );
+        let Msg::Result(r) = m else {
+            panic!("not a result")
+        };
+        assert!(r.is_error);
+        assert_eq!(r.duration_ms, Some(12));
+        assert_eq!(r.num_turns, 0);
+        assert_eq!(r.total_cost_usd, 0.5);
+        assert_eq!(r.errors, ["bad", "3"]);
+        assert!(r.permission_denials.is_empty());
+    }
+
+    #[test]
+    fn unknown_and_bad_lines() {
+        assert_eq!(
+            p(r#"{"type":"future_thing","x":1}"#),
+            Msg::Other {
+                kind: "future_thing".into()
+            }
+        );
+        assert_eq!(p(r#"{"no_type":1}"#), Msg::Other { kind: "".into() });
+        assert_eq!(p("not json at all"), Msg::Text("not json at all".into()));
+        assert_eq!(p("[1,2]"), Msg::Text("[1,2]".into()));
+        assert_eq!(p("42"), Msg::Text("42".into()));
+        assert_eq!(p(""), Msg::Text("".into()));
+        assert_eq!(
+            p(r#"{"type":"assistant","message":{"content":[{"type":"te"#),
+            Msg::Text(r#"{"type":"assistant","message":{"content":[{"type":"te"#.into())
+        );
+        // Deep nesting hits serde_json's recursion limit: an error, not a stack overflow.
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(matches!(p(&deep), Msg::Text(_)));
+    }
+
+    #[test]
+    fn invalid_utf8_is_read_lossily() {
+        let mut bytes =
+            br#"{"type":"assistant","message":{"content":[{"type":"text","text":"a"#.to_vec();
+        bytes.extend_from_slice(&[0xff, 0xfe]);
+        bytes.extend_from_slice(br#"b"}]}}"#);
+        let Msg::Assistant(a) = parse(&line(&bytes)) else {
+            panic!("not assistant")
+        };
+        assert_eq!(a.content, vec![Block::Text("a\u{fffd}\u{fffd}b".into())]);
+        assert_eq!(
+            parse(&line(b"plain \xff text\x00")),
+            Msg::Text("plain \u{fffd} text\0".into())
+        );
+        // Same in a delta, which goes through the fast path first.
+        let mut bytes = br#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":""#.to_vec();
+        bytes.push(0xc3);
+        bytes.extend_from_slice(br#""}}}"#);
+        assert_eq!(
+            parse(&line(&bytes)),
+            Msg::Stream(Stream {
+                parent_tool_use_id: None,
+                event: Event::TextDelta {
+                    index: 0,
+                    text: "\u{fffd}".into()
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn truncated_lines_keep_a_prefix() {
+        let mut bytes = vec![b'x'; 1000];
+        bytes[0] = b'{';
+        let l = Line {
+            bytes: bytes.clone(),
+            total_len: 9_000_000,
+            offset: 5,
+        };
+        let Msg::Truncated { prefix, total_len } = parse(&l) else {
+            panic!("not truncated")
+        };
+        assert_eq!(total_len, 9_000_000);
+        assert_eq!(prefix.chars().count(), TRUNCATED_PREFIX_CHARS);
+        assert!(prefix.starts_with("{xxx"));
+        // A multi-byte char cut by the framer becomes a replacement char, never a panic.
+        let l = Line {
+            bytes: "é".repeat(10).into_bytes()[..7].to_vec(),
+            total_len: 100,
+            offset: 0,
+        };
+        let Msg::Truncated { prefix, .. } = parse(&l) else {
+            panic!("not truncated")
+        };
+        assert_eq!(prefix, "ééé\u{fffd}");
+    }
+
+    #[test]
+    fn never_panics_on_arbitrary_bytes() {
+        // A small deterministic generator: no extra crates.
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let base = br#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}}"#;
+        for _ in 0..20_000 {
+            let mut b = base.to_vec();
+            let edits = next() % 4 + 1;
+            for _ in 0..edits {
+                let pos = (next() as usize) % b.len();
+                match next() % 3 {
+                    0 => b[pos] = next() as u8,
+                    1 => {
+                        b.remove(pos);
+                    }
+                    _ => b.insert(pos, next() as u8),
+                }
+            }
+            let _ = parse(&line(&b));
+        }
+    }
+
+    #[test]
+    fn tool_summaries() {
+        let cases = [
+            (
+                "Bash",
+                json!({"command": "npm test", "description": "d"}),
+                "Bash(npm test)",
+            ),
+            (
+                "Write",
+                json!({"file_path": "src/lib.rs", "content": "x"}),
+                "Write(src/lib.rs)",
+            ),
+            (
+                "Edit",
+                json!({"file_path": "/abs/a.rs", "old_string": "a"}),
+                "Edit(/abs/a.rs)",
+            ),
+            ("Read", json!({"file_path": "README.md"}), "Read(README.md)"),
+            (
+                "Grep",
+                json!({"pattern": "fn main", "path": "src"}),
+                "Grep(fn main)",
+            ),
+            ("Glob", json!({"pattern": "**/*.rs"}), "Glob(**/*.rs)"),
+            (
+                "WebFetch",
+                json!({"url": "https://x.y/z", "prompt": "p"}),
+                "WebFetch(https://x.y/z)",
+            ),
+            (
+                "Task",
+                json!({"description": "find bugs", "prompt": "long"}),
+                "Task(find bugs)",
+            ),
+            (
+                "TodoWrite",
+                json!({"todos": [{}, {}, {}]}),
+                "TodoWrite(3 items)",
+            ),
+            ("TodoWrite", json!({"todos": [{}]}), "TodoWrite(1 item)"),
+            (
+                "mcp__gh__create_issue",
+                json!({"title": "Bug", "n": 1}),
+                "mcp__gh__create_issue(Bug)",
+            ),
+            ("Custom", json!({"n": 1}), "Custom"),
+            ("Custom", json!(null), "Custom"),
+            (
+                "Bash",
+                json!({"command": 5, "description": "fallback"}),
+                "Bash(fallback)",
+            ),
+        ];
+        for (name, input, want) in cases {
+            assert_eq!(tool_summary(name, &input), want);
+        }
+    }
+
+    #[test]
+    fn tool_summary_is_one_short_line() {
+        let long = "x".repeat(200);
+        let s = tool_summary("Bash", &json!({ "command": long }));
+        assert_eq!(s, format!("Bash({}…)", "x".repeat(79)));
+        let s = tool_summary("Bash", &json!({"command": "\n  cd /tmp  \nmake\tall"}));
+        assert_eq!(s, "Bash(cd /tmp…)");
+        let s = tool_summary("Bash", &json!({"command": "a\u{1b}[31mb\r"}));
+        assert_eq!(s, "Bash(a [31mb)");
+        assert_eq!(one_line(&"é".repeat(80), 80), "é".repeat(80));
+        assert_eq!(
+            one_line(&"é".repeat(81), 80),
+            format!("{}…", "é".repeat(79))
+        );
+        assert_eq!(one_line("", 80), "");
+    }
+}

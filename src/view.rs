@@ -1,0 +1,248 @@
+//! One attached buffer: the task's transcript replayed from disk and then followed live,
+//! framed, parsed, rendered and written to Neovim through the sink. The file is the truth and the
+//! buffer a view of it, so a view can start at any time (even for a task finished long ago, or
+//! one another editor runs) and any number of views can watch one task.
+//!
+//! Memory stays bounded: we stop reading while more than `READ_AHEAD` bytes of rendered lines
+//! wait for Neovim, and the renderer keeps only lines that can still change.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use crate::editor::{Editor, WriteError};
+use crate::follow::Follower;
+use crate::framing::{Framer, Line, MAX_LINE};
+use crate::render::{Footer, Header, Renderer};
+use crate::sink::Sink;
+use crate::task::TaskRecord;
+
+/// Rendered bytes allowed to wait for Neovim before we stop reading the transcript.
+pub const READ_AHEAD: usize = 2 * 1024 * 1024;
+const CHUNK: usize = 64 * 1024;
+
+pub struct View {
+    pub editor: Arc<dyn Editor>,
+    pub buf: i64,
+    pub transcript: PathBuf,
+    pub record: watch::Receiver<TaskRecord>,
+    pub stop: watch::Receiver<bool>,
+}
+
+/// Where the view is in the task's list of runs: separators and footers are drawn from the
+/// record, at the transcript offsets where each run began.
+struct RunCursor {
+    /// Runs whose output has begun in the buffer (the header begins the first).
+    begun: usize,
+    /// Runs whose footer is in the buffer.
+    footed: usize,
+}
+
+impl RunCursor {
+    /// Called before a line is rendered: a line at or past the offset where a later run began
+    /// means the earlier runs have ended.
+    fn before_line(&mut self, line: &Line, rec: &TaskRecord, r: &mut Renderer) {
+        while self.begun < rec.runs.len() && line.offset >= rec.runs[self.begun].transcript_offset
+        {
+            self.foot_through(self.begun, rec, r);
+            let run = &rec.runs[self.begun];
+            r.separator(run.n, &run.prompt_title);
+            self.begun += 1;
+        }
+    }
+
+    /// Footers (and separators for runs that wrote nothing) for every run that has finished,
+    /// once the transcript has been read to its end.
+    fn at_eof(&mut self, rec: &TaskRecord, r: &mut Renderer) {
+        while self.footed < rec.runs.len() && rec.runs[self.footed].status.is_finished() {
+            if self.begun <= self.footed {
+                let run = &rec.runs[self.footed];
+                r.separator(run.n, &run.prompt_title);
+                self.begun = self.footed + 1;
+            }
+            self.foot_through(self.footed + 1, rec, r);
+        }
+    }
+
+    fn foot_through(&mut self, end: usize, rec: &TaskRecord, r: &mut Renderer) {
+        while self.footed < end {
+            let run = &rec.runs[self.footed];
+            r.footer(&Footer {
+                status: run.status,
+                duration_ms: run.duration_ms,
+                num_turns: run.num_turns,
+                cost_usd: run.cost_usd,
+                error: run.error.as_deref(),
+            });
+            self.footed += 1;
+        }
+    }
+}
+
+type Write = Pin<Box<dyn std::future::Future<Output = Result<(), WriteError>> + Send>>;
+
+impl View {
+    pub async fn run(mut self) {
+        let mut renderer = Renderer::new();
+        let mut snapshot = self.record.borrow().clone();
+        renderer.header(&Header {
+            id: snapshot.id,
+            name: &snapshot.name,
+            cwd: &snapshot.cwd,
+            started_at_ms: snapshot.created_at_ms,
+        });
+        let mut cursor = RunCursor {
+            begun: 1,
+            footed: 0,
+        };
+        let mut follower = match Follower::open(&self.transcript, 0) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                crate::log_warn!("view: cannot open {}: {e}", self.transcript.display());
+                None
+            }
+        };
+        let mut framer = Framer::new(MAX_LINE, 0);
+        let mut chunk = vec![0u8; CHUNK];
+        let mut lines: Vec<Line> = Vec::new();
+        let mut sink = Sink::new();
+        let mut inflight: Option<Write> = None;
+        let mut at_eof = false;
+
+        loop {
+            let room = sink.pending_bytes() + renderer.pending_bytes() < READ_AHEAD;
+            if room && !at_eof {
+                // The snapshot is taken before the read: if it says a run has ended, all of that
+                // run's output is already in the file, so an empty read means we have all of it.
+                snapshot = self.record.borrow().clone();
+                let n = match follower.as_mut() {
+                    Some(f) => f.read(&mut chunk).unwrap_or_else(|e| {
+                        crate::log_warn!("view: read {}: {e}", self.transcript.display());
+                        0
+                    }),
+                    None => 0,
+                };
+                if n > 0 {
+                    framer.push(&chunk[..n], &mut lines);
+                    for line in lines.drain(..) {
+                        cursor.before_line(&line, &snapshot, &mut renderer);
+                        renderer.feed_line(&line);
+                    }
+                } else {
+                    if snapshot
+                        .runs
+                        .get(cursor.footed)
+                        .is_some_and(|r| r.status.is_finished())
+                    {
+                        // The run's process is gone: a last line without '\n' is complete.
+                        framer.finish(&mut lines);
+                        for line in lines.drain(..) {
+                            renderer.feed_line(&line);
+                        }
+                    }
+                    cursor.at_eof(&snapshot, &mut renderer);
+                    at_eof = true;
+                }
+            }
+            if let Some(u) = renderer.take_update() {
+                sink.offer(u);
+            }
+            let now = Instant::now();
+            if inflight.is_none() && sink.has_pending() && sink.due() <= now {
+                if let Some(batch) = sink.next_batch(now) {
+                    let editor = self.editor.clone();
+                    let buf = self.buf;
+                    inflight = Some(Box::pin(async move {
+                        editor.write_lines(buf, batch.start, batch.lines).await
+                    }));
+                }
+            }
+            if room && !at_eof {
+                // More to read right now; let other tasks (and the RPC loop) run in between.
+                tokio::task::yield_now().await;
+                continue;
+            }
+            let due = tokio::time::Instant::from_std(sink.due());
+            let can_send = inflight.is_none() && sink.has_pending();
+            let can_read = at_eof && follower.is_some();
+            tokio::select! {
+                res = async { inflight.as_mut().expect("guarded by the select condition").await }, if inflight.is_some() => {
+                    inflight = None;
+                    match res {
+                        Ok(()) => {}
+                        Err(WriteError::BufferGone) => return,
+                        Err(WriteError::Failed(e)) => {
+                            crate::log_warn!("view: write to buffer {} failed: {e}", self.buf);
+                            return;
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(due), if can_send => {}
+                res = async { follower.as_mut().expect("guarded by the select condition").changed().await }, if can_read => {
+                    if let Err(e) = res {
+                        crate::log_warn!("view: watching {}: {e}", self.transcript.display());
+                        follower = None;
+                    }
+                    at_eof = false;
+                }
+                res = self.record.changed(), if at_eof => {
+                    if res.is_err() {
+                        // The task was disposed.
+                        return;
+                    }
+                    at_eof = false;
+                }
+                _ = self.stop.changed() => return,
+            }
+        }
+    }
+}
+
+/// Renders a whole transcript to lines, for `export_markdown`; the same pipeline as a view.
+pub fn render_all(rec: &TaskRecord, transcript: &std::path::Path) -> std::io::Result<Vec<String>> {
+    use std::io::Read;
+    let mut renderer = Renderer::new();
+    renderer.header(&Header {
+        id: rec.id,
+        name: &rec.name,
+        cwd: &rec.cwd,
+        started_at_ms: rec.created_at_ms,
+    });
+    let mut cursor = RunCursor {
+        begun: 1,
+        footed: 0,
+    };
+    let mut framer = Framer::new(MAX_LINE, 0);
+    let mut file = std::fs::File::open(transcript)?;
+    let mut chunk = vec![0u8; CHUNK];
+    let mut lines = Vec::new();
+    let mut out = Vec::new();
+    loop {
+        let n = file.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        framer.push(&chunk[..n], &mut lines);
+        for line in lines.drain(..) {
+            cursor.before_line(&line, rec, &mut renderer);
+            renderer.feed_line(&line);
+        }
+        if let Some(u) = renderer.take_update() {
+            out.truncate(u.start);
+            out.extend(u.lines);
+        }
+    }
+    framer.finish(&mut lines);
+    for line in lines.drain(..) {
+        renderer.feed_line(&line);
+    }
+    cursor.at_eof(rec, &mut renderer);
+    if let Some(u) = renderer.take_update() {
+        out.truncate(u.start);
+        out.extend(u.lines);
+    }
+    Ok(out)
+}
