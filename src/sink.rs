@@ -50,7 +50,13 @@ impl Sink {
         self.carry_bytes
     }
 
-    /// When the next call may start.
+    /// Whether a call may start at `now`: at once after a quiet frame, else one frame after the
+    /// previous call.
+    pub fn ready(&self, now: Instant) -> bool {
+        self.last_send.is_none_or(|t| now >= t + FRAME)
+    }
+
+    /// When the next call may start (meaningful when `ready` is false).
     pub fn due(&self) -> Instant {
         match self.last_send {
             Some(t) => t + FRAME,
@@ -138,13 +144,13 @@ mod tests {
     #[test]
     fn first_send_is_due_at_once_then_once_per_frame() {
         let mut s = Sink::new();
-        let before = Instant::now();
-        assert!(s.due() <= Instant::now());
+        assert!(s.ready(Instant::now()));
         s.offer(up(0, &["a"]));
         let t = Instant::now();
         s.next_batch(t);
         assert_eq!(s.due(), t + FRAME);
-        assert!(s.due() > before);
+        assert!(!s.ready(t + FRAME / 2));
+        assert!(s.ready(t + FRAME));
         assert_eq!(s.pending_bytes(), 0);
     }
 }

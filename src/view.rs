@@ -151,7 +151,7 @@ impl View {
                 sink.offer(u);
             }
             let now = Instant::now();
-            if inflight.is_none() && sink.has_pending() && sink.due() <= now {
+            if inflight.is_none() && sink.has_pending() && sink.ready(now) {
                 if let Some(batch) = sink.next_batch(now) {
                     let editor = self.editor.clone();
                     let buf = self.buf;

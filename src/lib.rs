@@ -1,0 +1,23 @@
+//! claude-tasks: the backend of claude-tasks.nvim. See doc/protocol.md for the RPC surface and
+//! ../shared/DESIGN.md for the architecture. Data flows one way: the CLI writes its transcript
+//! file -> `follow` -> `framing` -> `claude` (stream-json) -> `render` -> `sink` -> Neovim.
+
+pub mod log;
+
+pub mod args;
+pub mod claude;
+pub mod config;
+pub mod editor;
+pub mod follow;
+pub mod framing;
+pub mod proctree;
+pub mod reaper;
+pub mod render;
+pub mod rpc;
+pub mod runner;
+pub mod sink;
+pub mod store;
+pub mod supervisor;
+pub mod task;
+pub mod timefmt;
+pub mod view;

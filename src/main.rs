@@ -1,0 +1,146 @@
+//! `claude-tasks`: started by Neovim with `jobstart({bin}, {rpc = true})`; speaks msgpack-RPC on
+//! stdin/stdout until Neovim closes the channel, then applies `on_exit` and exits 0.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use claude_tasks::rpc::{Rpc, VERSION};
+use claude_tasks::store::Store;
+use claude_tasks::{log_error, log_info, log_warn};
+
+struct Cli {
+    state_dir: PathBuf,
+    log_file: Option<PathBuf>,
+}
+
+const USAGE: &str = "usage: claude-tasks [--state-dir DIR] [--log-file FILE] | --version
+Started by claude-tasks.nvim; speaks msgpack-RPC on stdin/stdout.";
+
+fn default_state_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    base.join("nvim").join("claude-tasks")
+}
+
+enum Parsed {
+    Run(Cli),
+    Print(String),
+}
+
+fn parse_args() -> Result<Parsed, String> {
+    let mut cli = Cli {
+        state_dir: default_state_dir(),
+        log_file: None,
+    };
+    let mut args = std::env::args_os().skip(1);
+    while let Some(arg) = args.next() {
+        let arg = arg.to_string_lossy().into_owned();
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| -> Result<PathBuf, String> {
+            match inline.clone() {
+                Some(v) => Ok(PathBuf::from(v)),
+                None => args
+                    .next()
+                    .map(PathBuf::from)
+                    .ok_or_else(|| format!("{name} needs a value\n{USAGE}")),
+            }
+        };
+        match flag.as_str() {
+            "--version" | "-V" => return Ok(Parsed::Print(format!("claude-tasks {VERSION}"))),
+            "--help" | "-h" => return Ok(Parsed::Print(USAGE.to_owned())),
+            "--state-dir" => cli.state_dir = value("--state-dir")?,
+            "--log-file" => cli.log_file = Some(value("--log-file")?),
+            other => return Err(format!("unknown argument '{other}'\n{USAGE}")),
+        }
+    }
+    Ok(Parsed::Run(cli))
+}
+
+fn main() -> ExitCode {
+    let cli = match parse_args() {
+        Ok(Parsed::Run(cli)) => cli,
+        Ok(Parsed::Print(text)) => {
+            // The only output ever written to stdout outside RPC: we are not under Neovim here.
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout(), "{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("claude-tasks: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log_error!("{e}");
+            eprintln!("claude-tasks: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    if let Some(path) = &cli.log_file {
+        if let Err(e) = claude_tasks::log::to_file(path) {
+            eprintln!("claude-tasks: cannot open log file {}: {e}", path.display());
+        }
+    }
+    // A panic in a tokio task is otherwise silent: make it visible in the log.
+    std::panic::set_hook(Box::new(|info| {
+        log_error!("panic: {info}");
+    }));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(serve(cli))?;
+    // Blocking reads of stdin may still sit in tokio's blocking pool; don't wait for them.
+    runtime.shutdown_background();
+    Ok(())
+}
+
+async fn serve(cli: Cli) -> Result<(), String> {
+    claude_tasks::reaper::init().map_err(|e| format!("cannot install the child reaper: {e}"))?;
+    let store = Store::open(&cli.state_dir).map_err(|e| e.to_string())?;
+    let cwd = std::env::current_dir()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "/".into());
+    log_info!(
+        "claude-tasks {VERSION} started (state dir {}, cwd {cwd})",
+        cli.state_dir.display()
+    );
+    let rpc = Rpc::new(store, cwd);
+    let (nvim, io) = nvim_rs::create::tokio::new_parent(rpc.clone())
+        .await
+        .map_err(|e| format!("cannot set up RPC on stdio: {e}"))?;
+    let sup = rpc
+        .supervisor(Some(nvim))
+        .cloned()
+        .ok_or("cannot create the supervisor")?;
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| e.to_string())?;
+    tokio::select! {
+        res = io => match res {
+            Ok(Ok(())) => log_info!("Neovim closed the channel"),
+            Ok(Err(e)) if e.is_channel_closed() => log_info!("Neovim closed the channel"),
+            Ok(Err(e)) => log_warn!("RPC loop ended: {e}"),
+            Err(e) => log_warn!("RPC loop panicked: {e}"),
+        },
+        _ = term.recv() => log_info!("SIGTERM"),
+        _ = hup.recv() => log_info!("SIGHUP"),
+    }
+    sup.shutdown().await;
+    log_info!("exiting");
+    Ok(())
+}

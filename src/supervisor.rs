@@ -1,0 +1,999 @@
+//! The task supervisor: the table of this backend's tasks, the queue and its policies, one tokio
+//! task per running task (it owns the child process and the task's state machine), and the views
+//! attached to buffers. Requests only touch the table and return; spawning, waiting and file I/O
+//! happen in the tasks.
+//!
+//! Every change of a record is, in this order: applied to the task's `watch` channel (views read
+//! it), written to `task.json`, and sent to Lua as an event.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rmpv::Value;
+use tokio::sync::{mpsc, watch, Notify};
+
+use crate::claude::{self, SessionArg};
+use crate::config::{Concurrency, Config, OnExit};
+use crate::editor::Editor;
+use crate::framing::{Framer, MAX_LINE};
+use crate::reaper::Exit;
+use crate::runner::{Process, SpawnConfig};
+use crate::store::Store;
+use crate::task::{now_ms, title_of, ProcessInfo, Run, Status, TaskOptions, TaskRecord};
+use crate::view::View;
+use crate::{log_info, log_warn};
+
+pub type TaskKey = (String, u64);
+
+/// What `start` asks for, decoded and validated by the RPC layer.
+#[derive(Debug, Clone, Default)]
+pub struct StartRequest {
+    pub prompt: String,
+    pub cwd: String,
+    pub name: Option<String>,
+    pub options: TaskOptions,
+}
+
+#[derive(Clone)]
+pub struct Supervisor {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    store: Store,
+    events: mpsc::UnboundedSender<Value>,
+    editor: Arc<dyn Editor>,
+    state: Mutex<State>,
+    /// Woken whenever a task's process ends, for `shutdown`.
+    idle: Notify,
+    owner: (i32, u64),
+}
+
+struct State {
+    config: Config,
+    tasks: HashMap<TaskKey, Entry>,
+    queue: VecDeque<TaskKey>,
+    running: usize,
+    shutting_down: bool,
+}
+
+struct Entry {
+    record: watch::Sender<TaskRecord>,
+    /// Prompts waiting for their run: the first prompt of a queued task, or follow-ups.
+    prompts: VecDeque<String>,
+    cancel: Option<watch::Sender<bool>>,
+    views: HashMap<i64, watch::Sender<bool>>,
+    /// True while a driver task owns the task (queued for it, or running).
+    active: bool,
+}
+
+impl Entry {
+    fn new(rec: TaskRecord) -> Entry {
+        Entry {
+            record: watch::Sender::new(rec),
+            prompts: VecDeque::new(),
+            cancel: None,
+            views: HashMap::new(),
+            active: false,
+        }
+    }
+
+    fn rec(&self) -> TaskRecord {
+        self.record.borrow().clone()
+    }
+}
+
+/// A record as Lua sees it: the stored fields plus the task's file paths.
+pub fn record_value(store: &Store, rec: &TaskRecord) -> Value {
+    // Through JSON: rmpv's serializer would encode structs as arrays, Lua wants maps.
+    let mut v = serde_json::to_value(rec).map_or(Value::Nil, json_to_msgpack);
+    let dir = store.task_dir(&rec.cwd, rec.id);
+    if let Value::Map(m) = &mut v {
+        let path = |p: PathBuf| Value::from(p.to_string_lossy().into_owned());
+        m.push((Value::from("transcript"), path(dir.join("transcript.jsonl"))));
+        m.push((Value::from("stderr"), path(dir.join("stderr.log"))));
+        m.push((Value::from("dir"), path(dir)));
+    }
+    v
+}
+
+pub fn json_to_msgpack(v: serde_json::Value) -> Value {
+    use serde_json::Value as J;
+    match v {
+        J::Null => Value::Nil,
+        J::Bool(b) => Value::Boolean(b),
+        J::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => Value::from(u),
+            (None, Some(i)) => Value::from(i),
+            _ => Value::from(n.as_f64().unwrap_or(0.0)),
+        },
+        J::String(s) => Value::from(s),
+        J::Array(a) => Value::Array(a.into_iter().map(json_to_msgpack).collect()),
+        J::Object(o) => Value::Map(
+            o.into_iter()
+                .map(|(k, v)| (Value::from(k), json_to_msgpack(v)))
+                .collect(),
+        ),
+    }
+}
+
+fn uuid_v4() -> String {
+    use std::io::Read;
+    let mut b = [0u8; 16];
+    let filled = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok();
+    if !filled {
+        // No /dev/urandom: mix time and pid; unique enough for a session id on one machine.
+        let seed = (now_ms() as u128) << 32 | u128::from(std::process::id());
+        b = (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)).to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+impl Supervisor {
+    pub fn new(store: Store, editor: Arc<dyn Editor>) -> Supervisor {
+        let (events, mut rx) = mpsc::unbounded_channel::<Value>();
+        // One dispatcher keeps events in order and off the request path.
+        let ed = editor.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                ed.event(ev).await;
+            }
+        });
+        let pid = std::process::id() as i32;
+        let owner = (pid, crate::proctree::start_time(pid).unwrap_or(0));
+        Supervisor {
+            shared: Arc::new(Shared {
+                store,
+                events,
+                editor,
+                state: Mutex::new(State {
+                    config: Config::default(),
+                    tasks: HashMap::new(),
+                    queue: VecDeque::new(),
+                    running: 0,
+                    shutting_down: false,
+                }),
+                idle: Notify::new(),
+                owner,
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the table consistent enough to go on with.
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn configure(&self, f: impl FnOnce(&mut Config)) {
+        let mut st = self.state();
+        f(&mut st.config);
+        drop(st);
+        self.schedule();
+    }
+
+    pub fn config(&self) -> Config {
+        self.state().config.clone()
+    }
+
+    fn emit(&self, kind: &str, rec: &TaskRecord) {
+        let ev = Value::Map(vec![
+            (Value::from("type"), Value::from(kind)),
+            (
+                Value::from("task"),
+                record_value(&self.shared.store, rec),
+            ),
+        ]);
+        let _ = self.shared.events.send(ev);
+    }
+
+    fn persist(&self, rec: &TaskRecord) {
+        if let Err(e) = self.shared.store.write_record(rec) {
+            log_warn!("cannot write the record of task #{}: {e}", rec.id);
+        }
+    }
+
+    /// Applies `f` to the task's record, publishes it to views, persists it and returns it.
+    fn update(&self, key: &TaskKey, f: impl FnOnce(&mut TaskRecord)) -> Option<TaskRecord> {
+        let rec = {
+            let st = self.state();
+            let entry = st.tasks.get(key)?;
+            entry.record.send_modify(f);
+            entry.rec()
+        };
+        self.persist(&rec);
+        Some(rec)
+    }
+
+    // ----------------------------------------------------------------------------- requests
+
+    pub async fn start(&self, req: StartRequest) -> Result<TaskRecord, String> {
+        if req.prompt.trim().is_empty() {
+            return Err("start: the prompt is empty".into());
+        }
+        check_cwd(&req.cwd)?;
+        {
+            let st = self.state();
+            if st.shutting_down {
+                return Err("start: the backend is shutting down".into());
+            }
+            if st.config.concurrency == Concurrency::Reject {
+                if let Some((_, id)) = st
+                    .tasks
+                    .iter()
+                    .find(|(k, e)| k.0 == req.cwd && e.active)
+                    .map(|(k, _)| k.clone())
+                {
+                    return Err(format!(
+                        "start: task #{id} is already running in {} (concurrency = 'reject')",
+                        req.cwd
+                    ));
+                }
+            }
+        }
+        let store = self.shared.store.clone();
+        let cwd = req.cwd.clone();
+        let (id, _dir) = tokio::task::spawn_blocking(move || store.allocate(&cwd))
+            .await
+            .map_err(|e| format!("start: {e}"))?
+            .map_err(|e| format!("start: {e}"))?;
+        let name = req
+            .name
+            .clone()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| title_of(&req.prompt, 60));
+        let rec = TaskRecord {
+            schema: crate::task::RECORD_SCHEMA,
+            id,
+            name,
+            cwd: req.cwd.clone(),
+            status: Status::Queued,
+            session_id: uuid_v4(),
+            created_at_ms: now_ms(),
+            started_at_ms: None,
+            ended_at_ms: None,
+            duration_ms: None,
+            exit_code: None,
+            cost_usd: 0.0,
+            num_turns: 0,
+            result: None,
+            error: None,
+            options: req.options.clone(),
+            runs: Vec::new(),
+            process: None,
+            cancel_requested: false,
+        };
+        let store = self.shared.store.clone();
+        let r2 = rec.clone();
+        tokio::task::spawn_blocking(move || {
+            let dir = store.task_dir(&r2.cwd, r2.id);
+            for name in ["transcript.jsonl", "stderr.log"] {
+                Store::open_append_private(&dir.join(name))?;
+            }
+            store.write_record(&r2)
+        })
+        .await
+        .map_err(|e| format!("start: {e}"))?
+        .map_err(|e| format!("start: {e}"))?;
+        let key = (rec.cwd.clone(), rec.id);
+        {
+            let mut st = self.state();
+            let mut entry = Entry::new(rec.clone());
+            entry.prompts.push_back(req.prompt);
+            entry.active = true;
+            st.tasks.insert(key.clone(), entry);
+            st.queue.push_back(key);
+        }
+        self.emit("queued", &rec);
+        self.schedule();
+        Ok(rec)
+    }
+
+    pub fn cancel(&self, cwd: &str, id: u64) -> Result<TaskRecord, String> {
+        let key = (cwd.to_owned(), id);
+        self.ensure_loaded(&key)?;
+        let mut st = self.state();
+        let entry = st.tasks.get_mut(&key).ok_or_else(|| no_task(cwd, id))?;
+        let status = entry.record.borrow().status;
+        match status {
+            Status::Running => {
+                entry.prompts.clear();
+                entry.record.send_modify(|r| r.cancel_requested = true);
+                if let Some(c) = &entry.cancel {
+                    let _ = c.send(true);
+                }
+                let rec = entry.rec();
+                drop(st);
+                self.persist(&rec);
+                self.emit("updated", &rec);
+                Ok(rec)
+            }
+            Status::Queued => {
+                entry.prompts.clear();
+                entry.active = false;
+                entry.record.send_modify(|r| {
+                    r.cancel_requested = true;
+                    r.status = Status::Cancelled;
+                    r.ended_at_ms = Some(now_ms());
+                });
+                let rec = entry.rec();
+                st.queue.retain(|k| k != &key);
+                drop(st);
+                self.persist(&rec);
+                self.emit("cancelled", &rec);
+                Ok(rec)
+            }
+            other => Err(format!(
+                "cancel: task #{id} is not running (it is {})",
+                other.as_str()
+            )),
+        }
+    }
+
+    pub fn resume(&self, cwd: &str, id: u64, prompt: String) -> Result<TaskRecord, String> {
+        if prompt.trim().is_empty() {
+            return Err("resume: the prompt is empty".into());
+        }
+        let key = (cwd.to_owned(), id);
+        self.ensure_loaded(&key)?;
+        let mut st = self.state();
+        if st.shutting_down {
+            return Err("resume: the backend is shutting down".into());
+        }
+        let entry = st.tasks.get_mut(&key).ok_or_else(|| no_task(cwd, id))?;
+        entry.prompts.push_back(prompt);
+        if entry.active {
+            // Running or queued: the follow-up runs when the current run ends.
+            let rec = entry.rec();
+            return Ok(rec);
+        }
+        entry.active = true;
+        entry.record.send_modify(|r| {
+            r.status = Status::Queued;
+            r.cancel_requested = false;
+            r.error = None;
+        });
+        let rec = entry.rec();
+        st.queue.push_back(key);
+        drop(st);
+        self.persist(&rec);
+        self.emit("queued", &rec);
+        self.schedule();
+        Ok(rec)
+    }
+
+    pub fn dispose(&self, cwd: &str, id: u64) -> Result<(), String> {
+        let key = (cwd.to_owned(), id);
+        self.ensure_loaded(&key)?;
+        let rec = {
+            let mut st = self.state();
+            let entry = st.tasks.get(&key).ok_or_else(|| no_task(cwd, id))?;
+            if entry.active {
+                return Err(format!(
+                    "dispose: task #{id} is {}; cancel it first",
+                    entry.record.borrow().status.as_str()
+                ));
+            }
+            let rec = entry.rec();
+            // Dropping the entry stops its views (their record channel closes).
+            st.tasks.remove(&key);
+            rec
+        };
+        self.shared
+            .store
+            .remove(cwd, id)
+            .map_err(|e| format!("dispose: {e}"))?;
+        self.emit("disposed", &rec);
+        Ok(())
+    }
+
+    pub fn get(&self, cwd: &str, id: u64) -> Result<TaskRecord, String> {
+        let key = (cwd.to_owned(), id);
+        if let Some(e) = self.state().tasks.get(&key) {
+            return Ok(e.rec());
+        }
+        self.shared
+            .store
+            .read_record(cwd, id)
+            .map_err(|e| format!("get: {e}"))
+    }
+
+    /// Records newest first: this backend's live view of its tasks, the store for the rest.
+    pub fn list(&self, cwd: Option<&str>) -> Vec<TaskRecord> {
+        let (mut recs, warnings) = self.shared.store.list(cwd);
+        for w in warnings {
+            log_warn!("{w}");
+        }
+        let st = self.state();
+        for r in recs.iter_mut() {
+            if let Some(e) = st.tasks.get(&(r.cwd.clone(), r.id)) {
+                *r = e.rec();
+            }
+        }
+        recs
+    }
+
+    pub fn attach(&self, cwd: &str, id: u64, buf: i64) -> Result<(), String> {
+        let key = (cwd.to_owned(), id);
+        self.ensure_loaded(&key)?;
+        let mut st = self.state();
+        let entry = st.tasks.get_mut(&key).ok_or_else(|| no_task(cwd, id))?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        // Re-attaching a buffer replaces its view (the Lua side clears the buffer first).
+        if let Some(old) = entry.views.insert(buf, stop_tx) {
+            let _ = old.send(true);
+        }
+        let view = View {
+            editor: self.shared.editor.clone(),
+            buf,
+            transcript: self
+                .shared
+                .store
+                .task_dir(cwd, id)
+                .join("transcript.jsonl"),
+            record: entry.record.subscribe(),
+            stop: stop_rx,
+        };
+        tokio::spawn(view.run());
+        Ok(())
+    }
+
+    pub fn detach(&self, cwd: &str, id: u64, buf: i64) -> Result<(), String> {
+        let mut st = self.state();
+        let entry = st
+            .tasks
+            .get_mut(&(cwd.to_owned(), id))
+            .ok_or_else(|| no_task(cwd, id))?;
+        if let Some(stop) = entry.views.remove(&buf) {
+            let _ = stop.send(true);
+        }
+        Ok(())
+    }
+
+    /// Brings a task from the store into the table (e.g. to attach a view to a finished task).
+    fn ensure_loaded(&self, key: &TaskKey) -> Result<(), String> {
+        if self.state().tasks.contains_key(key) {
+            return Ok(());
+        }
+        let rec = self
+            .shared
+            .store
+            .read_record(&key.0, key.1)
+            .map_err(|e| e.to_string())?;
+        self.state()
+            .tasks
+            .entry(key.clone())
+            .or_insert_with(|| Entry::new(rec));
+        Ok(())
+    }
+
+    // ----------------------------------------------------------------------------- scheduling
+
+    /// Starts queued tasks while the policies allow, in FIFO order.
+    fn schedule(&self) {
+        let mut launch = Vec::new();
+        {
+            let mut st = self.state();
+            if st.shutting_down {
+                return;
+            }
+            let mut i = 0;
+            while i < st.queue.len() && st.running < st.config.max_running {
+                let key = st.queue[i].clone();
+                let busy_dir = st.config.concurrency != Concurrency::Parallel
+                    && st.tasks.iter().any(|(k, e)| {
+                        k.0 == key.0
+                            && k != &key
+                            && e.active
+                            && e.record.borrow().status == Status::Running
+                    });
+                if busy_dir {
+                    i += 1;
+                    continue;
+                }
+                st.queue.remove(i);
+                st.running += 1;
+                launch.push(key);
+            }
+        }
+        for key in launch {
+            let me = self.clone();
+            tokio::spawn(async move { me.drive(key).await });
+        }
+    }
+
+    /// Owns a task while it runs: one run per waiting prompt, then frees its slot.
+    async fn drive(self, key: TaskKey) {
+        loop {
+            let next = {
+                let mut st = self.state();
+                match st.tasks.get_mut(&key) {
+                    Some(e) => e.prompts.pop_front(),
+                    None => None,
+                }
+            };
+            let Some(prompt) = next else { break };
+            self.run_once(&key, prompt).await;
+            let cancelled = self
+                .state()
+                .tasks
+                .get(&key)
+                .is_some_and(|e| e.record.borrow().cancel_requested);
+            if cancelled {
+                break;
+            }
+        }
+        let rec = {
+            let mut st = self.state();
+            st.running = st.running.saturating_sub(1);
+            st.tasks.get_mut(&key).map(|e| {
+                e.active = false;
+                e.cancel = None;
+                e.prompts.clear();
+                e.rec()
+            })
+        };
+        if let Some(rec) = rec {
+            self.prune(&rec.cwd);
+        }
+        self.shared.idle.notify_waiters();
+        self.schedule();
+    }
+
+    async fn run_once(&self, key: &TaskKey, prompt: String) {
+        let dir = self.shared.store.task_dir(&key.0, key.1);
+        let transcript = dir.join("transcript.jsonl");
+        let stderr = dir.join("stderr.log");
+        let Some(rec) = self.state().tasks.get(key).map(Entry::rec) else {
+            return;
+        };
+        let n = rec.runs.len() as u32 + 1;
+        let prompt_file = dir.join(format!("prompt-{n}.txt"));
+        let pf = prompt_file.clone();
+        let bytes = prompt.clone().into_bytes();
+        let (t_len, e_len) = match tokio::task::spawn_blocking(move || {
+            Store::write_file_private(&pf, &bytes).map_err(|e| e.to_string())?;
+            let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+            Ok::<_, String>((len(&transcript), len(&stderr)))
+        })
+        .await
+        {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                self.fail_unstarted(key, n, &prompt, &format!("cannot write the prompt: {e}"));
+                return;
+            }
+            Err(e) => {
+                self.fail_unstarted(key, n, &prompt, &format!("cannot write the prompt: {e}"));
+                return;
+            }
+        };
+        let session = if n == 1 {
+            SessionArg::New(&rec.session_id)
+        } else {
+            SessionArg::Resume(&rec.session_id)
+        };
+        let argv = claude::argv(&rec.options, session);
+        let started = now_ms();
+        // The run is published before the spawn so that a view reading the run's first bytes
+        // already knows where the run began.
+        let (cancel_tx, mut cancel_rx) = watch::channel(false);
+        {
+            let mut st = self.state();
+            let Some(entry) = st.tasks.get_mut(key) else {
+                return;
+            };
+            entry.cancel = Some(cancel_tx);
+            entry.record.send_modify(|r| {
+                r.runs.push(Run {
+                    n,
+                    prompt_title: title_of(&prompt, 80),
+                    transcript_offset: t_len,
+                    stderr_offset: e_len,
+                    started_at_ms: Some(started),
+                    ended_at_ms: None,
+                    status: Status::Running,
+                    exit_code: None,
+                    signal: None,
+                    duration_ms: None,
+                    cost_usd: 0.0,
+                    num_turns: 0,
+                    error: None,
+                });
+                r.status = Status::Running;
+                r.started_at_ms.get_or_insert(started);
+                r.ended_at_ms = None;
+                r.error = None;
+                r.exit_code = None;
+            });
+        }
+        let cfg = SpawnConfig {
+            argv,
+            cwd: PathBuf::from(&key.0),
+            stdin: prompt_file,
+            stdout: dir.join("transcript.jsonl"),
+            stderr: dir.join("stderr.log"),
+            env_remove: vec!["CLAUDECODE".into()],
+            env: vec![],
+        };
+        let process = match Process::spawn(&cfg) {
+            Ok(p) => p,
+            Err(e) => {
+                let msg = e.to_string();
+                log_warn!("task #{}: {msg}", key.1);
+                let _ = append(&dir.join("stderr.log"), format!("{msg}\n").as_bytes());
+                let rec = self.update(key, |r| finish_run(r, Status::Failed, None, Some(msg)));
+                if let Some(rec) = rec {
+                    self.emit("failed", &rec);
+                }
+                return;
+            }
+        };
+        let info = ProcessInfo {
+            pid: process.pid,
+            start_time: process.start_time,
+            owner_pid: self.shared.owner.0,
+            owner_start_time: self.shared.owner.1,
+        };
+        if let Some(rec) = self.update(key, |r| r.process = Some(info)) {
+            log_info!(
+                "task #{} run {n} started: pid {} in {}",
+                key.1,
+                process.pid,
+                key.0
+            );
+            self.emit("started", &rec);
+        }
+        let grace = self.state().config.cancel_grace;
+        let exit = tokio::select! {
+            exit = process.wait() => exit,
+            _ = wait_true(&mut cancel_rx) => process.cancel(grace).await,
+        };
+        process.kill_leftovers();
+        let path = dir.join("transcript.jsonl");
+        let summary = tokio::task::spawn_blocking(move || summarize(&path, t_len))
+            .await
+            .unwrap_or_default();
+        let cancelled = self
+            .state()
+            .tasks
+            .get(key)
+            .is_some_and(|e| e.record.borrow().cancel_requested);
+        let (status, error) = outcome(&summary, exit, cancelled);
+        let rec = self.update(key, |r| {
+            if let Some(res) = &summary.result {
+                if let Some(run) = r.runs.last_mut() {
+                    run.cost_usd = res.total_cost_usd;
+                    run.num_turns = res.num_turns;
+                }
+                if let Some(text) = &res.result {
+                    r.result = Some(shorten(text, 4096));
+                }
+            }
+            finish_run(r, status, Some(exit), error);
+        });
+        if let Some(rec) = rec {
+            log_info!("task #{} run {n} ended: {}", key.1, rec.status.as_str());
+            if self.config().export_markdown {
+                let r2 = rec.clone();
+                let transcript = dir.join("transcript.jsonl");
+                let _ = tokio::task::spawn_blocking(move || export_markdown(&r2, &transcript))
+                    .await;
+            }
+            self.emit(status.as_str(), &rec);
+        }
+    }
+
+    /// A run that could not even be prepared (its prompt could not be written).
+    fn fail_unstarted(&self, key: &TaskKey, n: u32, prompt: &str, msg: &str) {
+        let rec = self.update(key, |r| {
+            r.runs.push(Run {
+                n,
+                prompt_title: title_of(prompt, 80),
+                transcript_offset: 0,
+                stderr_offset: 0,
+                started_at_ms: Some(now_ms()),
+                ended_at_ms: None,
+                status: Status::Running,
+                exit_code: None,
+                signal: None,
+                duration_ms: None,
+                cost_usd: 0.0,
+                num_turns: 0,
+                error: None,
+            });
+            finish_run(r, Status::Failed, None, Some(msg.to_owned()));
+        });
+        if let Some(rec) = rec {
+            self.emit("failed", &rec);
+        }
+    }
+
+    /// Keeps at most `keep` finished tasks of a project; the oldest go first, running and queued
+    /// ones never.
+    fn prune(&self, cwd: &str) {
+        let keep = self.state().config.keep;
+        let (recs, _) = self.shared.store.list(Some(cwd));
+        let finished: Vec<&TaskRecord> = recs.iter().filter(|r| r.status.is_finished()).collect();
+        for old in finished.iter().skip(keep) {
+            let key = (old.cwd.clone(), old.id);
+            let busy = self.state().tasks.get(&key).is_some_and(|e| e.active);
+            if busy {
+                continue;
+            }
+            self.state().tasks.remove(&key);
+            match self.shared.store.remove(&old.cwd, old.id) {
+                Ok(()) => self.emit("disposed", old),
+                Err(e) => log_warn!("retention: {e}"),
+            }
+        }
+    }
+
+    // ----------------------------------------------------------------------------- shutdown
+
+    /// Neovim closed the channel: apply `on_exit` and wait until every task this backend runs is
+    /// settled (cancelled and reaped, or left running when detaching).
+    pub async fn shutdown(&self) {
+        let (policy, queued) = {
+            let mut st = self.state();
+            st.shutting_down = true;
+            let queued: Vec<TaskKey> = st.queue.drain(..).collect();
+            (st.config.on_exit, queued)
+        };
+        for key in queued {
+            let rec = {
+                let mut st = self.state();
+                st.tasks.get_mut(&key).map(|e| {
+                    e.active = false;
+                    e.prompts.clear();
+                })
+            };
+            if rec.is_some() {
+                let status = if policy == OnExit::Cancel {
+                    Status::Cancelled
+                } else {
+                    Status::Interrupted
+                };
+                self.update(&key, |r| {
+                    r.status = status;
+                    r.ended_at_ms = Some(now_ms());
+                });
+            }
+        }
+        if policy == OnExit::Detach {
+            log_info!("shutdown: leaving running tasks running (on_exit = 'detach')");
+            return;
+        }
+        loop {
+            let notified = self.shared.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let running: Vec<TaskKey> = {
+                let st = self.state();
+                st.tasks
+                    .iter()
+                    .filter(|(_, e)| e.active)
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            };
+            if running.is_empty() {
+                break;
+            }
+            for key in &running {
+                let _ = self.cancel(&key.0, key.1);
+            }
+            notified.await;
+        }
+        log_info!("shutdown: every task settled");
+    }
+}
+
+fn no_task(cwd: &str, id: u64) -> String {
+    format!("no task #{id} in {cwd}")
+}
+
+fn check_cwd(cwd: &str) -> Result<(), String> {
+    if cwd.is_empty() {
+        return Err("start: 'cwd' is empty".into());
+    }
+    let p = Path::new(cwd);
+    if !p.is_absolute() {
+        return Err(format!("start: cwd '{cwd}' is not an absolute path"));
+    }
+    match std::fs::metadata(p) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(format!("start: cwd '{cwd}' does not exist"))
+        }
+        Err(e) => Err(format!("start: cwd '{cwd}': {e}")),
+        Ok(m) if !m.is_dir() => Err(format!("start: cwd '{cwd}' is not a directory")),
+        Ok(_) => match std::fs::read_dir(p) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("start: cwd '{cwd}' is not readable: {e}")),
+        },
+    }
+}
+
+async fn wait_true(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            // The sender is gone: no cancel will ever come.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn append(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)?
+        .write_all(data)
+}
+
+fn shorten(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Ends the current run and rolls its numbers into the task's totals.
+fn finish_run(r: &mut TaskRecord, status: Status, exit: Option<Exit>, error: Option<String>) {
+    let now = now_ms();
+    if let Some(run) = r.runs.last_mut() {
+        run.status = status;
+        run.ended_at_ms = Some(now);
+        run.duration_ms = run.started_at_ms.map(|s| now.saturating_sub(s));
+        match exit {
+            Some(Exit::Code(c)) => run.exit_code = Some(c),
+            Some(Exit::Signal(s)) => run.signal = Some(s),
+            None => {}
+        }
+        run.error = error.clone();
+    }
+    r.status = status;
+    r.ended_at_ms = Some(now);
+    r.exit_code = match exit {
+        Some(Exit::Code(c)) => Some(c),
+        Some(Exit::Signal(s)) => Some(128 + s),
+        None => None,
+    };
+    r.error = error;
+    r.process = None;
+    r.duration_ms = Some(r.runs.iter().filter_map(|x| x.duration_ms).sum());
+    r.cost_usd = r.runs.iter().map(|x| x.cost_usd).sum();
+    r.num_turns = r.runs.iter().map(|x| x.num_turns).sum();
+}
+
+/// What the transcript says about one run: its `result` line, if it wrote one.
+#[derive(Default, Debug)]
+pub struct RunSummary {
+    pub result: Option<claude::ResultInfo>,
+    /// The last assistant text, for an error that came as a synthetic assistant message.
+    pub lines: u64,
+}
+
+/// Scans a run's part of the transcript for its `result` line. Only lines that look like a
+/// result are parsed, so a 200 MB transcript costs one read.
+pub fn summarize(path: &Path, offset: u64) -> RunSummary {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut out = RunSummary::default();
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return out;
+    };
+    if f.seek(SeekFrom::Start(offset)).is_err() {
+        return out;
+    }
+    let mut framer = Framer::new(MAX_LINE, offset);
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut lines = Vec::new();
+    let consider = |lines: &mut Vec<crate::framing::Line>, out: &mut RunSummary| {
+        for line in lines.drain(..) {
+            out.lines += 1;
+            let head = &line.bytes[..line.bytes.len().min(64)];
+            if contains(head, b"\"type\":\"result\"") {
+                if let claude::Msg::Result(r) = claude::parse(&line) {
+                    out.result = Some(r);
+                }
+            }
+        }
+    };
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                framer.push(&buf[..n], &mut lines);
+                consider(&mut lines, &mut out);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    framer.finish(&mut lines);
+    consider(&mut lines, &mut out);
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The run's status: the `result` line decides, except that a cancel we asked for is a cancel
+/// whatever the CLI wrote or its exit code said.
+pub fn outcome(s: &RunSummary, exit: Exit, cancelled: bool) -> (Status, Option<String>) {
+    if cancelled {
+        return (Status::Cancelled, None);
+    }
+    match &s.result {
+        Some(r) if !r.is_error => (Status::Completed, None),
+        Some(r) => (Status::Failed, r.error_message()),
+        None => {
+            let why = match exit {
+                Exit::Code(0) => "the CLI exited without a result".to_owned(),
+                Exit::Code(c) => format!("the CLI exited with code {c} without a result"),
+                Exit::Signal(sig) => format!("the CLI was killed by signal {sig}"),
+            };
+            (Status::Failed, Some(why))
+        }
+    }
+}
+
+fn export_markdown(rec: &TaskRecord, transcript: &Path) {
+    let lines = match crate::view::render_all(rec, transcript) {
+        Ok(l) => l,
+        Err(e) => {
+            log_warn!("export of task #{}: {e}", rec.id);
+            return;
+        }
+    };
+    let dir = Path::new(&rec.cwd).join(".claude-tasks");
+    let mut text = format!(
+        "# Task #{}: {}\n\n- status: {}\n- project: {}\n- created: {}\n- duration: {}\n- cost: ${:.4}\n\n",
+        rec.id,
+        rec.name,
+        rec.status.as_str(),
+        rec.cwd,
+        crate::timefmt::utc(rec.created_at_ms),
+        crate::timefmt::duration(rec.duration_ms.unwrap_or(0)),
+        rec.cost_usd
+    );
+    for l in lines {
+        text.push_str(&l);
+        text.push('\n');
+    }
+    let res = std::fs::create_dir_all(&dir).and_then(|()| {
+        let tmp = dir.join(format!(".task-{}-output.md.tmp", rec.id));
+        std::fs::write(&tmp, text.as_bytes())?;
+        std::fs::rename(&tmp, dir.join(format!("task-{}-output.md", rec.id)))
+    });
+    if let Err(e) = res {
+        log_warn!("export of task #{} to {}: {e}", rec.id, dir.display());
+    }
+}
