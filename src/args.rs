@@ -33,10 +33,16 @@ impl<'a> Args<'a> {
     pub fn new(method: &'a str, args: &'a [Value]) -> Result<Args<'a>, String> {
         static EMPTY: [(Value, Value); 0] = [];
         match args {
-            [] => Ok(Args { method, map: &EMPTY }),
+            [] => Ok(Args {
+                method,
+                map: &EMPTY,
+            }),
             [Value::Map(map)] => Ok(Args { method, map }),
             // Lua's empty table `{}` is sent as an empty list.
-            [Value::Array(a)] if a.is_empty() => Ok(Args { method, map: &EMPTY }),
+            [Value::Array(a)] if a.is_empty() => Ok(Args {
+                method,
+                map: &EMPTY,
+            }),
             [other] => Err(format!(
                 "{method}: expected one map of arguments, got {}",
                 type_name(other)
@@ -215,7 +221,10 @@ mod tests {
     fn accepts_string_or_list_for_cmd() {
         let a = map(vec![
             ("cmd", Value::from("claude")),
-            ("args", Value::Array(vec![Value::from("-x"), Value::from(1)])),
+            (
+                "args",
+                Value::Array(vec![Value::from("-x"), Value::from(1)]),
+            ),
         ]);
         let args = Args::new("start", &a).unwrap();
         assert_eq!(
@@ -245,7 +254,8 @@ mod tests {
         let a = map(vec![("concurrency", Value::from("sometimes"))]);
         let args = Args::new("configure", &a).unwrap();
         assert_eq!(
-            args.opt_choice("concurrency", &["queue", "reject"]).unwrap_err(),
+            args.opt_choice("concurrency", &["queue", "reject"])
+                .unwrap_err(),
             "configure: 'concurrency' must be one of 'queue', 'reject', got 'sometimes'"
         );
     }

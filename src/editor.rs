@@ -18,8 +18,12 @@ pub trait Editor: Send + Sync + 'static {
     /// `require("claude-tasks.events").dispatch(ev)`.
     async fn event(&self, ev: Value);
     /// Replace lines `start..` of `buf` with `lines` (see doc/protocol.md).
-    async fn write_lines(&self, buf: i64, start: usize, lines: Vec<String>)
-        -> Result<(), WriteError>;
+    async fn write_lines(
+        &self,
+        buf: i64,
+        start: usize,
+        lines: Vec<String>,
+    ) -> Result<(), WriteError>;
 }
 
 /// The writer of a backend started by Neovim with `jobstart(..., {rpc = true})`: our stdout.
@@ -55,7 +59,10 @@ impl Editor for NvimEditor {
         let lines = Value::Array(lines.into_iter().map(Value::from).collect());
         match self
             .nvim
-            .exec_lua(WRITE, vec![Value::from(buf), Value::from(start as u64), lines])
+            .exec_lua(
+                WRITE,
+                vec![Value::from(buf), Value::from(start as u64), lines],
+            )
             .await
         {
             Ok(Value::Boolean(false)) => Err(WriteError::BufferGone),

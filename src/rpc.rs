@@ -59,10 +59,16 @@ impl Rpc {
     }
 
     fn cwd(&self, a: &Args) -> Result<String, String> {
-        Ok(a.opt_str("cwd")?.unwrap_or_else(|| self.default_cwd.clone()))
+        Ok(a.opt_str("cwd")?
+            .unwrap_or_else(|| self.default_cwd.clone()))
     }
 
-    pub async fn dispatch(&self, sup: &Supervisor, method: &str, params: &[Value]) -> Result<Value, String> {
+    pub async fn dispatch(
+        &self,
+        sup: &Supervisor,
+        method: &str,
+        params: &[Value],
+    ) -> Result<Value, String> {
         if !METHODS.contains(&method) {
             return Err(format!(
                 "unknown method '{method}' (known: {})",
@@ -153,7 +159,9 @@ impl Rpc {
                     .opt_i64("buf")?
                     .ok_or_else(|| a.missing("buf", "a buffer number"))?;
                 if buf <= 0 {
-                    return Err(format!("{method}: 'buf' must be a buffer number, got {buf}"));
+                    return Err(format!(
+                        "{method}: 'buf' must be a buffer number, got {buf}"
+                    ));
                 }
                 if method == "attach" {
                     sup.attach(&cwd, id, buf)?;

@@ -91,7 +91,10 @@ pub fn record_value(store: &Store, rec: &TaskRecord) -> Value {
     let dir = store.task_dir(&rec.cwd, rec.id);
     if let Value::Map(m) = &mut v {
         let path = |p: PathBuf| Value::from(p.to_string_lossy().into_owned());
-        m.push((Value::from("transcript"), path(dir.join("transcript.jsonl"))));
+        m.push((
+            Value::from("transcript"),
+            path(dir.join("transcript.jsonl")),
+        ));
         m.push((Value::from("stderr"), path(dir.join("stderr.log"))));
         m.push((Value::from("dir"), path(dir)));
     }
@@ -198,10 +201,7 @@ impl Supervisor {
     fn emit(&self, kind: &str, rec: &TaskRecord) {
         let ev = Value::Map(vec![
             (Value::from("type"), Value::from(kind)),
-            (
-                Value::from("task"),
-                record_value(&self.shared.store, rec),
-            ),
+            (Value::from("task"), record_value(&self.shared.store, rec)),
         ]);
         let _ = self.shared.events.send(ev);
     }
@@ -445,11 +445,7 @@ impl Supervisor {
         let view = View {
             editor: self.shared.editor.clone(),
             buf,
-            transcript: self
-                .shared
-                .store
-                .task_dir(cwd, id)
-                .join("transcript.jsonl"),
+            transcript: self.shared.store.task_dir(cwd, id).join("transcript.jsonl"),
             record: entry.record.subscribe(),
             stop: stop_rx,
         };
@@ -696,8 +692,8 @@ impl Supervisor {
             if self.config().export_markdown {
                 let r2 = rec.clone();
                 let transcript = dir.join("transcript.jsonl");
-                let _ = tokio::task::spawn_blocking(move || export_markdown(&r2, &transcript))
-                    .await;
+                let _ =
+                    tokio::task::spawn_blocking(move || export_markdown(&r2, &transcript)).await;
             }
             self.emit(status.as_str(), &rec);
         }

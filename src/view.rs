@@ -45,8 +45,7 @@ impl RunCursor {
     /// Called before a line is rendered: a line at or past the offset where a later run began
     /// means the earlier runs have ended.
     fn before_line(&mut self, line: &Line, rec: &TaskRecord, r: &mut Renderer) {
-        while self.begun < rec.runs.len() && line.offset >= rec.runs[self.begun].transcript_offset
-        {
+        while self.begun < rec.runs.len() && line.offset >= rec.runs[self.begun].transcript_offset {
             self.foot_through(self.begun, rec, r);
             let run = &rec.runs[self.begun];
             r.separator(run.n, &run.prompt_title);
