@@ -125,6 +125,14 @@ async fn serve(cli: Cli) -> Result<(), String> {
         .supervisor(Some(nvim))
         .cloned()
         .ok_or("cannot create the supervisor")?;
+    // Tasks left running by a backend that crashed or detached are adopted (or settled) now, so
+    // their buffers and events continue without waiting for a request.
+    let recovering = sup.clone();
+    tokio::task::spawn_blocking(move || {
+        let handle = tokio::runtime::Handle::current();
+        let _guard = handle.enter();
+        recovering.recover();
+    });
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;

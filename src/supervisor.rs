@@ -66,6 +66,12 @@ struct Entry {
     views: HashMap<i64, watch::Sender<bool>>,
     /// True while a driver task owns the task (queued for it, or running).
     active: bool,
+    /// Held while this backend owns the task (queued, running or adopted): an exclusive flock
+    /// on `owner.lock` in the task's directory. The kernel drops it when we die, so "the lock
+    /// is free" means "no live backend owns this task" without trusting pids.
+    lock: Option<nix::fcntl::Flock<std::fs::File>>,
+    /// Another live backend runs this task; we only watch its record and transcript.
+    foreign: bool,
 }
 
 impl Entry {
@@ -76,6 +82,8 @@ impl Entry {
             cancel: None,
             views: HashMap::new(),
             active: false,
+            lock: None,
+            foreign: false,
         }
     }
 
@@ -295,11 +303,13 @@ impl Supervisor {
         .map_err(|e| format!("start: {e}"))?
         .map_err(|e| format!("start: {e}"))?;
         let key = (rec.cwd.clone(), rec.id);
+        let lock = try_lock(&self.shared.store.task_dir(&rec.cwd, rec.id));
         {
             let mut st = self.state();
             let mut entry = Entry::new(rec.clone());
             entry.prompts.push_back(req.prompt);
             entry.active = true;
+            entry.lock = lock;
             st.tasks.insert(key.clone(), entry);
             st.queue.push_back(key);
         }
@@ -314,6 +324,13 @@ impl Supervisor {
         let mut st = self.state();
         let entry = st.tasks.get_mut(&key).ok_or_else(|| no_task(cwd, id))?;
         let status = entry.record.borrow().status;
+        if entry.foreign && status == Status::Running {
+            // Another live backend owns the process: tell it the cancel was asked for, then run
+            // the ladder on the process ourselves (same user, so we may signal it).
+            let rec = entry.rec();
+            drop(st);
+            return self.cancel_foreign(rec);
+        }
         match status {
             Status::Running => {
                 entry.prompts.clear();
@@ -327,9 +344,13 @@ impl Supervisor {
                 self.emit("updated", &rec);
                 Ok(rec)
             }
+            Status::Queued if entry.foreign => Err(format!(
+                "cancel: task #{id} is queued in another editor; cancel it there"
+            )),
             Status::Queued => {
                 entry.prompts.clear();
                 entry.active = false;
+                entry.lock = None;
                 entry.record.send_modify(|r| {
                     r.cancel_requested = true;
                     r.status = Status::Cancelled;
@@ -360,6 +381,24 @@ impl Supervisor {
             return Err("resume: the backend is shutting down".into());
         }
         let entry = st.tasks.get_mut(&key).ok_or_else(|| no_task(cwd, id))?;
+        if entry.foreign && !entry.record.borrow().status.is_finished() {
+            return Err(format!(
+                "resume: task #{id} is running in another editor; follow up when it has ended"
+            ));
+        }
+        if !entry.active {
+            match try_lock(&self.shared.store.task_dir(cwd, id)) {
+                Some(lock) => {
+                    entry.lock = Some(lock);
+                    entry.foreign = false;
+                }
+                None => {
+                    return Err(format!(
+                        "resume: task #{id} is busy in another editor; try again when it has ended"
+                    ))
+                }
+            }
+        }
         entry.prompts.push_back(prompt);
         if entry.active {
             // Running or queued: the follow-up runs when the current run ends.
@@ -387,7 +426,7 @@ impl Supervisor {
         let rec = {
             let mut st = self.state();
             let entry = st.tasks.get(&key).ok_or_else(|| no_task(cwd, id))?;
-            if entry.active {
+            if entry.active || !entry.record.borrow().status.is_finished() {
                 return Err(format!(
                     "dispose: task #{id} is {}; cancel it first",
                     entry.record.borrow().status.as_str()
@@ -465,7 +504,10 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Brings a task from the store into the table (e.g. to attach a view to a finished task).
+    /// Brings a task from the store into the table (to attach a view to a finished task, or to a
+    /// task another editor runs). A record that says queued or running but that no live backend
+    /// owns is settled first: adopted if its process still runs, else finished from its
+    /// transcript.
     fn ensure_loaded(&self, key: &TaskKey) -> Result<(), String> {
         if self.state().tasks.contains_key(key) {
             return Ok(());
@@ -475,11 +517,260 @@ impl Supervisor {
             .store
             .read_record(&key.0, key.1)
             .map_err(|e| e.to_string())?;
-        self.state()
-            .tasks
-            .entry(key.clone())
-            .or_insert_with(|| Entry::new(rec));
+        self.take_in(rec);
         Ok(())
+    }
+
+    /// Puts a record read from disk into the table, deciding who owns it.
+    fn take_in(&self, rec: TaskRecord) {
+        let key = (rec.cwd.clone(), rec.id);
+        if self.state().tasks.contains_key(&key) {
+            return;
+        }
+        if rec.status.is_finished() {
+            self.state().tasks.entry(key).or_insert_with(|| Entry::new(rec));
+            return;
+        }
+        let dir = self.shared.store.task_dir(&rec.cwd, rec.id);
+        match try_lock(&dir) {
+            None => {
+                // Another live backend owns it: mirror its record while it runs.
+                let mut entry = Entry::new(rec);
+                entry.foreign = true;
+                let mut st = self.state();
+                if st.tasks.contains_key(&key) {
+                    return;
+                }
+                st.tasks.insert(key.clone(), entry);
+                drop(st);
+                let me = self.clone();
+                tokio::spawn(async move { me.mirror(key).await });
+            }
+            Some(lock) => {
+                let alive = rec
+                    .process
+                    .as_ref()
+                    .is_some_and(|p| crate::proctree::is_alive(p.pid, p.start_time));
+                if rec.status == Status::Running && alive {
+                    self.adopt(rec, lock);
+                } else {
+                    self.settle_orphan(rec);
+                }
+            }
+        }
+    }
+
+    /// A task whose backend went away and whose process is gone: its transcript says how the
+    /// run ended; without a `result` line it was interrupted (and can be resumed).
+    fn settle_orphan(&self, rec: TaskRecord) {
+        let key = (rec.cwd.clone(), rec.id);
+        let transcript = self
+            .shared
+            .store
+            .task_dir(&rec.cwd, rec.id)
+            .join("transcript.jsonl");
+        let ran = rec.status == Status::Running;
+        let offset = rec.current_run().map_or(0, |r| r.transcript_offset);
+        self.state().tasks.entry(key.clone()).or_insert_with(|| Entry::new(rec));
+        let summary = if ran {
+            summarize(&transcript, offset)
+        } else {
+            RunSummary::default()
+        };
+        let rec = self.update(&key, |r| {
+            match &summary.result {
+                Some(res) => {
+                    apply_result(r, res);
+                    let (status, error) = if res.is_error {
+                        (Status::Failed, res.error_message())
+                    } else {
+                        (Status::Completed, None)
+                    };
+                    finish_run(r, status, None, error);
+                }
+                None if ran => finish_run(
+                    r,
+                    Status::Interrupted,
+                    None,
+                    Some("the editor that ran it went away before it ended".into()),
+                ),
+                None => {
+                    // Queued when its editor went away: it never ran.
+                    r.status = Status::Interrupted;
+                    r.ended_at_ms = Some(now_ms());
+                    r.error = Some("the editor that queued it went away before it started".into());
+                }
+            }
+        });
+        if let Some(rec) = rec {
+            log_info!("task #{} in {} settled as {}", rec.id, rec.cwd, rec.status.as_str());
+            self.emit(rec.status.as_str(), &rec);
+        }
+    }
+
+    /// Takes over a running task whose backend died (crash, or `on_exit = 'detach'`): we are not
+    /// its parent, so its exit is seen by polling `/proc`; its output is in the transcript.
+    fn adopt(&self, rec: TaskRecord, lock: nix::fcntl::Flock<std::fs::File>) {
+        let key = (rec.cwd.clone(), rec.id);
+        let Some(mut info) = rec.process.clone() else {
+            return;
+        };
+        info.owner_pid = self.shared.owner.0;
+        info.owner_start_time = self.shared.owner.1;
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        {
+            let mut st = self.state();
+            let mut entry = Entry::new(rec);
+            entry.active = true;
+            entry.lock = Some(lock);
+            entry.cancel = Some(cancel_tx);
+            st.tasks.insert(key.clone(), entry);
+            st.running += 1;
+        }
+        let rec = self.update(&key, |r| r.process = Some(info.clone()));
+        if let Some(rec) = &rec {
+            log_info!("task #{} in {}: adopted pid {}", rec.id, rec.cwd, info.pid);
+            self.emit("updated", rec);
+        }
+        let me = self.clone();
+        tokio::spawn(async move { me.watch_adopted(key, info, cancel_rx).await });
+    }
+
+    async fn watch_adopted(self, key: TaskKey, info: ProcessInfo, mut cancel: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
+        loop {
+            if !crate::proctree::is_alive(info.pid, info.start_time) {
+                break;
+            }
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = wait_true(&mut cancel) => {
+                    let grace = self.state().config.cancel_grace;
+                    crate::runner::cancel_foreign(info.pid, info.start_time, &info.marker, grace).await;
+                    break;
+                }
+            }
+        }
+        let dir = self.shared.store.task_dir(&key.0, key.1);
+        let offset = self
+            .state()
+            .tasks
+            .get(&key)
+            .and_then(|e| e.record.borrow().current_run().map(|r| r.transcript_offset))
+            .unwrap_or(0);
+        let path = dir.join("transcript.jsonl");
+        let summary = tokio::task::spawn_blocking(move || summarize(&path, offset))
+            .await
+            .unwrap_or_default();
+        let cancelled = self
+            .state()
+            .tasks
+            .get(&key)
+            .is_some_and(|e| e.record.borrow().cancel_requested)
+            || dir.join(CANCEL_REQUEST).exists();
+        let (status, error) = match (&summary.result, cancelled) {
+            (_, true) => (Status::Cancelled, None),
+            (Some(r), false) if !r.is_error => (Status::Completed, None),
+            (Some(r), false) => (Status::Failed, r.error_message()),
+            (None, false) => (
+                Status::Failed,
+                Some("the CLI ended without a result while re-adopted".into()),
+            ),
+        };
+        let rec = self.update(&key, |r| {
+            if let Some(res) = &summary.result {
+                apply_result(r, res);
+            }
+            finish_run(r, status, None, error);
+        });
+        {
+            let mut st = self.state();
+            st.running = st.running.saturating_sub(1);
+            if let Some(e) = st.tasks.get_mut(&key) {
+                e.active = false;
+                e.cancel = None;
+                e.lock = None;
+            }
+        }
+        if let Some(rec) = rec {
+            self.emit(status.as_str(), &rec);
+        }
+        self.shared.idle.notify_waiters();
+        self.schedule();
+    }
+
+    /// Follows the record of a task another backend runs, so views and `get` see its progress,
+    /// until it ends (or its backend dies, and we settle it).
+    async fn mirror(self, key: TaskKey) {
+        let dir = self.shared.store.task_dir(&key.0, key.1);
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let Ok(rec) = self.shared.store.read_record(&key.0, key.1) else {
+                return;
+            };
+            let finished = rec.status.is_finished();
+            {
+                let st = self.state();
+                let Some(entry) = st.tasks.get(&key) else {
+                    return;
+                };
+                if !entry.foreign {
+                    return;
+                }
+                entry.record.send_if_modified(|r| {
+                    if *r == rec {
+                        return false;
+                    }
+                    *r = rec.clone();
+                    true
+                });
+            }
+            if finished {
+                if let Some(e) = self.state().tasks.get_mut(&key) {
+                    e.foreign = false;
+                }
+                self.emit(rec.status.as_str(), &rec);
+                return;
+            }
+            if let Some(lock) = try_lock(&dir) {
+                // Its backend died while we watched: settle or adopt it ourselves.
+                drop(lock);
+                self.state().tasks.remove(&key);
+                self.take_in(rec);
+                return;
+            }
+        }
+    }
+
+    fn cancel_foreign(&self, rec: TaskRecord) -> Result<TaskRecord, String> {
+        let dir = self.shared.store.task_dir(&rec.cwd, rec.id);
+        Store::write_file_private(&dir.join(CANCEL_REQUEST), b"")
+            .map_err(|e| format!("cancel: {e}"))?;
+        let Some(info) = rec.process.clone() else {
+            return Err(format!("cancel: task #{} has no process yet", rec.id));
+        };
+        let grace = self.state().config.cancel_grace;
+        tokio::spawn(async move {
+            crate::runner::cancel_foreign(info.pid, info.start_time, &info.marker, grace).await;
+        });
+        Ok(rec)
+    }
+
+    /// At start-up: settle every task that says queued or running but that no live backend
+    /// owns (the backend crashed, or detached on exit). Tasks of live backends are left alone.
+    pub fn recover(&self) {
+        let (recs, warnings) = self.shared.store.list(None);
+        for w in warnings {
+            log_warn!("{w}");
+        }
+        for rec in recs {
+            if !rec.status.is_finished() {
+                self.take_in(rec);
+            }
+        }
+        // Mirrored foreign tasks are loaded on demand only.
+        let mut st = self.state();
+        st.tasks.retain(|_, e| !e.foreign);
     }
 
     // ----------------------------------------------------------------------------- scheduling
@@ -545,6 +836,7 @@ impl Supervisor {
                 e.active = false;
                 e.cancel = None;
                 e.prompts.clear();
+                e.lock = None;
                 e.rec()
             })
         };
@@ -566,7 +858,9 @@ impl Supervisor {
         let prompt_file = dir.join(format!("prompt-{n}.txt"));
         let pf = prompt_file.clone();
         let bytes = prompt.clone().into_bytes();
+        let stale_cancel = dir.join(CANCEL_REQUEST);
         let (t_len, e_len) = match tokio::task::spawn_blocking(move || {
+            let _ = std::fs::remove_file(&stale_cancel);
             Store::write_file_private(&pf, &bytes).map_err(|e| e.to_string())?;
             let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
             Ok::<_, String>((len(&transcript), len(&stderr)))
@@ -649,6 +943,7 @@ impl Supervisor {
             start_time: process.start_time,
             owner_pid: self.shared.owner.0,
             owner_start_time: self.shared.owner.1,
+            marker: process.marker.clone(),
         };
         if let Some(rec) = self.update(key, |r| r.process = Some(info)) {
             log_info!(
@@ -673,17 +968,15 @@ impl Supervisor {
             .state()
             .tasks
             .get(key)
-            .is_some_and(|e| e.record.borrow().cancel_requested);
+            .is_some_and(|e| e.record.borrow().cancel_requested)
+            || dir.join(CANCEL_REQUEST).exists();
         let (status, error) = outcome(&summary, exit, cancelled);
         let rec = self.update(key, |r| {
             if let Some(res) = &summary.result {
-                if let Some(run) = r.runs.last_mut() {
-                    run.cost_usd = res.total_cost_usd;
-                    run.num_turns = res.num_turns;
-                }
-                if let Some(text) = &res.result {
-                    r.result = Some(shorten(text, 4096));
-                }
+                apply_result(r, res);
+            }
+            if status == Status::Cancelled {
+                r.cancel_requested = true;
             }
             finish_run(r, status, Some(exit), error);
         });
@@ -803,6 +1096,24 @@ impl Supervisor {
     }
 }
 
+const OWNER_LOCK: &str = "owner.lock";
+/// Created by a backend that cancels a task another backend runs, so that the owner reports the
+/// run as cancelled rather than failed.
+const CANCEL_REQUEST: &str = "cancel-request";
+
+/// Takes ownership of a task directory; None when another live backend holds it.
+fn try_lock(dir: &Path) -> Option<nix::fcntl::Flock<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(dir.join(OWNER_LOCK))
+        .ok()?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).ok()
+}
+
 fn no_task(cwd: &str, id: u64) -> String {
     format!("no task #{id} in {cwd}")
 }
@@ -858,6 +1169,17 @@ fn shorten(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
+}
+
+/// Takes the numbers of a run's `result` line into the run.
+fn apply_result(r: &mut TaskRecord, res: &claude::ResultInfo) {
+    if let Some(run) = r.runs.last_mut() {
+        run.cost_usd = res.total_cost_usd;
+        run.num_turns = res.num_turns;
+    }
+    if let Some(text) = &res.result {
+        r.result = Some(shorten(text, 4096));
+    }
 }
 
 /// Ends the current run and rolls its numbers into the task's totals.

@@ -94,6 +94,10 @@ pub struct ProcessInfo {
     pub start_time: u64,
     pub owner_pid: i32,
     pub owner_start_time: u64,
+    /// `CLAUDE_TASKS_TASK=<hex>`: the environment entry every process of the task's tree
+    /// inherits, so a later backend can find the tree (setsid tools included) to cancel it.
+    #[serde(default)]
+    pub marker: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
