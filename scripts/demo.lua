@@ -32,7 +32,7 @@ out("cwd:                 " .. vim.fn.getcwd())
 out("statusline before:   " .. vim.inspect(ct.statusline()))
 out(":ClaudeTask list the files of this project and summarise them")
 vim.cmd("ClaudeTask list the files of this project and summarise them")
-vim.wait(10000, function() return ct.statusline() ~= "" end, 10)
+vim.wait(10000, function() return ct.statusline():find("✻") ~= nil end, 10)
 out("statusline running:  " .. vim.inspect(ct.statusline()))
 local done = vim.wait(30000, function()
   for _, e in ipairs(events) do
