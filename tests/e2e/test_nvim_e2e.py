@@ -1,0 +1,405 @@
+"""End to end through the plugin's public interface: a headless child Neovim (pynvim) with
+claude-tasks.nvim loaded, the real backend (target/debug/claude-tasks), and the real ``claude``
+CLI talking to the mock Messages API (mock_anthropic.py).
+
+Each test starts tasks with ``:ClaudeTask`` / ``:ClaudeTasks`` (or ``require("claude-tasks")
+.start(prompt, opts)`` where a per-task option differs), waits for ``User ClaudeTaskDone``
+(recorded in the child by an autocmd, polled; timeouts are failure guards only), and checks the
+output buffer ``claude-tasks://<id>``, the event data, the files and processes left behind, and
+what the mock received.
+
+Neovim binaries: ``NVIM_BINS`` (colon-separated) or the two local installs. Every scenario runs
+on the first binary (0.10.4); a representative subset (hello, write, cancel) also runs on the
+others (``E2E_NVIM_ALL=1``: everything on every binary). Missing CLI / backend / Neovim: skipped,
+or failed when ``E2E_REQUIRED=1``. Only one CLI runs at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from pathlib import Path
+
+import pytest
+
+import helpers
+import nvim_helpers
+from nvim_helpers import ChildNvim
+
+BINS, EXPLICIT_BINS = nvim_helpers.nvim_bins()
+ALL_EVERYWHERE = os.environ.get("E2E_NVIM_ALL", "") not in ("", "0", "false", "no")
+
+HELLO_LINES = [
+    "Hello from the mock Anthropic server!",
+    "This is line two of the hello scenario.",
+    "And this is line three. Bye.",
+]
+DONE_KEYS = {"id", "name", "status", "cwd", "exit_code", "duration_ms", "session_id",
+             "cost_usd", "num_turns", "result"}
+
+
+def on_nvims(*, subset: bool):
+    """Parametrize over the Neovim binaries: all of them for the subset, else the first."""
+    bins = BINS if (subset or ALL_EVERYWHERE) else BINS[:1]
+    return pytest.mark.parametrize("nvim_bin", bins, ids=[nvim_helpers.bin_id(b) for b in bins])
+
+
+def _missing(msg: str):
+    if helpers.e2e_required():
+        pytest.fail(msg, pytrace=False)
+    pytest.skip(msg)
+
+
+@pytest.fixture
+def backend() -> Path:
+    path = nvim_helpers.backend_bin()
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        _missing(f"no backend at {path}; run: cargo build --bins")
+    return path
+
+
+@pytest.fixture
+def make_nvim(nvim_bin, backend, claude_bin, mock_server, claude_home, project_dir, tmp_path):
+    """``make_nvim(**extra_env)``: a ChildNvim in project_dir, its env pointing at the mock,
+    set up with the real backend and CLI. Closed (backend stopped, leftovers killed) at the
+    end."""
+    if not os.path.isfile(nvim_bin):
+        if EXPLICIT_BINS:
+            pytest.fail(f"NVIM_BINS names {nvim_bin}, which does not exist", pytrace=False)
+        _missing(f"no Neovim at {nvim_bin}")
+    children: list[ChildNvim] = []
+
+    def make(**extra_env: str) -> ChildNvim:
+        env = nvim_helpers.nvim_env(claude_home, mock_server.url, tmp_path / "xdg", **extra_env)
+        child = ChildNvim(nvim_bin, env=env, cwd=project_dir)
+        children.append(child)
+        child.setup(binary=str(backend), cmd=str(claude_bin), notify=True)
+        return child
+
+    try:
+        yield make
+    finally:
+        for c in children:
+            c.close()
+
+
+def current_task_id(nv: ChildNvim) -> int:
+    """The id of the task whose output the current window shows (``claude-tasks://<id>``)."""
+    name = nv.lua("return vim.api.nvim_buf_get_name(0)")
+    m = re.fullmatch(r"claude-tasks://(\d+)", name)
+    assert m, f"the current buffer is {name!r}, not a task output buffer"
+    return int(m.group(1))
+
+
+def no_queued(patterns: list[str]) -> list[str]:
+    # The backend may report a task as queued before it starts, even when it does not wait.
+    return [p for p in patterns if p != "ClaudeTaskQueued"]
+
+
+def content_before_footer(lines: list[str]) -> list[str]:
+    """The lines before the last footer, without trailing blank lines."""
+    body = lines[:-1]
+    while body and body[-1].strip() == "":
+        body.pop()
+    return body
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@on_nvims(subset=True)
+def test_hello_completes_with_cost(make_nvim, mock_server, project_dir):
+    nv = make_nvim()
+    nv.command("ClaudeTask SCENARIO:hello say hi")
+    # the command returned at once with the output open in a split
+    task_id = current_task_id(nv)
+    assert task_id == 1
+    assert nv.lua("return #vim.api.nvim_list_wins()") == 2
+
+    data = nv.wait_done(task_id)
+    assert DONE_KEYS <= set(data), data
+    assert data["id"] == task_id and data["status"] == "completed", nv.diagnostics(task_id)
+    assert data["cwd"] == str(project_dir)
+    assert data["exit_code"] == 0 and data["num_turns"] == 1
+    assert data["cost_usd"] > 0, data
+    assert data["duration_ms"] > 0 and data["session_id"]
+    assert data["result"] == "\n".join(HELLO_LINES)
+    assert no_queued(nv.patterns(task_id)) == ["ClaudeTaskStarted", "ClaudeTaskCompleted",
+                                               "ClaudeTaskDone"]
+    started = nv.events(task_id, "ClaudeTaskStarted")[0]["data"]
+    assert started["session_id"] == data["session_id"]
+
+    lines = nv.wait_footer(task_id)
+    footer = lines[-1]
+    assert footer.startswith("✓ done") and "$0." in footer, footer
+    assert re.search(r"\$0\.\d{4}$", footer), footer
+    assert lines[0].startswith(f"# #{task_id} SCENARIO:hello say hi"), lines[:3]
+    body = content_before_footer(lines)
+    assert body[-3:] == HELLO_LINES, lines
+
+    # buffer properties of the public interface
+    buf_opts = nv.lua(
+        "local b = _G.__e2e.buf(...); return { bt = vim.bo[b].buftype, mod = vim.bo[b].modifiable,"
+        " ft = vim.bo[b].filetype }", task_id)
+    assert buf_opts["bt"] == "nofile" and buf_opts["mod"] is False
+    assert "markdown" in buf_opts["ft"]
+    assert nv.lua("return require('claude-tasks').statusline()") == ""
+
+    done_notes = [n for n in nv.notes() if "done" in n["msg"]]
+    assert len(done_notes) == 1 and done_notes[0]["level"] == 2, nv.notes()
+
+    # what the CLI sent: our prompt, once, streaming
+    [req] = mock_server.message_requests()
+    assert [p.strip() for p in helpers.user_prompts(req["body"])] == ["SCENARIO:hello say hi"]
+    assert req["body"]["stream"] is True
+
+
+@on_nvims(subset=True)
+def test_write_with_accept_edits_creates_the_file(make_nvim, project_dir):
+    nv = make_nvim()
+    task_id = nv.start("SCENARIO:write make a file", permission_mode="acceptEdits")
+    data = nv.wait_done(task_id)
+    assert data["status"] == "completed", nv.diagnostics(task_id)
+    target = project_dir / "hello.txt"
+    assert target.read_text() == "hello from the mock\n"
+
+    lines = nv.wait_footer(task_id)
+    calls = [i for i, ln in enumerate(lines) if ln.startswith("● Write(")]
+    assert len(calls) == 1, lines
+    assert "hello.txt" in lines[calls[0]]
+    # its (successful) result folded right under it
+    assert lines[calls[0] + 1].startswith("  ⎿ ") and "hello.txt" in lines[calls[0] + 1], lines
+    assert not any("permission denied" in ln for ln in lines), lines
+    assert any(ln.startswith("Write step finished.") for ln in lines)
+    assert lines[-1].startswith("✓ done")
+    assert data["num_turns"] == 2
+
+
+@on_nvims(subset=False)
+def test_write_denied_in_default_mode(make_nvim, project_dir):
+    nv = make_nvim()
+    task_id = nv.start("SCENARIO:write make a file", permission_mode="default")
+    data = nv.wait_done(task_id)
+    # the model goes on after a denial: the task itself succeeds
+    assert data["status"] == "completed", nv.diagnostics(task_id)
+    assert not (project_dir / "hello.txt").exists()
+
+    lines = nv.wait_footer(task_id)
+    text = "\n".join(lines)
+    call = next(i for i, ln in enumerate(lines) if ln.startswith("● Write("))
+    assert lines[call + 1].startswith("  ✗ "), lines  # the tool's error result, under it
+    denials = [ln for ln in lines if "permission denied: Write(" in ln]
+    assert len(denials) == 1, text
+    assert "hello.txt" in denials[0]
+    assert "tool_result is_error=True" in text
+
+
+@on_nvims(subset=False)
+def test_bash_call_with_folded_output(make_nvim):
+    nv = make_nvim()
+    nv.command('ClaudeTask SCENARIO:bash cmd="seq 1 12"')
+    task_id = current_task_id(nv)
+    data = nv.wait_done(task_id)
+    assert data["status"] == "completed", nv.diagnostics(task_id)
+
+    lines = nv.wait_footer(task_id)
+    calls = [i for i, ln in enumerate(lines) if ln.startswith("● Bash(")]
+    assert len(calls) == 1, lines
+    assert lines[calls[0]] == "● Bash(seq 1 12)"
+    # the output, folded: the first lines, then "… N more lines", then the next block
+    block = []
+    for ln in lines[calls[0] + 1:]:
+        if ln.strip() == "":
+            break
+        block.append(ln)
+    assert block[0] == "  ⎿ 1", block
+    assert [b.strip() for b in block[1:3]] == ["2", "3"], block
+    more = [b for b in block if re.fullmatch(r"\s*… \d+ more lines", b)]
+    assert len(more) == 1, block
+    shown = len(block) - 1  # output lines shown above the "… N more lines" line
+    assert int(re.search(r"\d+", more[0]).group()) == 12 - shown, block
+    assert "12" not in [b.strip() for b in block], block
+    assert any(ln.startswith("Bash step finished.") for ln in lines)
+
+
+@on_nvims(subset=False)
+def test_slow_stream_is_visible_before_the_end(make_nvim):
+    nv = make_nvim()
+    nv.command("ClaudeTask SCENARIO:slow chunks=20 delay=0.3")
+    task_id = current_task_id(nv)
+    # In one Lua call: the first chunk is in the buffer, and at that moment the task is still
+    # running (no Done event, the record says running, the last chunk has not arrived).
+    seen = nv.wait_for(
+        """(function(id)
+          local lines = _G.__e2e.lines(id)
+          if lines == vim.NIL then return nil end
+          local has = function(s)
+            for _, l in ipairs(lines) do if l == s then return true end end
+            return false
+          end
+          if not has("slow chunk 01") then return nil end
+          local t = require("claude-tasks").get(id)
+          return { status = t and t.status, done = #_G.__e2e.of(id, "ClaudeTaskDone"),
+                   last = has("slow chunk 20"), statusline = require("claude-tasks").statusline() }
+        end)(...)""",
+        task_id, timeout=30, what="'slow chunk 01' in the buffer")
+    assert seen == {"status": "running", "done": 0, "last": False, "statusline": "✻ 1"}, seen
+
+    data = nv.wait_done(task_id)
+    assert data["status"] == "completed", nv.diagnostics(task_id)
+    lines = nv.wait_footer(task_id)
+    chunks = [ln for ln in lines if ln.startswith("slow chunk ")]
+    assert chunks == [f"slow chunk {i:02d}" for i in range(1, 21)], lines
+
+
+@on_nvims(subset=False)
+def test_http_500_fails_with_the_api_error(make_nvim, mock_server):
+    nv = make_nvim(CLAUDE_CODE_MAX_RETRIES="1")
+    nv.command("ClaudeTask SCENARIO:error500 boom")
+    task_id = current_task_id(nv)
+    data = nv.wait_done(task_id, timeout=60)
+    assert data["status"] == "failed", nv.diagnostics(task_id)
+    assert no_queued(nv.patterns(task_id)) == ["ClaudeTaskStarted", "ClaudeTaskFailed",
+                                               "ClaudeTaskDone"]
+    assert data["exit_code"] not in (None, 0)
+
+    lines = nv.wait_footer(task_id)
+    assert lines[-1].startswith("✗ failed"), lines
+    api_errors = [ln for ln in lines[:-1] if ln.startswith("✗ ") and "API Error: 500" in ln]
+    assert len(api_errors) == 1, lines
+    assert "Mock error 500" in api_errors[0]
+    # the retry the CLI announced is shown too
+    retries = [ln for ln in lines if "retry" in ln.lower() and "500" in ln]
+    assert len(retries) == 1, lines
+    assert [r["reply"] for r in mock_server.message_requests()] == ["error:500"] * 2
+
+    failed_notes = [n for n in nv.notes() if "failed" in n["msg"]]
+    assert len(failed_notes) == 1 and failed_notes[0]["level"] == 4, nv.notes()
+
+
+@on_nvims(subset=True)
+def test_cancel_long_bash_leaves_no_process(make_nvim):
+    nv = make_nvim()
+    nv.command("ClaudeTask SCENARIO:longbash")
+    task_id = current_task_id(nv)
+    backend_pid = nv.backend_pid()
+    assert backend_pid
+
+    record = nv.get(task_id)
+    assert record["status"] in ("queued", "running"), record
+    cli_pid = nv.wait_for(
+        "(function(id) local t = require('claude-tasks').get(id);"
+        " return t and t.status == 'running' and type(t.process) == 'table' and t.process.pid"
+        " end)(...)", task_id, timeout=30, what="the running task's CLI pid")
+    assert cli_pid in helpers.descendants(backend_pid)
+
+    # once the tool's `sleep 300` runs, snapshot the whole tree under the CLI
+    sleeper = helpers.wait_for(
+        lambda: [p for p in helpers.descendants(cli_pid) if helpers.cmdline(p) == ["sleep", "300"]],
+        30, "the `sleep 300` tool process")
+    tree = nvim_helpers.snapshot([cli_pid, *helpers.descendants(cli_pid)])
+    assert sleeper[0] in tree and cli_pid in tree
+    assert nv.lua("return require('claude-tasks').statusline()") == "✻ 1"
+
+    t0 = nvim_helpers.monotonic()
+    nv.command(f"ClaudeTasks cancel {task_id}")
+    data = nv.wait_done(task_id, timeout=30)
+    took = nvim_helpers.monotonic() - t0
+    assert data["status"] == "cancelled", nv.diagnostics(task_id)
+    assert no_queued(nv.patterns(task_id)) == ["ClaudeTaskStarted", "ClaudeTaskCancelled",
+                                               "ClaudeTaskDone"]
+    # SIGINT is honoured within ~150 ms: no need to climb the ladder to SIGTERM (2 s grace)
+    assert took < 10, took
+
+    lines = nv.wait_footer(task_id)
+    assert lines[-1].startswith("■ cancelled"), lines
+    assert any(ln.startswith("● Bash(sleep 300") for ln in lines), lines
+
+    # nothing of the tree survives; zombies the backend has not reaped count as alive
+    state: dict = {}
+
+    def gone():
+        alive, zombies = nvim_helpers.survivors(tree, backend_pid)
+        state["alive"], state["zombies"] = alive, zombies
+        return not alive
+
+    try:
+        helpers.wait_for(gone, 5, "the cancelled task's processes to be gone")
+    except TimeoutError:
+        pytest.fail(f"processes survived the cancel: {state['alive']}\n{nv.diagnostics(task_id)}",
+                    pytrace=False)
+    if state.get("zombies"):
+        warnings.warn(f"zombies (not children of the backend) after cancel: {state['zombies']}")
+    # the backend has no child left either (no adopted orphan, no unreaped zombie)
+    def backend_children():
+        state["kids"] = [st for st in map(nvim_helpers.proc_stat,
+                                          helpers.descendants(backend_pid)) if st]
+        return not state["kids"]
+
+    try:
+        helpers.wait_for(backend_children, 5, "the backend to have no children")
+    except TimeoutError:
+        pytest.fail(f"backend children after cancel: {state['kids']}", pytrace=False)
+    assert nv.lua("return require('claude-tasks').statusline()") == ""
+    assert nv.get(task_id)["status"] == "cancelled"
+
+
+@on_nvims(subset=False)
+def test_big_answer_reaches_the_buffer_whole(make_nvim):
+    nv = make_nvim()
+    nv.command("ClaudeTask SCENARIO:big")
+    task_id = current_task_id(nv)
+    data = nv.wait_done(task_id, timeout=120)
+    assert data["status"] == "completed", nv.diagnostics(task_id)
+    lines = nv.wait_footer(task_id, timeout=30)
+    body = content_before_footer(lines)
+    assert body[-1] == "END OF BIG ANSWER", body[-5:]
+    numbered = [ln for ln in body if ln.startswith("line ")]
+    assert len(numbered) == 31249, (len(numbered), numbered[:1], numbered[-1:])
+    assert numbered[0].startswith("line 000001 ") and numbered[-1].startswith("line 031249 ")
+    assert lines[-1].startswith("✓ done")
+
+
+@on_nvims(subset=False)
+def test_follow_up_resumes_the_session(make_nvim, mock_server):
+    nv = make_nvim()
+    nv.command("ClaudeTask SCENARIO:hello first turn")
+    task_id = current_task_id(nv)
+    first = nv.wait_done(task_id)
+    assert first["status"] == "completed", nv.diagnostics(task_id)
+    nv.wait_footer(task_id)
+    seq = mock_server.last_seq()
+
+    nv.command(f"ClaudeTasks resume {task_id} SCENARIO:remember what did I say?")
+    second = nv.wait_done(task_id, n=2)
+    assert second["status"] == "completed", nv.diagnostics(task_id)
+    assert second["id"] == task_id and second["session_id"] == first["session_id"]
+
+    # the second run sent the earlier turns
+    reqs = mock_server.message_requests(since=seq)
+    assert len(reqs) == 1, reqs
+    body = reqs[0]["body"]
+    assert [p.strip() for p in helpers.user_prompts(body)] == [
+        "SCENARIO:hello first turn", "SCENARIO:remember what did I say?"]
+    assistant = [helpers.message_text(m) for m in body["messages"] if m["role"] == "assistant"]
+    assert any(HELLO_LINES[0] in t for t in assistant), assistant
+
+    lines = nv.wait_footer(task_id, n=2)
+    text = "\n".join(lines)
+    seps = [i for i, ln in enumerate(lines) if ln.startswith("── follow-up #2")]
+    assert len(seps) == 1, text
+    assert "what did I say?" in lines[seps[0]]
+    footers = [i for i, ln in enumerate(lines) if nvim_helpers.FOOTER_RE.match(ln)]
+    assert len(footers) == 2 and footers[0] < seps[0] < footers[1], text
+    after = lines[seps[0]:]
+    assert "I remember 2 user prompts." in after, after
+    assert any(ln.startswith('First prompt: "SCENARIO:hello first turn') for ln in after), after
+    # the first run's output is still there, above the separator
+    assert all(h in lines[:seps[0]] for h in HELLO_LINES)
+
+    record = nv.get(task_id)
+    assert record["status"] == "completed"
+    assert len(record["runs"]) == 2, record["runs"]
+    assert [r["status"] for r in record["runs"]] == ["completed", "completed"]
+    assert [r["n"] for r in record["runs"]] == [1, 2]
