@@ -54,7 +54,7 @@ impl fmt::Display for StoreError {
             StoreError::Corrupt { path, reason } => {
                 write!(f, "corrupt task record {}: {reason}", path.display())
             }
-            StoreError::NotFound { cwd, id } => write!(f, "no task {id} in {cwd}"),
+            StoreError::NotFound { cwd, id } => write!(f, "no task #{id} in {cwd}"),
         }
     }
 }
@@ -1053,7 +1053,7 @@ mod tests {
             cwd: "/p".to_string(),
             id: 3,
         };
-        assert_eq!(e.to_string(), "no task 3 in /p");
+        assert_eq!(e.to_string(), "no task #3 in /p");
         let e = StoreError::Corrupt {
             path: PathBuf::from("/s/k/3/task.json"),
             reason: "not JSON: x".to_string(),

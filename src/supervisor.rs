@@ -47,6 +47,11 @@ struct Shared {
     state: Mutex<State>,
     /// Woken whenever a task's process ends, for `shutdown`.
     idle: Notify,
+    /// Serialises taking ownership of task directories within this process: two requests (or
+    /// a request and the start-up recovery) must not both try the same task's flock, or one of
+    /// them would see our own lock and mistake the task for another editor's. Taken before
+    /// `state` when both are needed.
+    claim: Mutex<()>,
     owner: (i32, u64),
 }
 
@@ -178,6 +183,7 @@ impl Supervisor {
                     shutting_down: false,
                 }),
                 idle: Notify::new(),
+                claim: Mutex::new(()),
                 owner,
             }),
         }
@@ -376,6 +382,7 @@ impl Supervisor {
         }
         let key = (cwd.to_owned(), id);
         self.ensure_loaded(&key)?;
+        let _claim = self.claim();
         let mut st = self.state();
         if st.shutting_down {
             return Err("resume: the backend is shutting down".into());
@@ -521,14 +528,25 @@ impl Supervisor {
         Ok(())
     }
 
+    fn claim(&self) -> MutexGuard<'_, ()> {
+        self.shared
+            .claim
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Puts a record read from disk into the table, deciding who owns it.
     fn take_in(&self, rec: TaskRecord) {
+        let _claim = self.claim();
         let key = (rec.cwd.clone(), rec.id);
         if self.state().tasks.contains_key(&key) {
             return;
         }
         if rec.status.is_finished() {
-            self.state().tasks.entry(key).or_insert_with(|| Entry::new(rec));
+            self.state()
+                .tasks
+                .entry(key)
+                .or_insert_with(|| Entry::new(rec));
             return;
         }
         let dir = self.shared.store.task_dir(&rec.cwd, rec.id);
@@ -571,7 +589,10 @@ impl Supervisor {
             .join("transcript.jsonl");
         let ran = rec.status == Status::Running;
         let offset = rec.current_run().map_or(0, |r| r.transcript_offset);
-        self.state().tasks.entry(key.clone()).or_insert_with(|| Entry::new(rec));
+        self.state()
+            .tasks
+            .entry(key.clone())
+            .or_insert_with(|| Entry::new(rec));
         let summary = if ran {
             summarize(&transcript, offset)
         } else {
@@ -603,7 +624,12 @@ impl Supervisor {
             }
         });
         if let Some(rec) = rec {
-            log_info!("task #{} in {} settled as {}", rec.id, rec.cwd, rec.status.as_str());
+            log_info!(
+                "task #{} in {} settled as {}",
+                rec.id,
+                rec.cwd,
+                rec.status.as_str()
+            );
             self.emit(rec.status.as_str(), &rec);
         }
     }
@@ -636,7 +662,12 @@ impl Supervisor {
         tokio::spawn(async move { me.watch_adopted(key, info, cancel_rx).await });
     }
 
-    async fn watch_adopted(self, key: TaskKey, info: ProcessInfo, mut cancel: watch::Receiver<bool>) {
+    async fn watch_adopted(
+        self,
+        key: TaskKey,
+        info: ProcessInfo,
+        mut cancel: watch::Receiver<bool>,
+    ) {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
         loop {
             if !crate::proctree::is_alive(info.pid, info.start_time) {
@@ -732,9 +763,12 @@ impl Supervisor {
                 self.emit(rec.status.as_str(), &rec);
                 return;
             }
-            if let Some(lock) = try_lock(&dir) {
+            let owner_gone = {
+                let _claim = self.claim();
+                try_lock(&dir).is_some()
+            };
+            if owner_gone {
                 // Its backend died while we watched: settle or adopt it ourselves.
-                drop(lock);
                 self.state().tasks.remove(&key);
                 self.take_in(rec);
                 return;
