@@ -1,0 +1,241 @@
+-- :ClaudeTask and :ClaudeTasks: argument parsing, completion, and user-facing messages.
+
+local M = {}
+
+local levels = vim.log.levels
+
+local function err(msg)
+  vim.notify(require("claude-tasks.backend").clean_error(msg), levels.ERROR)
+end
+
+--- :ClaudeTask {prompt}: the whole argument is the prompt; a range adds the lines as context.
+function M.task(o)
+  local prompt = o.args or ""
+  if vim.trim(prompt) == "" then
+    return err("claude-tasks: :ClaudeTask needs a prompt, e.g. :ClaudeTask fix the failing test")
+  end
+  if (o.range or 0) > 0 then
+    prompt = require("claude-tasks.context").add(prompt, 0, o.line1, o.line2)
+  end
+  local ct = require("claude-tasks")
+  local id, e = ct.start(prompt)
+  if not id then
+    return err(e)
+  end
+  if not require("claude-tasks.config").get().open then
+    vim.notify(
+      string.format("claude-tasks: started #%d (:ClaudeTasks open %d)", id, id),
+      levels.INFO
+    )
+  end
+end
+
+--- Cancels `task` ({ id, cwd } or a record), reporting errors.
+function M.cancel_task(task)
+  if not task then
+    return
+  end
+  local _, e = require("claude-tasks").cancel(task)
+  if e then
+    err(e)
+  end
+end
+
+--- Asks for a follow-up prompt (vim.ui.input) and resumes `task` with it.
+function M.follow_up(task, prompt)
+  if not task then
+    return
+  end
+  local function go(input)
+    if not input or vim.trim(input) == "" then
+      return
+    end
+    local _, e = require("claude-tasks").resume(task, input)
+    if e then
+      err(e)
+    end
+  end
+  if prompt and vim.trim(prompt) ~= "" then
+    return go(prompt)
+  end
+  vim.ui.input({ prompt = "Follow up on #" .. tostring(task.id) .. ": " }, go)
+end
+
+local function open_task(task)
+  local _, e = require("claude-tasks").open(task)
+  if e then
+    err(e)
+  end
+end
+
+local function open_log(task)
+  local path = task.transcript
+  if type(path) ~= "string" then
+    local full, e = require("claude-tasks").get(task)
+    if not full then
+      return err(e)
+    end
+    path = full.transcript
+  end
+  if type(path) ~= "string" or vim.fn.filereadable(path) == 0 then
+    return err(
+      string.format(
+        "claude-tasks: #%s has no transcript yet (%s)",
+        tostring(task.id),
+        tostring(path)
+      )
+    )
+  end
+  local buf = vim.fn.bufadd(path)
+  vim.fn.bufload(buf)
+  vim.bo[buf].buflisted = true
+  vim.bo[buf].readonly = true
+  vim.bo[buf].modifiable = false
+  local mode = require("claude-tasks.config").get().open or "split"
+  require("claude-tasks.window").show(buf, mode, "transcript #" .. tostring(task.id))
+end
+
+local function dispose_task(task)
+  local _, e = require("claude-tasks").dispose(task)
+  if e then
+    return err(e)
+  end
+  vim.notify("claude-tasks: disposed " .. require("claude-tasks.format").label(task), levels.INFO)
+end
+
+local function live(t)
+  return t.status == "running" or t.status == "queued"
+end
+
+--- Runs `fn(task)` on the task `query` designates in the current project: an id or a unique
+--- part of a name; several matches (or no query): the picker of the candidates.
+local function with_task(query, opts, fn)
+  local resolve = require("claude-tasks.resolve")
+  local ok, tasks = pcall(resolve.list)
+  if not ok then
+    return err(tasks)
+  end
+  local candidates = tasks
+  if opts.running then
+    candidates = vim.tbl_filter(live, tasks)
+  end
+  local picker = require("claude-tasks.picker")
+  if query == "" then
+    if #candidates == 0 then
+      return vim.notify(
+        opts.running and "claude-tasks: no running task in this project"
+          or "claude-tasks: no task yet in this project",
+        levels.INFO
+      )
+    end
+    return picker.select(candidates, opts.prompt, fn)
+  end
+  local found = resolve.match(query, tasks)
+  if #found == 1 then
+    return fn(found[1])
+  elseif #found == 0 then
+    return err(resolve.no_match(query, tasks))
+  end
+  picker.select(found, opts.prompt, fn)
+end
+
+M.subcommands = {
+  open = {
+    usage = "open [id]",
+    run = function(rest)
+      with_task(rest, { prompt = "Open task" }, open_task)
+    end,
+  },
+  cancel = {
+    usage = "cancel [id]",
+    live = true,
+    run = function(rest)
+      with_task(rest, { running = true, prompt = "Cancel task" }, M.cancel_task)
+    end,
+  },
+  resume = {
+    usage = "resume {id} {prompt}",
+    run = function(rest)
+      local query, prompt = rest:match("^(%S+)%s*(.*)$")
+      if not query then
+        return err("claude-tasks: usage: :ClaudeTasks resume {id} {prompt}")
+      end
+      with_task(query, { prompt = "Follow up on" }, function(task)
+        M.follow_up(task, prompt)
+      end)
+    end,
+  },
+  dispose = {
+    usage = "dispose {id}",
+    run = function(rest)
+      with_task(rest, { prompt = "Dispose of task" }, dispose_task)
+    end,
+  },
+  log = {
+    usage = "log {id}",
+    run = function(rest)
+      with_task(rest, { prompt = "Transcript of task" }, open_log)
+    end,
+  },
+}
+
+M.order = { "open", "cancel", "resume", "dispose", "log" }
+
+--- :ClaudeTasks [subcommand] ...
+function M.tasks(o)
+  local sub, rest = (o.args or ""):match("^%s*(%S+)%s*(.-)%s*$")
+  if not sub then
+    return require("claude-tasks.picker").pick()
+  end
+  local spec = M.subcommands[sub]
+  if not spec then
+    local usages = {}
+    for _, name in ipairs(M.order) do
+      usages[#usages + 1] = M.subcommands[name].usage
+    end
+    return err(
+      string.format(
+        "claude-tasks: unknown subcommand '%s'; valid: %s (no argument: the picker)",
+        sub,
+        table.concat(usages, ", ")
+      )
+    )
+  end
+  spec.run(rest)
+end
+
+--- Completion of :ClaudeTasks: subcommands, then task ids (an id, or the ids of the tasks
+--- whose name contains what was typed).
+function M.complete(arglead, cmdline, cursorpos)
+  local before = cmdline:sub(1, cursorpos or #cmdline)
+  local rest = before:match("ClaudeTasks!?%s+(.*)$") or ""
+  local words = vim.split(rest, "%s+", { trimempty = true })
+  local index = (rest == "" or rest:match("%s$")) and #words + 1 or #words
+  if index <= 1 then
+    return vim.tbl_filter(function(name)
+      return vim.startswith(name, arglead)
+    end, M.order)
+  end
+  local spec = M.subcommands[words[1]]
+  if index ~= 2 or not spec then
+    return {}
+  end
+  local ok, tasks = pcall(require("claude-tasks.resolve").list)
+  if not ok then
+    return {}
+  end
+  local needle = arglead:lower()
+  local out = {}
+  for _, t in ipairs(tasks) do
+    if not spec.live or live(t) then
+      local id = tostring(t.id)
+      local name = type(t.name) == "string" and t.name:lower() or ""
+      if vim.startswith(id, arglead) or (needle ~= "" and name:find(needle, 1, true)) then
+        out[#out + 1] = id
+      end
+    end
+  end
+  return out
+end
+
+return M

@@ -1,0 +1,170 @@
+-- Events from the backend (doc/protocol.md): `dispatch(ev)` updates the cache at once, then
+-- (scheduled, outside the backend's RPC call) fires the `User` autocmds and notifies.
+--
+--   type       autocmds
+--   queued     ClaudeTaskQueued
+--   started    ClaudeTaskStarted
+--   completed  ClaudeTaskCompleted, ClaudeTaskDone
+--   failed     ClaudeTaskFailed, ClaudeTaskDone
+--   cancelled  ClaudeTaskCancelled, ClaudeTaskDone
+--   (any type carrying status "interrupted": ClaudeTaskFailed, ClaudeTaskDone)
+--   updated, disposed: cache only
+--
+-- Each autocmd fires at most once per run of a task, whatever the backend repeats.
+
+local M = {}
+
+local nn = function(v)
+  if v == vim.NIL then
+    return nil
+  end
+  return v
+end
+
+local FINISHED = { completed = true, failed = true, cancelled = true, interrupted = true }
+
+local AUTOCMD = {
+  queued = "ClaudeTaskQueued",
+  started = "ClaudeTaskStarted",
+  completed = "ClaudeTaskCompleted",
+  failed = "ClaudeTaskFailed",
+  cancelled = "ClaudeTaskCancelled",
+  interrupted = "ClaudeTaskFailed",
+}
+
+--- Which (task, run, autocmd) were already fired: key -> true.
+local fired = {}
+
+--- The `data` of the autocmds.
+function M.data(task)
+  return {
+    id = nn(task.id),
+    name = nn(task.name),
+    status = nn(task.status),
+    cwd = nn(task.cwd),
+    exit_code = nn(task.exit_code),
+    duration_ms = nn(task.duration_ms),
+    session_id = nn(task.session_id),
+    cost_usd = nn(task.cost_usd),
+    num_turns = nn(task.num_turns),
+    result = nn(task.result),
+    error = nn(task.error),
+  }
+end
+
+--- The completion message and its level.
+function M.message(task)
+  local format = require("claude-tasks.format")
+  local levels = vim.log.levels
+  local head = "claude-tasks: " .. format.label(task) .. " — "
+  local status = task.status
+  local elapsed = format.elapsed_ms(task)
+  local took = elapsed and format.duration(elapsed) or nil
+  if status == "completed" then
+    local parts = { "done" .. (took and (" in " .. took) or "") }
+    parts[#parts + 1] = format.cost(task)
+    return head .. table.concat(parts, " · "), levels.INFO
+  elseif status == "cancelled" then
+    return head .. "cancelled" .. (took and (" after " .. took) or ""), levels.WARN
+  elseif status == "interrupted" then
+    return head
+      .. "interrupted (its backend went away); follow up with :ClaudeTasks resume "
+      .. tostring(task.id)
+      .. " {prompt}",
+      levels.WARN
+  end
+  local why = nn(task.error)
+  if not why and nn(task.exit_code) then
+    why = "exit code " .. tostring(task.exit_code)
+  end
+  return head .. "failed" .. (took and (" after " .. took) or "") .. (why and (": " .. why) or ""),
+    levels.ERROR
+end
+
+local function fire(pattern, data)
+  local ok, err = pcall(vim.api.nvim_exec_autocmds, "User", {
+    pattern = pattern,
+    data = data,
+    modeline = false,
+  })
+  if not ok then
+    vim.notify(
+      string.format("claude-tasks: a %s autocmd failed: %s", pattern, tostring(err)),
+      vim.log.levels.ERROR
+    )
+  end
+end
+
+local function once(task, what)
+  local runs = nn(task.runs)
+  local n = type(runs) == "table" and #runs or 0
+  local k = string.format("%s\0%s\0%d\0%s", tostring(task.cwd), tostring(task.id), n, what)
+  if fired[k] then
+    return false
+  end
+  fired[k] = true
+  return true
+end
+
+local function handle(ev)
+  if type(ev) ~= "table" then
+    return
+  end
+  local typ, task = nn(ev.type), nn(ev.task)
+  if type(task) ~= "table" or nn(task.id) == nil or nn(task.cwd) == nil then
+    return
+  end
+  local state = require("claude-tasks.state")
+  if typ == "disposed" then
+    state.remove(task.cwd, task.id)
+    return
+  end
+  local prev = state.put(task)
+
+  local status = nn(task.status)
+  local kind
+  if status == "interrupted" then
+    -- Only a task we knew to be live (or an explicit failure) makes news; an old interrupted
+    -- task showing up again does not.
+    local was_live = prev
+      and (prev.status == "running" or prev.status == "queued" or prev.was_live == true)
+    if typ == "failed" or typ == "interrupted" or was_live then
+      kind = "interrupted"
+    end
+  elseif typ == "queued" or typ == "started" or FINISHED[typ] then
+    kind = typ
+  end
+  -- One outcome per run, whatever the backend repeats or revises.
+  if not kind or not once(task, FINISHED[kind] and "done" or kind) then
+    return
+  end
+  local data = M.data(task)
+  local finished = FINISHED[kind]
+  vim.schedule(function()
+    fire(AUTOCMD[kind], data)
+    if finished then
+      fire("ClaudeTaskDone", data)
+      if require("claude-tasks.config").get().notify then
+        local msg, level = M.message(task)
+        vim.notify(msg, level, { title = "claude-tasks" })
+      end
+    end
+  end)
+end
+
+--- Called by the backend with `{ type = ..., task = <task record> }`. Never raises: an error in
+--- here is reported with vim.notify (scheduled) and the backend gets `true` anyway.
+function M.dispatch(ev)
+  local ok, err = pcall(handle, ev)
+  if not ok then
+    vim.schedule(function()
+      vim.notify(
+        "claude-tasks: cannot handle a backend event: " .. tostring(err),
+        vim.log.levels.ERROR
+      )
+    end)
+  end
+  return true
+end
+
+return M

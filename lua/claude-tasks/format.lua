@@ -1,0 +1,96 @@
+-- Small pure helpers shared by the picker, the notifications and the commands.
+
+local M = {}
+
+--- Values from RPC map msgpack nil to vim.NIL; this maps it back to nil.
+function M.nn(v)
+  if v == vim.NIL then
+    return nil
+  end
+  return v
+end
+
+--- Milliseconds since the Unix epoch.
+function M.now_ms()
+  local sec, usec = (vim.uv or vim.loop).gettimeofday()
+  return sec * 1000 + math.floor(usec / 1000)
+end
+
+--- "42.1s", "3m 05s", "1h 02m" (the backend's footer uses the same format).
+function M.duration(ms)
+  ms = tonumber(M.nn(ms))
+  if not ms or ms < 0 then
+    return "-"
+  end
+  if ms < 60000 then
+    return string.format("%.1fs", ms / 1000)
+  elseif ms < 3600000 then
+    return string.format("%dm %02ds", math.floor(ms / 60000), math.floor(ms / 1000) % 60)
+  end
+  return string.format("%dh %02dm", math.floor(ms / 3600000), math.floor(ms / 60000) % 60)
+end
+
+--- How long the task has run (running), waited (queued) or ran (finished), in ms.
+function M.elapsed_ms(task, now)
+  local nn = M.nn
+  now = now or M.now_ms()
+  local status = task.status
+  if status == "queued" then
+    local created = nn(task.created_at_ms)
+    return created and math.max(0, now - created) or nil
+  elseif status == "running" then
+    local started = nn(task.started_at_ms) or nn(task.created_at_ms)
+    local before = 0
+    -- duration_ms sums the runs that already ended; add the current run's time so far.
+    local runs = nn(task.runs)
+    if type(runs) == "table" and #runs > 1 then
+      local last = runs[#runs]
+      started = nn(last.started_at_ms) or started
+      before = nn(task.duration_ms) or 0
+    end
+    return started and (before + math.max(0, now - started)) or nil
+  end
+  local d = nn(task.duration_ms)
+  if d then
+    return d
+  end
+  local s, e = nn(task.started_at_ms), nn(task.ended_at_ms)
+  return (s and e) and math.max(0, e - s) or nil
+end
+
+--- A project directory as shown to the user: relative to the cwd or to ~.
+function M.dir(cwd)
+  return vim.fn.fnamemodify(cwd, ":~:.")
+end
+
+--- The picker entry of a task: "#3 running    12.3s fix the test · ~/proj".
+function M.entry(task, now)
+  local elapsed = M.elapsed_ms(task, now)
+  return string.format(
+    "#%s %-11s %7s %s · %s",
+    tostring(task.id),
+    tostring(task.status),
+    elapsed and M.duration(elapsed) or "-",
+    tostring(M.nn(task.name) or ""),
+    M.dir(task.cwd)
+  )
+end
+
+--- "#3 fix the test" (with the project when it is not the current directory).
+function M.label(task)
+  local s = string.format("#%s %s", tostring(task.id), tostring(M.nn(task.name) or ""))
+  if task.cwd and task.cwd ~= vim.fn.getcwd() then
+    s = s .. " (" .. M.dir(task.cwd) .. ")"
+  end
+  return s
+end
+
+--- "$0.0312", or nil when there is no cost.
+function M.cost(task)
+  local c = tonumber(M.nn(task.cost_usd))
+  if c and c > 0 then
+    return string.format("$%.4f", c)
+  end
+end
+
+return M

@@ -1,0 +1,125 @@
+-- :checkhealth claude-tasks
+
+local M = {}
+
+local health = vim.health
+
+local function run(cmd, timeout)
+  local ok, obj = pcall(vim.system, cmd, { text = true })
+  if not ok then
+    return nil, tostring(obj)
+  end
+  local res = obj:wait(timeout or 5000)
+  if res.signal ~= 0 then
+    return nil, "timed out or killed (signal " .. tostring(res.signal) .. ")"
+  end
+  if res.code ~= 0 then
+    return nil,
+      vim.trim((res.stderr or "") .. " " .. (res.stdout or "")) .. " (exit code " .. res.code .. ")"
+  end
+  return vim.trim(res.stdout or "")
+end
+
+local function check_neovim()
+  local v = vim.version()
+  local s = string.format("%d.%d.%d", v.major, v.minor, v.patch)
+  if vim.fn.has("nvim-0.10") == 1 then
+    health.ok("Neovim " .. s)
+  else
+    health.error("Neovim " .. s .. " is too old", { "claude-tasks needs Neovim 0.10 or newer" })
+  end
+end
+
+local function check_options()
+  local config = require("claude-tasks.config")
+  local err = config.check(config.get())
+  if err then
+    health.error(err)
+  else
+    health.ok("options are valid")
+  end
+end
+
+local function check_backend()
+  local backend = require("claude-tasks.backend")
+  local bin, err = backend.find_binary()
+  if not bin then
+    health.error((err:gsub("^claude%-tasks: ", "")))
+    return
+  end
+  health.ok("backend binary: " .. bin)
+  local out, verr = run({ bin, "--version" })
+  if not out then
+    health.error("`" .. bin .. " --version` failed: " .. tostring(verr))
+    return
+  end
+  local version = out:match("^claude%-tasks%s+(%S+)")
+  if version == backend.VERSION then
+    health.ok("backend version " .. version .. " (same as the plugin)")
+  else
+    health.error(
+      string.format(
+        "backend version %s, but the plugin is %s",
+        tostring(version or out),
+        backend.VERSION
+      ),
+      { "rebuild it: cd " .. backend.plugin_root() .. " && cargo build --release" }
+    )
+  end
+  local info = backend.info()
+  if info then
+    health.info("a backend runs in this editor (channel " .. info.job .. ")")
+  else
+    health.info("no backend runs in this editor yet (it starts on first use)")
+  end
+end
+
+local function check_claude()
+  local config = require("claude-tasks.config")
+  local cmd = config.cmd_list()
+  local exe = cmd[1]
+  if vim.fn.executable(exe) == 0 then
+    health.error(
+      "`" .. exe .. "` (option 'cmd') not found",
+      { "install Claude Code: npm install -g @anthropic-ai/claude-code", "or set option 'cmd'" }
+    )
+    return
+  end
+  health.ok("`" .. exe .. "` found: " .. vim.fn.exepath(exe))
+  local full = vim.list_extend(vim.deepcopy(cmd), { "--version" })
+  local out, err = run(full, 10000)
+  if out then
+    health.ok("`" .. table.concat(full, " ") .. "`: " .. out)
+  else
+    health.warn("`" .. table.concat(full, " ") .. "` failed: " .. tostring(err))
+  end
+end
+
+local function check_writable(what, dir)
+  if vim.fn.mkdir(dir, "p") == 0 and vim.fn.isdirectory(dir) == 0 then
+    health.error(what .. " " .. dir .. " cannot be created")
+    return
+  end
+  local probe = dir .. "/.claude-tasks-health-" .. vim.fn.getpid()
+  local f = io.open(probe, "w")
+  if f then
+    f:close()
+    os.remove(probe)
+    health.ok(what .. " " .. dir .. " is writable")
+  else
+    health.error(what .. " " .. dir .. " is not writable")
+  end
+end
+
+function M.check()
+  health.start("claude-tasks")
+  check_neovim()
+  check_options()
+  check_backend()
+  check_claude()
+  local config = require("claude-tasks.config")
+  check_writable("state directory", config.state_dir())
+  check_writable("log directory", vim.fn.fnamemodify(config.log_file(), ":h"))
+end
+
+return M

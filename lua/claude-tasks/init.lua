@@ -1,0 +1,217 @@
+-- claude-tasks.nvim: run Claude Code (`claude -p`) as background tasks.
+--
+-- The Lua API. Everything works without setup(). Functions that talk to the backend never
+-- raise: on failure they return nil and a one-line error message ("claude-tasks: ...").
+-- Only setup() raises (on a wrong option).
+
+local config = require("claude-tasks.config")
+local state = require("claude-tasks.state")
+
+local M = {}
+
+M.version = require("claude-tasks.backend").VERSION
+
+--- The statusline string: "" when no task of this editor runs, else e.g. "✻ 2 ⏳ 1".
+--- Reads a cache kept up to date by backend events; never calls the backend.
+M.statusline = state.statusline
+
+--- pcall of a backend request; on failure: false and a clean one-line message.
+local function request(method, args)
+  local backend = require("claude-tasks.backend")
+  local ok, res = pcall(backend.request, method, args)
+  if not ok then
+    return false, backend.clean_error(res)
+  end
+  return true, res
+end
+
+local function normalize_dir(dir)
+  local path = vim.fn.fnamemodify(vim.fn.expand(dir), ":p")
+  if #path > 1 then
+    path = path:gsub("/+$", "")
+  end
+  return path
+end
+
+local function title(task)
+  local name = task.name
+  if name == nil then
+    local cached = state.get(task.cwd, task.id)
+    name = cached and cached.name
+  end
+  if type(name) ~= "string" then
+    name = ""
+  end
+  return vim.trim(string.format("claude-tasks #%s %s", tostring(task.id), name))
+end
+
+--- Shows the output of `task` per `mode`; a failure is reported but does not fail the caller.
+local function show(task, mode)
+  if not mode then
+    return
+  end
+  local ok, err = pcall(require("claude-tasks.buffer").open, task.id, task.cwd, mode, title(task))
+  if not ok then
+    vim.notify(require("claude-tasks.backend").clean_error(err), vim.log.levels.ERROR)
+  end
+end
+
+--- Sets the options (over the defaults). Raises an error naming the key on a wrong option.
+function M.setup(opts)
+  config.setup(opts)
+  state.recompute()
+  local backend = package.loaded["claude-tasks.backend"]
+  if backend and backend.running() then
+    local ok, err = pcall(backend.configure)
+    if not ok then
+      vim.notify(backend.clean_error(err), vim.log.levels.ERROR)
+    end
+  end
+end
+
+--- Starts a task; returns its id (ids are per project directory), or nil and an error.
+--- opts: name, cwd (default: the current directory), model, permission_mode, allowed_tools,
+--- args, cmd (default: the options), open (default: option `open`; false: do not show).
+function M.start(prompt, opts)
+  if type(prompt) ~= "string" or vim.trim(prompt) == "" then
+    return nil, "claude-tasks: the prompt is empty"
+  end
+  local err = config.check_task_opts(opts)
+  if err then
+    return nil, err
+  end
+  opts = opts or {}
+  local o = config.get()
+  local function pick(key)
+    if opts[key] ~= nil then
+      return opts[key]
+    end
+    return o[key]
+  end
+  local ok, task = request("start", {
+    prompt = prompt,
+    cwd = opts.cwd and normalize_dir(opts.cwd) or vim.fn.getcwd(),
+    name = opts.name,
+    model = pick("model"),
+    permission_mode = pick("permission_mode"),
+    allowed_tools = pick("allowed_tools"),
+    args = pick("args"),
+    cmd = pick("cmd"),
+  })
+  if not ok then
+    return nil, task
+  end
+  show(task, pick("open"))
+  return task.id
+end
+
+--- Cancels a task (`ref`: an id, a task record, or a unique part of a name). Returns the
+--- task record, or nil and an error.
+function M.cancel(ref)
+  local t, err = require("claude-tasks.resolve").one(ref)
+  if not t then
+    return nil, err
+  end
+  local ok, task = request("cancel", { id = t.id, cwd = t.cwd })
+  if not ok then
+    return nil, task
+  end
+  return task
+end
+
+--- Opens a task's output (opts.open: how; default: option `open`, or "split" when it is
+--- false). Returns the buffer number, or nil and an error.
+function M.open(ref, opts)
+  local t, err = require("claude-tasks.resolve").one(ref)
+  if not t then
+    return nil, err
+  end
+  opts = opts or {}
+  local mode = opts.open
+  if mode == nil then
+    mode = config.get().open or "split"
+  end
+  local ok, buf = pcall(require("claude-tasks.buffer").open, t.id, t.cwd, mode, title(t))
+  if not ok then
+    return nil, require("claude-tasks.backend").clean_error(buf)
+  end
+  return buf
+end
+
+--- A follow-up turn in the task's Claude session. Shows the output per opts.open (default:
+--- option `open`). Returns the task record, or nil and an error.
+function M.resume(ref, prompt, opts)
+  if type(prompt) ~= "string" or vim.trim(prompt) == "" then
+    return nil, "claude-tasks: the follow-up prompt is empty"
+  end
+  local t, err = require("claude-tasks.resolve").one(ref)
+  if not t then
+    return nil, err
+  end
+  local ok, task = request("resume", { id = t.id, prompt = prompt, cwd = t.cwd })
+  if not ok then
+    return nil, task
+  end
+  local mode = (opts or {}).open
+  if mode == nil then
+    mode = config.get().open
+  end
+  show(task, mode)
+  return task
+end
+
+--- The tasks of the current directory (opts.cwd: another one; opts.all: every project),
+--- newest first. Returns the list, or nil and an error.
+function M.list(opts)
+  opts = opts or {}
+  local ok, tasks = request("list", {
+    cwd = opts.cwd and normalize_dir(opts.cwd) or vim.fn.getcwd(),
+    all = opts.all and true or nil,
+  })
+  if not ok then
+    return nil, tasks
+  end
+  state.refresh(tasks)
+  return tasks
+end
+
+--- A task's record, or nil and an error.
+function M.get(ref)
+  local t, err = require("claude-tasks.resolve").one(ref)
+  if not t then
+    return nil, err
+  end
+  local ok, task = request("get", { id = t.id, cwd = t.cwd })
+  if not ok then
+    return nil, task
+  end
+  state.refresh({ task })
+  return task
+end
+
+--- Deletes a finished task (its record, transcript and buffer). Returns true, or nil and an
+--- error.
+function M.dispose(ref)
+  local t, err = require("claude-tasks.resolve").one(ref)
+  if not t then
+    return nil, err
+  end
+  local ok, res = request("dispose", { id = t.id, cwd = t.cwd })
+  if not ok then
+    return nil, res
+  end
+  local buffer = package.loaded["claude-tasks.buffer"]
+  if buffer then
+    buffer.forget(t.id, t.cwd)
+  end
+  state.remove(t.cwd, t.id)
+  return true
+end
+
+--- The picker (vim.ui.select) of the tasks, newest first; choosing one offers actions.
+--- opts: { running = true } only running and queued tasks; { tasks = {...} } these tasks.
+function M.pick(opts)
+  require("claude-tasks.picker").pick(opts)
+end
+
+return M

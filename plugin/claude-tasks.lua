@@ -1,0 +1,45 @@
+-- claude-tasks.nvim: commands only. Nothing is required and no backend starts until first use.
+if vim.g.loaded_claude_tasks then
+  return
+end
+vim.g.loaded_claude_tasks = 1
+
+if vim.fn.has("nvim-0.10") == 0 then
+  vim.api.nvim_echo({ { "claude-tasks.nvim needs Neovim 0.10 or newer", "WarningMsg" } }, true, {})
+  return
+end
+
+local function commands()
+  return require("claude-tasks.commands")
+end
+
+vim.api.nvim_create_user_command("ClaudeTask", function(o)
+  commands().task(o)
+end, {
+  nargs = "*",
+  range = true,
+  -- File names, without -complete=file's expansion of % and # in the prompt.
+  complete = function(arglead)
+    return vim.fn.getcompletion(arglead, "file")
+  end,
+  desc = "claude-tasks: start a Claude Code task with this prompt (a range adds the lines)",
+})
+
+vim.api.nvim_create_user_command("ClaudeTasks", function(o)
+  commands().tasks(o)
+end, {
+  nargs = "*",
+  complete = function(arglead, cmdline, cursorpos)
+    return commands().complete(arglead, cmdline, cursorpos)
+  end,
+  desc = "claude-tasks: pick, open, cancel, resume, dispose tasks; open a transcript",
+})
+
+vim.api.nvim_create_autocmd("BufReadCmd", {
+  group = vim.api.nvim_create_augroup("claude-tasks", { clear = true }),
+  pattern = "claude-tasks://*",
+  callback = function(ev)
+    require("claude-tasks.buffer").read_cmd(ev)
+  end,
+  desc = "claude-tasks: :edit claude-tasks://{id} shows that task's output",
+})

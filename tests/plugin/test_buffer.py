@@ -1,0 +1,352 @@
+"""Output buffers: buffer.write semantics, buffer options and keys, windows."""
+import os
+
+import pytest
+
+
+def write(child, buf, start, lines):
+    return child.lua("return require('claude-tasks.buffer').write(...)", buf, start, lines)
+
+
+def lines(child, buf):
+    return child.lua("return vim.api.nvim_buf_get_lines(..., 0, -1, false)", buf)
+
+
+@pytest.fixture
+def scratch(child):
+    return child.lua(
+        "local b = vim.api.nvim_create_buf(false, true); vim.bo[b].modifiable = false; return b"
+    )
+
+
+def test_write_replaces_from_start_to_end(child, scratch):
+    assert write(child, scratch, 0, ["a", "b", "c"]) is True
+    assert lines(child, scratch) == ["a", "b", "c"]
+    assert write(child, scratch, 1, ["x"]) is True
+    assert lines(child, scratch) == ["a", "x"]
+    assert write(child, scratch, 2, ["y", "z"]) is True
+    assert lines(child, scratch) == ["a", "x", "y", "z"]
+    assert write(child, scratch, 0, []) is True
+    assert lines(child, scratch) == [""]
+    # start past the end appends
+    write(child, scratch, 0, ["a"])
+    assert write(child, scratch, 5, ["b"]) is True
+    assert lines(child, scratch) == ["a", "b"]
+    # the user still cannot modify it
+    assert child.lua("return vim.bo[...].modifiable", scratch) is False
+
+
+def test_write_to_invalid_buffer_returns_false(child, scratch):
+    child.lua("vim.api.nvim_buf_delete(..., { force = true })", scratch)
+    assert write(child, scratch, 0, ["a"]) is False
+    assert write(child, 99999, 0, ["a"]) is False
+
+
+def test_following_windows(child, scratch):
+    write(child, scratch, 0, ["l%d" % i for i in range(1, 51)])
+    wins = child.lua(
+        """
+        local buf = ...
+        vim.api.nvim_win_set_buf(0, buf)
+        local a = vim.api.nvim_get_current_win()
+        vim.cmd('split')
+        local b = vim.api.nvim_get_current_win()
+        vim.cmd('tab split')
+        local c = vim.api.nvim_get_current_win()
+        vim.api.nvim_win_set_cursor(a, { 50, 0 })  -- on the last line: follows
+        vim.api.nvim_win_set_cursor(b, { 10, 0 })  -- elsewhere: stays
+        vim.api.nvim_win_set_cursor(c, { 50, 0 })  -- another tabpage: follows too
+        return { a, b, c }
+        """,
+        scratch,
+    )
+    write(child, scratch, 49, ["l50 longer", "l51", "l52"])
+    cursors = [child.lua("return vim.api.nvim_win_get_cursor(...)", w) for w in wins]
+    assert cursors == [[52, 0], [10, 0], [52, 0]]
+    # shrinking: a follower stays on the (new) last line; a window below the end is clamped
+    write(child, scratch, 5, ["end"])
+    cursors = [child.lua("return vim.api.nvim_win_get_cursor(...)", w)[0] for w in wins]
+    assert cursors[0] == 6 and cursors[2] == 6
+
+
+def test_write_is_fast_for_floods(child, scratch):
+    ms = child.lua(
+        """
+        local buf = ...
+        vim.api.nvim_win_set_buf(0, buf)
+        local lines = {}
+        for i = 1, 10000 do lines[i] = string.rep('x', 80) .. i end
+        local w = require('claude-tasks.buffer').write
+        local t0 = vim.uv.hrtime()
+        for i = 0, 9 do w(buf, i * 10000, lines) end
+        return (vim.uv.hrtime() - t0) / 1e6
+        """,
+        scratch,
+    )
+    assert lines(child, scratch)[-1].endswith("10000")
+    assert child.lua("return vim.api.nvim_buf_line_count(...)", scratch) == 100000
+    assert child.lua("return vim.api.nvim_win_get_cursor(0)[1]") == 100000
+    assert ms < 2000, ms
+
+
+def open_task(child, id_=1, mode="split"):
+    child.stub_backend()
+    child.lua("__add_task({ id = %d, name = 'demo' })" % id_)
+    return child.lua("return require('claude-tasks').open(%d, { open = %s })" % (
+        id_, "false" if mode is False else repr(mode).replace("'", '"')))
+
+
+def test_task_buffer_options_and_keys(child):
+    buf = open_task(child)
+    assert child.lua("return vim.api.nvim_buf_get_name(...)", buf) == "claude-tasks://1"
+    opts = child.lua(
+        """
+        local b = ...
+        local o = {}
+        for _, k in ipairs({ 'buftype', 'bufhidden', 'swapfile', 'undolevels', 'modifiable',
+          'filetype', 'buflisted', 'path' }) do o[k] = vim.bo[b][k] end
+        return o
+        """,
+        buf,
+    )
+    assert opts == {
+        "buftype": "nofile",
+        "bufhidden": "hide",
+        "swapfile": False,
+        "undolevels": -1,
+        "modifiable": False,
+        "filetype": "markdown",
+        "buflisted": False,
+        "path": os.getcwd().replace(",", "\\,").replace(" ", "\\ "),
+    }
+    maps = child.lua(
+        """
+        local out = {}
+        for _, m in ipairs(vim.api.nvim_buf_get_keymap(..., 'n')) do out[#out + 1] = m.lhs end
+        table.sort(out)
+        return out
+        """,
+        buf,
+    )
+    for lhs in ("q", "<C-C>", "r", "gf", "gF"):
+        assert lhs in maps
+    assert child.lua("return vim.b[...].claude_task", buf) == {"id": 1, "cwd": os.getcwd()}
+
+
+def test_q_closes_the_window_not_the_task(child):
+    buf = open_task(child)
+    assert len(child.lua("return vim.api.nvim_tabpage_list_wins(0)")) == 2
+    child.nvim.feedkeys("q", "x")
+    child.wait("#vim.api.nvim_tabpage_list_wins(0) == 1")
+    assert child.lua("return vim.api.nvim_buf_is_valid(...)", buf) is True
+    assert child.calls("cancel") == [] and child.calls("detach") == []
+    # q in the last window shows another buffer instead of failing
+    child.lua("vim.api.nvim_win_set_buf(0, ...)", buf)
+    child.nvim.feedkeys("q", "x")
+    assert child.lua("return vim.api.nvim_get_current_buf()") != buf
+
+
+def test_ctrl_c_cancels_and_r_follows_up(child):
+    open_task(child)
+    child.nvim.feedkeys(child.nvim.replace_termcodes("<C-c>", True, False, True), "x")
+    assert child.calls("cancel") == [{"id": 1, "cwd": os.getcwd()}]
+    child.lua("vim.ui.input = function(o, cb) cb('and then?') end")
+    child.nvim.feedkeys("r", "x")
+    assert child.calls("resume") == [{"id": 1, "prompt": "and then?", "cwd": os.getcwd()}]
+
+
+def test_gf_resolves_relative_to_the_task_cwd(child, tmp_path):
+    proj = tmp_path / "other"
+    (proj / "src").mkdir(parents=True)
+    (proj / "src" / "lib.rs").write_text("fn main() {}\nfn b() {}\n")
+    child.stub_backend()
+    child.lua("__add_task({ id = 1, cwd = ... })", str(proj))
+    buf = child.lua("return require('claude-tasks').open({ id = 1, cwd = ... })", str(proj))
+    write(child, buf, 0, ["● Write(src/lib.rs)", "● Read(src/lib.rs:2)"])
+    child.lua("vim.api.nvim_win_set_cursor(0, { 1, 10 })")
+    child.nvim.feedkeys("gf", "x")
+    assert child.lua("return vim.api.nvim_buf_get_name(0)") == str(proj / "src" / "lib.rs")
+    # gF with a line number, from a float: the file opens in the previous window
+    child.lua("require('claude-tasks').open({ id = 1, cwd = ... }, { open = 'float' })", str(proj))
+    assert child.lua("return vim.api.nvim_win_get_config(0).relative") == "editor"
+    child.lua("vim.api.nvim_win_set_cursor(0, { 2, 9 })")
+    child.nvim.feedkeys("gF", "x")
+    assert child.lua("return vim.api.nvim_win_get_config(0).relative") == ""
+    assert child.lua("return vim.api.nvim_buf_get_name(0)") == str(proj / "src" / "lib.rs")
+    assert child.lua("return vim.api.nvim_win_get_cursor(0)[1]") == 2
+
+
+@pytest.mark.parametrize("mode", ["split", "vsplit", "tab", "float"])
+def test_open_modes_and_window_reuse(child, mode):
+    buf = open_task(child, mode=mode)
+    win = child.lua("return vim.api.nvim_get_current_win()")
+    assert child.lua("return vim.api.nvim_win_get_buf(...)", win) == buf
+    layout = child.lua("return vim.fn.winlayout()")
+    if mode == "split":
+        assert layout[0] == "col"
+    elif mode == "vsplit":
+        assert layout[0] == "row"
+    elif mode == "tab":
+        assert child.lua("return #vim.api.nvim_list_tabpages()") == 2
+    else:
+        assert child.lua("return vim.api.nvim_win_get_config(0).relative") == "editor"
+    # opening again (from another window) reuses the window
+    child.nvim.command("wincmd p" if mode != "tab" else "tabprevious")
+    child.lua("require('claude-tasks').open(1, { open = '%s' })" % mode)
+    assert child.lua("return vim.api.nvim_get_current_win()") == win
+    assert len(child.lua("return vim.api.nvim_list_wins()")) == 2
+    assert len(child.calls("attach")) == 1
+
+
+def test_open_false_only_creates_and_attaches(child):
+    buf = open_task(child, mode=False)
+    assert child.lua("return #vim.api.nvim_list_wins()") == 1
+    assert child.calls("attach") == [{"id": 1, "buf": buf, "cwd": os.getcwd()}]
+
+
+def test_wipeout_detaches(child):
+    buf = open_task(child)
+    child.nvim.command("bwipeout! %d" % buf)
+    child.flush()
+    assert child.calls("detach") == [{"id": 1, "buf": buf, "cwd": os.getcwd()}]
+    # reopening creates a fresh buffer and attaches again
+    buf2 = child.lua("return require('claude-tasks').open(1)")
+    assert buf2 != buf
+    assert len(child.calls("attach")) == 2
+
+
+def test_unload_detaches_and_reopen_reattaches(child):
+    buf = open_task(child)
+    child.nvim.command("bdelete! %d" % buf)
+    child.flush()
+    assert len(child.calls("detach")) == 1
+    assert child.lua("return require('claude-tasks').open(1)") == buf
+    assert len(child.calls("attach")) == 2
+
+
+def test_same_id_in_two_projects(child, tmp_path):
+    child.stub_backend()
+    other = str(tmp_path / "xdg_data_home")
+    child.lua("__add_task({ id = 1 }); __add_task({ id = 1, cwd = ... })", other)
+    a = child.lua("return require('claude-tasks').open(1)")
+    b = child.lua("return require('claude-tasks').open({ id = 1, cwd = ... })", other)
+    assert a != b
+    assert child.lua("return vim.api.nvim_buf_get_name(...)", a) == "claude-tasks://1"
+    assert child.lua("return vim.api.nvim_buf_get_name(...)", b).startswith("claude-tasks://1 (")
+
+
+def test_edit_url_attaches(child):
+    child.stub_backend()
+    child.lua("__add_task({ id = 4 })")
+    child.nvim.command("edit claude-tasks://4")
+    buf = child.lua("return vim.api.nvim_get_current_buf()")
+    assert child.calls("attach") == [{"id": 4, "buf": buf, "cwd": os.getcwd()}]
+    assert child.lua("return vim.bo.buftype") == "nofile"
+    # open() finds that buffer instead of making another
+    assert child.lua("return require('claude-tasks').open(4)") == buf
+
+
+def test_highlight_groups(child):
+    child.lua("require('claude-tasks.highlights').setup()")
+    for group in (
+        "ClaudeTasksRunning",
+        "ClaudeTasksQueued",
+        "ClaudeTasksCompleted",
+        "ClaudeTasksFailed",
+        "ClaudeTasksCancelled",
+        "ClaudeTasksInterrupted",
+        "ClaudeTasksHeader",
+        "ClaudeTasksTool",
+        "ClaudeTasksFooter",
+    ):
+        hl = child.lua("return vim.api.nvim_get_hl(0, { name = ... })", group)
+        assert hl.get("link"), group
+        assert hl.get("default") is True, group
+    # a user's own definition wins, and :colorscheme keeps ours defined
+    child.lua("vim.api.nvim_set_hl(0, 'ClaudeTasksTool', { fg = '#ff0000' })")
+    child.lua("require('claude-tasks.highlights').apply()")
+    assert child.lua("return vim.api.nvim_get_hl(0, { name = 'ClaudeTasksTool' }).fg") == 0xFF0000
+    child.nvim.command("colorscheme default")
+    assert child.lua("return vim.api.nvim_get_hl(0, { name = 'ClaudeTasksTool' }).link") == "Function"
+
+
+def test_decorations_highlight_visible_lines(child):
+    buf = open_task(child)
+    text = ["plain text", "● Bash(npm test)", "  ⎿ ok", "✓ done in 1.0s", "✗ failed: x", "■ cancelled"]
+    write(child, buf, 0, text)
+    groups = child.lua(
+        "local hl = require('claude-tasks.highlights'); "
+        "return vim.tbl_map(function(l) return hl.group_of(l) or '' end, ...)",
+        text,
+    )
+    assert groups == [
+        "",
+        "ClaudeTasksTool",
+        "ClaudeTasksToolResult",
+        "ClaudeTasksCompleted",
+        "ClaudeTasksFailed",
+        "ClaudeTasksCancelled",
+    ]
+    # and the provider draws them: the tool line looks different from the plain one
+    child.lua("vim.api.nvim_set_hl(0, 'ClaudeTasksTool', { fg = '#00ff00', bold = true })")
+    child.nvim.command("normal! gg")
+    child.nvim.command("redraw!")
+    attrs = child.lua(
+        """
+        local win = vim.api.nvim_get_current_win()
+        local pos = vim.fn.win_screenpos(win)
+        return { vim.fn.screenattr(pos[1], pos[2] + 2), vim.fn.screenattr(pos[1] + 1, pos[2] + 2) }
+        """
+    )
+    assert attrs[0] != attrs[1]
+
+
+def test_write_while_text_is_locked_is_applied_later_in_order(child, scratch):
+    # The backend may call write() while Lua waits in an rpcrequest made where text is
+    # locked (an <expr> mapping, a statusline expression...): the write waits, in order.
+    child.lua(
+        """
+        local buf = ...
+        _G.__w = {}
+        function _G.__stl()
+          local w = require('claude-tasks.buffer').write
+          table.insert(_G.__w, w(buf, 0, { 'a', 'b' }))
+          table.insert(_G.__w, w(buf, 1, { 'c' }))
+          _G.__during = vim.api.nvim_buf_get_lines(buf, 0, -1, false)
+          vim.o.statusline = ''
+          return ''
+        end
+        vim.o.laststatus = 2
+        vim.o.statusline = '%!v:lua.__stl()'
+        vim.cmd('redrawstatus')
+        """,
+        scratch,
+    )
+    assert child.lua("return _G.__w") == [True, True]
+    assert child.lua("return _G.__during") == [""]  # really locked: not written yet
+    child.flush()
+    child.wait("vim.api.nvim_buf_get_lines(%d, 0, -1, false)[2] == 'c'" % scratch)
+    assert lines(child, scratch) == ["a", "c"]
+    # later writes go straight through again
+    assert write(child, scratch, 2, ["d"]) is True
+    assert lines(child, scratch) == ["a", "c", "d"]
+
+
+def test_unload_then_reopen_at_once_keeps_the_new_view(child):
+    buf = open_task(child)
+    child.lua(
+        "vim.cmd('bdelete! ' .. ...); require('claude-tasks').open(1)",
+        buf,
+    )
+    child.flush()
+    assert child.calls("detach") == []
+    assert len(child.calls("attach")) == 2
+
+
+def test_edit_reloads_a_task_buffer(child):
+    buf = open_task(child)
+    child.nvim.command("edit")
+    child.flush()
+    assert child.lua("return vim.api.nvim_get_current_buf()") == buf
+    assert child.calls("detach") == []
+    assert len(child.calls("attach")) == 2
