@@ -9,6 +9,8 @@ use rmpv::Value;
 pub enum WriteError {
     /// The buffer was wiped: stop writing to it, silently.
     BufferGone,
+    /// Another view of the buffer replaced this one (the buffer was attached again).
+    Superseded,
     /// The channel is closed (Neovim is going away) or Lua raised an error.
     Failed(String),
 }

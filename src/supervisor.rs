@@ -61,6 +61,8 @@ struct State {
     queue: VecDeque<TaskKey>,
     running: usize,
     shutting_down: bool,
+    /// One per attached buffer, shared by its successive views.
+    gates: HashMap<i64, Arc<crate::view::WriteGate>>,
 }
 
 struct Entry {
@@ -181,6 +183,7 @@ impl Supervisor {
                     queue: VecDeque::new(),
                     running: 0,
                     shutting_down: false,
+                    gates: HashMap::new(),
                 }),
                 idle: Notify::new(),
                 claim: Mutex::new(()),
@@ -213,6 +216,13 @@ impl Supervisor {
     }
 
     fn emit(&self, kind: &str, rec: &TaskRecord) {
+        // Lua knows the outcomes completed / failed / cancelled; an interrupted task is a
+        // failure whose record says why.
+        let kind = if kind == "interrupted" {
+            "failed"
+        } else {
+            kind
+        };
         let ev = Value::Map(vec![
             (Value::from("type"), Value::from(kind)),
             (Value::from("task"), record_value(&self.shared.store, rec)),
@@ -317,11 +327,25 @@ impl Supervisor {
             entry.active = true;
             entry.lock = lock;
             st.tasks.insert(key.clone(), entry);
-            st.queue.push_back(key);
+            st.queue.push_back(key.clone());
         }
-        self.emit("queued", &rec);
         self.schedule();
+        self.emit_if_waiting(&key);
         Ok(rec)
+    }
+
+    /// `queued` is news only for a task that waits; one that started at once says `started`.
+    fn emit_if_waiting(&self, key: &TaskKey) {
+        let rec = {
+            let st = self.state();
+            if !st.queue.contains(key) {
+                return;
+            }
+            st.tasks.get(key).map(Entry::rec)
+        };
+        if let Some(rec) = rec {
+            self.emit("queued", &rec);
+        }
     }
 
     pub fn cancel(&self, cwd: &str, id: u64) -> Result<TaskRecord, String> {
@@ -419,11 +443,11 @@ impl Supervisor {
             r.error = None;
         });
         let rec = entry.rec();
-        st.queue.push_back(key);
+        st.queue.push_back(key.clone());
         drop(st);
         self.persist(&rec);
-        self.emit("queued", &rec);
         self.schedule();
+        self.emit_if_waiting(&key);
         Ok(rec)
     }
 
@@ -482,25 +506,40 @@ impl Supervisor {
         let key = (cwd.to_owned(), id);
         self.ensure_loaded(&key)?;
         let mut st = self.state();
+        let gate = st.gates.entry(buf).or_default().clone();
+        // From here on, writes of any earlier view of this buffer are refused.
+        let generation = gate.next();
         let entry = st.tasks.get_mut(&key).ok_or_else(|| no_task(cwd, id))?;
         let (stop_tx, stop_rx) = watch::channel(false);
-        // Re-attaching a buffer replaces its view (the Lua side clears the buffer first).
         if let Some(old) = entry.views.insert(buf, stop_tx) {
             let _ = old.send(true);
         }
         let view = View {
             editor: self.shared.editor.clone(),
+            gate,
+            generation,
             buf,
             transcript: self.shared.store.task_dir(cwd, id).join("transcript.jsonl"),
             record: entry.record.subscribe(),
             stop: stop_rx,
         };
+        // A buffer shows one task: stop views of it on other tasks.
+        for (k, e) in st.tasks.iter_mut() {
+            if k != &key {
+                if let Some(old) = e.views.remove(&buf) {
+                    let _ = old.send(true);
+                }
+            }
+        }
         tokio::spawn(view.run());
         Ok(())
     }
 
     pub fn detach(&self, cwd: &str, id: u64, buf: i64) -> Result<(), String> {
         let mut st = self.state();
+        if let Some(gate) = st.gates.remove(&buf) {
+            gate.next();
+        }
         let entry = st
             .tasks
             .get_mut(&(cwd.to_owned(), id))

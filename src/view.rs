@@ -24,8 +24,33 @@ use crate::task::TaskRecord;
 pub const READ_AHEAD: usize = 2 * 1024 * 1024;
 const CHUNK: usize = 64 * 1024;
 
+/// Orders the writes of successive views of one buffer. Re-attaching a buffer starts a new view
+/// whose first write replaces the buffer from line 0; a write of the view it replaces must never
+/// land after that. Each attach takes a new generation; a view writes only while its generation
+/// is current, holding the lock across the call so an older write in flight finishes first.
+#[derive(Default)]
+pub struct WriteGate {
+    generation: std::sync::atomic::AtomicU64,
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl WriteGate {
+    /// A new generation; views of older ones stop writing.
+    pub fn next(&self) -> u64 {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1
+    }
+
+    fn current(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 pub struct View {
     pub editor: Arc<dyn Editor>,
+    pub gate: Arc<WriteGate>,
+    pub generation: u64,
     pub buf: i64,
     pub transcript: PathBuf,
     pub record: watch::Receiver<TaskRecord>,
@@ -154,7 +179,13 @@ impl View {
                 if let Some(batch) = sink.next_batch(now) {
                     let editor = self.editor.clone();
                     let buf = self.buf;
+                    let gate = self.gate.clone();
+                    let generation = self.generation;
                     inflight = Some(Box::pin(async move {
+                        let _turn = gate.lock.lock().await;
+                        if gate.current() != generation {
+                            return Err(WriteError::Superseded);
+                        }
                         editor.write_lines(buf, batch.start, batch.lines).await
                     }));
                 }
@@ -172,7 +203,7 @@ impl View {
                     inflight = None;
                     match res {
                         Ok(()) => {}
-                        Err(WriteError::BufferGone) => return,
+                        Err(WriteError::BufferGone | WriteError::Superseded) => return,
                         Err(WriteError::Failed(e)) => {
                             crate::log_warn!("view: write to buffer {} failed: {e}", self.buf);
                             return;
