@@ -8,6 +8,9 @@ use claude_tasks::rpc::{Rpc, VERSION};
 use claude_tasks::store::Store;
 use claude_tasks::{log_error, log_info, log_warn};
 
+/// How long after the channel closes we look whether Neovim itself is still there.
+const EDITOR_GONE_CHECK: std::time::Duration = std::time::Duration::from_millis(150);
+
 struct Cli {
     state_dir: PathBuf,
     log_file: Option<PathBuf>,
@@ -138,17 +141,30 @@ async fn serve(cli: Cli) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(|e| e.to_string())?;
-    tokio::select! {
-        res = io => match res {
-            Ok(Ok(())) => log_info!("Neovim closed the channel"),
-            Ok(Err(e)) if e.is_channel_closed() => log_info!("Neovim closed the channel"),
-            Ok(Err(e)) => log_warn!("RPC loop ended: {e}"),
-            Err(e) => log_warn!("RPC loop panicked: {e}"),
-        },
-        _ = term.recv() => log_info!("SIGTERM"),
-        _ = hup.recv() => log_info!("SIGHUP"),
+    let editor = nix::unistd::getppid();
+    let channel_closed = tokio::select! {
+        res = io => {
+            match res {
+                Ok(Ok(())) => log_info!("Neovim closed the channel"),
+                Ok(Err(e)) if e.is_channel_closed() => log_info!("Neovim closed the channel"),
+                Ok(Err(e)) => log_warn!("RPC loop ended: {e}"),
+                Err(e) => log_warn!("RPC loop panicked: {e}"),
+            }
+            true
+        }
+        _ = term.recv() => { log_info!("SIGTERM"); false }
+        _ = hup.recv() => { log_info!("SIGHUP"); false }
+    };
+    // A quitting Neovim closes our channel and waits for us; a killed one is gone a moment
+    // later and we are re-parented. Only the first is a request to apply `on_exit`.
+    if channel_closed {
+        tokio::time::sleep(EDITOR_GONE_CHECK).await;
     }
-    sup.shutdown().await;
+    if channel_closed && nix::unistd::getppid() != editor {
+        sup.abandon();
+    } else {
+        sup.shutdown().await;
+    }
     log_info!("exiting");
     Ok(())
 }

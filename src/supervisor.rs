@@ -1027,10 +1027,13 @@ impl Supervisor {
             );
             self.emit("started", &rec);
         }
-        let grace = self.state().config.cancel_grace;
         let exit = tokio::select! {
             exit = process.wait() => exit,
-            _ = wait_true(&mut cancel_rx) => process.cancel(grace).await,
+            _ = wait_true(&mut cancel_rx) => {
+                // Read now, not at spawn: shutdown shortens it.
+                let grace = self.state().config.cancel_grace;
+                process.cancel(grace).await
+            }
         };
         process.kill_leftovers();
         let path = dir.join("transcript.jsonl");
@@ -1112,12 +1115,28 @@ impl Supervisor {
 
     // ----------------------------------------------------------------------------- shutdown
 
+    /// Neovim died without closing the channel cleanly (killed, crashed): leave every task
+    /// running, as with `on_exit = 'detach'`, so the next editor re-adopts them and nothing is
+    /// lost.
+    pub fn abandon(&self) {
+        let mut st = self.state();
+        st.shutting_down = true;
+        crate::log_info!(
+            "the editor went away: leaving {} task(s) running",
+            st.running
+        );
+    }
+
     /// Neovim closed the channel: apply `on_exit` and wait until every task this backend runs is
     /// settled (cancelled and reaped, or left running when detaching).
     pub async fn shutdown(&self) {
         let (policy, queued) = {
             let mut st = self.state();
             st.shutting_down = true;
+            // Neovim sends its jobs SIGTERM 1 s and SIGKILL 2 s after closing their channels;
+            // the whole ladder must be over by then, or the backend dies mid-ladder and a
+            // stubborn CLI survives it. SIGINT still comes first and usually suffices.
+            st.config.cancel_grace = st.config.cancel_grace.min(SHUTDOWN_GRACE);
             let queued: Vec<TaskKey> = st.queue.drain(..).collect();
             (st.config.on_exit, queued)
         };
@@ -1170,6 +1189,8 @@ impl Supervisor {
 }
 
 const OWNER_LOCK: &str = "owner.lock";
+/// The longest grace period of the cancel ladder while the editor quits (see `shutdown`).
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 /// Created by a backend that cancels a task another backend runs, so that the owner reports the
 /// run as cancelled rather than failed.
 const CANCEL_REQUEST: &str = "cancel-request";
