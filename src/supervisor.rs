@@ -728,25 +728,8 @@ impl Supervisor {
             .get(&key)
             .and_then(|e| e.record.borrow().current_run().map(|r| r.transcript_offset))
             .unwrap_or(0);
-        let path = dir.join("transcript.jsonl");
-        let summary = tokio::task::spawn_blocking(move || summarize(&path, offset))
-            .await
-            .unwrap_or_default();
-        let cancelled = self
-            .state()
-            .tasks
-            .get(&key)
-            .is_some_and(|e| e.record.borrow().cancel_requested)
-            || dir.join(CANCEL_REQUEST).exists();
-        let (status, error) = match (&summary.result, cancelled) {
-            (_, true) => (Status::Cancelled, None),
-            (Some(r), false) if !r.is_error => (Status::Completed, None),
-            (Some(r), false) => (Status::Failed, r.error_message()),
-            (None, false) => (
-                Status::Failed,
-                Some("the CLI ended without a result while re-adopted".into()),
-            ),
-        };
+        let (summary, cancelled) = self.run_ended(&key, &dir, offset).await;
+        let (status, error) = outcome(&summary, None, cancelled);
         let rec = self.update(&key, |r| {
             if let Some(res) = &summary.result {
                 apply_result(r, res);
@@ -956,7 +939,6 @@ impl Supervisor {
             SessionArg::Resume(&rec.session_id)
         };
         let argv = claude::argv(&rec.options, session);
-        let started = now_ms();
         // The run is published before the spawn so that a view reading the run's first bytes
         // already knows where the run began.
         let (cancel_tx, mut cancel_rx) = watch::channel(false);
@@ -967,23 +949,9 @@ impl Supervisor {
             };
             entry.cancel = Some(cancel_tx);
             entry.record.send_modify(|r| {
-                r.runs.push(Run {
-                    n,
-                    prompt_title: title_of(&prompt, 80),
-                    transcript_offset: t_len,
-                    stderr_offset: e_len,
-                    started_at_ms: Some(started),
-                    ended_at_ms: None,
-                    status: Status::Running,
-                    exit_code: None,
-                    signal: None,
-                    duration_ms: None,
-                    cost_usd: 0.0,
-                    num_turns: 0,
-                    error: None,
-                });
+                r.runs.push(Run::starting(n, &prompt, t_len, e_len));
                 r.status = Status::Running;
-                r.started_at_ms.get_or_insert(started);
+                r.started_at_ms.get_or_insert(now_ms());
                 r.ended_at_ms = None;
                 r.error = None;
                 r.exit_code = None;
@@ -1036,17 +1004,8 @@ impl Supervisor {
             }
         };
         process.kill_leftovers();
-        let path = dir.join("transcript.jsonl");
-        let summary = tokio::task::spawn_blocking(move || summarize(&path, t_len))
-            .await
-            .unwrap_or_default();
-        let cancelled = self
-            .state()
-            .tasks
-            .get(key)
-            .is_some_and(|e| e.record.borrow().cancel_requested)
-            || dir.join(CANCEL_REQUEST).exists();
-        let (status, error) = outcome(&summary, exit, cancelled);
+        let (summary, cancelled) = self.run_ended(key, &dir, t_len).await;
+        let (status, error) = outcome(&summary, Some(exit), cancelled);
         let rec = self.update(key, |r| {
             if let Some(res) = &summary.result {
                 apply_result(r, res);
@@ -1068,24 +1027,26 @@ impl Supervisor {
         }
     }
 
+    /// After a run's process is gone: what its part of the transcript says, and whether a
+    /// cancel was asked for (here, or by another backend through the cancel-request file).
+    async fn run_ended(&self, key: &TaskKey, dir: &Path, offset: u64) -> (RunSummary, bool) {
+        let path = dir.join("transcript.jsonl");
+        let summary = tokio::task::spawn_blocking(move || summarize(&path, offset))
+            .await
+            .unwrap_or_default();
+        let cancelled = self
+            .state()
+            .tasks
+            .get(key)
+            .is_some_and(|e| e.record.borrow().cancel_requested)
+            || dir.join(CANCEL_REQUEST).exists();
+        (summary, cancelled)
+    }
+
     /// A run that could not even be prepared (its prompt could not be written).
     fn fail_unstarted(&self, key: &TaskKey, n: u32, prompt: &str, msg: &str) {
         let rec = self.update(key, |r| {
-            r.runs.push(Run {
-                n,
-                prompt_title: title_of(prompt, 80),
-                transcript_offset: 0,
-                stderr_offset: 0,
-                started_at_ms: Some(now_ms()),
-                ended_at_ms: None,
-                status: Status::Running,
-                exit_code: None,
-                signal: None,
-                duration_ms: None,
-                cost_usd: 0.0,
-                num_turns: 0,
-                error: None,
-            });
+            r.runs.push(Run::starting(n, prompt, 0, 0));
             finish_run(r, Status::Failed, None, Some(msg.to_owned()));
         });
         if let Some(rec) = rec {
@@ -1359,7 +1320,8 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 /// The run's status: the `result` line decides, except that a cancel we asked for is a cancel
 /// whatever the CLI wrote or its exit code said.
-pub fn outcome(s: &RunSummary, exit: Exit, cancelled: bool) -> (Status, Option<String>) {
+/// `exit` is None for a re-adopted process, whose exit status only its late parent could see.
+pub fn outcome(s: &RunSummary, exit: Option<Exit>, cancelled: bool) -> (Status, Option<String>) {
     if cancelled {
         return (Status::Cancelled, None);
     }
@@ -1368,9 +1330,9 @@ pub fn outcome(s: &RunSummary, exit: Exit, cancelled: bool) -> (Status, Option<S
         Some(r) => (Status::Failed, r.error_message()),
         None => {
             let why = match exit {
-                Exit::Code(0) => "the CLI exited without a result".to_owned(),
-                Exit::Code(c) => format!("the CLI exited with code {c} without a result"),
-                Exit::Signal(sig) => format!("the CLI was killed by signal {sig}"),
+                Some(Exit::Code(0)) | None => "the CLI exited without a result".to_owned(),
+                Some(Exit::Code(c)) => format!("the CLI exited with code {c} without a result"),
+                Some(Exit::Signal(sig)) => format!("the CLI was killed by signal {sig}"),
             };
             (Status::Failed, Some(why))
         }

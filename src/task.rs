@@ -142,6 +142,27 @@ pub struct TaskRecord {
     pub cancel_requested: bool,
 }
 
+impl Run {
+    /// A run that starts now, its output beginning at the given offsets of the task's files.
+    pub fn starting(n: u32, prompt: &str, transcript_offset: u64, stderr_offset: u64) -> Run {
+        Run {
+            n,
+            prompt_title: title_of(prompt, 80),
+            transcript_offset,
+            stderr_offset,
+            started_at_ms: Some(now_ms()),
+            ended_at_ms: None,
+            status: Status::Running,
+            exit_code: None,
+            signal: None,
+            duration_ms: None,
+            cost_usd: 0.0,
+            num_turns: 0,
+            error: None,
+        }
+    }
+}
+
 impl TaskRecord {
     pub fn current_run(&self) -> Option<&Run> {
         self.runs.last()
