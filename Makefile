@@ -37,12 +37,16 @@ test-e2e: build-debug
 bench: build
 	scripts/bench.sh
 
+STYLUA := $(DEPS)/stylua/bin/stylua
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(STYLUA) --check lua plugin scripts tests/plugin
 
 fmt:
 	$(CARGO) fmt --all
+	$(STYLUA) lua plugin scripts tests/plugin
 
 clean:
 	$(CARGO) clean

