@@ -13,7 +13,14 @@ pub fn to_file(path: &Path) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    // Private like the state dir: the log names projects and tasks, and under an open umask
+    // a default-mode file would be world-readable (even writable).
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
     if let Ok(mut sink) = SINK.lock() {
         *sink = Some(file);
     }

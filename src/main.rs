@@ -112,7 +112,16 @@ fn run(cli: Cli) -> Result<(), String> {
 
 async fn serve(cli: Cli) -> Result<(), String> {
     claude_tasks::reaper::init().map_err(|e| format!("cannot install the child reaper: {e}"))?;
-    let store = Store::open(&cli.state_dir).map_err(|e| e.to_string())?;
+    let store = match Store::open(&cli.state_dir) {
+        Ok(store) => store,
+        Err(e) => {
+            // Not fatal: exiting here, Neovim would only see its backend die at every call.
+            // Requests that need the store answer with the file system's error instead (naming
+            // the path), and everything else keeps working.
+            log_error!("{e}");
+            Store::unopened(&cli.state_dir)
+        }
+    };
     let cwd = std::env::current_dir()
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "/".into());

@@ -100,11 +100,21 @@ pub fn collect(roots: &[(i32, u64)], marker: Option<&str>) -> Vec<Proc> {
 /// True when `/proc/<pid>/environ` contains exactly the entry `marker` (e.g.
 /// `CLAUDE_TASKS_TASK=ab12`). False when it cannot be read: another user's process, a kernel
 /// thread, a zombie (its memory is gone), or a process that vanished.
+///
+/// Also false, for a moment, for a process inside `execve`: the kernel installs the new address
+/// space before it records where the copied environment lives in it, and in between the file
+/// reads as empty. A scan that must not miss a process cannot rely on one look at the marker.
 pub fn has_env_entry(pid: i32, marker: &str) -> bool {
-    match std::fs::read(format!("/proc/{pid}/environ")) {
-        Ok(env) => env.split(|&b| b == 0).any(|e| e == marker.as_bytes()),
-        Err(_) => false,
+    match read_environ(pid) {
+        Some(env) => env.split(|&b| b == 0).any(|e| e == marker.as_bytes()),
+        None => false,
     }
+}
+
+/// The raw contents of `/proc/<pid>/environ` (NUL-separated `KEY=value` entries), `None` when
+/// unreadable. See [`has_env_entry`] for when it is empty.
+pub fn read_environ(pid: i32) -> Option<Vec<u8>> {
+    std::fs::read(format!("/proc/{pid}/environ")).ok()
 }
 
 fn scan(roots: &[(i32, Option<u64>)], marker: Option<&str>) -> Vec<Proc> {

@@ -312,6 +312,12 @@ pub(crate) fn spawn_with<R>(
     Ok((child, rx, r))
 }
 
+/// True when `pid` was started by [`spawn`] and has not been reaped yet (as opposed to an
+/// orphan adopted as subreaper, or a process that is not our child at all).
+pub fn is_spawned_child(pid: i32) -> bool {
+    lock().children.contains(&pid)
+}
+
 /// Sends `sig` to `pid` only if it is a child started by [`spawn`] that has not been reaped.
 /// Between the check and the `kill` the reaper cannot reap it (same lock), so the pid cannot
 /// have been reused by an unrelated process. Returns whether the signal was sent.

@@ -14,7 +14,7 @@
 //!
 //! Exit statuses come from the process-wide reaper (`reaper`), never from `Child::wait`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -222,14 +222,16 @@ impl Process {
     /// 2. SIGINT to the CLI: it stops its running tool, writes a `result` line, keeps the session
     ///    resumable, and exits within ~150 ms; wait up to `grace`;
     /// 3. SIGTERM, wait up to `grace` again;
-    /// 4. SIGKILL to the CLI's process group;
-    /// 5. SIGKILL every remaining process of the task, with its process group (tool processes
-    ///    lead their own groups), until none is alive, bounded by ~2 s.
+    /// 4. SIGSTOP the CLI, scan once more, SIGKILL its process group;
+    /// 5. SIGSTOP every remaining process of the task and rescan until the frozen tree yields
+    ///    nothing new, then SIGKILL each with its process group (tool processes lead their own
+    ///    groups); repeat until nothing is alive, bounded by ~2 s.
     ///
     /// While waiting, the tree is scanned again every 50 ms, so processes forked meanwhile are
     /// killed too. Every process is checked by `(pid, start time)` right before it is signalled,
     /// so a reused pid is never hit. Children of ours (the CLI, and tools adopted as subreaper)
-    /// are reaped before this returns.
+    /// are reaped before this returns. After a clean sweep, one confirming pass follows 20 ms
+    /// later, so a cancel costs at least that.
     ///
     /// Calling it after the CLI exited only kills the leftovers.
     pub async fn cancel(&self, grace: Duration) -> Exit {
@@ -251,8 +253,17 @@ impl Process {
         let exit = match exit {
             Some(e) => e,
             None => {
+                // Stopped first: a stopped process cannot fork, so the scan below sees every
+                // child it will ever have. A child forked after the last periodic scan and
+                // started with a cleared environment would otherwise be orphaned by the
+                // SIGKILL with nothing left linking it to the task.
+                reaper::signal_child(self.pid, Signal::SIGSTOP);
+                tracked.add(proctree::collect(
+                    &[(self.pid, self.start_time)],
+                    Some(&self.marker),
+                ));
                 // The CLI is a session leader, so its group id is its pid; the group holds the
-                // helpers it started without setsid.
+                // helpers it started without setsid. SIGKILL also ends a stopped process.
                 reaper::signal_child_group(self.pid, Signal::SIGKILL);
                 loop {
                     // SIGKILL cannot be caught: this completes as soon as the kernel has torn
@@ -275,27 +286,18 @@ impl Process {
     /// processes behind. Returns how many processes were signalled.
     ///
     /// Does not wait for them to die (they are reaped by the reaper when they were adopted by
-    /// us); use [`Process::cancel`] for the full, waiting ladder. If the CLI is still running it
-    /// is not signalled directly, but killing a helper's process group may still hit it.
+    /// us); use [`Process::cancel`] for the full, waiting ladder. Meant for after the exit: if
+    /// the CLI is still running, it and its own process group are left alone.
     pub fn kill_leftovers(&self) -> usize {
-        let me = (self.pid, self.start_time);
         let mut tracked = Tracked::default();
-        let mut signalled = 0;
-        // A few passes without sleeping: a process being killed may have forked just before.
-        for _ in 0..5 {
-            let fresh: Vec<proctree::Proc> = proctree::collect(&[], Some(&self.marker))
-                .into_iter()
-                .filter(|p| (p.pid, p.start_time) != me)
-                .filter(|p| tracked.0.get(&p.pid) != Some(&p.start_time))
-                .collect();
-            if fresh.is_empty() {
-                break;
-            }
-            let batch: Vec<(i32, u64)> = fresh.iter().map(|p| (p.pid, p.start_time)).collect();
-            tracked.add(fresh);
-            signalled += kill_verified(&batch);
-        }
-        signalled
+        let cli_alive = proctree::is_alive(self.pid, self.start_time);
+        let spare: &[i32] = if cli_alive { &[self.pid] } else { &[] };
+        freeze_and_kill(
+            &mut tracked,
+            &self.marker,
+            Some((self.pid, self.start_time)),
+            spare,
+        )
     }
 
     /// Waits up to `dur` for the CLI's exit while adding newcomers of the tree to `tracked`.
@@ -310,11 +312,13 @@ impl Process {
             let next = (tokio::time::Instant::now() + RESCAN_INTERVAL).min(deadline);
             tokio::select! {
                 r = rx.wait_for(Option::is_some) => {
-                    // Err only if the sender was dropped, which happens only after delivery.
+                    // Err only if the sender was dropped, which happens only after delivery;
+                    // should it ever not, wait out the tick instead of spinning.
                     let v = r.ok().and_then(|v| *v);
                     if v.is_some() {
                         return v;
                     }
+                    tokio::time::sleep_until(next).await;
                 }
                 _ = tokio::time::sleep_until(next) => {}
             }
@@ -348,6 +352,11 @@ pub async fn cancel_foreign(pid: i32, start_time: u64, marker: &str, grace: Dura
         gone = poll_gone(pid, start_time, grace, marker, &mut tracked).await;
     }
     if !gone {
+        // Stop, rescan, kill: see `Process::cancel` for why.
+        signal_verified(pid, start_time, Signal::SIGSTOP, false);
+        let mut found = proctree::collect(&[(pid, start_time)], Some(marker));
+        found.retain(|p| p.pid != pid);
+        tracked.add(found);
         signal_verified(pid, start_time, Signal::SIGKILL, true);
         gone = poll_gone(pid, start_time, SWEEP_LIMIT, marker, &mut tracked).await;
     }
@@ -420,29 +429,27 @@ impl Tracked {
 /// those that were our children have been reaped. Returns true when nothing survived.
 async fn sweep(tracked: &mut Tracked, marker: &str, exclude: Option<(i32, u64)>) -> bool {
     let deadline = Instant::now() + SWEEP_LIMIT;
-    let mut clean = false;
-    loop {
-        let roots: Vec<(i32, u64)> = tracked.0.iter().map(|(&p, &s)| (p, s)).collect();
-        tracked.add(proctree::collect(&roots, Some(marker)));
-        if let Some((p, _)) = exclude {
-            tracked.0.remove(&p);
+    // Clean passes in a row. One clean pass is not proof: a tool forked by the CLI just before
+    // it died may be inside execve at that moment, its marker unreadable (see
+    // `proctree::has_env_entry`) and its parent link to the CLI already replaced by one to us.
+    // So a clean pass is confirmed by another one after a pause, and more are made (bounded)
+    // while an orphan we adopted cannot be identified yet.
+    let mut settled = 0;
+    let clean = loop {
+        if freeze_and_kill(tracked, marker, exclude, &[]) > 0 {
+            settled = 0;
+        } else {
+            settled += 1;
+            if settled >= 2 && (settled >= SETTLE_MAX || !unidentified_orphan()) {
+                break true;
+            }
         }
-        let alive: Vec<(i32, u64)> = tracked
-            .0
-            .iter()
-            .map(|(&p, &s)| (p, s))
-            .filter(|&(p, s)| proctree::is_alive(p, s))
-            .collect();
-        if alive.is_empty() {
-            clean = true;
-            break;
-        }
-        kill_verified(&alive);
         if Instant::now() >= deadline {
-            break;
+            break settled > 0;
         }
+        // SIGKILL is delivered asynchronously; look again once the kernel had time to act.
         tokio::time::sleep(POLL).await;
-    }
+    };
 
     // A killed process is a zombie until its parent reaps it. Those reparented to us are reaped
     // by the reaper thread within moments; waiting for that here means the caller sees no
@@ -461,15 +468,86 @@ async fn sweep(tracked: &mut Tracked, marker: &str, exclude: Option<(i32, u64)>)
     clean
 }
 
-/// SIGKILLs each `(pid, start_time)` that is still that process, and its process group.
-/// Tool processes run in their own sessions and lead their own groups, so the group kill takes
-/// their whole pipeline; the pid kill covers a process that left its group. Our own group is
+/// Upper bound on the clean passes [`sweep`] makes while an adopted orphan has no readable
+/// environment (about `SETTLE_MAX * POLL`). Reached only when such an orphan genuinely has an
+/// empty environment (`env -i`) and belongs to no task we are cancelling.
+const SETTLE_MAX: usize = 10;
+
+/// True when some child of ours that we did not spawn (an orphan adopted as subreaper) is alive
+/// and its environment reads as empty or unreadable: it may be one of the task's processes
+/// caught inside execve, whose marker becomes readable a moment later.
+fn unidentified_orphan() -> bool {
+    let me = std::process::id() as i32;
+    proctree::list().into_iter().any(|p| {
+        p.ppid == me
+            && !p.is_exited()
+            && !reaper::is_spawned_child(p.pid)
+            && proctree::read_environ(p.pid).is_none_or(|e| e.is_empty())
+    })
+}
+
+/// How many stop-and-rescan rounds [`freeze_and_kill`] does before killing anyway. Each round
+/// can only find processes forked before the previous round's SIGSTOP landed, so a tree
+/// converges in about as many rounds as it is deep.
+const FREEZE_ROUNDS: usize = 16;
+
+/// One pass of the final sweep: adds the task's processes to `tracked` (marker, and
+/// descendants of every tracked process), SIGSTOPs them and scans again until no newcomer
+/// appears, then SIGKILLs every one still alive, each with its process group. Returns how many
+/// were alive (and signalled); 0 means nothing of the task is left.
+///
+/// Stopping first closes a race the kill alone has: a process forked between a scan and the
+/// kill of its parent is orphaned, and if it was started with a cleared environment (no marker)
+/// nothing links it to the task any more. A stopped process cannot fork, and SIGSTOP cannot be
+/// caught or ignored, so once a scan of the stopped tree finds nothing new, it is complete.
+///
+/// `exclude` (the CLI) is never signalled nor tracked; groups in `spare` are never signalled.
+fn freeze_and_kill(
+    tracked: &mut Tracked,
+    marker: &str,
+    exclude: Option<(i32, u64)>,
+    spare: &[i32],
+) -> usize {
+    let mut stopped: HashSet<(i32, u64)> = HashSet::new();
+    let mut alive: Vec<(i32, u64)> = Vec::new();
+    for _ in 0..FREEZE_ROUNDS {
+        let roots: Vec<(i32, u64)> = tracked.0.iter().map(|(&p, &s)| (p, s)).collect();
+        tracked.add(proctree::collect(&roots, Some(marker)));
+        if let Some((p, s)) = exclude {
+            if tracked.0.get(&p) == Some(&s) {
+                tracked.0.remove(&p);
+            }
+        }
+        alive = tracked
+            .0
+            .iter()
+            .map(|(&p, &s)| (p, s))
+            .filter(|&(p, s)| proctree::is_alive(p, s))
+            .collect();
+        let fresh: Vec<(i32, u64)> = alive
+            .iter()
+            .copied()
+            .filter(|k| !stopped.contains(k))
+            .collect();
+        if fresh.is_empty() {
+            break;
+        }
+        signal_verified_batch(&fresh, Signal::SIGSTOP, spare);
+        stopped.extend(fresh);
+    }
+    signal_verified_batch(&alive, Signal::SIGKILL, spare)
+}
+
+/// Sends `sig` to each `(pid, start_time)` that is still that process, and to its process
+/// group. Tool processes run in their own sessions and lead their own groups, so the group
+/// signal reaches their whole pipeline, including members that lost their parent link; the pid
+/// signal covers a process that left its group. Our own group and the groups in `spare` are
 /// never signalled. Returns how many processes were signalled.
-fn kill_verified(procs: &[(i32, u64)]) -> usize {
+fn signal_verified_batch(procs: &[(i32, u64)], sig: Signal, spare: &[i32]) -> usize {
     let me = std::process::id() as i32;
     let my_pgid = nix::unistd::getpgrp().as_raw();
     // While reaping is paused, a child of ours that dies cannot be reaped, so its pid cannot be
-    // reused between the start-time check and the kill.
+    // reused between the start-time check and the signal.
     reaper::with_reaping_paused(|| {
         let mut n = 0;
         for &(pid, start) in procs {
@@ -482,10 +560,10 @@ fn kill_verified(procs: &[(i32, u64)]) -> usize {
             if p.start_time != start || p.is_exited() {
                 continue;
             }
-            if p.pgid > 1 && p.pgid != my_pgid {
-                let _ = signal::killpg(Pid::from_raw(p.pgid), Signal::SIGKILL);
+            if p.pgid > 1 && p.pgid != my_pgid && !spare.contains(&p.pgid) {
+                let _ = signal::killpg(Pid::from_raw(p.pgid), sig);
             }
-            let _ = signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = signal::kill(Pid::from_raw(pid), sig);
             n += 1;
         }
         n

@@ -104,6 +104,15 @@ impl Store {
         })
     }
 
+    /// The store at `root` when [`Store::open`] failed (a file in the way, no permission, a
+    /// read-only file system): every operation then fails with its own error, naming the path,
+    /// instead of the backend refusing to start.
+    pub fn unopened(root: &Path) -> Store {
+        Store {
+            root: root.to_path_buf(),
+        }
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -310,10 +310,16 @@ impl Supervisor {
         let r2 = rec.clone();
         tokio::task::spawn_blocking(move || {
             let dir = store.task_dir(&r2.cwd, r2.id);
-            for name in ["transcript.jsonl", "stderr.log"] {
-                Store::open_append_private(&dir.join(name))?;
+            let made = ["transcript.jsonl", "stderr.log"]
+                .iter()
+                .try_for_each(|name| Store::open_append_private(&dir.join(name)).map(drop))
+                .and_then(|()| store.write_record(&r2));
+            if made.is_err() {
+                // E.g. a full disk: leave no half-made task dir behind (it would be listed as
+                // an abandoned start forever). Its id stays taken.
+                let _ = store.remove(&r2.cwd, r2.id);
             }
-            store.write_record(&r2)
+            made
         })
         .await
         .map_err(|e| format!("start: {e}"))?
@@ -361,9 +367,20 @@ impl Supervisor {
             drop(st);
             return self.cancel_foreign(rec);
         }
+        // A task a driver has already taken off the queue is still `queued` while its run is
+        // being prepared (prompt file written, before the spawn). Finishing it here as if it
+        // were waiting would let the driver spawn the CLI anyway, unwatched and uncancellable
+        // (a hanging CLI then outlives everything). It is cancelled like a running task
+        // instead: `run_once` sees `cancel_requested` before spawning.
+        let preparing = status == Status::Queued && entry.active && !st.queue.contains(&key);
+        let entry = st.tasks.get_mut(&key).ok_or_else(|| no_task(cwd, id))?;
         match status {
-            Status::Running => {
-                entry.prompts.clear();
+            _ if status == Status::Running || preparing => {
+                // While preparing, the driver may not have taken the prompt yet: it must, to
+                // end the run (as cancelled); it drops any others when the run ends.
+                if !preparing {
+                    entry.prompts.clear();
+                }
                 entry.record.send_modify(|r| r.cancel_requested = true);
                 if let Some(c) = &entry.cancel {
                     let _ = c.send(true);
@@ -942,12 +959,14 @@ impl Supervisor {
         // The run is published before the spawn so that a view reading the run's first bytes
         // already knows where the run began.
         let (cancel_tx, mut cancel_rx) = watch::channel(false);
+        let cancelled_early;
         {
             let mut st = self.state();
             let Some(entry) = st.tasks.get_mut(key) else {
                 return;
             };
             entry.cancel = Some(cancel_tx);
+            cancelled_early = entry.record.borrow().cancel_requested;
             entry.record.send_modify(|r| {
                 r.runs.push(Run::starting(n, &prompt, t_len, e_len));
                 r.status = Status::Running;
@@ -956,6 +975,15 @@ impl Supervisor {
                 r.error = None;
                 r.exit_code = None;
             });
+        }
+        if cancelled_early {
+            // Cancelled while the run was being prepared (see `cancel`): it ends before it
+            // starts, without a process.
+            if let Some(rec) = self.update(key, |r| finish_run(r, Status::Cancelled, None, None)) {
+                log_info!("task #{} run {n} cancelled before its start", key.1);
+                self.emit("cancelled", &rec);
+            }
+            return;
         }
         let cfg = SpawnConfig {
             argv,
@@ -1185,9 +1213,22 @@ fn check_cwd(cwd: &str) -> Result<(), String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             Err(format!("start: cwd '{cwd}' does not exist"))
         }
+        // Same wording as the runner's check: a bare "Not a directory" would seem to be about
+        // the cwd itself, and "Permission denied" would not say which.
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Err(format!(
+            "start: cwd '{cwd}' does not exist (a parent is not a directory)"
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(format!(
+            "start: cwd '{cwd}' is not accessible (permission denied)"
+        )),
         Err(e) => Err(format!("start: cwd '{cwd}': {e}")),
         Ok(m) if !m.is_dir() => Err(format!("start: cwd '{cwd}' is not a directory")),
         Ok(_) => match std::fs::read_dir(p) {
+            // Listing needs r, entering it (the CLI's chdir) needs x: without x the task would
+            // be accepted here and then fail at the spawn.
+            Ok(_) if nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_err() => Err(
+                format!("start: cwd '{cwd}' is not accessible (permission denied)"),
+            ),
             Ok(_) => Ok(()),
             Err(e) => Err(format!("start: cwd '{cwd}' is not readable: {e}")),
         },

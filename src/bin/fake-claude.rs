@@ -27,6 +27,15 @@
 //! --fake-echo-stdin         the assistant text is the prompt, byte for byte (lossy if not UTF-8)
 //! --fake-record=PATH        write PATH.argv (args, one per line), PATH.stdin (raw prompt
 //!                           bytes) and PATH.cwd
+//! --fake-raw=PATH           copy PATH's bytes verbatim to stdout and nothing else (no init,
+//!                           no result: the file is the whole output), in chunks, pausing
+//!                           --fake-delay-ms between chunks; a test can then compare the
+//!                           transcript with PATH byte for byte (a SIGINT still appends the
+//!                           interruption lines; --fake-exit / --fake-hang still apply)
+//! --fake-raw-chunk=BYTES    size of those chunks (default 65536), each one write(2)
+//! --fake-kill-self=SIG      after the output, die from signal SIG (a number, or a name such
+//!                           as KILL / SIGSEGV) instead of exiting, like a crashing CLI (not
+//!                           with --fake-hang, which never gets there)
 //! ```
 //!
 //! Signals, as the real CLI (fixtures `signal-*`): SIGINT stops the turn, kills the grandchildren,
@@ -67,6 +76,9 @@ struct Opts {
     line_bytes: Option<usize>,
     echo_stdin: bool,
     record: Option<PathBuf>,
+    raw: Option<PathBuf>,
+    raw_chunk: Option<usize>,
+    kill_self: Option<Signal>,
     // Real CLI flags that change the output.
     session_id: Option<String>,
     resume: Option<String>,
@@ -96,6 +108,9 @@ const FAKE_OPTS: &[(&str, Kind)] = &[
     ("line-bytes", Kind::Value),
     ("echo-stdin", Kind::Flag),
     ("record", Kind::Value),
+    ("raw", Kind::Value),
+    ("raw-chunk", Kind::Value),
+    ("kill-self", Kind::Value),
 ];
 
 /// Real CLI options that take a value (`--name value` or `--name=value`).
@@ -147,6 +162,22 @@ fn parse_num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, String> {
         .map_err(|_| format!("--fake-{name}: not a number: {v:?}"))
 }
 
+/// `9`, `KILL` or `SIGKILL` (any case).
+fn parse_signal(v: &str) -> Result<Signal, String> {
+    let v = v.trim();
+    if let Ok(n) = v.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| format!("--fake-kill-self: no signal {n}"));
+    }
+    let up = v.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse::<Signal>()
+        .map_err(|_| format!("--fake-kill-self: unknown signal {v:?}"))
+}
+
 fn set_fake(o: &mut Opts, name: &str, v: &str) -> Result<(), String> {
     let flag = |v: &str| parse_bool(v).map_err(|e| format!("--fake-{name}: {e}"));
     match name {
@@ -164,6 +195,9 @@ fn set_fake(o: &mut Opts, name: &str, v: &str) -> Result<(), String> {
         "line-bytes" => o.line_bytes = Some(parse_num(name, v)?),
         "echo-stdin" => o.echo_stdin = flag(v)?,
         "record" => o.record = Some(PathBuf::from(v)),
+        "raw" => o.raw = Some(PathBuf::from(v)),
+        "raw-chunk" => o.raw_chunk = Some(parse_num::<usize>(name, v)?.max(1)),
+        "kill-self" => o.kill_self = Some(parse_signal(v)?),
         _ => return Err(format!("unknown option --fake-{name}")),
     }
     Ok(())
@@ -767,6 +801,11 @@ fn run(o: &Opts, args: &[String]) -> Result<(), String> {
         sleep_forever();
     }
 
+    if let Some(path) = &o.raw {
+        copy_raw(&out, path, o.raw_chunk.unwrap_or(64 * 1024), o.delay_ms)?;
+        return finish(&out, o);
+    }
+
     let mut em = Emitter {
         out: out.clone(),
         delay: Duration::from_millis(o.delay_ms),
@@ -853,15 +892,62 @@ fn run(o: &Opts, args: &[String]) -> Result<(), String> {
         builtin_script(&mut em, &ctx, o, with_result, &result_error);
     }
 
-    lock(&out).flush();
+    finish(&out, o)
+}
+
+/// After the output: hang, die from a signal, or exit with the requested code.
+fn finish(out: &Mutex<Out>, o: &Opts) -> Result<(), String> {
+    lock(out).flush();
     if o.hang {
         // The signal thread (or SIGKILL) ends the process from here.
         sleep_forever();
     }
     let code = o.exit;
     // Exit while holding the lock, so the signal thread cannot write after the last line.
-    let _guard = lock(&out);
+    let _guard = lock(out);
+    if let Some(sig) = o.kill_self {
+        die_by(sig);
+    }
     std::process::exit(code);
+}
+
+/// `--fake-raw`: the file's bytes, unchanged, one write per chunk.
+fn copy_raw(out: &Mutex<Out>, path: &Path, chunk: usize, delay_ms: u64) -> Result<(), String> {
+    let mut f = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut buf = vec![0u8; chunk];
+    let mut first = true;
+    loop {
+        let n = read_full(&mut f, &mut buf).map_err(|e| format!("{}: {e}", path.display()))?;
+        if n == 0 {
+            return Ok(());
+        }
+        if !first && delay_ms > 0 {
+            // Not holding the lock while sleeping: the signal thread must be able to run.
+            std::thread::sleep(Duration::from_millis(delay_ms));
+        }
+        first = false;
+        let mut o = lock(out);
+        o.started = true;
+        // Straight to the file (the buffer is empty: nothing else is written in raw mode).
+        o.w.flush().map_err(|e| format!("stdout: {e}"))?;
+        o.w.get_mut()
+            .write_all(&buf[..n])
+            .map_err(|e| format!("stdout: {e}"))?;
+    }
+}
+
+/// Reads until `buf` is full or the file ends, so chunks have the requested size.
+fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 /// The demo session: look at the project with a Bash `ls`, then summarise.
