@@ -310,18 +310,18 @@ impl Process {
         let deadline = tokio::time::Instant::now() + dur;
         loop {
             let next = (tokio::time::Instant::now() + RESCAN_INTERVAL).min(deadline);
-            tokio::select! {
-                r = rx.wait_for(Option::is_some) => {
-                    // Err only if the sender was dropped, which happens only after delivery;
-                    // should it ever not, wait out the tick instead of spinning.
-                    let v = r.ok().and_then(|v| *v);
-                    if v.is_some() {
-                        return v;
-                    }
-                    tokio::time::sleep_until(next).await;
-                }
-                _ = tokio::time::sleep_until(next) => {}
+            // `wait_for`'s guard must not live across an await (the future must stay Send), so
+            // the select only yields the value.
+            let exited = tokio::select! {
+                r = rx.wait_for(Option::is_some) => r.ok().and_then(|v| *v),
+                _ = tokio::time::sleep_until(next) => None,
+            };
+            if exited.is_some() {
+                return exited;
             }
+            // Err from `wait_for` only if the sender was dropped, which happens only after
+            // delivery; should it ever not, wait out the tick instead of spinning.
+            tokio::time::sleep_until(next).await;
             // The root is given with its start time: once the CLI is reaped its pid may be
             // reused, and an unrelated process's children must not be adopted into the set.
             tracked.add(proctree::collect(

@@ -495,13 +495,14 @@ impl Supervisor {
 
     pub fn get(&self, cwd: &str, id: u64) -> Result<TaskRecord, String> {
         let key = (cwd.to_owned(), id);
-        if let Some(e) = self.state().tasks.get(&key) {
-            return Ok(e.rec());
-        }
-        self.shared
-            .store
-            .read_record(cwd, id)
-            .map_err(|e| format!("get: {e}"))
+        // Through the table: a record that says running may belong to nobody any more, and
+        // must be settled (or adopted) before anyone is told it runs.
+        self.ensure_loaded(&key).map_err(|e| format!("get: {e}"))?;
+        self.state()
+            .tasks
+            .get(&key)
+            .map(Entry::rec)
+            .ok_or_else(|| format!("get: {}", no_task(cwd, id)))
     }
 
     /// Records newest first: this backend's live view of its tasks, the store for the rest.
@@ -509,6 +510,11 @@ impl Supervisor {
         let (mut recs, warnings) = self.shared.store.list(cwd);
         for w in warnings {
             log_warn!("{w}");
+        }
+        for r in &recs {
+            if !r.status.is_finished() {
+                self.take_in(r.clone());
+            }
         }
         let st = self.state();
         for r in recs.iter_mut() {
@@ -636,7 +642,7 @@ impl Supervisor {
 
     /// A task whose backend went away and whose process is gone: its transcript says how the
     /// run ended; without a `result` line it was interrupted (and can be resumed).
-    fn settle_orphan(&self, rec: TaskRecord) {
+    fn settle_orphan(&self, mut rec: TaskRecord) {
         let key = (rec.cwd.clone(), rec.id);
         let transcript = self
             .shared
@@ -645,75 +651,72 @@ impl Supervisor {
             .join("transcript.jsonl");
         let ran = rec.status == Status::Running;
         let offset = rec.current_run().map_or(0, |r| r.transcript_offset);
-        self.state()
-            .tasks
-            .entry(key.clone())
-            .or_insert_with(|| Entry::new(rec));
         let summary = if ran {
             summarize(&transcript, offset)
         } else {
             RunSummary::default()
         };
-        let rec = self.update(&key, |r| {
-            match &summary.result {
-                Some(res) => {
-                    apply_result(r, res);
-                    let (status, error) = if res.is_error {
-                        (Status::Failed, res.error_message())
-                    } else {
-                        (Status::Completed, None)
-                    };
-                    finish_run(r, status, None, error);
-                }
-                None if ran => finish_run(
-                    r,
-                    Status::Interrupted,
-                    None,
-                    Some("the editor that ran it went away before it ended".into()),
-                ),
-                None => {
-                    // Queued when its editor went away: it never ran.
-                    r.status = Status::Interrupted;
-                    r.ended_at_ms = Some(now_ms());
-                    r.error = Some("the editor that queued it went away before it started".into());
-                }
+        // Settled before it enters the table, so no request ever sees the stale "running".
+        match &summary.result {
+            Some(res) => {
+                apply_result(&mut rec, res);
+                let (status, error) = if res.is_error {
+                    (Status::Failed, res.error_message())
+                } else {
+                    (Status::Completed, None)
+                };
+                finish_run(&mut rec, status, None, error);
             }
-        });
-        if let Some(rec) = rec {
-            log_info!(
-                "task #{} in {} settled as {}",
-                rec.id,
-                rec.cwd,
-                rec.status.as_str()
-            );
-            self.emit(rec.status.as_str(), &rec);
+            None if ran => finish_run(
+                &mut rec,
+                Status::Interrupted,
+                None,
+                Some("the editor that ran it went away before it ended".into()),
+            ),
+            None => {
+                // Queued when its editor went away: it never ran.
+                rec.status = Status::Interrupted;
+                rec.ended_at_ms = Some(now_ms());
+                rec.error = Some("the editor that queued it went away before it started".into());
+            }
         }
+        self.persist(&rec);
+        self.state()
+            .tasks
+            .entry(key)
+            .or_insert_with(|| Entry::new(rec.clone()));
+        log_info!(
+            "task #{} in {} settled as {}",
+            rec.id,
+            rec.cwd,
+            rec.status.as_str()
+        );
+        self.emit(rec.status.as_str(), &rec);
     }
 
     /// Takes over a running task whose backend died (crash, or `on_exit = 'detach'`): we are not
     /// its parent, so its exit is seen by polling `/proc`; its output is in the transcript.
-    fn adopt(&self, rec: TaskRecord, lock: nix::fcntl::Flock<std::fs::File>) {
+    fn adopt(&self, mut rec: TaskRecord, lock: nix::fcntl::Flock<std::fs::File>) {
         let key = (rec.cwd.clone(), rec.id);
         let Some(mut info) = rec.process.clone() else {
             return;
         };
         info.owner_pid = self.shared.owner.0;
         info.owner_start_time = self.shared.owner.1;
+        rec.process = Some(info.clone());
+        self.persist(&rec);
         let (cancel_tx, cancel_rx) = watch::channel(false);
         {
             let mut st = self.state();
-            let mut entry = Entry::new(rec);
+            let mut entry = Entry::new(rec.clone());
             entry.active = true;
             entry.lock = Some(lock);
             entry.cancel = Some(cancel_tx);
             st.tasks.insert(key.clone(), entry);
             st.running += 1;
         }
-        let rec = self.update(&key, |r| r.process = Some(info.clone()));
-        if let Some(rec) = &rec {
-            log_info!("task #{} in {}: adopted pid {}", rec.id, rec.cwd, info.pid);
-            self.emit("updated", rec);
-        }
+        log_info!("task #{} in {}: adopted pid {}", rec.id, rec.cwd, info.pid);
+        self.emit("updated", &rec);
         let me = self.clone();
         tokio::spawn(async move { me.watch_adopted(key, info, cancel_rx).await });
     }
@@ -1331,7 +1334,9 @@ pub fn summarize(path: &Path, offset: u64) -> RunSummary {
     let consider = |lines: &mut Vec<crate::framing::Line>, out: &mut RunSummary| {
         for line in lines.drain(..) {
             out.lines += 1;
-            let head = &line.bytes[..line.bytes.len().min(64)];
+            // The CLI writes `type` first; looking a little further keeps other key orders
+            // (a replayed or hand-made transcript) working without scanning huge text lines.
+            let head = &line.bytes[..line.bytes.len().min(RESULT_KEY_WINDOW)];
             if contains(head, b"\"type\":\"result\"") {
                 if let claude::Msg::Result(r) = claude::parse(&line) {
                     out.result = Some(r);
@@ -1354,6 +1359,8 @@ pub fn summarize(path: &Path, offset: u64) -> RunSummary {
     consider(&mut lines, &mut out);
     out
 }
+
+const RESULT_KEY_WINDOW: usize = 4096;
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)

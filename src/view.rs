@@ -18,7 +18,7 @@ use crate::follow::Follower;
 use crate::framing::{Framer, Line, MAX_LINE};
 use crate::render::{Footer, Header, Renderer};
 use crate::sink::Sink;
-use crate::task::TaskRecord;
+use crate::task::{Status, TaskRecord};
 
 /// Rendered bytes allowed to wait for Neovim before we stop reading the transcript.
 pub const READ_AHEAD: usize = 2 * 1024 * 1024;
@@ -64,6 +64,8 @@ struct RunCursor {
     begun: usize,
     /// Runs whose footer is in the buffer.
     footed: usize,
+    /// A task that ended without any run (cancelled while queued) got its footer.
+    footed_runless: bool,
 }
 
 impl RunCursor {
@@ -81,6 +83,22 @@ impl RunCursor {
     /// Footers (and separators for runs that wrote nothing) for every run that has finished,
     /// once the transcript has been read to its end.
     fn at_eof(&mut self, rec: &TaskRecord, r: &mut Renderer) {
+        // Only a task that never ran (cancelled or interrupted while queued) ends without runs.
+        let never_ran = rec.runs.is_empty()
+            && matches!(
+                rec.status,
+                Status::Cancelled | Status::Interrupted | Status::Failed
+            );
+        if never_ran && !self.footed_runless {
+            r.footer(&Footer {
+                status: rec.status,
+                duration_ms: None,
+                num_turns: 0,
+                cost_usd: 0.0,
+                error: rec.error.as_deref(),
+            });
+            self.footed_runless = true;
+        }
         while self.footed < rec.runs.len() && rec.runs[self.footed].status.is_finished() {
             if self.begun <= self.footed {
                 let run = &rec.runs[self.footed];
@@ -121,6 +139,7 @@ impl View {
         let mut cursor = RunCursor {
             begun: 1,
             footed: 0,
+            footed_runless: false,
         };
         let mut follower = match Follower::open(&self.transcript, 0) {
             Ok(f) => Some(f),
@@ -244,6 +263,7 @@ pub fn render_all(rec: &TaskRecord, transcript: &std::path::Path) -> std::io::Re
     let mut cursor = RunCursor {
         begun: 1,
         footed: 0,
+        footed_runless: false,
     };
     let mut framer = Framer::new(MAX_LINE, 0);
     let mut file = std::fs::File::open(transcript)?;
