@@ -33,11 +33,16 @@ pub type ParentWriter = nvim_rs::compat::tokio::Compat<tokio::fs::File>;
 
 pub struct NvimEditor {
     nvim: Neovim<ParentWriter>,
+    /// Set once a call failed because Neovim is gone: later failures are expected, not news.
+    gone: std::sync::atomic::AtomicBool,
 }
 
 impl NvimEditor {
     pub fn new(nvim: Neovim<ParentWriter>) -> Self {
-        NvimEditor { nvim }
+        NvimEditor {
+            nvim,
+            gone: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 }
 
@@ -48,7 +53,14 @@ const WRITE: &str = "return require('claude-tasks.buffer').write(...)";
 impl Editor for NvimEditor {
     async fn event(&self, ev: Value) {
         if let Err(e) = self.nvim.exec_lua(DISPATCH, vec![ev]).await {
-            crate::log_warn!("event dispatch failed: {e}");
+            let closed =
+                e.is_channel_closed() || matches!(*e, nvim_rs::error::CallError::SendError(..));
+            let first = !self.gone.swap(closed, std::sync::atomic::Ordering::SeqCst);
+            if !closed {
+                crate::log_warn!("event dispatch failed: {e}");
+            } else if first {
+                crate::log_info!("Neovim is gone; events are no longer delivered");
+            }
         }
     }
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use claude_tasks::rpc::{Rpc, VERSION};
 use claude_tasks::store::Store;
-use claude_tasks::{log_error, log_info, log_warn};
+use claude_tasks::{log_error, log_info};
 
 /// How long after the channel closes we look whether Neovim itself is still there.
 const EDITOR_GONE_CHECK: std::time::Duration = std::time::Duration::from_millis(150);
@@ -151,28 +151,42 @@ async fn serve(cli: Cli) -> Result<(), String> {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(|e| e.to_string())?;
     let editor = nix::unistd::getppid();
-    let channel_closed = tokio::select! {
-        res = io => {
-            match res {
-                Ok(Ok(())) => log_info!("Neovim closed the channel"),
-                Ok(Err(e)) if e.is_channel_closed() => log_info!("Neovim closed the channel"),
-                Ok(Err(e)) => log_warn!("RPC loop ended: {e}"),
-                Err(e) => log_warn!("RPC loop panicked: {e}"),
-            }
-            true
-        }
-        _ = term.recv() => { log_info!("SIGTERM"); false }
-        _ = hup.recv() => { log_info!("SIGHUP"); false }
-    };
-    // A quitting Neovim closes our channel and waits for us; a killed one is gone a moment
-    // later and we are re-parented. Only the first is a request to apply `on_exit`.
-    if channel_closed {
-        tokio::time::sleep(EDITOR_GONE_CHECK).await;
+    enum End {
+        /// Neovim closed the channel (quitting, or killed).
+        Closed,
+        /// The RPC loop broke on something else: we can no longer talk to Neovim.
+        Broken(String),
+        Signal,
     }
-    if channel_closed && nix::unistd::getppid() != editor {
-        sup.abandon();
-    } else {
-        sup.shutdown().await;
+    let end = tokio::select! {
+        res = io => match res {
+            Ok(Ok(())) => End::Closed,
+            Ok(Err(e)) if e.is_channel_closed() => End::Closed,
+            Ok(Err(e)) => End::Broken(e.to_string()),
+            Err(e) => End::Broken(format!("RPC loop panicked: {e}")),
+        },
+        _ = term.recv() => { log_info!("SIGTERM"); End::Signal }
+        _ = hup.recv() => { log_info!("SIGHUP"); End::Signal }
+    };
+    match end {
+        End::Closed => {
+            log_info!("Neovim closed the channel");
+            // A quitting Neovim closes our channel and waits for us; a killed one is gone a
+            // moment later and we are re-parented. Only the first asks for `on_exit`.
+            tokio::time::sleep(EDITOR_GONE_CHECK).await;
+            if nix::unistd::getppid() != editor {
+                sup.abandon();
+            } else {
+                sup.shutdown().await;
+            }
+        }
+        End::Broken(why) => {
+            // Not the user's request to quit: leave the tasks to the backend Lua starts next,
+            // which re-adopts them, and exit non-zero so that Lua says so.
+            sup.abandon();
+            return Err(format!("the RPC loop broke: {why}"));
+        }
+        End::Signal => sup.shutdown().await,
     }
     log_info!("exiting");
     Ok(())

@@ -52,6 +52,11 @@ struct Shared {
     /// them would see our own lock and mistake the task for another editor's. Taken before
     /// `state` when both are needed.
     claim: Mutex<()>,
+    /// Record snapshots are numbered under the state lock, and a snapshot older than the last
+    /// one written for its task is never written: two writers racing (a cancel and the end of
+    /// the run) cannot leave an older record on disk.
+    revision: std::sync::atomic::AtomicU64,
+    written: Mutex<HashMap<TaskKey, u64>>,
     owner: (i32, u64),
 }
 
@@ -187,6 +192,8 @@ impl Supervisor {
                 }),
                 idle: Notify::new(),
                 claim: Mutex::new(()),
+                revision: std::sync::atomic::AtomicU64::new(0),
+                written: Mutex::new(HashMap::new()),
                 owner,
             }),
         }
@@ -238,14 +245,35 @@ impl Supervisor {
 
     /// Applies `f` to the task's record, publishes it to views, persists it and returns it.
     fn update(&self, key: &TaskKey, f: impl FnOnce(&mut TaskRecord)) -> Option<TaskRecord> {
-        let rec = {
+        let (rev, rec) = {
             let st = self.state();
             let entry = st.tasks.get(key)?;
             entry.record.send_modify(f);
-            entry.rec()
+            (self.next_revision(), entry.rec())
         };
-        self.persist(&rec);
+        self.persist_revision(key, rev, &rec);
         Some(rec)
+    }
+
+    /// Must be called with the state lock held, together with taking the snapshot.
+    fn next_revision(&self) -> u64 {
+        self.shared
+            .revision
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1
+    }
+
+    fn persist_revision(&self, key: &TaskKey, rev: u64, rec: &TaskRecord) {
+        let mut written = self
+            .shared
+            .written
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let last = written.entry(key.clone()).or_insert(0);
+        if rev > *last {
+            self.persist(rec);
+            *last = rev;
+        }
     }
 
     // ----------------------------------------------------------------------------- requests
@@ -381,13 +409,17 @@ impl Supervisor {
                 if !preparing {
                     entry.prompts.clear();
                 }
+                if entry.record.borrow().cancel_requested {
+                    // Already on its way down (shutdown asks again as tasks settle).
+                    return Ok(entry.rec());
+                }
                 entry.record.send_modify(|r| r.cancel_requested = true);
                 if let Some(c) = &entry.cancel {
                     let _ = c.send(true);
                 }
-                let rec = entry.rec();
+                let (rev, rec) = (self.next_revision(), entry.rec());
                 drop(st);
-                self.persist(&rec);
+                self.persist_revision(&key, rev, &rec);
                 self.emit("updated", &rec);
                 Ok(rec)
             }
@@ -403,10 +435,10 @@ impl Supervisor {
                     r.status = Status::Cancelled;
                     r.ended_at_ms = Some(now_ms());
                 });
-                let rec = entry.rec();
+                let (rev, rec) = (self.next_revision(), entry.rec());
                 st.queue.retain(|k| k != &key);
                 drop(st);
-                self.persist(&rec);
+                self.persist_revision(&key, rev, &rec);
                 self.emit("cancelled", &rec);
                 Ok(rec)
             }
@@ -459,10 +491,10 @@ impl Supervisor {
             r.cancel_requested = false;
             r.error = None;
         });
-        let rec = entry.rec();
+        let (rev, rec) = (self.next_revision(), entry.rec());
         st.queue.push_back(key.clone());
         drop(st);
-        self.persist(&rec);
+        self.persist_revision(&key, rev, &rec);
         self.schedule();
         self.emit_if_waiting(&key);
         Ok(rec)
@@ -483,6 +515,11 @@ impl Supervisor {
             let rec = entry.rec();
             // Dropping the entry stops its views (their record channel closes).
             st.tasks.remove(&key);
+            self.shared
+                .written
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .remove(&key);
             rec
         };
         self.shared
@@ -656,17 +693,22 @@ impl Supervisor {
         } else {
             RunSummary::default()
         };
+        // A cancel asked for before the backend went away still counts as a cancel.
+        let cancelled = rec.cancel_requested
+            || self
+                .shared
+                .store
+                .task_dir(&rec.cwd, rec.id)
+                .join(CANCEL_REQUEST)
+                .exists();
         // Settled before it enters the table, so no request ever sees the stale "running".
         match &summary.result {
             Some(res) => {
                 apply_result(&mut rec, res);
-                let (status, error) = if res.is_error {
-                    (Status::Failed, res.error_message())
-                } else {
-                    (Status::Completed, None)
-                };
+                let (status, error) = outcome(&summary, None, cancelled);
                 finish_run(&mut rec, status, None, error);
             }
+            None if ran && cancelled => finish_run(&mut rec, Status::Cancelled, None, None),
             None if ran => finish_run(
                 &mut rec,
                 Status::Interrupted,

@@ -200,12 +200,20 @@ impl View {
                     let buf = self.buf;
                     let gate = self.gate.clone();
                     let generation = self.generation;
-                    inflight = Some(Box::pin(async move {
+                    // Spawned, never dropped: nvim-rs ends its whole RPC loop when the answer to
+                    // a request whose future was dropped arrives. A view that stops (detach,
+                    // re-attach, dispose) lets its last write finish on its own.
+                    let write = tokio::spawn(async move {
                         let _turn = gate.lock.lock().await;
                         if gate.current() != generation {
                             return Err(WriteError::Superseded);
                         }
                         editor.write_lines(buf, batch.start, batch.lines).await
+                    });
+                    inflight = Some(Box::pin(async move {
+                        write
+                            .await
+                            .unwrap_or_else(|e| Err(WriteError::Failed(e.to_string())))
                     }));
                 }
             }

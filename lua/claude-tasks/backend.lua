@@ -13,6 +13,8 @@ local uv = vim.uv or vim.loop
 local current = nil
 --- Jobs we stopped on purpose (no "exited unexpectedly" message for them).
 local expected_exit = {}
+--- Jobs started by the automatic restart after a crash: job -> uv.now() at start.
+local auto_started = {}
 
 --- The plugin's root directory (the one holding lua/, plugin/, target/).
 function M.plugin_root()
@@ -87,6 +89,8 @@ local function append_log(data)
 end
 
 local function on_exit(job, code)
+  local auto = auto_started[job]
+  auto_started[job] = nil
   local was_current = current and current.job == job
   if was_current then
     current = nil
@@ -109,16 +113,30 @@ local function on_exit(job, code)
   if vim.v.exiting ~= vim.NIL then
     return
   end
+  -- Hardening fix: with an output buffer open, start a new backend at once (it re-attaches the
+  -- buffers and re-adopts the running tasks) instead of leaving the buffer frozen until the next
+  -- command. Not again for a backend that was itself auto-started less than 10 s ago, so a
+  -- backend that crashes at start-up cannot loop.
+  local restart = buffer ~= nil and buffer.has_loaded() and not (auto and uv.now() - auto < 10000)
   vim.schedule(function()
     vim.notify(
       string.format(
-        "claude-tasks: the backend exited unexpectedly (exit code %d); see %s. "
-          .. "A new one starts on the next command.",
+        "claude-tasks: the backend exited unexpectedly (exit code %d); see %s. %s",
         code,
-        require("claude-tasks.config").log_file()
+        require("claude-tasks.config").log_file(),
+        restart and "Restarting it for the open output buffers."
+          or "A new one starts on the next command."
       ),
       vim.log.levels.ERROR
     )
+    if restart and current == nil then
+      local ok, job2 = pcall(M.ensure)
+      if ok then
+        auto_started[job2] = uv.now()
+      else
+        vim.notify(M.clean_error(job2), vim.log.levels.ERROR)
+      end
+    end
   end)
 end
 

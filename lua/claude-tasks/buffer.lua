@@ -342,6 +342,17 @@ function M.backend_gone()
   end
 end
 
+--- Whether a task buffer is loaded (shown or hidden): a crashed backend is then restarted at
+--- once (hardening fix, see backend.lua `on_exit`).
+function M.has_loaded()
+  for buf in pairs(M.info) do
+    if api.nvim_buf_is_valid(buf) and api.nvim_buf_is_loaded(buf) then
+      return true
+    end
+  end
+  return false
+end
+
 --- A new backend started: attach the loaded task buffers again (it replays them in full).
 function M.reattach_all()
   for buf, info in pairs(M.info) do

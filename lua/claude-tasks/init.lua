@@ -88,9 +88,22 @@ function M.start(prompt, opts)
     end
     return o[key]
   end
+  local cwd = opts.cwd and normalize_dir(opts.cwd) or vim.fn.getcwd()
+  if cwd == "" then
+    -- Hardening fix: after the current directory was deleted, getcwd() returns "" and the
+    -- backend's answer ("start: 'cwd' is empty") did not say what was wrong. Name the directory
+    -- (Linux: /proc/self/cwd still links to it, marked " (deleted)").
+    local link = (vim.uv or vim.loop).fs_readlink("/proc/self/cwd")
+    local dir = link and (link:gsub(" %(deleted%)$", "")) or "?"
+    return nil,
+      string.format(
+        "claude-tasks: the current directory '%s' no longer exists; :cd to an existing one",
+        dir
+      )
+  end
   local ok, task = request("start", {
     prompt = prompt,
-    cwd = opts.cwd and normalize_dir(opts.cwd) or vim.fn.getcwd(),
+    cwd = cwd,
     name = opts.name,
     model = pick("model"),
     permission_mode = pick("permission_mode"),
