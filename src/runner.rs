@@ -289,15 +289,7 @@ impl Process {
     /// us); use [`Process::cancel`] for the full, waiting ladder. Meant for after the exit: if
     /// the CLI is still running, it and its own process group are left alone.
     pub fn kill_leftovers(&self) -> usize {
-        let mut tracked = Tracked::default();
-        let cli_alive = proctree::is_alive(self.pid, self.start_time);
-        let spare: &[i32] = if cli_alive { &[self.pid] } else { &[] };
-        freeze_and_kill(
-            &mut tracked,
-            &self.marker,
-            Some((self.pid, self.start_time)),
-            spare,
-        )
+        kill_leftovers_of(self.pid, self.start_time, &self.marker)
     }
 
     /// Waits up to `dur` for the CLI's exit while adding newcomers of the tree to `tracked`.
@@ -333,6 +325,15 @@ impl Process {
             }
         }
     }
+}
+
+/// [`Process::kill_leftovers`] for a CLI known only by its pid, start time and marker (a
+/// re-adopted task): after it exits, nothing of its tree may stay behind.
+pub fn kill_leftovers_of(pid: i32, start_time: u64, marker: &str) -> usize {
+    let mut tracked = Tracked::default();
+    let cli_alive = proctree::is_alive(pid, start_time);
+    let spare: &[i32] = if cli_alive { &[pid] } else { &[] };
+    freeze_and_kill(&mut tracked, marker, Some((pid, start_time)), spare)
 }
 
 /// The cancel ladder for a CLI that is not our child (started by another backend, or re-adopted

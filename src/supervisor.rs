@@ -722,11 +722,28 @@ impl Supervisor {
                 rec.error = Some("the editor that queued it went away before it started".into());
             }
         }
+        if ran {
+            // It ended while nobody watched: when it wrote its last line, not when we noticed.
+            let started = rec.current_run().and_then(|r| r.started_at_ms);
+            let end = summary
+                .result
+                .as_ref()
+                .and_then(|r| r.duration_ms)
+                .zip(started)
+                .map(|(d, s)| s + d)
+                .or_else(|| modified_ms(&transcript));
+            if let Some(end) = end {
+                end_run_at(&mut rec, end);
+            }
+        }
         self.persist(&rec);
         self.state()
             .tasks
             .entry(key)
             .or_insert_with(|| Entry::new(rec.clone()));
+        if ran && self.config().export_markdown {
+            export_markdown(&rec, &transcript);
+        }
         log_info!(
             "task #{} in {} settled as {}",
             rec.id,
@@ -783,6 +800,8 @@ impl Supervisor {
                 }
             }
         }
+        // Tool processes it left behind are ours to clean up, as after a run of our own.
+        crate::runner::kill_leftovers_of(info.pid, info.start_time, &info.marker);
         let dir = self.shared.store.task_dir(&key.0, key.1);
         let offset = self
             .state()
@@ -798,20 +817,51 @@ impl Supervisor {
             }
             finish_run(r, status, None, error);
         });
-        {
+        if let Some(rec) = &rec {
+            self.run_finished(rec).await;
+            self.emit(status.as_str(), rec);
+        }
+        // A follow-up asked for while it ran adopted: our driver takes the task (and its slot)
+        // from here, like any task of ours.
+        let follow_up = {
             let mut st = self.state();
-            st.running = st.running.saturating_sub(1);
-            if let Some(e) = st.tasks.get_mut(&key) {
-                e.active = false;
-                e.cancel = None;
-                e.lock = None;
+            match st.tasks.get_mut(&key) {
+                Some(e) if !e.prompts.is_empty() && !cancelled => true,
+                Some(e) => {
+                    e.active = false;
+                    e.cancel = None;
+                    e.lock = None;
+                    st.running = st.running.saturating_sub(1);
+                    false
+                }
+                None => {
+                    st.running = st.running.saturating_sub(1);
+                    false
+                }
             }
+        };
+        if follow_up {
+            self.drive(key).await;
+            return;
         }
         if let Some(rec) = rec {
-            self.emit(status.as_str(), &rec);
+            self.prune(&rec.cwd);
         }
         self.shared.idle.notify_waiters();
         self.schedule();
+    }
+
+    /// What follows the end of every run, ours or adopted: the Markdown export.
+    async fn run_finished(&self, rec: &TaskRecord) {
+        if self.config().export_markdown {
+            let r2 = rec.clone();
+            let transcript = self
+                .shared
+                .store
+                .task_dir(&rec.cwd, rec.id)
+                .join("transcript.jsonl");
+            let _ = tokio::task::spawn_blocking(move || export_markdown(&r2, &transcript)).await;
+        }
     }
 
     /// Follows the record of a task another backend runs, so views and `get` see its progress,
@@ -844,7 +894,9 @@ impl Supervisor {
                 if let Some(e) = self.state().tasks.get_mut(&key) {
                     e.foreign = false;
                 }
-                self.emit(rec.status.as_str(), &rec);
+                // Its outcome is the other editor's news (autocmds, notification); here it
+                // only refreshes what is shown.
+                self.emit("updated", &rec);
                 return;
             }
             let owner_gone = {
@@ -1090,12 +1142,7 @@ impl Supervisor {
         });
         if let Some(rec) = rec {
             log_info!("task #{} run {n} ended: {}", key.1, rec.status.as_str());
-            if self.config().export_markdown {
-                let r2 = rec.clone();
-                let transcript = dir.join("transcript.jsonl");
-                let _ =
-                    tokio::task::spawn_blocking(move || export_markdown(&r2, &transcript)).await;
-            }
+            self.run_finished(&rec).await;
             self.emit(status.as_str(), &rec);
         }
     }
@@ -1310,6 +1357,25 @@ fn shorten(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
+}
+
+/// Moves the end of the current run (and of the task) to `end_ms`, keeping the totals right.
+fn end_run_at(r: &mut TaskRecord, end_ms: u64) {
+    if let Some(run) = r.runs.last_mut() {
+        let start = run.started_at_ms.unwrap_or(end_ms);
+        let end = end_ms.max(start);
+        run.ended_at_ms = Some(end);
+        run.duration_ms = Some(end - start);
+        r.ended_at_ms = Some(end);
+    }
+    r.duration_ms = Some(r.runs.iter().filter_map(|x| x.duration_ms).sum());
+}
+
+fn modified_ms(path: &Path) -> Option<u64> {
+    let t = std::fs::metadata(path).ok()?.modified().ok()?;
+    t.duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_millis() as u64)
 }
 
 /// Takes the numbers of a run's `result` line into the run.
