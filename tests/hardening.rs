@@ -1,8 +1,9 @@
 //! Hardening: every bad situation the backend must survive, with the exact outcome asserted.
 //!
 //! The backend binary runs as a child process and the test plays Neovim over msgpack-RPC (the
-//! approach of `backend_process.rs`): it answers `nvim_exec_lua` for events and buffer writes, so
-//! a buffer here is exactly what Neovim would show. The CLI is `fake-claude`.
+//! `common` module's `FakeNvim`, as in `backend_process.rs`): it answers `nvim_exec_lua` for
+//! events and buffer writes, so a buffer here is exactly what Neovim would show. The CLI is
+//! `fake-claude`.
 //!
 //! - "no survivors": no process of the task's tree is alive (the CLI, the grandchildren it
 //!   reported, anything carrying the task's marker in its environment) and the backend has no
@@ -13,508 +14,30 @@
 //! Waits are on recorded events or on process state; timeouts only turn a hang into a failure.
 //! Memory high-water marks of the backend are printed (`--nocapture` shows them).
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use claude_tasks::proctree;
 use claude_tasks::task::TaskRecord;
-use nvim_rs::compat::tokio::Compat;
-use nvim_rs::{Handler, Neovim};
+use common::{
+    cmd, id_of, ids_of, map, read_pids, s, start_in, to_json, transcript_of, Backend, Json, Launch,
+    World, NOBODY,
+};
 use rmpv::Value;
 use serde_json::json;
-use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::Notify;
 
-const BACKEND: &str = env!("CARGO_BIN_EXE_claude-tasks");
-const FAKE: &str = env!("CARGO_BIN_EXE_fake-claude");
 const GUARD: Duration = Duration::from_secs(40);
-const NOBODY: u32 = 65534;
 /// Bound for the backend's peak resident memory while it digests huge outputs.
 const MEMORY_CAP_KB: u64 = 64 * 1024;
 
-type Json = serde_json::Value;
-
-// ------------------------------------------------------------------------------ fake Neovim
-
-fn to_json(v: &Value) -> Json {
-    match v {
-        Value::Nil => Json::Null,
-        Value::Boolean(b) => (*b).into(),
-        Value::Integer(i) => i
-            .as_u64()
-            .map(Into::into)
-            .or_else(|| i.as_i64().map(Into::into))
-            .unwrap_or(Json::Null),
-        Value::F64(f) => (*f).into(),
-        Value::F32(f) => f64::from(*f).into(),
-        Value::String(s) => s.as_str().unwrap_or_default().into(),
-        Value::Array(a) => a.iter().map(to_json).collect(),
-        Value::Map(m) => m
-            .iter()
-            .map(|(k, v)| (k.as_str().unwrap_or_default().to_owned(), to_json(v)))
-            .collect::<serde_json::Map<_, _>>()
-            .into(),
-        _ => Json::Null,
-    }
-}
-
-/// What a Neovim would have seen: events and buffers, shared by every backend of a test.
-#[derive(Clone, Default)]
-struct FakeNvim {
-    events: Arc<Mutex<Vec<(String, Json)>>>,
-    bufs: Arc<Mutex<HashMap<i64, Vec<String>>>>,
-    changed: Arc<Notify>,
-    /// Buffers whose writes take this long: a Neovim busy elsewhere (simulated latency, not a
-    /// synchronisation).
-    slow: Arc<Mutex<HashMap<i64, Duration>>>,
-}
-
-#[async_trait]
-impl Handler for FakeNvim {
-    type Writer = Compat<ChildStdin>;
-
-    async fn handle_request(
-        &self,
-        name: String,
-        args: Vec<Value>,
-        _nvim: Neovim<Compat<ChildStdin>>,
-    ) -> Result<Value, Value> {
-        if name != "nvim_exec_lua" {
-            return Err(Value::from(format!("fake nvim: no {name}")));
-        }
-        let code = args.first().and_then(Value::as_str).unwrap_or_default();
-        let params = args
-            .get(1)
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        if code.contains("claude-tasks.events") {
-            let ev = to_json(params.first().unwrap_or(&Value::Nil));
-            let kind = ev["type"].as_str().unwrap_or_default().to_owned();
-            self.events.lock().unwrap().push((kind, ev["task"].clone()));
-        } else if code.contains("claude-tasks.buffer") {
-            let buf = params[0].as_i64().unwrap_or(0);
-            let lag = self.slow.lock().unwrap().get(&buf).copied();
-            if let Some(lag) = lag {
-                tokio::time::sleep(lag).await;
-            }
-            let start = params[1].as_u64().unwrap_or(0) as usize;
-            let raw = params[2].as_array().cloned().unwrap_or_default();
-            let mut lines = Vec::with_capacity(raw.len());
-            for l in raw {
-                // Neovim refuses a line that is not a string; so does this fake.
-                match l.as_str() {
-                    Some(s) => lines.push(s.to_owned()),
-                    None => return Err(Value::from(format!("not a UTF-8 string: {l:?}"))),
-                }
-            }
-            let mut bufs = self.bufs.lock().unwrap();
-            let Some(b) = bufs.get_mut(&buf) else {
-                return Ok(Value::Boolean(false));
-            };
-            assert!(
-                start <= b.len(),
-                "write at {start} past the end {}",
-                b.len()
-            );
-            for l in &lines {
-                assert!(!l.contains('\n'), "a buffer line holds a newline: {l:?}");
-            }
-            b.truncate(start);
-            b.extend(lines);
-        } else {
-            return Err(Value::from("fake nvim: unexpected lua"));
-        }
-        self.changed.notify_waiters();
-        Ok(Value::Boolean(true))
-    }
-}
-
-impl FakeNvim {
-    async fn until(&self, what: &str, pred: impl Fn(&FakeNvim) -> bool) {
-        let wait = async {
-            loop {
-                let notified = self.changed.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                if pred(self) {
-                    return;
-                }
-                notified.await;
-            }
-        };
-        if tokio::time::timeout(GUARD, wait).await.is_err() {
-            let kinds: Vec<String> = self
-                .events
-                .lock()
-                .unwrap()
-                .iter()
-                .map(|(k, t)| format!("{k}#{}", t["id"]))
-                .collect();
-            panic!("timed out waiting for {what}; events {kinds:?}");
-        }
-    }
-
-    fn find(&self, kinds: &[&str], id: u64) -> Option<(String, Json)> {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .rev()
-            .find(|(k, t)| kinds.contains(&k.as_str()) && t["id"] == id)
-            .cloned()
-    }
-
-    fn count(&self, kind: &str, id: u64) -> usize {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(k, t)| k == kind && t["id"] == id)
-            .count()
-    }
-
-    async fn wait_event(&self, kind: &str, id: u64) -> Json {
-        self.until(&format!("{kind}#{id}"), |n| n.find(&[kind], id).is_some())
-            .await;
-        self.find(&[kind], id).unwrap().1
-    }
-
-    /// The task's outcome event: `completed`, `failed` or `cancelled`.
-    async fn wait_end(&self, id: u64) -> (String, Json) {
-        const ENDS: &[&str] = &["completed", "failed", "cancelled"];
-        self.until(&format!("the end of #{id}"), |n| n.find(ENDS, id).is_some())
-            .await;
-        self.find(ENDS, id).unwrap()
-    }
-
-    fn lines(&self, buf: i64) -> Vec<String> {
-        self.bufs
-            .lock()
-            .unwrap()
-            .get(&buf)
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    fn new_buf(&self, buf: i64) {
-        self.bufs.lock().unwrap().insert(buf, Vec::new());
-    }
-
-    /// Waits until the buffer ends with a footer line starting with `prefix`.
-    async fn footer(&self, buf: i64, prefix: &str) -> Vec<String> {
-        self.until(&format!("footer {prefix:?} in buffer {buf}"), |n| {
-            n.bufs
-                .lock()
-                .unwrap()
-                .get(&buf)
-                .and_then(|b| b.last())
-                .is_some_and(|l| l.starts_with(prefix))
-        })
-        .await;
-        self.lines(buf)
-    }
-
-    /// Waits until the buffer equals `want` (the last writes may trail the end event).
-    async fn buffer_becomes(&self, buf: i64, want: &[String]) {
-        let wait = async {
-            loop {
-                let notified = self.changed.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                if self.bufs.lock().unwrap().get(&buf).map(Vec::as_slice) == Some(want) {
-                    return;
-                }
-                notified.await;
-            }
-        };
-        if tokio::time::timeout(GUARD, wait).await.is_err() {
-            let got = self.lines(buf);
-            let first_diff = got.iter().zip(want).position(|(a, b)| a != b);
-            panic!(
-                "buffer {buf} never became the rendered transcript: {} lines vs {} wanted, \
-                 first difference at {first_diff:?}: got {:?} want {:?}",
-                got.len(),
-                want.len(),
-                first_diff.map(|i| &got[i]),
-                first_diff.map(|i| &want[i]),
-            );
-        }
-    }
-}
-
-// ------------------------------------------------------------------------------ backends
-
-struct Backend {
-    nvim: Neovim<Compat<ChildStdin>>,
-    child: Child,
-    pid: i32,
-}
-
-/// How to start a backend.
-#[derive(Clone)]
-struct Launch {
-    state: PathBuf,
-    log: PathBuf,
-    cwd: PathBuf,
-    /// Run as the unprivileged user `nobody` (setpriv).
-    nobody: bool,
-    /// Run with umask 000.
-    open_umask: bool,
-}
-
-struct World {
-    root: PathBuf,
-    project: PathBuf,
-    fake: FakeNvim,
-    mounts: Vec<PathBuf>,
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        // After a failed assertion, processes of this test may be left (a hanging fake CLI, its
-        // `sleep`s): they all run in a directory under `root`, which is unique to the test.
-        for p in proctree::list() {
-            let in_root = std::fs::read_link(format!("/proc/{}/cwd", p.pid))
-                .is_ok_and(|cwd| cwd.starts_with(&self.root));
-            if in_root && p.pid != std::process::id() as i32 {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(p.pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-        for m in self.mounts.iter().rev() {
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(m)
-                .status();
-        }
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
 fn world(name: &str) -> World {
-    let root = std::env::temp_dir().join(format!("ct-hard-{}-{name}", std::process::id()));
-    if root.exists() {
-        // A previous run of this test with the same pid left a mount behind: unlikely, but
-        // never delete through one.
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(root.join("state"))
-            .status();
-    }
-    let _ = std::fs::remove_dir_all(&root);
-    let project = root.join("project");
-    std::fs::create_dir_all(&project).unwrap();
-    std::fs::write(project.join("README.md"), "hi\n").unwrap();
-    World {
-        root,
-        project,
-        fake: FakeNvim::default(),
-        mounts: Vec::new(),
-    }
-}
-
-fn s(v: &str) -> Value {
-    Value::from(v)
-}
-
-fn map(pairs: Vec<(&str, Value)>) -> Value {
-    Value::Map(pairs.into_iter().map(|(k, v)| (s(k), v)).collect())
-}
-
-fn cmd(args: &[&str]) -> Value {
-    let mut v = vec![s(FAKE)];
-    v.extend(args.iter().map(|a| s(a)));
-    Value::Array(v)
-}
-
-impl World {
-    fn cwd(&self) -> String {
-        self.project.to_string_lossy().into_owned()
-    }
-
-    fn launch(&self) -> Launch {
-        Launch {
-            state: self.root.join("state"),
-            log: self.root.join("backend.log"),
-            cwd: self.project.clone(),
-            nobody: false,
-            open_umask: false,
-        }
-    }
-
-    async fn backend(&self) -> Backend {
-        self.backend_with(&self.launch()).await
-    }
-
-    async fn backend_with(&self, l: &Launch) -> Backend {
-        let mut c = if l.nobody {
-            let mut c = Command::new("setpriv");
-            c.arg(format!("--reuid={NOBODY}"))
-                .arg(format!("--regid={NOBODY}"))
-                .arg("--clear-groups")
-                .arg(BACKEND);
-            c
-        } else {
-            Command::new(BACKEND)
-        };
-        c.arg("--state-dir")
-            .arg(&l.state)
-            .arg("--log-file")
-            .arg(&l.log)
-            .current_dir(&l.cwd)
-            .kill_on_drop(true);
-        if l.open_umask {
-            // SAFETY: umask(2) is async-signal-safe and this closure does nothing else.
-            unsafe {
-                c.pre_exec(|| {
-                    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
-                    Ok(())
-                });
-            }
-        }
-        let (nvim, _io, child) = nvim_rs::create::tokio::new_child_cmd(&mut c, self.fake.clone())
-            .await
-            .expect("spawn backend");
-        let pid = child.id().expect("pid") as i32;
-        let b = Backend { nvim, child, pid };
-        assert_eq!(
-            b.call("version", vec![]).await.unwrap(),
-            s(env!("CARGO_PKG_VERSION"))
-        );
-        b
-    }
-
-    fn start_args(&self, prompt: &str, fake: &[&str]) -> Value {
-        map(vec![
-            ("prompt", s(prompt)),
-            ("cwd", s(&self.cwd())),
-            ("cmd", cmd(fake)),
-        ])
-    }
-
-    fn id_args(&self, id: u64) -> Value {
-        map(vec![("id", Value::from(id)), ("cwd", s(&self.cwd()))])
-    }
-
-    fn attach_args(&self, id: u64, buf: i64) -> Value {
-        self.fake.new_buf(buf);
-        map(vec![
-            ("id", Value::from(id)),
-            ("cwd", s(&self.cwd())),
-            ("buf", Value::from(buf)),
-        ])
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.root.join("backend.log")).unwrap_or_default()
-    }
-
-    /// Bind-mounts `dir` onto itself, read-only. False when mounting is not permitted.
-    fn mount_read_only(&mut self, dir: &Path) -> bool {
-        let ok = std::process::Command::new("mount")
-            .arg("--bind")
-            .arg(dir)
-            .arg(dir)
-            .status()
-            .is_ok_and(|st| st.success());
-        if !ok {
-            return false;
-        }
-        self.mounts.push(dir.to_path_buf());
-        std::process::Command::new("mount")
-            .args(["-o", "remount,ro,bind"])
-            .arg(dir)
-            .status()
-            .is_ok_and(|st| st.success())
-    }
-
-    /// Mounts a small tmpfs on `dir`. False when mounting is not permitted.
-    fn mount_tmpfs(&mut self, dir: &Path, size: &str) -> bool {
-        let ok = std::process::Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .status()
-            .is_ok_and(|st| st.success());
-        if ok {
-            self.mounts.push(dir.to_path_buf());
-        }
-        ok
-    }
-}
-
-impl Backend {
-    async fn call(&self, method: &str, args: Vec<Value>) -> Result<Value, String> {
-        match self.nvim.call(method, args).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(e
-                .as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| e.to_string())),
-            Err(e) => Err(format!("transport: {e}")),
-        }
-    }
-
-    async fn req(&self, method: &str, arg: Value) -> Json {
-        to_json(
-            &self
-                .call(method, vec![arg])
-                .await
-                .unwrap_or_else(|e| panic!("{method}: {e}")),
-        )
-    }
-
-    async fn err(&self, method: &str, arg: Value) -> String {
-        match self.call(method, vec![arg]).await {
-            Ok(v) => panic!("{method} succeeded: {v:?}"),
-            Err(e) => e,
-        }
-    }
-
-    async fn alive_and_answering(&self) {
-        assert_eq!(
-            self.call("version", vec![]).await.unwrap(),
-            s(env!("CARGO_PKG_VERSION")),
-            "the backend must keep answering"
-        );
-    }
-
-    /// Peak resident set size so far, in KiB.
-    fn vm_hwm_kb(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM")
-    }
-
-    /// SIGTERM (what a quitting Neovim amounts to) and a clean exit.
-    async fn stop(mut self) {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.pid),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        let st = tokio::time::timeout(GUARD, self.child.wait())
-            .await
-            .expect("backend exit")
-            .unwrap();
-        assert!(st.success(), "backend exit: {st:?}");
-    }
+    World::new("hard", name, GUARD)
 }
 
 // ------------------------------------------------------------------------------ processes
@@ -548,14 +71,6 @@ impl Tree {
     }
 }
 
-fn read_pids(path: &Path) -> Vec<i32> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
-}
-
 /// Whatever of the task's tree still lives, and the backend's zombie children; empty is good.
 fn survivors(tree: &Tree, backend: i32) -> Vec<String> {
     let mut out = Vec::new();
@@ -580,16 +95,6 @@ fn survivors(tree: &Tree, backend: i32) -> Vec<String> {
 }
 
 // ------------------------------------------------------------------------------ transcripts
-
-fn transcript_of(rec: &Json) -> PathBuf {
-    PathBuf::from(rec["transcript"].as_str().unwrap())
-}
-
-/// What the whole transcript renders to, computed offline: a buffer must end up exactly so.
-fn rendered(rec: &Json) -> Vec<String> {
-    let r: TaskRecord = serde_json::from_value(rec.clone()).unwrap();
-    claude_tasks::view::render_all(&r, &transcript_of(rec)).unwrap()
-}
 
 /// Every complete line of a transcript, parsed as JSON where it is JSON.
 fn json_lines(path: &Path) -> Vec<Json> {
@@ -708,8 +213,7 @@ async fn run_raw_file(
     let delay = format!("--fake-delay-ms={delay_ms}");
     let mut args = vec![raw.as_str(), &chunk, &delay];
     args.extend_from_slice(extra);
-    let rec = b.req("start", w.start_args("raw output", &args)).await;
-    let id = rec["id"].as_u64().unwrap();
+    let id = b.start(w.start_args("raw output", &args)).await;
     b.req("attach", w.attach_args(id, buf)).await;
     let (_, end) = w.fake.wait_end(id).await;
     // Nothing lost on disk: the transcript is exactly what the child wrote.
@@ -720,13 +224,67 @@ async fn run_raw_file(
         );
     }
     // And the buffer shows all of it, as the offline rendering does.
-    let want = rendered(&end);
-    w.fake.buffer_becomes(buf, &want).await;
+    let want = w.buffer_shows(buf, &end).await;
     (end, want)
 }
 
 fn has_line(lines: &[String], pred: impl Fn(&str) -> bool) -> bool {
     lines.iter().any(|l| pred(l))
+}
+
+/// Writes a transcript as the CLI would: its init line, `body`, and a successful result.
+fn write_transcript(path: &Path, body: impl FnOnce(&mut std::io::BufWriter<std::fs::File>)) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    writeln!(f, "{}", init_line()).unwrap();
+    body(&mut f);
+    writeln!(f, "{}", result_ok("ok")).unwrap();
+}
+
+/// Prints the backend's peak memory after `what`, and holds it to the cap.
+fn assert_memory_bounded(b: &Backend, what: &str) {
+    let hwm = b.vm_hwm_kb();
+    println!("memory: {what}: backend VmHWM {hwm} kB");
+    assert!(hwm < MEMORY_CAP_KB, "VmHWM {hwm} kB");
+}
+
+/// Starts a task run by the fake CLI with `fake`, shows it in buffer `buf`, and waits for its
+/// process: the task's id and its process tree.
+async fn start_watched(
+    w: &World,
+    b: &Backend,
+    prompt: &str,
+    fake: &[&str],
+    buf: i64,
+) -> (u64, Tree) {
+    let id = b.start(w.start_args(prompt, fake)).await;
+    b.req("attach", w.attach_args(id, buf)).await;
+    let started = w.fake.wait_event("started", id).await;
+    (id, Tree::of(&started))
+}
+
+/// Waits for the end of task `id`, which must be a cancel that leaves nothing of `tree` alive.
+async fn wait_cancelled(w: &World, b: &Backend, id: u64, tree: &Tree) -> Json {
+    let (kind, end) = w.fake.wait_end(id).await;
+    assert_eq!(kind, "cancelled");
+    assert_eq!(survivors(tree, b.pid), Vec::<String>::new());
+    end
+}
+
+/// The error `start` answers for a task in `cwd`.
+async fn start_error(b: &Backend, cwd: &Path) -> String {
+    b.err("start", start_in("hi", &cwd.to_string_lossy(), cmd(&[])))
+        .await
+}
+
+async fn assert_no_task_created(b: &Backend) {
+    let all = b
+        .req("list", map(vec![("all", Value::Boolean(true))]))
+        .await;
+    assert_eq!(all, json!([]), "nothing was created");
+}
+
+fn give_to_nobody(p: &Path) {
+    std::os::unix::fs::chown(p, Some(NOBODY), Some(NOBODY)).unwrap();
 }
 
 // ==================================================================== 1. cancel at any moment
@@ -735,16 +293,14 @@ fn has_line(lines: &[String], pred: impl Fn(&str) -> bool) -> bool {
 async fn cancel_while_text_streams() {
     let w = world("cancel-stream");
     let b = w.backend().await;
-    let rec = b
-        .req(
-            "start",
-            w.start_args("stream", &["--fake-lines=5000", "--fake-delay-ms=2"]),
-        )
-        .await;
-    let id = rec["id"].as_u64().unwrap();
-    b.req("attach", w.attach_args(id, 1)).await;
-    let started = w.fake.wait_event("started", id).await;
-    let tree = Tree::of(&started);
+    let (id, tree) = start_watched(
+        &w,
+        &b,
+        "stream",
+        &["--fake-lines=5000", "--fake-delay-ms=2"],
+        1,
+    )
+    .await;
     w.fake
         .until("streamed lines", |n| {
             has_line(&n.lines(1), |l| l.starts_with("line 000020 "))
@@ -753,11 +309,9 @@ async fn cancel_while_text_streams() {
     let c = b.req("cancel", w.id_args(id)).await;
     assert_eq!(c["status"], "running");
     assert_eq!(c["cancel_requested"], true);
-    let (kind, end) = w.fake.wait_end(id).await;
-    assert_eq!(kind, "cancelled");
+    let end = wait_cancelled(&w, &b, id, &tree).await;
     assert_eq!(end["status"], "cancelled");
     assert_eq!(end["error"], Json::Null);
-    assert_eq!(survivors(&tree, b.pid), Vec::<String>::new());
 
     // The CLI honoured SIGINT: its result line is the transcript's last.
     let lines = json_lines(&transcript_of(&end));
@@ -777,8 +331,7 @@ async fn cancel_while_text_streams() {
     for (i, piece) in streamed.iter().enumerate() {
         assert!(piece.starts_with(&format!("line {:06} ", i + 1)), "{piece}");
     }
-    let want = rendered(&end);
-    w.fake.buffer_becomes(1, &want).await;
+    let want = w.buffer_shows(1, &end).await;
     for piece in &streamed {
         let line = piece.trim_end_matches('\n');
         assert!(want.iter().any(|l| l == line), "{line} missing");
@@ -798,16 +351,14 @@ async fn cancel_while_a_tool_runs() {
     let b = w.backend().await;
     let pf = w.root.join("pids");
     let pflag = format!("--fake-pids-file={}", pf.display());
-    let rec = b
-        .req(
-            "start",
-            w.start_args("tool", &["--fake-hang", "--fake-grandchildren=3", &pflag]),
-        )
-        .await;
-    let id = rec["id"].as_u64().unwrap();
-    b.req("attach", w.attach_args(id, 1)).await;
-    let started = w.fake.wait_event("started", id).await;
-    let mut tree = Tree::of(&started);
+    let (id, mut tree) = start_watched(
+        &w,
+        &b,
+        "tool",
+        &["--fake-hang", "--fake-grandchildren=3", &pflag],
+        1,
+    )
+    .await;
     w.fake
         .until("the running tool call", |n| {
             has_line(&n.lines(1), |l| l == "● Bash(ls)")
@@ -817,9 +368,7 @@ async fn cancel_while_a_tool_runs() {
     tree.add_pids_file(&pf);
     assert_eq!(tree.procs.len(), 4);
     b.req("cancel", w.id_args(id)).await;
-    let (kind, end) = w.fake.wait_end(id).await;
-    assert_eq!(kind, "cancelled");
-    assert_eq!(survivors(&tree, b.pid), Vec::<String>::new());
+    let end = wait_cancelled(&w, &b, id, &tree).await;
 
     let lines = json_lines(&transcript_of(&end));
     let n = lines.len();
@@ -829,8 +378,7 @@ async fn cancel_while_a_tool_runs() {
         lines[n - 2]["message"]["content"][0]["text"],
         "[Request interrupted by user for tool use]"
     );
-    let want = rendered(&end);
-    w.fake.buffer_becomes(1, &want).await;
+    let want = w.buffer_shows(1, &end).await;
     let call = want.iter().position(|l| l == "● Bash(ls)").unwrap();
     assert!(
         want[call + 1].starts_with("  ✗ The user doesn't want to proceed with this tool use."),
@@ -848,14 +396,7 @@ async fn cancel_while_a_tool_runs() {
 async fn cancel_within_moments_of_spawn() {
     let w = world("cancel-early");
     let b = w.backend().await;
-    b.req(
-        "configure",
-        map(vec![
-            ("cancel_grace_ms", Value::from(300)),
-            ("concurrency", s("parallel")),
-        ]),
-    )
-    .await;
+    b.configure_parallel_quick_cancel().await;
     // Which moment each cancel hit: (no run at all, run ended before its spawn, a process
     // without a result line, a process that wrote its result line).
     let mut hits = [0usize; 4];
@@ -870,8 +411,7 @@ async fn cancel_within_moments_of_spawn() {
             _ => vec!["--fake-silent-hang", "--fake-ignore-signals"],
         };
         let after_started = round % 8 >= 4;
-        let rec = b.req("start", w.start_args("early", &args)).await;
-        let id = rec["id"].as_u64().unwrap();
+        let id = b.start(w.start_args("early", &args)).await;
         let mut tree = Tree::default();
         if after_started {
             let started = w.fake.wait_event("started", id).await;
@@ -904,8 +444,7 @@ async fn cancel_within_moments_of_spawn() {
         // The buffer shows the transcript, with the result line when the CLI wrote one.
         buf += 1;
         b.req("attach", w.attach_args(id, buf)).await;
-        let want = rendered(&got);
-        w.fake.buffer_becomes(buf, &want).await;
+        let want = w.buffer_shows(buf, &got).await;
         let wrote_result = json_lines(&transcript_of(&got))
             .iter()
             .any(|l| l["type"] == "result");
@@ -944,14 +483,7 @@ type Ending<'a> = (Vec<&'a str>, &'a str, Option<&'a str>, Option<&'a str>);
 async fn every_way_the_cli_can_end_is_reported_exactly() {
     let w = world("endings");
     let b = w.backend().await;
-    b.req(
-        "configure",
-        map(vec![
-            ("cancel_grace_ms", Value::from(300)),
-            ("concurrency", s("parallel")),
-        ]),
-    )
-    .await;
+    b.configure_parallel_quick_cancel().await;
     // (fake args, outcome, error, a line the buffer must show besides the footer)
     let cases: Vec<Ending> = vec![
         (
@@ -989,8 +521,7 @@ async fn every_way_the_cli_can_end_is_reported_exactly() {
     ];
     let mut ids = Vec::new();
     for (i, (args, _, _, _)) in cases.iter().enumerate() {
-        let rec = b.req("start", w.start_args("ending", args)).await;
-        let id = rec["id"].as_u64().unwrap();
+        let id = b.start(w.start_args("ending", args)).await;
         b.req("attach", w.attach_args(id, i as i64 + 1)).await;
         ids.push(id);
     }
@@ -1001,8 +532,7 @@ async fn every_way_the_cli_can_end_is_reported_exactly() {
         assert_eq!(kind, *status, "{args:?}: {end:#}");
         assert_eq!(end["status"], *status, "{args:?}");
         assert_eq!(end["error"].as_str(), *error, "{args:?}");
-        let want = rendered(&end);
-        w.fake.buffer_becomes(buf, &want).await;
+        let want = w.buffer_shows(buf, &end).await;
         let footer = want.last().unwrap();
         match error {
             Some(e) => assert!(
@@ -1034,21 +564,12 @@ async fn every_way_the_cli_can_end_is_reported_exactly() {
     }
 
     // Never writes, never exits: only a cancel ends it, and it is a cancel.
-    let rec = b
-        .req("start", w.start_args("silent", &["--fake-silent-hang"]))
-        .await;
-    let id = rec["id"].as_u64().unwrap();
-    b.req("attach", w.attach_args(id, 100)).await;
-    let started = w.fake.wait_event("started", id).await;
-    let tree = Tree::of(&started);
+    let (id, tree) = start_watched(&w, &b, "silent", &["--fake-silent-hang"], 100).await;
     b.req("cancel", w.id_args(id)).await;
-    let (kind, end) = w.fake.wait_end(id).await;
-    assert_eq!(kind, "cancelled");
+    let end = wait_cancelled(&w, &b, id, &tree).await;
     assert_eq!(end["error"], Json::Null);
     assert_eq!(std::fs::metadata(transcript_of(&end)).unwrap().len(), 0);
-    assert_eq!(survivors(&tree, b.pid), Vec::<String>::new());
-    let want = rendered(&end);
-    w.fake.buffer_becomes(100, &want).await;
+    let want = w.buffer_shows(100, &end).await;
     assert!(want.last().unwrap().starts_with("■ cancelled"), "{want:#?}");
     b.stop().await;
 }
@@ -1093,9 +614,7 @@ async fn a_two_and_a_half_megabyte_answer_arrives_whole() {
     }
     assert!(has_line(&want, |l| l == "THE END of the long answer"));
     assert!(want.last().unwrap().starts_with("✓ done in"));
-    let hwm = b.vm_hwm_kb();
-    println!("memory: 2.5 MB answer: backend VmHWM {hwm} kB");
-    assert!(hwm < MEMORY_CAP_KB, "VmHWM {hwm} kB");
+    assert_memory_bounded(&b, "2.5 MB answer");
     b.alive_and_answering().await;
     b.stop().await;
 }
@@ -1105,28 +624,23 @@ async fn a_fifty_megabyte_line_is_truncated_with_bounded_memory() {
     let w = world("huge");
     let b = w.backend().await;
     let path = w.root.join("huge.raw");
-    let huge_len: usize;
-    {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-        writeln!(f, "{}", init_line()).unwrap();
+    let huge_len = 50 * 1024 * 1024;
+    write_transcript(&path, |f| {
         let head = r#"{"type":"assistant","message":{"id":"msg_huge","type":"message","role":"assistant","content":[{"type":"text","text":""#;
         let tail = r#""}]},"parent_tool_use_id":null,"session_id":"s"}"#;
         let fill = "lorem ipsum dolor sit amet ".repeat(2000);
-        let target = 50 * 1024 * 1024;
         let mut n = head.len() + tail.len();
         f.write_all(head.as_bytes()).unwrap();
-        while n + fill.len() <= target {
+        while n + fill.len() <= huge_len {
             f.write_all(fill.as_bytes()).unwrap();
             n += fill.len();
         }
-        let pad = "x".repeat(target - n);
+        let pad = "x".repeat(huge_len - n);
         f.write_all(pad.as_bytes()).unwrap();
         f.write_all(tail.as_bytes()).unwrap();
-        huge_len = target;
         writeln!(f).unwrap();
         writeln!(f, "{}", assistant_text("after the huge line")).unwrap();
-        writeln!(f, "{}", result_ok("ok")).unwrap();
-    }
+    });
     let (end, want) = run_raw_file(&w, &b, &path, 256 * 1024, 0, 1, &[]).await;
     assert_eq!(end["status"], "completed");
     let marker = format!("… ({huge_len} bytes)");
@@ -1144,9 +658,7 @@ async fn a_fifty_megabyte_line_is_truncated_with_bounded_memory() {
     assert!(has_line(&want, |l| l == "after the huge line"));
     assert!(want.last().unwrap().starts_with("✓ done in"));
     b.alive_and_answering().await;
-    let hwm = b.vm_hwm_kb();
-    println!("memory: 50 MB line: backend VmHWM {hwm} kB");
-    assert!(hwm < MEMORY_CAP_KB, "VmHWM {hwm} kB");
+    assert_memory_bounded(&b, "50 MB line");
     b.stop().await;
 }
 
@@ -1158,29 +670,18 @@ async fn a_slow_editor_does_not_make_the_backend_hold_the_output() {
     let b = w.backend().await;
     let path = w.root.join("slow.raw");
     const LINES: usize = 120_000;
-    {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-        writeln!(f, "{}", init_line()).unwrap();
+    write_transcript(&path, |f| {
         let fill = "z".repeat(480);
         for i in 1..=LINES {
             writeln!(f, "plain {i:07} {fill}").unwrap();
         }
-        writeln!(f, "{}", result_ok("ok")).unwrap();
-    }
-    w.fake
-        .slow
-        .lock()
-        .unwrap()
-        .insert(1, Duration::from_millis(40));
+    });
+    w.fake.slow_down(1, Duration::from_millis(40));
     let (end, want) = run_raw_file(&w, &b, &path, 1 << 20, 0, 1, &[]).await;
     assert_eq!(end["status"], "completed");
     assert!(has_line(&want, |l| l.starts_with(&format!("plain {LINES:07} "))));
-    let hwm = b.vm_hwm_kb();
-    println!(
-        "memory: {} MB of output into a slow buffer: backend VmHWM {hwm} kB",
-        std::fs::metadata(&path).unwrap().len() >> 20
-    );
-    assert!(hwm < MEMORY_CAP_KB, "VmHWM {hwm} kB");
+    let mb = std::fs::metadata(&path).unwrap().len() >> 20;
+    assert_memory_bounded(&b, &format!("{mb} MB of output into a slow buffer"));
     b.alive_and_answering().await;
     b.stop().await;
 }
@@ -1234,14 +735,15 @@ async fn a_flood_of_100k_lines_in_about_a_second() {
     }
     assert!(want.last().unwrap().starts_with("✓ done in"));
     b.alive_and_answering().await;
-    let hwm = b.vm_hwm_kb();
-    println!(
-        "memory: flood of {N} lines ({} bytes in {chunks} chunks; the CLI ran {} ms, the \
-         buffer was whole {took:?} after the start): backend VmHWM {hwm} kB",
-        raw.len(),
-        end["duration_ms"]
+    assert_memory_bounded(
+        &b,
+        &format!(
+            "flood of {N} lines ({} bytes in {chunks} chunks; the CLI ran {} ms, the buffer \
+             was whole {took:?} after the start)",
+            raw.len(),
+            end["duration_ms"]
+        ),
     );
-    assert!(hwm < MEMORY_CAP_KB, "VmHWM {hwm} kB");
     b.stop().await;
 }
 
@@ -1250,8 +752,7 @@ async fn a_flood_of_100k_lines_in_about_a_second() {
 async fn hostile_bytes_are_kept_on_disk_and_shown_safely() {
     let w = world("bytes");
     let b = w.backend().await;
-    b.req("configure", map(vec![("concurrency", s("parallel"))]))
-        .await;
+    b.configure(vec![("concurrency", s("parallel"))]).await;
     let init = init_line();
     let ok = result_ok("done");
     let mk = |middle: &[&[u8]]| -> Vec<u8> {
@@ -1375,8 +876,7 @@ async fn hostile_bytes_are_kept_on_disk_and_shown_safely() {
 async fn prompts_arrive_verbatim_and_never_run_anything() {
     let w = world("prompts");
     let b = w.backend().await;
-    b.req("configure", map(vec![("concurrency", s("parallel"))]))
-        .await;
+    b.configure(vec![("concurrency", s("parallel"))]).await;
     let tag = format!("INJECTED-{}", std::process::id());
     let places: Vec<PathBuf> = [
         Some(w.project.clone()),
@@ -1456,19 +956,10 @@ async fn prompts_arrive_verbatim_and_never_run_anything() {
             )
             .await;
         assert_eq!(e, "start: the prompt is empty", "{blank:?}");
-        let e = b
-            .err(
-                "resume",
-                map(vec![
-                    ("id", Value::from(started[0].0)),
-                    ("prompt", s(blank)),
-                    ("cwd", s(&w.cwd())),
-                ]),
-            )
-            .await;
+        let e = b.err("resume", w.resume_args(started[0].0, blank)).await;
         assert_eq!(e, "resume: the prompt is empty", "{blank:?}");
     }
-    let list = b.req("list", map(vec![("cwd", s(&w.cwd()))])).await;
+    let list = b.req("list", w.list_args()).await;
     assert_eq!(list.as_array().unwrap().len(), prompts.len());
     b.alive_and_answering().await;
     b.stop().await;
@@ -1502,22 +993,9 @@ async fn bad_cwd_is_refused_with_a_clear_error() {
         ),
     ];
     for (cwd, want) in &cases {
-        let e = b
-            .err(
-                "start",
-                map(vec![
-                    ("prompt", s("hi")),
-                    ("cwd", s(&cwd.to_string_lossy())),
-                    ("cmd", cmd(&[])),
-                ]),
-            )
-            .await;
-        assert_eq!(&e, want);
+        assert_eq!(&start_error(&b, cwd).await, want);
     }
-    let all = b
-        .req("list", map(vec![("all", Value::Boolean(true))]))
-        .await;
-    assert_eq!(all, json!([]), "nothing was created");
+    assert_no_task_created(&b).await;
     b.alive_and_answering().await;
     b.stop().await;
 }
@@ -1532,11 +1010,8 @@ async fn unreadable_cwd_is_refused_for_an_unprivileged_user() {
     }
     let home = w.root.join("nobody");
     std::fs::create_dir_all(home.join("work")).unwrap();
-    let chown = |p: &Path| {
-        std::os::unix::fs::chown(p, Some(NOBODY), Some(NOBODY)).unwrap();
-    };
-    chown(&home);
-    chown(&home.join("work"));
+    give_to_nobody(&home);
+    give_to_nobody(&home.join("work"));
     // A project nobody may not list, one it may list but not enter, and one inside a
     // directory it may not search.
     let closed = w.root.join("closed");
@@ -1548,14 +1023,9 @@ async fn unreadable_cwd_is_refused_for_an_unprivileged_user() {
     }
     let inner = locked.join("inner");
     std::fs::create_dir_all(&inner).unwrap();
-    let l = Launch {
-        state: home.join("state"),
-        log: home.join("backend.log"),
-        cwd: home.join("work"),
-        nobody: true,
-        open_umask: false,
-    };
-    let b = w.backend_with(&l).await;
+    let b = w
+        .backend_with(&Launch::nobody(&home, home.join("work")))
+        .await;
     let cases = [
         (
             &closed,
@@ -1580,35 +1050,16 @@ async fn unreadable_cwd_is_refused_for_an_unprivileged_user() {
         ),
     ];
     for (cwd, want) in &cases {
-        let e = b
-            .err(
-                "start",
-                map(vec![
-                    ("prompt", s("hi")),
-                    ("cwd", s(&cwd.to_string_lossy())),
-                    ("cmd", cmd(&[])),
-                ]),
-            )
-            .await;
-        assert_eq!(&e, want);
+        assert_eq!(&start_error(&b, cwd).await, want);
         b.alive_and_answering().await;
     }
-    let all = b
-        .req("list", map(vec![("all", Value::Boolean(true))]))
-        .await;
-    assert_eq!(all, json!([]), "nothing was created");
+    assert_no_task_created(&b).await;
     // The same backend runs a task where it may.
-    let rec = b
-        .req(
-            "start",
-            map(vec![
-                ("prompt", s("hi")),
-                ("cwd", s(&home.join("work").to_string_lossy())),
-                ("cmd", cmd(&[])),
-            ]),
-        )
+    let work = home.join("work");
+    let id = b
+        .start(start_in("hi", &work.to_string_lossy(), cmd(&[])))
         .await;
-    let (kind, end) = w.fake.wait_end(rec["id"].as_u64().unwrap()).await;
+    let (kind, end) = w.fake.wait_end(id).await;
     assert_eq!(kind, "completed", "{end:#}");
     b.stop().await;
 }
@@ -1617,8 +1068,7 @@ async fn unreadable_cwd_is_refused_for_an_unprivileged_user() {
 async fn bad_cmd_fails_the_task_with_a_clear_error() {
     let w = world("cmd");
     let b = w.backend().await;
-    b.req("configure", map(vec![("concurrency", s("parallel"))]))
-        .await;
+    b.configure(vec![("concurrency", s("parallel"))]).await;
     let not_exec = w.root.join("claude-not-executable");
     std::fs::write(&not_exec, "#!/bin/sh\necho hi\n").unwrap();
     std::fs::set_permissions(&not_exec, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -1653,17 +1103,7 @@ async fn bad_cmd_fails_the_task_with_a_clear_error() {
         ),
     ];
     for (i, (c, want)) in cases.iter().enumerate() {
-        let rec = b
-            .req(
-                "start",
-                map(vec![
-                    ("prompt", s("hi")),
-                    ("cwd", s(&w.cwd())),
-                    ("cmd", c.clone()),
-                ]),
-            )
-            .await;
-        let id = rec["id"].as_u64().unwrap();
+        let id = b.start(start_in("hi", &w.cwd(), c.clone())).await;
         b.req("attach", w.attach_args(id, i as i64 + 1)).await;
         let (kind, end) = w.fake.wait_end(id).await;
         assert_eq!(kind, "failed", "{c:?}");
@@ -1681,7 +1121,7 @@ async fn bad_cmd_fails_the_task_with_a_clear_error() {
         let stderr = std::fs::read_to_string(end["stderr"].as_str().unwrap()).unwrap();
         assert!(stderr.contains(want.as_str()), "{stderr}");
     }
-    let list = b.req("list", map(vec![("cwd", s(&w.cwd()))])).await;
+    let list = b.req("list", w.list_args()).await;
     let statuses: Vec<&str> = list
         .as_array()
         .unwrap()
@@ -1701,10 +1141,7 @@ async fn corrupt_records_are_skipped_and_the_rest_stays_usable() {
     let b = w.backend().await;
     let mut ids = Vec::new();
     for i in 0..6 {
-        let rec = b
-            .req("start", w.start_args(&format!("task {i}"), &[]))
-            .await;
-        let id = rec["id"].as_u64().unwrap();
+        let id = b.start(w.start_args(&format!("task {i}"), &[])).await;
         w.fake.wait_event("completed", id).await;
         ids.push(id);
     }
@@ -1743,14 +1180,8 @@ async fn corrupt_records_are_skipped_and_the_rest_stays_usable() {
     }
 
     let b = w.backend().await;
-    let list = b.req("list", map(vec![("cwd", s(&w.cwd()))])).await;
-    let listed: Vec<u64> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["id"].as_u64().unwrap())
-        .collect();
-    assert_eq!(listed, vec![good]);
+    let list = b.req("list", w.list_args()).await;
+    assert_eq!(ids_of(&list), vec![good]);
     let log = w.log();
     for (id, _, reason) in &corruptions {
         let want = format!(
@@ -1771,26 +1202,15 @@ async fn corrupt_records_are_skipped_and_the_rest_stays_usable() {
     let got = b.req("get", w.id_args(good)).await;
     assert_eq!(got["status"], "completed");
     b.req("attach", w.attach_args(good, 1)).await;
-    let want = rendered(&got);
-    w.fake.buffer_becomes(1, &want).await;
-    let r = b
-        .req(
-            "resume",
-            map(vec![
-                ("id", Value::from(good)),
-                ("prompt", s("again")),
-                ("cwd", s(&w.cwd())),
-            ]),
-        )
-        .await;
+    w.buffer_shows(1, &got).await;
+    let r = b.req("resume", w.resume_args(good, "again")).await;
     assert_eq!(r["status"], "queued");
     w.fake
         .until("the follow-up's end", |n| n.count("completed", good) >= 2)
         .await;
     w.fake.footer(1, "✓ done").await;
     // New ids do not reuse the corrupt tasks' ids.
-    let rec = b.req("start", w.start_args("new", &[])).await;
-    assert_eq!(rec["id"].as_u64().unwrap(), good + 1);
+    assert_eq!(b.start(w.start_args("new", &[])).await, good + 1);
     let (kind, _) = w.fake.wait_end(good + 1).await;
     assert_eq!(kind, "completed");
     b.alive_and_answering().await;
@@ -1822,8 +1242,7 @@ async fn an_unwritable_state_dir_gives_clear_errors_and_the_backend_keeps_runnin
 
     // 2. A read-only file system (bind mount), with a finished task already in it.
     let b = w.backend().await;
-    let rec = b.req("start", w.start_args("before", &[])).await;
-    let old = rec["id"].as_u64().unwrap();
+    let old = b.start(w.start_args("before", &[])).await;
     w.fake.wait_event("completed", old).await;
     b.stop().await;
     let state = w.root.join("state");
@@ -1839,7 +1258,7 @@ async fn an_unwritable_state_dir_gives_clear_errors_and_the_backend_keeps_runnin
             "{e}"
         );
         b.alive_and_answering().await;
-        let list = b.req("list", map(vec![("cwd", s(&w.cwd()))])).await;
+        let list = b.req("list", w.list_args()).await;
         assert_eq!(list[0]["id"], old);
         b.req("attach", w.attach_args(old, 1)).await;
         w.fake.footer(1, "✓ done").await;
@@ -1852,17 +1271,11 @@ async fn an_unwritable_state_dir_gives_clear_errors_and_the_backend_keeps_runnin
     if nix::unistd::geteuid().is_root() {
         let home = w.root.join("nobody");
         std::fs::create_dir_all(home.join("state")).unwrap();
-        std::os::unix::fs::chown(&home, Some(NOBODY), Some(NOBODY)).unwrap();
+        give_to_nobody(&home);
         let project = w.root.join("nobody-project");
         std::fs::create_dir_all(&project).unwrap();
-        std::os::unix::fs::chown(&project, Some(NOBODY), Some(NOBODY)).unwrap();
-        let l = Launch {
-            state: home.join("state"),
-            log: home.join("backend.log"),
-            cwd: project.clone(),
-            nobody: true,
-            open_umask: false,
-        };
+        give_to_nobody(&project);
+        let l = Launch::nobody(&home, project.clone());
         let b = w.backend_with(&l).await;
         let e = b
             .err(
@@ -1896,8 +1309,7 @@ async fn a_full_disk_gives_a_clear_error_and_spares_other_tasks() {
         return;
     }
     let b = w.backend().await;
-    let rec = b.req("start", w.start_args("before", &[])).await;
-    let old = rec["id"].as_u64().unwrap();
+    let old = b.start(w.start_args("before", &[])).await;
     w.fake.wait_event("completed", old).await;
     // Fill the file system.
     let filler = state.join("filler");
@@ -1920,25 +1332,19 @@ async fn a_full_disk_gives_a_clear_error_and_spares_other_tasks() {
     );
     b.alive_and_answering().await;
     // The finished task is still listed and shown whole; no half-made task is listed.
-    let list = b.req("list", map(vec![("cwd", s(&w.cwd()))])).await;
-    let ids: Vec<u64> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["id"].as_u64().unwrap())
-        .collect();
-    assert_eq!(ids, vec![old]);
+    let list = b.req("list", w.list_args()).await;
+    assert_eq!(ids_of(&list), vec![old]);
     b.req("attach", w.attach_args(old, 1)).await;
     let got = b.req("get", w.id_args(old)).await;
-    w.fake.buffer_becomes(1, &rendered(&got)).await;
+    w.buffer_shows(1, &got).await;
     // The failed start left no task dir behind (its id stays taken).
     let project = state.join(claude_tasks::store::Store::project_key(&w.cwd()));
     assert!(!project.join((old + 1).to_string()).exists());
     // Space again: starting works again.
     std::fs::remove_file(&filler).unwrap();
-    let rec = b.req("start", w.start_args("after", &[])).await;
-    assert_eq!(rec["id"].as_u64().unwrap(), old + 2);
-    let (kind, _) = w.fake.wait_end(rec["id"].as_u64().unwrap()).await;
+    let id = b.start(w.start_args("after", &[])).await;
+    assert_eq!(id, old + 2);
+    let (kind, _) = w.fake.wait_end(id).await;
     assert_eq!(kind, "completed");
     b.stop().await;
 }
@@ -1951,14 +1357,11 @@ async fn two_backends_start_a_hundred_tasks_each_at_the_same_instant() {
     let a = w.backend().await;
     let b = w.backend().await;
     for x in [&a, &b] {
-        x.req(
-            "configure",
-            map(vec![
-                ("concurrency", s("parallel")),
-                ("max_running", Value::from(8)),
-                ("keep", Value::from(1000)),
-            ]),
-        )
+        x.configure(vec![
+            ("concurrency", s("parallel")),
+            ("max_running", Value::from(8)),
+            ("keep", Value::from(1000)),
+        ])
         .await;
     }
     let barrier = Arc::new(tokio::sync::Barrier::new(200));
@@ -1979,8 +1382,7 @@ async fn two_backends_start_a_hundred_tasks_each_at_the_same_instant() {
     }
     let mut ids = Vec::new();
     while let Some(r) = set.join_next().await {
-        let rec = to_json(&r.unwrap().expect("start"));
-        ids.push(rec["id"].as_u64().unwrap());
+        ids.push(id_of(&to_json(&r.unwrap().expect("start"))));
     }
     ids.sort_unstable();
     let n = ids.len();
@@ -2013,7 +1415,7 @@ async fn two_backends_start_a_hundred_tasks_each_at_the_same_instant() {
         seen += 1;
     }
     assert_eq!(seen, 200);
-    let list = a.req("list", map(vec![("cwd", s(&w.cwd()))])).await;
+    let list = a.req("list", w.list_args()).await;
     assert_eq!(list.as_array().unwrap().len(), 200);
     for x in [a, b] {
         x.stop().await;
@@ -2031,26 +1433,14 @@ async fn state_files_are_private_even_with_an_open_umask() {
         ..w.launch()
     };
     let b = w.backend_with(&l).await;
-    let rec = b.req("start", w.start_args("secret prompt", &[])).await;
-    let id = rec["id"].as_u64().unwrap();
+    let id = b.start(w.start_args("secret prompt", &[])).await;
     w.fake.wait_event("completed", id).await;
-    b.req(
-        "resume",
-        map(vec![
-            ("id", Value::from(id)),
-            ("prompt", s("another secret")),
-            ("cwd", s(&w.cwd())),
-        ]),
-    )
-    .await;
+    b.req("resume", w.resume_args(id, "another secret")).await;
     w.fake
         .until("the follow-up's end", |n| n.count("completed", id) >= 2)
         .await;
     // A running task, so its lock and files exist while it runs, too.
-    let run = b
-        .req("start", w.start_args("running", &["--fake-hang"]))
-        .await;
-    let run_id = run["id"].as_u64().unwrap();
+    let run_id = b.start(w.start_args("running", &["--fake-hang"])).await;
     w.fake.wait_event("started", run_id).await;
 
     let check = |root: &Path| {

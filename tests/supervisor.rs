@@ -4,9 +4,10 @@
 //! Deterministic: every wait is on an event the editor recorded; the timeouts only turn a hang
 //! into a failure.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+mod common;
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,10 +15,9 @@ use claude_tasks::editor::{Editor, WriteError};
 use claude_tasks::store::Store;
 use claude_tasks::supervisor::{StartRequest, Supervisor};
 use claude_tasks::task::{Status, TaskOptions, TaskRecord};
+use common::{living, read_pids, to_json, wait_file, Scratch, Screen, FAKE};
 use rmpv::Value;
-use tokio::sync::Notify;
 
-const FAKE: &str = env!("CARGO_BIN_EXE_fake-claude");
 const GUARD: Duration = Duration::from_secs(30);
 
 /// One runtime for the whole binary: the supervisor's tasks outlive a single test's block_on.
@@ -33,38 +33,8 @@ fn rt() -> &'static tokio::runtime::Runtime {
     })
 }
 
-#[derive(Default)]
-struct Recorder {
-    events: Mutex<Vec<(String, TaskRecord)>>,
-    bufs: Mutex<HashMap<i64, Vec<String>>>,
-    changed: Notify,
-}
-
-fn record_of(v: &Value) -> Option<TaskRecord> {
-    // The event carries the record as Lua sees it; read it back through JSON.
-    fn to_json(v: &Value) -> serde_json::Value {
-        match v {
-            Value::Nil => serde_json::Value::Null,
-            Value::Boolean(b) => (*b).into(),
-            Value::Integer(i) => i
-                .as_u64()
-                .map(Into::into)
-                .or_else(|| i.as_i64().map(Into::into))
-                .unwrap_or(serde_json::Value::Null),
-            Value::F64(f) => (*f).into(),
-            Value::F32(f) => f64::from(*f).into(),
-            Value::String(s) => s.as_str().unwrap_or_default().into(),
-            Value::Array(a) => a.iter().map(to_json).collect(),
-            Value::Map(m) => m
-                .iter()
-                .map(|(k, v)| (k.as_str().unwrap_or_default().to_owned(), to_json(v)))
-                .collect::<serde_json::Map<_, _>>()
-                .into(),
-            _ => serde_json::Value::Null,
-        }
-    }
-    serde_json::from_value(to_json(v)).ok()
-}
+/// The editor: it records what the supervisor tells it.
+type Recorder = Screen<TaskRecord>;
 
 #[async_trait]
 impl Editor for Recorder {
@@ -76,10 +46,10 @@ impl Editor for Recorder {
                 .map(|(_, v)| v)
         };
         let kind = get("type").and_then(Value::as_str).unwrap_or("").to_owned();
-        if let Some(rec) = get("task").and_then(record_of) {
-            self.events.lock().unwrap().push((kind, rec));
+        // The event carries the record as Lua sees it; read it back through JSON.
+        if let Some(rec) = get("task").and_then(|v| serde_json::from_value(to_json(v)).ok()) {
+            self.push_event(kind, rec);
         }
-        self.changed.notify_waiters();
     }
 
     async fn write_lines(
@@ -88,116 +58,32 @@ impl Editor for Recorder {
         start: usize,
         lines: Vec<String>,
     ) -> Result<(), WriteError> {
-        {
-            let mut bufs = self.bufs.lock().unwrap();
-            let Some(b) = bufs.get_mut(&buf) else {
-                return Err(WriteError::BufferGone);
-            };
-            assert!(
-                start <= b.len(),
-                "write at {start} past the end ({})",
-                b.len()
-            );
-            b.truncate(start);
-            b.extend(lines);
+        if self.write(buf, start, lines) {
+            Ok(())
+        } else {
+            Err(WriteError::BufferGone)
         }
-        self.changed.notify_waiters();
-        Ok(())
-    }
-}
-
-impl Recorder {
-    /// Waits until `pred` holds over the recorder's state.
-    async fn until(&self, what: &str, pred: impl Fn(&Recorder) -> bool) {
-        let wait = async {
-            loop {
-                let notified = self.changed.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                if pred(self) {
-                    return;
-                }
-                notified.await;
-            }
-        };
-        if tokio::time::timeout(GUARD, wait).await.is_err() {
-            panic!("timed out waiting for {what}; events: {:?}", self.kinds());
-        }
-    }
-
-    fn kinds(&self) -> Vec<String> {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(k, r)| format!("{k}#{}", r.id))
-            .collect()
-    }
-
-    fn has(&self, kind: &str, id: u64) -> bool {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|(k, r)| k == kind && r.id == id)
-    }
-
-    fn last(&self, kind: &str, id: u64) -> TaskRecord {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .rev()
-            .find(|(k, r)| k == kind && r.id == id)
-            .map(|(_, r)| r.clone())
-            .expect("event")
-    }
-
-    async fn wait_event(&self, kind: &str, id: u64) -> TaskRecord {
-        self.until(&format!("{kind} of #{id}"), |r| r.has(kind, id))
-            .await;
-        self.last(kind, id)
-    }
-
-    fn lines(&self, buf: i64) -> Vec<String> {
-        self.bufs
-            .lock()
-            .unwrap()
-            .get(&buf)
-            .cloned()
-            .unwrap_or_default()
     }
 }
 
 struct Env {
-    _tmp: TempDir,
+    _dir: Scratch,
     project: PathBuf,
     sup: Supervisor,
     ed: Arc<Recorder>,
 }
 
-struct TempDir(PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn env(name: &str) -> Env {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let root = std::env::temp_dir().join(format!("ct-sup-{}-{name}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let project = root.join("project");
-    std::fs::create_dir_all(&project).unwrap();
-    std::fs::write(project.join("README.md"), "hi\n").unwrap();
-    let store = Store::open(&root.join("state")).unwrap();
-    let ed = Arc::new(Recorder::default());
+    let dir = Scratch::new("sup", &format!("{name}-{n}"));
+    let store = Store::open(&dir.root.join("state")).unwrap();
+    let ed = Arc::new(Recorder::new(GUARD));
     let sup = rt().block_on(async { Supervisor::new(store, ed.clone()) });
     sup.configure(|c| c.cancel_grace = Duration::from_millis(300));
     Env {
-        _tmp: TempDir(root),
-        project,
+        project: dir.project.clone(),
+        _dir: dir,
         sup,
         ed,
     }
@@ -233,17 +119,9 @@ impl Env {
     }
 
     fn attach(&self, id: u64, buf: i64) {
-        self.ed.bufs.lock().unwrap().insert(buf, Vec::new());
+        self.ed.new_buf(buf);
         self.sup.attach(&self.cwd(), id, buf).expect("attach");
     }
-}
-
-/// Every process whose environment carries the task's marker or whose pid was recorded.
-fn alive(pids: &[i32]) -> Vec<i32> {
-    pids.iter()
-        .copied()
-        .filter(|&p| claude_tasks::proctree::read(p).is_some_and(|proc_| proc_.state != 'Z'))
-        .collect()
 }
 
 fn zombie_children() -> Vec<i32> {
@@ -258,32 +136,9 @@ fn zombie_children() -> Vec<i32> {
 /// Tests run in parallel in this one process (the subreaper): another test's child may be a
 /// zombie for the instant before the reaper collects it, so wait for the count to reach zero.
 async fn assert_no_zombies() {
-    for _ in 0..500 {
-        if zombie_children().is_empty() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    if !common::poll(500, || zombie_children().is_empty()).await {
+        panic!("zombie children: {:?}", zombie_children());
     }
-    panic!("zombie children: {:?}", zombie_children());
-}
-
-fn read_pids(path: &Path) -> Vec<i32> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
-}
-
-async fn wait_file(path: &Path) {
-    // The fake writes its pid file atomically before its first line; its appearance is the event.
-    for _ in 0..3000 {
-        if path.exists() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{} never appeared", path.display());
 }
 
 #[test]
@@ -302,13 +157,7 @@ fn start_runs_to_completion_and_renders_into_an_attached_buffer() {
         assert_eq!(done.runs[0].exit_code, Some(0));
         assert!(done.result.as_deref().unwrap_or("").contains("Done."));
         assert!(e.ed.has("started", rec.id));
-        e.ed.until("the footer in the buffer", |r| {
-            r.lines(7)
-                .last()
-                .is_some_and(|l| l.starts_with("✓ done in"))
-        })
-        .await;
-        let lines = e.ed.lines(7);
+        let lines = e.ed.footer(7, "✓ done in").await;
         assert_eq!(lines[0], format!("# #{} list the files", rec.id));
         assert!(lines.iter().any(|l| l == "● Bash(ls)"), "{lines:#?}");
         assert!(lines.iter().any(|l| l.contains("README.md")), "{lines:#?}");
@@ -329,15 +178,9 @@ fn a_buffer_attached_after_the_end_gets_the_same_lines() {
         let rec = e.start("hello", &[]).await;
         e.attach(rec.id, 1);
         e.ed.wait_event("completed", rec.id).await;
-        e.ed.until("footer in buffer 1", |r| {
-            r.lines(1).last().is_some_and(|l| l.starts_with("✓"))
-        })
-        .await;
+        e.ed.footer(1, "✓").await;
         e.attach(rec.id, 2);
-        e.ed.until("footer in buffer 2", |r| {
-            r.lines(2).last().is_some_and(|l| l.starts_with("✓"))
-        })
-        .await;
+        e.ed.footer(2, "✓").await;
         assert_eq!(e.ed.lines(1), e.ed.lines(2));
     });
 }
@@ -357,13 +200,13 @@ fn cancel_kills_every_descendant_and_leaves_no_zombie() {
         let mut pids = read_pids(&pids_file);
         assert_eq!(pids.len(), 3);
         pids.push(cli);
-        assert_eq!(alive(&pids).len(), 4);
+        assert_eq!(living(&pids).len(), 4);
         let r = e.sup.cancel(&e.cwd(), rec.id).unwrap();
         assert!(r.cancel_requested);
         let done = e.ed.wait_event("cancelled", rec.id).await;
         assert_eq!(done.status, Status::Cancelled);
         assert!(done.process.is_none());
-        assert_eq!(alive(&pids), Vec::<i32>::new());
+        assert_eq!(living(&pids), Vec::<i32>::new());
         assert_no_zombies().await;
         // The fake honoured SIGINT like the real CLI: it wrote its result line.
         let t = std::fs::read_to_string(
@@ -407,7 +250,7 @@ fn cancel_of_a_child_ignoring_sigint_and_sigterm_escalates_to_sigkill() {
         let done = e.ed.wait_event("cancelled", rec.id).await;
         assert_eq!(done.status, Status::Cancelled);
         assert_eq!(done.runs[0].signal, Some(9), "{:?}", done.runs[0]);
-        assert_eq!(alive(&pids), Vec::<i32>::new());
+        assert_eq!(living(&pids), Vec::<i32>::new());
         assert_no_zombies().await;
     });
 }
@@ -484,11 +327,8 @@ fn a_missing_binary_makes_a_failed_task_that_says_so() {
         let err = done.error.clone().unwrap_or_default();
         assert!(err.contains("not found"), "{err}");
         assert!(err.contains("claude-does-not-exist-here"), "{err}");
-        e.ed.until("failure footer", |r| {
-            r.lines(3).last().is_some_and(|l| l.starts_with("✗ failed"))
-        })
-        .await;
-        assert!(e.ed.lines(3).last().unwrap().contains("not found"));
+        let lines = e.ed.footer(3, "✗ failed").await;
+        assert!(lines.last().unwrap().contains("not found"));
     });
 }
 
@@ -563,16 +403,8 @@ fn resume_runs_a_follow_up_in_the_same_session_and_adds_up() {
             .unwrap();
         assert_eq!(r.status, Status::Queued);
         e.attach(rec.id, 9);
-        e.ed.until("second completion", |r| {
-            r.events
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|(k, x)| k == "completed" && x.id == rec.id)
-                .count()
-                == 2
-        })
-        .await;
+        e.ed.until("second completion", |r| r.count("completed", rec.id) == 2)
+            .await;
         let done = e.ed.last("completed", rec.id);
         assert_eq!(done.runs.len(), 2);
         assert_eq!(done.num_turns, 4);

@@ -1,0 +1,763 @@
+//! Scaffolding shared by the integration tests (`mod common;` in each): a recording editor, the
+//! fake Neovim that the backend binary talks to over msgpack-RPC, the backend as a child process,
+//! per-test directories, and process helpers.
+//!
+//! Waits are on what the editor recorded (a notification at every change) or, for process and
+//! file state that nothing announces, on a bounded poll; timeouts only turn a hang into a failure.
+
+// Every test binary compiles this module and uses a part of it.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use claude_tasks::proctree;
+use claude_tasks::task::TaskRecord;
+use nvim_rs::compat::tokio::Compat;
+use nvim_rs::{Handler, Neovim};
+use rmpv::Value;
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::Notify;
+
+pub const BACKEND: &str = env!("CARGO_BIN_EXE_claude-tasks");
+pub const FAKE: &str = env!("CARGO_BIN_EXE_fake-claude");
+/// The unprivileged user some cases run the backend as.
+pub const NOBODY: u32 = 65534;
+
+pub type Json = serde_json::Value;
+
+/// A msgpack value as JSON (maps with string keys, as Lua sees them).
+pub fn to_json(v: &Value) -> Json {
+    match v {
+        Value::Nil => Json::Null,
+        Value::Boolean(b) => (*b).into(),
+        Value::Integer(i) => i
+            .as_u64()
+            .map(Into::into)
+            .or_else(|| i.as_i64().map(Into::into))
+            .unwrap_or(Json::Null),
+        Value::F64(f) => (*f).into(),
+        Value::F32(f) => f64::from(*f).into(),
+        Value::String(s) => s.as_str().unwrap_or_default().into(),
+        Value::Array(a) => a.iter().map(to_json).collect(),
+        Value::Map(m) => m
+            .iter()
+            .map(|(k, v)| (k.as_str().unwrap_or_default().to_owned(), to_json(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+        _ => Json::Null,
+    }
+}
+
+// ------------------------------------------------------------------------------ the editor's view
+
+/// The task an event carries, as far as matching events goes.
+pub trait TaskId {
+    fn task_id(&self) -> Option<u64>;
+}
+
+impl TaskId for Json {
+    fn task_id(&self) -> Option<u64> {
+        self["id"].as_u64()
+    }
+}
+
+impl TaskId for TaskRecord {
+    fn task_id(&self) -> Option<u64> {
+        Some(self.id)
+    }
+}
+
+/// What an editor was told: every event (its kind and task, in order) and the buffers, with a
+/// notification at every change for the waits to wake on.
+pub struct Screen<T> {
+    events: Mutex<Vec<(String, T)>>,
+    bufs: Mutex<HashMap<i64, Vec<String>>>,
+    changed: Notify,
+    /// How long a wait may take before it is a hang.
+    guard: Duration,
+}
+
+impl<T: TaskId + Clone> Screen<T> {
+    pub fn new(guard: Duration) -> Self {
+        Screen {
+            events: Mutex::default(),
+            bufs: Mutex::default(),
+            changed: Notify::new(),
+            guard,
+        }
+    }
+
+    pub fn push_event(&self, kind: String, task: T) {
+        self.events.lock().unwrap().push((kind, task));
+        self.changed.notify_waiters();
+    }
+
+    /// Replaces lines `start..` of `buf`, as Neovim would; false when there is no such buffer.
+    pub fn write(&self, buf: i64, start: usize, lines: Vec<String>) -> bool {
+        {
+            let mut bufs = self.bufs.lock().unwrap();
+            let Some(b) = bufs.get_mut(&buf) else {
+                return false;
+            };
+            assert!(
+                start <= b.len(),
+                "write at {start} past the end {}",
+                b.len()
+            );
+            for l in &lines {
+                assert!(!l.contains('\n'), "a buffer line holds a newline: {l:?}");
+            }
+            b.truncate(start);
+            b.extend(lines);
+        }
+        self.changed.notify_waiters();
+        true
+    }
+
+    /// Whether `pred` comes to hold within the guard; it is checked at every change.
+    async fn holds(&self, pred: impl Fn(&Self) -> bool) -> bool {
+        let wait = async {
+            loop {
+                let notified = self.changed.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if pred(self) {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(self.guard, wait).await.is_ok()
+    }
+
+    /// Waits until `pred` holds.
+    pub async fn until(&self, what: &str, pred: impl Fn(&Self) -> bool) {
+        if !self.holds(pred).await {
+            panic!("timed out waiting for {what}; events {:?}", self.kinds());
+        }
+    }
+
+    fn kinds(&self) -> Vec<String> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, t)| match t.task_id() {
+                Some(id) => format!("{k}#{id}"),
+                None => format!("{k}#null"),
+            })
+            .collect()
+    }
+
+    /// The latest event of one of `kinds` for task `id`.
+    pub fn find(&self, kinds: &[&str], id: u64) -> Option<(String, T)> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|(k, t)| kinds.contains(&k.as_str()) && t.task_id() == Some(id))
+            .cloned()
+    }
+
+    pub fn count(&self, kind: &str, id: u64) -> usize {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, t)| k == kind && t.task_id() == Some(id))
+            .count()
+    }
+
+    pub fn has(&self, kind: &str, id: u64) -> bool {
+        self.count(kind, id) > 0
+    }
+
+    /// The task as the latest `kind` event carried it.
+    pub fn last(&self, kind: &str, id: u64) -> T {
+        self.find(&[kind], id).expect("event").1
+    }
+
+    pub async fn wait_event(&self, kind: &str, id: u64) -> T {
+        self.until(&format!("{kind}#{id}"), |n| n.has(kind, id))
+            .await;
+        self.last(kind, id)
+    }
+
+    /// The task's outcome event: `completed`, `failed` or `cancelled`.
+    pub async fn wait_end(&self, id: u64) -> (String, T) {
+        const ENDS: &[&str] = &["completed", "failed", "cancelled"];
+        self.until(&format!("the end of #{id}"), |n| n.find(ENDS, id).is_some())
+            .await;
+        self.find(ENDS, id).unwrap()
+    }
+
+    pub fn lines(&self, buf: i64) -> Vec<String> {
+        self.bufs
+            .lock()
+            .unwrap()
+            .get(&buf)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// A buffer the editor has open (writes to any other are refused).
+    pub fn new_buf(&self, buf: i64) {
+        self.bufs.lock().unwrap().insert(buf, Vec::new());
+    }
+
+    /// Waits until the buffer ends with a footer line starting with `prefix`; returns it.
+    pub async fn footer(&self, buf: i64, prefix: &str) -> Vec<String> {
+        self.until(&format!("footer {prefix:?} in buffer {buf}"), |n| {
+            n.bufs
+                .lock()
+                .unwrap()
+                .get(&buf)
+                .and_then(|b| b.last())
+                .is_some_and(|l| l.starts_with(prefix))
+        })
+        .await;
+        self.lines(buf)
+    }
+
+    /// Waits until the buffer equals `want` (the last writes may trail the end event).
+    pub async fn buffer_becomes(&self, buf: i64, want: &[String]) {
+        let same = |n: &Self| n.bufs.lock().unwrap().get(&buf).map(Vec::as_slice) == Some(want);
+        if !self.holds(same).await {
+            let got = self.lines(buf);
+            let first_diff = got.iter().zip(want).position(|(a, b)| a != b);
+            panic!(
+                "buffer {buf} never became the rendered transcript: {} lines vs {} wanted, \
+                 first difference at {first_diff:?}: got {:?} want {:?}",
+                got.len(),
+                want.len(),
+                first_diff.map(|i| &got[i]),
+                first_diff.map(|i| &want[i]),
+            );
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------ fake Neovim
+
+/// What a Neovim would have seen, answering the backend's `nvim_exec_lua` calls for events and
+/// buffer writes; shared by every backend of a test.
+#[derive(Clone)]
+pub struct FakeNvim {
+    screen: Arc<Screen<Json>>,
+    /// Buffers whose writes take this long: a Neovim busy elsewhere (simulated latency, not a
+    /// synchronisation).
+    slow: Arc<Mutex<HashMap<i64, Duration>>>,
+}
+
+impl FakeNvim {
+    pub fn new(guard: Duration) -> Self {
+        FakeNvim {
+            screen: Arc::new(Screen::new(guard)),
+            slow: Arc::default(),
+        }
+    }
+
+    /// Every write to `buf` from now on takes `lag`.
+    pub fn slow_down(&self, buf: i64, lag: Duration) {
+        self.slow.lock().unwrap().insert(buf, lag);
+    }
+}
+
+impl Deref for FakeNvim {
+    type Target = Screen<Json>;
+
+    fn deref(&self) -> &Screen<Json> {
+        &self.screen
+    }
+}
+
+#[async_trait]
+impl Handler for FakeNvim {
+    type Writer = Compat<ChildStdin>;
+
+    async fn handle_request(
+        &self,
+        name: String,
+        args: Vec<Value>,
+        _nvim: Neovim<Compat<ChildStdin>>,
+    ) -> Result<Value, Value> {
+        if name != "nvim_exec_lua" {
+            return Err(Value::from(format!("fake nvim: no {name}")));
+        }
+        let code = args.first().and_then(Value::as_str).unwrap_or_default();
+        let params = args
+            .get(1)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if code.contains("claude-tasks.events") {
+            let ev = to_json(params.first().unwrap_or(&Value::Nil));
+            let kind = ev["type"].as_str().unwrap_or_default().to_owned();
+            self.push_event(kind, ev["task"].clone());
+            Ok(Value::Boolean(true))
+        } else if code.contains("claude-tasks.buffer") {
+            let buf = params[0].as_i64().unwrap_or(0);
+            let lag = self.slow.lock().unwrap().get(&buf).copied();
+            if let Some(lag) = lag {
+                tokio::time::sleep(lag).await;
+            }
+            let start = params[1].as_u64().unwrap_or(0) as usize;
+            let raw = params[2].as_array().cloned().unwrap_or_default();
+            let mut lines = Vec::with_capacity(raw.len());
+            for l in raw {
+                // Neovim refuses a line that is not a string; so does this fake.
+                match l.as_str() {
+                    Some(s) => lines.push(s.to_owned()),
+                    None => return Err(Value::from(format!("not a UTF-8 string: {l:?}"))),
+                }
+            }
+            Ok(Value::Boolean(self.write(buf, start, lines)))
+        } else {
+            Err(Value::from("fake nvim: unexpected lua"))
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------ RPC arguments
+
+pub fn s(v: &str) -> Value {
+    Value::from(v)
+}
+
+pub fn map(pairs: Vec<(&str, Value)>) -> Value {
+    Value::Map(pairs.into_iter().map(|(k, v)| (s(k), v)).collect())
+}
+
+/// The fake CLI with `args`, as a `cmd` option.
+pub fn cmd(args: &[&str]) -> Value {
+    let mut v = vec![s(FAKE)];
+    v.extend(args.iter().map(|a| s(a)));
+    Value::Array(v)
+}
+
+/// `start` arguments: `prompt` in `cwd`, run by `cmd`.
+pub fn start_in(prompt: &str, cwd: &str, cmd: Value) -> Value {
+    map(vec![("prompt", s(prompt)), ("cwd", s(cwd)), ("cmd", cmd)])
+}
+
+/// The `id` of a task record.
+pub fn id_of(rec: &Json) -> u64 {
+    rec["id"].as_u64().unwrap()
+}
+
+/// The ids of a `list` answer, in its order.
+pub fn ids_of(list: &Json) -> Vec<u64> {
+    list.as_array().unwrap().iter().map(id_of).collect()
+}
+
+// ------------------------------------------------------------------------------ directories
+
+/// `<tmp>/ct-<kind>-<pid>-<name>`, fresh, with a `project` directory in it; removed on drop.
+pub struct Scratch {
+    pub root: PathBuf,
+    pub project: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(kind: &str, name: &str) -> Scratch {
+        let root = std::env::temp_dir().join(format!("ct-{kind}-{}-{name}", std::process::id()));
+        if root.exists() {
+            // A previous run of this test with the same pid left a mount behind: unlikely, but
+            // never delete through one.
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(root.join("state"))
+                .status();
+        }
+        let _ = std::fs::remove_dir_all(&root);
+        let project = root.join("project");
+        std::fs::create_dir_all(&project).unwrap();
+        std::fs::write(project.join("README.md"), "hi\n").unwrap();
+        Scratch { root, project }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+// ------------------------------------------------------------------------------ backends
+
+/// How to start a backend.
+#[derive(Clone)]
+pub struct Launch {
+    pub state: PathBuf,
+    pub log: PathBuf,
+    pub cwd: PathBuf,
+    /// Run as the unprivileged user `nobody` (setpriv).
+    pub nobody: bool,
+    /// Run with umask 000.
+    pub open_umask: bool,
+}
+
+impl Launch {
+    /// As `nobody`, with its state and log in `home`.
+    pub fn nobody(home: &Path, cwd: PathBuf) -> Launch {
+        Launch {
+            state: home.join("state"),
+            log: home.join("backend.log"),
+            cwd,
+            nobody: true,
+            open_umask: false,
+        }
+    }
+}
+
+/// The backend binary as Neovim runs it, a child speaking msgpack-RPC on its stdio.
+pub struct Backend {
+    pub nvim: Neovim<Compat<ChildStdin>>,
+    child: Child,
+    pub pid: i32,
+    guard: Duration,
+}
+
+/// One test's directories and editor; on drop, whatever of the test still runs in them is
+/// killed and its mounts are undone before the directories go.
+pub struct World {
+    pub root: PathBuf,
+    pub project: PathBuf,
+    pub fake: FakeNvim,
+    mounts: Vec<PathBuf>,
+    guard: Duration,
+    _dir: Scratch,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        // After a failed assertion, processes of this test may be left (a hanging fake CLI, its
+        // `sleep`s): they all run in a directory under `root`, which is unique to the test.
+        for p in proctree::list() {
+            let in_root = std::fs::read_link(format!("/proc/{}/cwd", p.pid))
+                .is_ok_and(|cwd| cwd.starts_with(&self.root));
+            if in_root && p.pid != std::process::id() as i32 {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(p.pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        for m in self.mounts.iter().rev() {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(m)
+                .status();
+        }
+        // `_dir` goes next, once nothing is mounted in it.
+    }
+}
+
+impl World {
+    /// A world in `<tmp>/ct-<kind>-<pid>-<name>`; waits on its editor time out after `guard`.
+    pub fn new(kind: &str, name: &str, guard: Duration) -> World {
+        let dir = Scratch::new(kind, name);
+        World {
+            root: dir.root.clone(),
+            project: dir.project.clone(),
+            fake: FakeNvim::new(guard),
+            mounts: Vec::new(),
+            guard,
+            _dir: dir,
+        }
+    }
+
+    pub fn cwd(&self) -> String {
+        self.project.to_string_lossy().into_owned()
+    }
+
+    pub fn launch(&self) -> Launch {
+        Launch {
+            state: self.root.join("state"),
+            log: self.root.join("backend.log"),
+            cwd: self.project.clone(),
+            nobody: false,
+            open_umask: false,
+        }
+    }
+
+    pub async fn backend(&self) -> Backend {
+        self.backend_with(&self.launch()).await
+    }
+
+    /// Spawns a backend and checks that it answers.
+    pub async fn backend_with(&self, l: &Launch) -> Backend {
+        let mut c = if l.nobody {
+            let mut c = Command::new("setpriv");
+            c.arg(format!("--reuid={NOBODY}"))
+                .arg(format!("--regid={NOBODY}"))
+                .arg("--clear-groups")
+                .arg(BACKEND);
+            c
+        } else {
+            Command::new(BACKEND)
+        };
+        c.arg("--state-dir")
+            .arg(&l.state)
+            .arg("--log-file")
+            .arg(&l.log)
+            .current_dir(&l.cwd)
+            .kill_on_drop(true);
+        if l.open_umask {
+            // SAFETY: umask(2) is async-signal-safe and this closure does nothing else.
+            unsafe {
+                c.pre_exec(|| {
+                    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+                    Ok(())
+                });
+            }
+        }
+        let (nvim, _io, child) = nvim_rs::create::tokio::new_child_cmd(&mut c, self.fake.clone())
+            .await
+            .expect("spawn backend");
+        let pid = child.id().expect("pid") as i32;
+        let b = Backend {
+            nvim,
+            child,
+            pid,
+            guard: self.guard,
+        };
+        b.alive_and_answering().await;
+        b
+    }
+
+    /// `start` arguments: `prompt` in the project, run by the fake CLI with `fake`.
+    pub fn start_args(&self, prompt: &str, fake: &[&str]) -> Value {
+        start_in(prompt, &self.cwd(), cmd(fake))
+    }
+
+    pub fn id_args(&self, id: u64) -> Value {
+        map(vec![("id", Value::from(id)), ("cwd", s(&self.cwd()))])
+    }
+
+    /// `attach` arguments; the buffer is opened in the editor first.
+    pub fn attach_args(&self, id: u64, buf: i64) -> Value {
+        self.fake.new_buf(buf);
+        map(vec![
+            ("id", Value::from(id)),
+            ("cwd", s(&self.cwd())),
+            ("buf", Value::from(buf)),
+        ])
+    }
+
+    pub fn resume_args(&self, id: u64, prompt: &str) -> Value {
+        map(vec![
+            ("id", Value::from(id)),
+            ("prompt", s(prompt)),
+            ("cwd", s(&self.cwd())),
+        ])
+    }
+
+    /// `list` arguments: the project's tasks.
+    pub fn list_args(&self) -> Value {
+        map(vec![("cwd", s(&self.cwd()))])
+    }
+
+    /// Waits until buffer `buf` shows the whole transcript of `rec`, and returns that.
+    pub async fn buffer_shows(&self, buf: i64, rec: &Json) -> Vec<String> {
+        let want = rendered(rec);
+        self.fake.buffer_becomes(buf, &want).await;
+        want
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.join("backend.log")).unwrap_or_default()
+    }
+
+    /// Bind-mounts `dir` onto itself, read-only. False when mounting is not permitted.
+    pub fn mount_read_only(&mut self, dir: &Path) -> bool {
+        let ok = std::process::Command::new("mount")
+            .arg("--bind")
+            .arg(dir)
+            .arg(dir)
+            .status()
+            .is_ok_and(|st| st.success());
+        if !ok {
+            return false;
+        }
+        self.mounts.push(dir.to_path_buf());
+        std::process::Command::new("mount")
+            .args(["-o", "remount,ro,bind"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|st| st.success())
+    }
+
+    /// Mounts a small tmpfs on `dir`. False when mounting is not permitted.
+    pub fn mount_tmpfs(&mut self, dir: &Path, size: &str) -> bool {
+        let ok = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .status()
+            .is_ok_and(|st| st.success());
+        if ok {
+            self.mounts.push(dir.to_path_buf());
+        }
+        ok
+    }
+}
+
+impl Backend {
+    pub async fn call(&self, method: &str, args: Vec<Value>) -> Result<Value, String> {
+        match self.nvim.call(method, args).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(e
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| e.to_string())),
+            Err(e) => Err(format!("transport: {e}")),
+        }
+    }
+
+    /// A request that must succeed; its answer.
+    pub async fn req(&self, method: &str, arg: Value) -> Json {
+        to_json(
+            &self
+                .call(method, vec![arg])
+                .await
+                .unwrap_or_else(|e| panic!("{method}: {e}")),
+        )
+    }
+
+    /// A request that must fail; its error.
+    pub async fn err(&self, method: &str, arg: Value) -> String {
+        match self.call(method, vec![arg]).await {
+            Ok(v) => panic!("{method} succeeded: {v:?}"),
+            Err(e) => e,
+        }
+    }
+
+    /// `start`; the new task's id.
+    pub async fn start(&self, args: Value) -> u64 {
+        id_of(&self.req("start", args).await)
+    }
+
+    pub async fn configure(&self, pairs: Vec<(&str, Value)>) {
+        self.req("configure", map(pairs)).await;
+    }
+
+    /// Tasks run side by side, and a cancel escalates to SIGKILL after 300 ms.
+    pub async fn configure_parallel_quick_cancel(&self) {
+        self.configure(vec![
+            ("cancel_grace_ms", Value::from(300)),
+            ("concurrency", s("parallel")),
+        ])
+        .await;
+    }
+
+    pub async fn alive_and_answering(&self) {
+        assert_eq!(
+            self.call("version", vec![]).await.unwrap(),
+            s(env!("CARGO_PKG_VERSION")),
+            "the backend must keep answering"
+        );
+    }
+
+    /// Peak resident set size so far, in KiB.
+    pub fn vm_hwm_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM")
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), sig).unwrap();
+    }
+
+    pub async fn exit(mut self) -> std::process::ExitStatus {
+        tokio::time::timeout(self.guard, self.child.wait())
+            .await
+            .expect("backend exit")
+            .unwrap()
+    }
+
+    /// SIGTERM (what a quitting Neovim amounts to), and the exit.
+    pub async fn quit(self) -> std::process::ExitStatus {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        self.exit().await
+    }
+
+    /// SIGTERM and a clean exit.
+    pub async fn stop(self) {
+        let st = self.quit().await;
+        assert!(st.success(), "backend exit: {st:?}");
+    }
+}
+
+// ------------------------------------------------------------------------------ transcripts
+
+pub fn transcript_of(rec: &Json) -> PathBuf {
+    PathBuf::from(rec["transcript"].as_str().unwrap())
+}
+
+/// What the whole transcript renders to, computed offline: a buffer must end up exactly so.
+pub fn rendered(rec: &Json) -> Vec<String> {
+    let r: TaskRecord = serde_json::from_value(rec.clone()).unwrap();
+    claude_tasks::view::render_all(&r, &transcript_of(rec)).unwrap()
+}
+
+// ------------------------------------------------------------------------------ processes
+
+/// Alive and not a zombie.
+pub fn alive(pid: i32) -> bool {
+    proctree::read(pid).is_some_and(|p| p.state != 'Z')
+}
+
+/// Those of `pids` that are alive.
+pub fn living(pids: &[i32]) -> Vec<i32> {
+    pids.iter().copied().filter(|&p| alive(p)).collect()
+}
+
+/// Checks `done` every 10 ms, `tries` times at most; whether it came to hold. For process and
+/// file state, which nothing announces.
+pub async fn poll(tries: usize, done: impl Fn() -> bool) -> bool {
+    for _ in 0..tries {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+pub async fn wait_gone(pids: &[i32]) {
+    if !poll(3000, || living(pids).is_empty()).await {
+        panic!("still alive: {:?}", living(pids));
+    }
+}
+
+/// The fake writes its pid file atomically before its first line; its appearance is the event.
+pub async fn wait_file(path: &Path) {
+    if !poll(3000, || path.exists()).await {
+        panic!("{} never appeared", path.display());
+    }
+}
+
+/// The pids in a `--fake-pids-file`, if it was written.
+pub fn read_pids(path: &Path) -> Vec<i32> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
