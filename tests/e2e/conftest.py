@@ -10,10 +10,20 @@ Fixtures:
 * ``claude``       -> a ``ClaudeRunner`` bound to the three above:
                       ``claude.run(prompt, **opts)`` / ``claude.start(prompt, **opts)``.
                       Every process it started is killed (with its tool commands) at teardown.
+
+For the child-Neovim tests (``nvim_helpers``; ``nvim_bin`` comes from ``on_nvims``):
+
+* ``backend``      -> the real backend (skips when not built, fails if E2E_REQUIRED=1).
+* ``fake``         -> the fake CLI next to it (target/debug/fake-claude).
+* ``editors``      -> ``editors_class(...)`` (``nvim_helpers.Editors`` unless a module overrides
+                      the ``editors_class`` fixture): child Neovims in ``project_dir`` sharing
+                      ``claude_home`` and XDG dirs, running the fake CLI; closed at teardown.
+* ``cli_editors``  -> the same running the real CLI against ``mock_server``.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +33,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import helpers  # noqa: E402
+import nvim_helpers  # noqa: E402
 from helpers import ClaudeProcess, ClaudeRun, MockServer  # noqa: E402
 
 
@@ -95,3 +106,53 @@ def claude(claude_bin: Path, mock_server: MockServer, claude_home: Path, project
         yield runner
     finally:
         runner.cleanup()
+
+
+# ---------------------------------------------------------------------------------------------
+# Child Neovims
+
+
+def _built(path: Path, what: str) -> Path:
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        helpers.missing(f"no {what} at {path}; run: cargo build --bins")
+    return path
+
+
+@pytest.fixture
+def backend() -> Path:
+    return _built(nvim_helpers.backend_bin(), "backend")
+
+
+@pytest.fixture
+def fake(backend: Path) -> Path:
+    return _built(backend.parent / "fake-claude", "fake CLI")
+
+
+@pytest.fixture
+def editors_class() -> type:
+    return nvim_helpers.Editors
+
+
+def _editors(editors_class: type, nvim_bin: str, backend: Path, cmd: Any, home: Path,
+             base_url: str | None, cwd: Path, tmp_path: Path):
+    nvim_helpers.require_nvim(nvim_bin)
+    env = nvim_helpers.nvim_env(home, base_url, tmp_path / "xdg")
+    eds = editors_class(nvim_bin, backend, cmd, env, cwd)
+    try:
+        yield eds
+    finally:
+        eds.close()
+
+
+@pytest.fixture
+def editors(editors_class: type, nvim_bin: str, backend: Path, fake: Path, claude_home: Path,
+            project_dir: Path, tmp_path: Path):
+    yield from _editors(editors_class, nvim_bin, backend, [str(fake)], claude_home, None,
+                        project_dir, tmp_path)
+
+
+@pytest.fixture
+def cli_editors(editors_class: type, nvim_bin: str, backend: Path, claude_bin: Path,
+                mock_server: MockServer, claude_home: Path, project_dir: Path, tmp_path: Path):
+    yield from _editors(editors_class, nvim_bin, backend, str(claude_bin), claude_home,
+                        mock_server.url, project_dir, tmp_path)

@@ -17,8 +17,14 @@ Main pieces:
   stdin from a regular file and stdout/stderr to regular files (never pipes), then parse the
   stream-json transcript into a ``Transcript``.
 * ``wait_for(...)``, ``wait_for_line(...)``: condition waits with a timeout as a failure guard.
-* ``descendants(pid)``, ``kill_tree(pid)``: process-tree helpers (Bash tool commands run in their
-  own sessions, so killing the CLI's process group does not reach them).
+* ``env_flag(name)``, ``e2e_required()``, ``missing(msg)``: a prerequisite that is not there
+  skips the test, or fails it when ``E2E_REQUIRED=1``.
+* ``text_deltas(lines)``: the streamed text of stream-json lines (also ``Transcript``).
+* Processes, from /proc: ``descendants(pid)``, ``cmdline(pid)``, ``pid_alive(pid)``,
+  ``kill_tree(pid)`` (Bash tool commands run in their own sessions, so killing the CLI's
+  process group does not reach them); ``proc_stat(pid)``, ``snapshot(pids)``,
+  ``survivors(snap, reaper)``, ``wait_gone(...)``, ``wait_no_children(pid)`` for "nothing
+  survives" (a pid is matched with its start time, so a reused pid is not mistaken for one).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NoReturn
 
 E2E_DIR = Path(__file__).resolve().parent
 REPO = E2E_DIR.parent.parent
@@ -58,8 +64,33 @@ def claude_bin() -> Path | None:
     return None
 
 
+def env_flag(name: str) -> bool:
+    """Whether the environment variable is set to something other than "", 0, false, no."""
+    return os.environ.get(name, "") not in ("", "0", "false", "no")
+
+
 def e2e_required() -> bool:
-    return os.environ.get("E2E_REQUIRED", "") not in ("", "0", "false", "no")
+    return env_flag("E2E_REQUIRED")
+
+
+def fail(msg: str) -> NoReturn:
+    """Fails the test with msg (no traceback); RuntimeError outside pytest."""
+    try:
+        import pytest
+    except ImportError:
+        raise RuntimeError(msg) from None
+    pytest.fail(msg, pytrace=False)
+
+
+def missing(msg: str) -> NoReturn:
+    """A prerequisite is missing: skip the test (fail instead when E2E_REQUIRED=1)."""
+    if e2e_required():
+        fail(msg)
+    try:
+        import pytest
+    except ImportError:
+        raise RuntimeError(msg) from None
+    pytest.skip(msg)
 
 
 def require_claude_bin() -> Path:
@@ -67,14 +98,7 @@ def require_claude_bin() -> Path:
     path = claude_bin()
     if path is None:
         where = os.environ.get("CLAUDE_BIN") or str(DEFAULT_CLAUDE_BIN)
-        msg = f"claude CLI not found at {where}; run scripts/install-claude.sh"
-        try:
-            import pytest
-        except ImportError:
-            raise RuntimeError(msg) from None
-        if e2e_required():
-            pytest.fail(msg, pytrace=False)
-        pytest.skip(msg)
+        missing(f"claude CLI not found at {where}; run scripts/install-claude.sh")
     return path
 
 
@@ -254,6 +278,165 @@ def user_prompts(body: dict) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Processes (from /proc)
+
+
+def _stat(pid: int | str) -> tuple[str, list[str]] | None:
+    """(comm, the fields after it: state, ppid, ...) of /proc/<pid>/stat, or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    close = stat.rindex(")")
+    return stat[stat.index("(") + 1: close], stat[close + 2:].split()
+
+
+def descendants(pid: int) -> list[int]:
+    """All live descendants of pid (from /proc), children first."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        st = _stat(entry)
+        if st is None:
+            continue
+        children.setdefault(int(st[1][1]), []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(0), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def pid_alive(pid: int) -> bool:
+    """True if pid exists and is not a zombie."""
+    st = _stat(pid)
+    return st is not None and st[1][0] != "Z"
+
+
+def kill_tree(pid: int, sig: int = signal.SIGKILL, extra: Iterable[int] = ()) -> None:
+    """Signal pid, its descendants and the given extra pids (each pid and its process group)."""
+    pids = [pid, *descendants(pid), *extra]
+    for p in pids:
+        for target in (lambda: os.killpg(os.getpgid(p), sig), lambda: os.kill(p, sig)):
+            try:
+                target()
+            except (ProcessLookupError, PermissionError, OSError):
+                pass
+
+
+def proc_stat(pid: int) -> dict | None:
+    """{"pid", "state", "ppid", "starttime", "cmd"} from /proc, or None if the pid is gone."""
+    st = _stat(pid)
+    if st is None:
+        return None
+    comm, rest = st
+    return {"pid": pid, "state": rest[0], "ppid": int(rest[1]), "starttime": int(rest[19]),
+            "cmd": cmdline(pid) or [comm]}
+
+
+def snapshot(pids: Iterable[int]) -> dict[int, dict]:
+    """pid -> proc_stat for the pids that exist now."""
+    out = {}
+    for p in pids:
+        st = proc_stat(p)
+        if st:
+            out[p] = st
+    return out
+
+
+def survivors(snap: dict[int, dict], reaper_pid: int | None) -> tuple[list[dict], list[dict]]:
+    """Of the processes in a snapshot (same pid and start time, so a reused pid is not
+    mistaken for one of them): (alive ones, zombies). A zombie whose parent is ``reaper_pid``
+    (the backend, which must reap its children and adopted orphans) counts as alive."""
+    alive, zombies = [], []
+    for pid, old in snap.items():
+        st = proc_stat(pid)
+        if st is None or st["starttime"] != old["starttime"]:
+            continue
+        st["cmd_then"] = old["cmd"]
+        if st["state"] == "Z":
+            zombies.append(st)
+            if reaper_pid is not None and st["ppid"] == reaper_pid:
+                alive.append(st)
+        else:
+            alive.append(st)
+    return alive, zombies
+
+
+def wait_gone(snap: dict[int, dict], reaper: int | None, timeout: float, what: str,
+              interval: float = 0.01, detail: Callable[[], str] | None = None) -> list[dict]:
+    """Waits until no process of the snapshot survives (see ``survivors``), else fails the
+    test with the survivors (and ``detail()``). Returns the zombies left at that moment."""
+    state: dict = {}
+
+    def gone() -> bool:
+        state["alive"], state["zombies"] = survivors(snap, reaper)
+        return not state["alive"]
+
+    try:
+        wait_for(gone, timeout, what, interval)
+    except TimeoutError:
+        fail(f"survivors ({what}): {state['alive']}" + (f"\n{detail()}" if detail else ""))
+    return state["zombies"]
+
+
+def child_stats(pid: int) -> list[dict]:
+    """proc_stat of every descendant of pid (zombies included)."""
+    return [st for st in map(proc_stat, descendants(pid)) if st]
+
+
+def wait_no_children(pid: int, timeout: float = 5) -> None:
+    """Waits until pid (a backend) has no child left, zombies included, else fails the test."""
+    state: dict = {}
+
+    def none() -> bool:
+        state["kids"] = child_stats(pid)
+        return not state["kids"]
+
+    try:
+        wait_for(none, timeout, "the backend to have no children")
+    except TimeoutError:
+        fail(f"backend children (zombies included): {state['kids']}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Transcripts
+
+
+def stream_events(lines: Iterable[dict], event_type: str | None = None,
+                  delta_type: str | None = None) -> list[dict]:
+    """The raw API events of the stream_event lines, filtered by event / delta type."""
+    out = []
+    for ln in lines:
+        if ln.get("type") != "stream_event":
+            continue
+        ev = ln.get("event") or {}
+        if event_type and ev.get("type") != event_type:
+            continue
+        if delta_type and (ev.get("delta") or {}).get("type") != delta_type:
+            continue
+        out.append(ev)
+    return out
+
+
+def text_deltas(lines: Iterable[dict]) -> list[str]:
+    """The text of every text_delta, in order."""
+    return [ev["delta"]["text"] for ev in stream_events(lines, "content_block_delta",
+                                                        "text_delta")]
+
+
+# ---------------------------------------------------------------------------------------------
 # Running the CLI
 
 
@@ -304,56 +487,6 @@ def claude_args(*, permission_mode: str | None = "acceptEdits", session_id: str 
     return args
 
 
-def descendants(pid: int) -> list[int]:
-    """All live descendants of pid (from /proc), children first."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read().decode("utf-8", "replace")
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(0), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-def cmdline(pid: int) -> list[str]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
-    except OSError:
-        return []
-
-
-def pid_alive(pid: int) -> bool:
-    """True if pid exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read().decode("utf-8", "replace")
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
-
-
-def kill_tree(pid: int, sig: int = signal.SIGKILL, extra: Iterable[int] = ()) -> None:
-    """Signal pid, its descendants and the given extra pids (each pid and its process group)."""
-    pids = [pid, *descendants(pid), *extra]
-    for p in pids:
-        for target in (lambda: os.killpg(os.getpgid(p), sig), lambda: os.kill(p, sig)):
-            try:
-                target()
-            except (ProcessLookupError, PermissionError, OSError):
-                pass
-
-
 @dataclass
 class Transcript:
     """A parsed stream-json stdout file."""
@@ -382,19 +515,10 @@ class Transcript:
     def stream_events(self, event_type: str | None = None,
                       delta_type: str | None = None) -> list[dict]:
         """The raw API events of stream_event lines, filtered by event / delta type."""
-        out = []
-        for ln in self.of_type("stream_event"):
-            ev = ln.get("event") or {}
-            if event_type and ev.get("type") != event_type:
-                continue
-            if delta_type and (ev.get("delta") or {}).get("type") != delta_type:
-                continue
-            out.append(ev)
-        return out
+        return stream_events(self.lines, event_type, delta_type)
 
     def text_deltas(self) -> list[str]:
-        return [ev["delta"]["text"] for ev in self.stream_events("content_block_delta",
-                                                                 "text_delta")]
+        return text_deltas(self.lines)
 
     def assistant_blocks(self, block_type: str | None = None) -> list[dict]:
         out = []

@@ -1,9 +1,11 @@
 """A child Neovim driving claude-tasks.nvim through its public interface, for end-to-end tests
 with the real backend (target/debug/claude-tasks) and the real ``claude`` CLI against the mock
-Messages API (``mock_anthropic.py``).
+Messages API (``mock_anthropic.py``), or the fake CLI (target/debug/fake-claude).
 
 * ``nvim_bins()``: the Neovim binaries under test (env ``NVIM_BINS``, colon-separated, else the
-  two local installs under ``.deps/``), ``bin_id(path)`` a short test id for one.
+  two local installs under ``.deps/``), ``bin_id(path)`` a short test id for one;
+  ``on_nvims(subset=...)`` parametrizes ``nvim_bin`` over them (all for the subset, else the
+  first; ``E2E_NVIM_ALL=1``: all everywhere), ``require_nvim(path)`` skips (or fails) without it.
 * ``backend_bin()``: the backend (env ``CLAUDE_TASKS_BIN``, else ``target/debug/claude-tasks``).
 * ``nvim_env(home, base_url, root, **extra)``: the child's whole environment (nothing inherited
   but ``PATH``): throwaway ``HOME``, ``XDG_*`` dirs under ``root``, the mock's URL, dummy key.
@@ -11,11 +13,16 @@ Messages API (``mock_anthropic.py``).
   directory prepended to 'runtimepath', ``plugin/claude-tasks.lua`` sourced, ``:cd`` into the
   project, ``User ClaudeTask*`` autocmds and ``vim.notify`` recorded. Helpers:
   ``lua(code, *args)``, ``wait_for(lua_expr)``, ``setup(**opts)``, ``events(id)``,
-  ``wait_done(id, n)``, ``buffer_lines(id)``, ``wait_footer(id, n)``, ``get(id)``,
-  ``backend_pid()``, ``diagnostics(id)``, ``close()``.
+  ``wait_done(id, n)``, ``buffer_lines(id)``, ``wait_footer(id, n)``, ``wait_line(id, pat)``,
+  ``get(id)``, ``task_pid(id)``, ``backend_pid()``, ``wait_new_backend(old)``,
+  ``log_file()``, ``diagnostics(id)``, ``close()``.
+* ``Editors``: child Neovims sharing one environment and one project (the ``editors`` and
+  ``make_nvim`` fixtures), ``fresh_render(id)``: the task's output as a new Neovim shows it.
+* fake-claude: ``fake_line(n)``, ``transcript_lines(path)``, ``assert_fake_lines_transcript``,
+  ``assert_shows_fake_lines``, ``read_pids(path, n)``.
 
-Every wait polls with a timeout that only guards against failures (never a sleep used as
-synchronisation).
+Process snapshots ("nothing survives") are in ``helpers``. Every wait polls with a timeout that
+only guards against failures (never a sleep used as synchronisation).
 """
 
 from __future__ import annotations
@@ -26,9 +33,10 @@ import re
 import signal
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pynvim
+import pytest
 
 import helpers
 
@@ -59,24 +67,38 @@ def bin_id(path: str) -> str:
     return path
 
 
+BINS, EXPLICIT_BINS = nvim_bins()
+ALL_EVERYWHERE = helpers.env_flag("E2E_NVIM_ALL")
+
+
+def on_nvims(*, subset: bool):
+    """Parametrize ``nvim_bin`` over the Neovim binaries: all of them for the subset, else the
+    first."""
+    bins = BINS if (subset or ALL_EVERYWHERE) else BINS[:1]
+    return pytest.mark.parametrize("nvim_bin", bins, ids=[bin_id(b) for b in bins])
+
+
+def require_nvim(nvim_bin: str) -> None:
+    """Skips (fails when E2E_REQUIRED=1, or when NVIM_BINS names it) if nvim_bin is missing."""
+    if not os.path.isfile(nvim_bin):
+        if EXPLICIT_BINS:
+            pytest.fail(f"NVIM_BINS names {nvim_bin}, which does not exist", pytrace=False)
+        helpers.missing(f"no Neovim at {nvim_bin}")
+
+
 def backend_bin() -> Path:
     env = os.environ.get("CLAUDE_TASKS_BIN")
     return Path(env) if env else REPO / "target" / "debug" / "claude-tasks"
 
 
-def nvim_env(home: Path, base_url: str, root: Path, **extra: str | None) -> dict:
+def nvim_env(home: Path, base_url: str | None, root: Path, **extra: str | None) -> dict:
     """The child Neovim's environment; the backend and the CLI it spawns inherit it."""
-    env = helpers.claude_env(home, base_url)
+    xdg = {}
     for var in ("XDG_STATE_HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME"):
         d = root / var.lower()
         d.mkdir(parents=True, exist_ok=True)
-        env[var] = str(d)
-    for key, value in extra.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = str(value)
-    return env
+        xdg[var] = str(d)
+    return helpers.claude_env(home, base_url, **{**xdg, **extra})
 
 
 # Installed in the child once the plugin is loaded.
@@ -137,6 +159,10 @@ end
 
 # FOOTER_RE as a Vim regex (very magic).
 _FOOTER_VIM_RE = r"\v^(✓ done|✗ failed|■ cancelled)"
+
+# A Lua expression, with ... = (task id, Lua pattern): the task's buffer has a matching line.
+HAS_LINE = ("(function(id, pat) local l = _G.__e2e.lines(id); if l == vim.NIL then return false"
+            " end; for _, s in ipairs(l) do if s:find(pat) then return true end end end)(...)")
 
 
 class ChildNvim:
@@ -207,6 +233,13 @@ class ChildNvim:
         assert res.get("id") is not None, f"start() failed: {res.get('err')}"
         return res["id"]
 
+    def task_pid(self, id_: int, timeout: float = 30) -> int:
+        """Waits until the task runs; its CLI's pid (from ``get``)."""
+        return self.wait_for(
+            "(function(id) local t = require('claude-tasks').get(id);"
+            " return t and t.status == 'running' and type(t.process) == 'table' and t.process.pid"
+            " end)(...)", id_, timeout=timeout, what=f"task {id_}'s CLI pid")
+
     def get(self, id_: int) -> dict:
         res = self.lua(
             "local t, err = require('claude-tasks').get(...); return { t = t, err = err }", id_)
@@ -248,6 +281,10 @@ class ChildNvim:
         except AssertionError as e:
             raise AssertionError(f"{e}\n{self.diagnostics(id_)}") from None
 
+    def wait_line(self, id_: int, pattern: str, what: str, timeout: float = 30) -> None:
+        """Waits until a line of the task's buffer matches the Lua pattern."""
+        self.wait_for(HAS_LINE, id_, pattern, timeout=timeout, what=what)
+
     def backend_pid(self) -> int | None:
         """The backend's pid (once it runs)."""
         pid = self.lua(
@@ -257,10 +294,21 @@ class ChildNvim:
             self._backend_pid = pid
         return pid
 
+    def wait_new_backend(self, old: int, timeout: float = 10) -> int:
+        """Waits until a backend other than pid ``old`` runs (the plugin restarted it without a
+        command); its pid."""
+        return self.wait_for(
+            "(function(old) local b = require('claude-tasks.backend'); local i = b.running()"
+            " and b.info(); return i and vim.fn.jobpid(i.job) ~= old and vim.fn.jobpid(i.job)"
+            " end)(...)", old, timeout=timeout, what="a new backend, started without a command")
+
+    def log_file(self) -> Path:
+        """The backend's log file (``require("claude-tasks.config").log_file()``)."""
+        return Path(self.lua("return require('claude-tasks.config').log_file()"))
+
     def log_text(self, limit: int = 4000) -> str:
         try:
-            path = self.lua("return require('claude-tasks.config').log_file()")
-            return Path(path).read_text(errors="replace")[-limit:]
+            return self.log_file().read_text(errors="replace")[-limit:]
         except Exception as e:  # noqa: BLE001
             return f"<no log: {e}>"
 
@@ -317,48 +365,137 @@ class ChildNvim:
 
 
 # ---------------------------------------------------------------------------------------------
-# Process snapshots (for "nothing survives a cancel")
+# Several editors on one project
 
 
-def proc_stat(pid: int) -> dict | None:
-    """{"pid", "state", "ppid", "starttime", "cmd"} from /proc, or None if the pid is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read().decode("utf-8", "replace")
-    except OSError:
-        return None
-    rest = stat[stat.rindex(")") + 2:].split()
-    return {"pid": pid, "state": rest[0], "ppid": int(rest[1]), "starttime": int(rest[19]),
-            "cmd": helpers.cmdline(pid) or [stat[stat.index("(") + 1: stat.rindex(")")]]}
+class Editors:
+    """Child Neovims sharing one environment (HOME and XDG dirs: one state dir, one log) and one
+    project directory, each set up with the real backend and ``cmd``."""
 
+    def __init__(self, nvim_bin: str, backend: Path, cmd: Any, env: dict, cwd: Path):
+        self.nvim_bin, self.backend, self.cmd, self.env, self.cwd = (
+            nvim_bin, backend, cmd, env, cwd)
+        self.children: list[ChildNvim] = []
+        # (pid, start time) of processes to release (SIGCONT) and kill at the end: CLIs that
+        # outlived their backend are in no backend's tree any more.
+        self.extra: list[tuple[int, int]] = []
+        self.log_path: Path | None = None  # the backends' log (shared)
 
-def snapshot(pids: Iterable[int]) -> dict[int, dict]:
-    """pid -> proc_stat for the pids that exist now."""
-    out = {}
-    for p in pids:
-        st = proc_stat(p)
+    def options(self, **setup: Any) -> dict:
+        opts = {"binary": str(self.backend), "cmd": self.cmd, "notify": True}
+        opts.update(setup)
+        return opts
+
+    def new(self, *, env: dict | None = None, **setup: Any) -> ChildNvim:
+        """A new child (with ``env`` instead of the shared environment when given), set up with
+        ``options(**setup)``."""
+        child = ChildNvim(self.nvim_bin, env=self.env if env is None else env, cwd=self.cwd)
+        self.children.append(child)
+        child.setup(**self.options(**setup))
+        self.log_path = child.log_file()
+        return child
+
+    def open_fresh(self, nv: ChildNvim, task_id: int) -> None:
+        """Opens the task in nv for ``fresh_render``: `:ClaudeTasks open <id>`."""
+        nv.command(f"ClaudeTasks open {task_id}")
+        assert nv.lua("return vim.api.nvim_buf_get_name(0)") == f"claude-tasks://{task_id}"
+
+    def fresh_render(self, task_id: int) -> list[str]:
+        """The task's output as a new Neovim (new backend) renders it from disk."""
+        nv = self.new()
+        try:
+            self.open_fresh(nv, task_id)
+            return nv.wait_footer(task_id, timeout=60)
+        finally:
+            nv.close()
+
+    def quit(self, nv: ChildNvim) -> int | None:
+        """`:qa!` in nv; waits until Neovim and its backend have exited. Returns the backend's
+        pid (None if it had none)."""
+        backend_pid = nv.backend_pid()
+        nv.nvim.command("qa!", async_=True)
+        helpers.wait_for(lambda: not helpers.pid_alive(nv.pid), 15, "Neovim to exit after :qa!")
+        if backend_pid:
+            helpers.wait_for(lambda: not helpers.pid_alive(backend_pid), 15,
+                             "the backend to exit after :qa!")
+        nv.close()  # the session only: the processes are gone
+        return backend_pid
+
+    def keep_an_eye_on(self, pid: int) -> None:
+        st = helpers.proc_stat(pid)
         if st:
-            out[p] = st
+            self.extra.append((pid, st["starttime"]))
+
+    def close(self) -> None:
+        for c in self.children:
+            c.close()
+        for pid, start in self.extra:
+            st = helpers.proc_stat(pid)
+            if st and st["starttime"] == start:
+                for sig in (signal.SIGCONT, signal.SIGKILL):
+                    try:
+                        os.kill(pid, sig)
+                    except OSError:
+                        pass
+
+
+# ---------------------------------------------------------------------------------------------
+# fake-claude (target/debug/fake-claude) runs
+
+
+def fake_line(n: int) -> str:
+    """Line n of fake-claude --fake-lines (80 bytes with the newline)."""
+    head = f"line {n:06d} "
+    alphabet = "abcdefghijklmnopqrstuvwxyz" * 4
+    return head + alphabet[: 79 - len(head)]
+
+
+def transcript_lines(path: str | Path) -> list[dict]:
+    """Every line of a transcript parsed as JSON (a torn or non-JSON line fails the test)."""
+    raw = Path(path).read_bytes()
+    assert raw.endswith(b"\n"), raw[-200:]
+    out = []
+    for i, line in enumerate(raw.split(b"\n")[:-1]):
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            pytest.fail(f"transcript line {i + 1} is not JSON: {line[:200]!r}", pytrace=False)
     return out
 
 
-def survivors(snap: dict[int, dict], reaper_pid: int | None) -> tuple[list[dict], list[dict]]:
-    """Of the processes in a snapshot (same pid and start time, so a reused pid is not
-    mistaken for one of them): (alive ones, zombies). A zombie whose parent is ``reaper_pid``
-    (the backend, which must reap its children and adopted orphans) counts as alive."""
-    alive, zombies = [], []
-    for pid, old in snap.items():
-        st = proc_stat(pid)
-        if st is None or st["starttime"] != old["starttime"]:
-            continue
-        st["cmd_then"] = old["cmd"]
-        if st["state"] == "Z":
-            zombies.append(st)
-            if reaper_pid is not None and st["ppid"] == reaper_pid:
-                alive.append(st)
-        else:
-            alive.append(st)
-    return alive, zombies
+def assert_fake_lines_transcript(path: str | Path, n: int, *, one_init: bool = False
+                                 ) -> list[dict]:
+    """The transcript of one fake-claude --fake-lines=n run: every line once, in order, one
+    result (last, not an error); with ``one_init`` also exactly one init line."""
+    lines = transcript_lines(path)
+    assert helpers.text_deltas(lines) == [fake_line(i) + "\n" for i in range(1, n + 1)]
+    results = [ln for ln in lines if ln.get("type") == "result"]
+    assert len(results) == 1 and lines[-1]["type"] == "result", results
+    assert results[0]["is_error"] is False
+    if one_init:
+        inits = [ln for ln in lines if ln.get("type") == "system" and ln.get("subtype") == "init"]
+        assert len(inits) == 1
+    return lines
+
+
+def assert_shows_fake_lines(buf: list[str], n: int, *, once: bool = False) -> None:
+    """The buffer shows lines 1..n, in order, and ends with a `✓ done` footer; with ``once``
+    also exactly one footer and no non-blank line twice."""
+    body = [ln for ln in buf if ln.startswith("line ")]
+    assert body == [fake_line(i) for i in range(1, n + 1)], (len(body), body[:2], body[-2:])
+    assert buf[-1].startswith("✓ done"), buf[-3:]
+    if once:
+        assert len([ln for ln in buf if FOOTER_RE.match(ln)]) == 1, buf[-5:]
+        nonblank = [ln for ln in buf if ln.strip()]
+        dupes = sorted({ln for ln in nonblank if nonblank.count(ln) > 1})
+        assert not dupes, f"lines shown twice: {dupes[:5]}"
+
+
+def read_pids(path: Path, n: int) -> list[int]:
+    """The grandchildren fake-claude wrote to --fake-pids-file (all at once, atomically)."""
+    helpers.wait_for(lambda: path.exists() and len(path.read_text().split()) == n, 30,
+                     f"{n} pids in {path}")
+    return [int(p) for p in path.read_text().split()]
 
 
 def monotonic() -> float:

@@ -48,194 +48,25 @@ import os
 import re
 import signal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import helpers
-import nvim_helpers
-from nvim_helpers import ChildNvim
+from helpers import text_deltas, wait_gone, wait_no_children
+from nvim_helpers import (FOOTER_RE, ChildNvim, Editors, assert_fake_lines_transcript,
+                          assert_shows_fake_lines, on_nvims, read_pids, transcript_lines)
 
-BINS, EXPLICIT_BINS = nvim_helpers.nvim_bins()
-ALL_EVERYWHERE = os.environ.get("E2E_NVIM_ALL", "") not in ("", "0", "false", "no")
-FOOTER_RE = nvim_helpers.FOOTER_RE
 BUILTIN_COST = 0.0123  # fake-claude's built-in script: 2 turns, $0.0123
 LINES_COST = 0.0042  # fake-claude --fake-lines=N: 1 turn, $0.0042
-
-
-def on_nvims(*, subset: bool):
-    bins = BINS if (subset or ALL_EVERYWHERE) else BINS[:1]
-    return pytest.mark.parametrize("nvim_bin", bins, ids=[nvim_helpers.bin_id(b) for b in bins])
-
-
-def _missing(msg: str):
-    if helpers.e2e_required():
-        pytest.fail(msg, pytrace=False)
-    pytest.skip(msg)
-
-
-@pytest.fixture
-def backend() -> Path:
-    path = nvim_helpers.backend_bin()
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        _missing(f"no backend at {path}; run: cargo build --bins")
-    return path
-
-
-@pytest.fixture
-def fake(backend) -> Path:
-    path = backend.parent / "fake-claude"
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        _missing(f"no fake CLI at {path}; run: cargo build --bins")
-    return path
-
-
-@pytest.fixture
-def project(tmp_path) -> Path:
-    p = tmp_path / "proj"
-    p.mkdir()
-    return p
-
-
-def _check_nvim(nvim_bin: str) -> None:
-    if not os.path.isfile(nvim_bin):
-        if EXPLICIT_BINS:
-            pytest.fail(f"NVIM_BINS names {nvim_bin}, which does not exist", pytrace=False)
-        _missing(f"no Neovim at {nvim_bin}")
-
-
-class Editors:
-    """Child Neovims sharing one environment (HOME and XDG dirs: one state dir, one log) and one
-    project directory, each set up with the real backend and ``cmd``."""
-
-    def __init__(self, nvim_bin: str, backend: Path, cmd: Any, env: dict, cwd: Path):
-        self.nvim_bin, self.backend, self.cmd, self.env, self.cwd = (
-            nvim_bin, backend, cmd, env, cwd)
-        self.children: list[ChildNvim] = []
-        # (pid, start time) of processes to release (SIGCONT) and kill at the end: CLIs that
-        # outlived their backend are in no backend's tree any more.
-        self.extra: list[tuple[int, int]] = []
-        self.log_path: Path | None = None  # the backends' log (shared)
-
-    def options(self, **setup: Any) -> dict:
-        opts = {"binary": str(self.backend), "cmd": self.cmd, "notify": True}
-        opts.update(setup)
-        return opts
-
-    def new(self, **setup: Any) -> ChildNvim:
-        child = ChildNvim(self.nvim_bin, env=self.env, cwd=self.cwd)
-        self.children.append(child)
-        child.setup(**self.options(**setup))
-        self.log_path = Path(child.lua("return require('claude-tasks.config').log_file()"))
-        return child
-
-    def fresh_render(self, task_id: int) -> list[str]:
-        """The task's output as a new Neovim (new backend) renders it from disk."""
-        nv = self.new()
-        try:
-            nv.command(f"ClaudeTasks open {task_id}")
-            assert nv.lua("return vim.api.nvim_buf_get_name(0)") == f"claude-tasks://{task_id}"
-            return nv.wait_footer(task_id, timeout=60)
-        finally:
-            nv.close()
-
-    def quit(self, nv: ChildNvim) -> int | None:
-        """`:qa!` in nv; waits until Neovim and its backend have exited. Returns the backend's
-        pid (None if it had none)."""
-        backend_pid = nv.backend_pid()
-        nv.nvim.command("qa!", async_=True)
-        helpers.wait_for(lambda: not helpers.pid_alive(nv.pid), 15, "Neovim to exit after :qa!")
-        if backend_pid:
-            helpers.wait_for(lambda: not helpers.pid_alive(backend_pid), 15,
-                             "the backend to exit after :qa!")
-        nv.close()  # the session only: the processes are gone
-        return backend_pid
-
-    def keep_an_eye_on(self, pid: int) -> None:
-        st = nvim_helpers.proc_stat(pid)
-        if st:
-            self.extra.append((pid, st["starttime"]))
-
-    def close(self) -> None:
-        for c in self.children:
-            c.close()
-        for pid, start in self.extra:
-            st = nvim_helpers.proc_stat(pid)
-            if st and st["starttime"] == start:
-                for sig in (signal.SIGCONT, signal.SIGKILL):
-                    try:
-                        os.kill(pid, sig)
-                    except OSError:
-                        pass
-
-
-@pytest.fixture
-def editors(nvim_bin, backend, fake, project, tmp_path):
-    _check_nvim(nvim_bin)
-    home = tmp_path / "home"
-    home.mkdir()
-    env = nvim_helpers.nvim_env(home, None, tmp_path / "xdg")
-    eds = Editors(nvim_bin, backend, [str(fake)], env, project)
-    try:
-        yield eds
-    finally:
-        eds.close()
 
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
 
 
-def fake_line(n: int) -> str:
-    """Line n of fake-claude --fake-lines (80 bytes with the newline)."""
-    head = f"line {n:06d} "
-    alphabet = "abcdefghijklmnopqrstuvwxyz" * 4
-    return head + alphabet[: 79 - len(head)]
-
-
-def transcript_lines(path: str | Path) -> list[dict]:
-    raw = Path(path).read_bytes()
-    assert raw.endswith(b"\n"), raw[-200:]
-    out = []
-    for i, line in enumerate(raw.split(b"\n")[:-1]):
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            pytest.fail(f"transcript line {i + 1} is not JSON: {line[:200]!r}", pytrace=False)
-    return out
-
-
 def complete_lines(path: str | Path) -> list[dict]:
     """The complete JSON lines of a transcript that may still be written."""
     return helpers.read_jsonl(path)
-
-
-def text_deltas(lines: list[dict]) -> list[str]:
-    return [ln["event"]["delta"]["text"] for ln in lines
-            if ln.get("type") == "stream_event"
-            and ln["event"].get("type") == "content_block_delta"
-            and ln["event"].get("delta", {}).get("type") == "text_delta"]
-
-
-def assert_fake_lines_transcript(path: str | Path, n: int) -> None:
-    """The transcript of one fake-claude --fake-lines=n run: every line once, one result."""
-    lines = transcript_lines(path)
-    assert text_deltas(lines) == [fake_line(i) + "\n" for i in range(1, n + 1)]
-    results = [ln for ln in lines if ln.get("type") == "result"]
-    assert len(results) == 1 and lines[-1]["type"] == "result", results
-    assert results[0]["is_error"] is False
-
-
-def assert_shows_fake_lines(buf: list[str], n: int) -> None:
-    """The buffer shows lines 1..n once, in order, then one `✓ done` footer, and no non-blank
-    line twice."""
-    body = [ln for ln in buf if ln.startswith("line ")]
-    assert body == [fake_line(i) for i in range(1, n + 1)], (len(body), body[:2], body[-2:])
-    assert buf[-1].startswith("✓ done"), buf[-3:]
-    assert len([ln for ln in buf if FOOTER_RE.match(ln)]) == 1, buf[-5:]
-    nonblank = [ln for ln in buf if ln.strip()]
-    dupes = sorted({ln for ln in nonblank if nonblank.count(ln) > 1})
-    assert not dupes, f"lines shown twice: {dupes[:5]}"
 
 
 def lua_duration(ms: int) -> str:
@@ -245,21 +76,6 @@ def lua_duration(ms: int) -> str:
     if ms < 3600000:
         return f"{ms // 60000}m {(ms // 1000) % 60:02d}s"
     return f"{ms // 3600000}h {(ms // 60000) % 60:02d}m"
-
-
-def task_pid(nv: ChildNvim, task_id: int, timeout: float = 30) -> int:
-    """The CLI pid of a task that runs (from `get`)."""
-    return nv.wait_for(
-        "(function(id) local t = require('claude-tasks').get(id);"
-        " return t and t.status == 'running' and type(t.process) == 'table' and t.process.pid"
-        " end)(...)", task_id, timeout=timeout, what=f"task {task_id}'s CLI pid")
-
-
-def read_pids(path: Path, n: int) -> list[int]:
-    """The grandchildren fake-claude wrote to --fake-pids-file (all at once, atomically)."""
-    helpers.wait_for(lambda: path.exists() and len(path.read_text().split()) == n, 30,
-                     f"{n} pids in {path}")
-    return [int(p) for p in path.read_text().split()]
 
 
 def wait_in_tool(transcript: str | Path, runs: int = 1) -> None:
@@ -273,42 +89,6 @@ def wait_in_tool(transcript: str | Path, runs: int = 1) -> None:
                            for c in ln.get("message", {}).get("content", []))) >= runs
 
     helpers.wait_for(in_tool, 30, f"run {runs} in {path} to reach its tool call")
-
-
-def wait_gone(snap: dict, reaper: int | None, timeout: float, what: str) -> None:
-    state: dict = {}
-
-    def gone() -> bool:
-        alive, zombies = nvim_helpers.survivors(snap, reaper)
-        state["alive"] = alive
-        return not alive
-
-    try:
-        helpers.wait_for(gone, timeout, what, 0.01)
-    except TimeoutError:
-        pytest.fail(f"survivors ({what}): {state['alive']}", pytrace=False)
-
-
-def wait_no_children(pid: int, timeout: float = 5) -> None:
-    state: dict = {}
-
-    def none() -> bool:
-        state["kids"] = [st for st in map(nvim_helpers.proc_stat, helpers.descendants(pid)) if st]
-        return not state["kids"]
-
-    try:
-        helpers.wait_for(none, timeout, "the backend to have no children")
-    except TimeoutError:
-        pytest.fail(f"backend children (zombies included): {state['kids']}", pytrace=False)
-
-
-# A Lua expression, with ... = (task id, Lua pattern): the task's buffer has a matching line.
-HAS_LINE = ("(function(id, pat) local l = _G.__e2e.lines(id); if l == vim.NIL then return false"
-            " end; for _, s in ipairs(l) do if s:find(pat) then return true end end end)(...)")
-
-
-def wait_line(nv: ChildNvim, task_id: int, pattern: str, what: str, timeout: float = 30) -> None:
-    nv.wait_for(HAS_LINE, task_id, pattern, timeout=timeout, what=what)
 
 
 def wait_event(nv: ChildNvim, pattern: str, task_id: int, cwd: str | Path,
@@ -389,7 +169,7 @@ end
 
 
 @on_nvims(subset=True)
-def test_history_picker_replay_list_all_and_retention(editors, fake, project, tmp_path):
+def test_history_picker_replay_list_all_and_retention(editors, fake, project_dir, tmp_path):
     # Neovim A runs two tasks (the built-in script, then 30 streamed lines) and quits.
     a = editors.new()
     a.command("ClaudeTask first task")
@@ -402,7 +182,7 @@ def test_history_picker_replay_list_all_and_retention(editors, fake, project, tm
     assert a_done1["cost_usd"] == pytest.approx(BUILTIN_COST)
     assert a_done2["cost_usd"] == pytest.approx(LINES_COST)
     assert any(ln.startswith("● Bash(ls)") for ln in a_lines1), a_lines1
-    assert_shows_fake_lines(a_lines2, 30)
+    assert_shows_fake_lines(a_lines2, 30, once=True)
     editors.quit(a)
 
     # Neovim B, same directory and state: the picker lists both, newest first.
@@ -415,7 +195,7 @@ def test_history_picker_replay_list_all_and_retention(editors, fake, project, tm
     by_id = {t["id"]: t for t in items}
     for done, name in ((a_done1, "first task"), (a_done2, "second task")):
         t = by_id[done["id"]]
-        assert t["name"] == name and t["cwd"] == str(project)
+        assert t["name"] == name and t["cwd"] == str(project_dir)
         assert t["cost_usd"] == pytest.approx(done["cost_usd"]) and t["cost_usd"] > 0
         assert t["duration_ms"] == done["duration_ms"] and t["duration_ms"] > 0
         assert t["num_turns"] == done["num_turns"]
@@ -441,10 +221,11 @@ def test_history_picker_replay_list_all_and_retention(editors, fake, project, tm
     assert res.get("id") == 1, res  # ids are per project
     assert wait_event(b, "ClaudeTaskDone", 1, other)["status"] == "completed"
     here = b.lua("return require('claude-tasks').list()")
-    assert [(t["id"], t["cwd"]) for t in here] == [(2, str(project)), (1, str(project))], here
+    assert [(t["id"], t["cwd"]) for t in here] == [
+        (2, str(project_dir)), (1, str(project_dir))], here
     everywhere = b.lua("return require('claude-tasks').list({ all = true })")
     assert [(t["id"], t["cwd"]) for t in everywhere] == [
-        (1, str(other)), (2, str(project)), (1, str(project))], everywhere
+        (1, str(other)), (2, str(project_dir)), (1, str(project_dir))], everywhere
     assert [t["status"] for t in everywhere] == ["completed"] * 3
 
     # Retention: keep = 2, then a third task: the oldest finished one is disposed of.
@@ -463,7 +244,7 @@ def test_history_picker_replay_list_all_and_retention(editors, fake, project, tm
     # the other project is not this project's retention's business
     assert [(t["id"], t["cwd"]) for t in b.lua(
         "return require('claude-tasks').list({ all = true })")] == [
-        (3, str(project)), (1, str(other)), (2, str(project))]
+        (3, str(project_dir)), (1, str(other)), (2, str(project_dir))]
     res = b.lua("local t, e = require('claude-tasks').get(1); return { t = t, e = e }")
     assert res.get("t") is None and "no task" in (res.get("e") or ""), res
     assert error_notes(b) == []
@@ -480,10 +261,10 @@ def test_detached_task_is_readopted_and_followed_live(editors, fake):
     a = editors.new(on_exit="detach", cmd=cmd)
     a.command("ClaudeTask stream while I quit")
     task_id = 1
-    cli = task_pid(a, task_id)
+    cli = a.task_pid(task_id)
     editors.keep_an_eye_on(cli)
     transcript = Path(a.get(task_id)["transcript"])
-    wait_line(a, task_id, "^line 000010 ", "line 10 in A's buffer")
+    a.wait_line(task_id, "^line 000010 ", "line 10 in A's buffer")
     old_backend = editors.quit(a)
     assert old_backend
     log = log_lines(editors, old_backend)
@@ -492,7 +273,7 @@ def test_detached_task_is_readopted_and_followed_live(editors, fake):
 
     # The CLI keeps running without any backend: alive, no longer the old backend's child,
     # still writing its transcript.
-    st = nvim_helpers.proc_stat(cli)
+    st = helpers.proc_stat(cli)
     assert st and st["state"] != "Z", st
     assert st["ppid"] != old_backend
     size = transcript.stat().st_size
@@ -518,7 +299,7 @@ def test_detached_task_is_readopted_and_followed_live(editors, fake):
         assert rec["process"]["pid"] == cli and rec["process"]["owner_pid"] == b_backend, rec
         assert any(ln.endswith(f"adopted pid {cli}") for ln in log_lines(editors, b_backend))
         # the replay of what was written so far
-        wait_line(b, task_id, f"^line {k:06d} ", f"line {k} (replayed) in B's buffer")
+        b.wait_line(task_id, f"^line {k:06d} ", f"line {k} (replayed) in B's buffer")
     finally:
         os.kill(cli, signal.SIGCONT)
 
@@ -535,7 +316,7 @@ def test_detached_task_is_readopted_and_followed_live(editors, fake):
 
     # nothing lost, nothing twice, and the same as a fresh render in a third Neovim
     assert_fake_lines_transcript(transcript, n)
-    assert_shows_fake_lines(lines, n)
+    assert_shows_fake_lines(lines, n, once=True)
     assert editors.fresh_render(task_id) == lines
     assert not helpers.pid_alive(cli)
     assert b.get(task_id)["status"] == "completed"
@@ -550,10 +331,10 @@ def test_readopted_task_leaves_no_tool_process(editors, fake, tmp_path):
     a = editors.new(on_exit="detach", cmd=cmd)
     a.command("ClaudeTask a tool process outlives the editor")
     task_id = 1
-    cli = task_pid(a, task_id)
+    cli = a.task_pid(task_id)
     [tool] = read_pids(pids_file, 1)
     editors.keep_an_eye_on(tool)
-    tree = nvim_helpers.snapshot([cli, tool])
+    tree = helpers.snapshot([cli, tool])
     os.kill(cli, signal.SIGSTOP)  # still running when B adopts it
     try:
         editors.quit(a)
@@ -635,13 +416,13 @@ def test_follow_up_after_interrupted_resumes_the_session(editors, fake, tmp_path
     assert task_id == 1
     backend_pid = a.backend_pid()
     assert backend_pid in helpers.descendants(a.pid)
-    cli = task_pid(a, task_id)
+    cli = a.task_pid(task_id)
     grandchildren = read_pids(pids_file, 1)
     rec = a.get(task_id)
     session = rec["session_id"]
     wait_in_tool(rec["transcript"])
-    tree = nvim_helpers.snapshot([backend_pid, cli, *grandchildren,
-                                  *helpers.descendants(backend_pid)])
+    tree = helpers.snapshot([backend_pid, cli, *grandchildren,
+                             *helpers.descendants(backend_pid)])
 
     # The machine "dies": the backend and every process of the task, SIGKILLed.
     os.kill(backend_pid, signal.SIGKILL)
@@ -675,10 +456,10 @@ def test_follow_up_after_interrupted_resumes_the_session(editors, fake, tmp_path
     assert f"--resume={session}" in argv, argv
     assert not any(x.startswith("--session-id") for x in argv), argv
     assert stdin_file.read_bytes() == b"go on please"
-    cli2 = task_pid(b, task_id)
+    cli2 = b.task_pid(task_id)
     grandchildren2 = read_pids(pids_file, 1)
     b_backend = b.backend_pid()
-    tree2 = nvim_helpers.snapshot([cli2, *grandchildren2])
+    tree2 = helpers.snapshot([cli2, *grandchildren2])
     wait_in_tool(rec["transcript"], runs=2)  # the follow-up hangs in its tool call
 
     # it hangs again: cancel it
@@ -754,23 +535,23 @@ def test_two_editors_share_one_project(editors, fake, tmp_path):
     n = 60
     watched = a.start("watched", cmd=[str(fake), f"--fake-lines={n}", "--fake-delay-ms=20"])
     assert watched == 21
-    cli = task_pid(a, watched)
+    cli = a.task_pid(watched)
     a_backend = a.backend_pid()
-    wait_line(a, watched, "^line 000005 ", "line 5 in A's buffer")
+    a.wait_line(watched, "^line 000005 ", "line 5 in A's buffer")
     os.kill(cli, signal.SIGSTOP)  # so that it certainly still runs when B opens it
     try:
         b.command(f"ClaudeTasks open {watched}")
         buf = watch_buffer(b, watched)
         rec = b.get(watched)
         assert rec["status"] == "running" and rec["process"]["owner_pid"] == a_backend, rec
-        wait_line(b, watched, "^line 000005 ", "line 5 in B's buffer")
+        b.wait_line(watched, "^line 000005 ", "line 5 in B's buffer")
     finally:
         os.kill(cli, signal.SIGCONT)
     assert a.wait_done(watched)["status"] == "completed", a.diagnostics(watched)
     b_lines = b.wait_footer(watched)
     a_lines = a.wait_footer(watched)
     assert b_lines == a_lines
-    assert_shows_fake_lines(b_lines, n)
+    assert_shows_fake_lines(b_lines, n, once=True)
     live = [x for x in live_last_lines(b, buf) if 5 < x < n]
     assert len(set(live)) >= 2, live_last_lines(b, buf)
     # the task stayed A's: B's backend never adopted it
@@ -781,10 +562,10 @@ def test_two_editors_share_one_project(editors, fake, tmp_path):
     pids_file = tmp_path / "pids"
     victim = a.start("victim", open=False, cmd=[
         str(fake), "--fake-hang", "--fake-grandchildren=2", f"--fake-pids-file={pids_file}"])
-    cli = task_pid(a, victim)
+    cli = a.task_pid(victim)
     grandchildren = read_pids(pids_file, 2)
     wait_in_tool(a.get(victim)["transcript"])
-    tree = nvim_helpers.snapshot([cli, *grandchildren, *helpers.descendants(cli)])
+    tree = helpers.snapshot([cli, *grandchildren, *helpers.descendants(cli)])
     assert set(tree) >= {cli, *grandchildren}
     b.command(f"ClaudeTasks cancel {victim}")
     data = wait_event(a, "ClaudeTaskCancelled", victim, editors.cwd, timeout=30)
@@ -840,7 +621,7 @@ def check_export(path: Path, rec: dict, buffer_lines: list[str]) -> None:
 
 
 @on_nvims(subset=False)
-def test_export_markdown_on_completion(editors, project):
+def test_export_markdown_on_completion(editors, project_dir):
     a = editors.new(export_markdown=True)
     a.command("ClaudeTask export me")
     task_id = 1
@@ -848,7 +629,7 @@ def test_export_markdown_on_completion(editors, project):
     assert data["status"] == "completed", a.diagnostics(task_id)
     lines = a.wait_footer(task_id)
     rec = a.get(task_id)
-    path = project / ".claude-tasks" / f"task-{task_id}-output.md"
+    path = project_dir / ".claude-tasks" / f"task-{task_id}-output.md"
     # written before the outcome is announced
     check_export(path, rec, lines)
     assert any(ln.startswith("● Bash(ls)") for ln in lines)
@@ -862,15 +643,15 @@ def test_export_markdown_on_completion(editors, project):
 
 
 @on_nvims(subset=False)
-def test_export_markdown_after_readoption(editors, fake, project):
+def test_export_markdown_after_readoption(editors, fake, project_dir):
     n = 50
     cmd = [str(fake), f"--fake-lines={n}", "--fake-delay-ms=20"]
     a = editors.new(on_exit="detach", export_markdown=True, cmd=cmd)
     a.command("ClaudeTask export after a restart")
     task_id = 1
-    cli = task_pid(a, task_id)
+    cli = a.task_pid(task_id)
     editors.keep_an_eye_on(cli)
-    wait_line(a, task_id, "^line 000005 ", "line 5 in A's buffer")
+    a.wait_line(task_id, "^line 000005 ", "line 5 in A's buffer")
     os.kill(cli, signal.SIGSTOP)
     try:
         editors.quit(a)
@@ -881,8 +662,9 @@ def test_export_markdown_after_readoption(editors, fake, project):
         os.kill(cli, signal.SIGCONT)
     assert b.wait_done(task_id)["status"] == "completed", b.diagnostics(task_id)
     lines = b.wait_footer(task_id)
-    assert_shows_fake_lines(lines, n)
-    check_export(project / ".claude-tasks" / f"task-{task_id}-output.md", b.get(task_id), lines)
+    assert_shows_fake_lines(lines, n, once=True)
+    check_export(project_dir / ".claude-tasks" / f"task-{task_id}-output.md", b.get(task_id),
+                 lines)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -890,58 +672,47 @@ def test_export_markdown_after_readoption(editors, fake, project):
 
 
 @on_nvims(subset=False)
-def test_real_cli_backend_killed_mid_stream_is_readopted(nvim_bin, backend, claude_bin,
-                                                         mock_server, claude_home, project,
-                                                         tmp_path):
-    _check_nvim(nvim_bin)
-    env = nvim_helpers.nvim_env(claude_home, mock_server.url, tmp_path / "xdg")
-    eds = Editors(nvim_bin, backend, str(claude_bin), env, project)
+def test_real_cli_backend_killed_mid_stream_is_readopted(cli_editors, project_dir):
+    nv = cli_editors.new()
+    nv.command("ClaudeTask SCENARIO:slow chunks=20 delay=0.3")
+    task_id = 1
+    assert nv.lua("return vim.api.nvim_buf_get_name(0)") == f"claude-tasks://{task_id}"
+    old = nv.backend_pid()
+    cli = nv.task_pid(task_id)
+    cli_editors.keep_an_eye_on(cli)
+    nv.wait_line(task_id, "^slow chunk 03$", "slow chunk 03 in the buffer", 60)
+    log_path = nv.log_file()
+    # Held (SIGSTOP) so that it certainly still streams when the new backend looks at it.
+    os.kill(cli, signal.SIGSTOP)
     try:
-        nv = eds.new()
-        nv.command("ClaudeTask SCENARIO:slow chunks=20 delay=0.3")
-        task_id = 1
-        assert nv.lua("return vim.api.nvim_buf_get_name(0)") == f"claude-tasks://{task_id}"
-        old = nv.backend_pid()
-        cli = task_pid(nv, task_id)
-        eds.keep_an_eye_on(cli)
-        wait_line(nv, task_id, "^slow chunk 03$", "slow chunk 03 in the buffer", 60)
-        log_path = Path(nv.lua("return require('claude-tasks.config').log_file()"))
-        # Held (SIGSTOP) so that it certainly still streams when the new backend looks at it.
-        os.kill(cli, signal.SIGSTOP)
-        try:
-            os.kill(old, signal.SIGKILL)
-            # restarted at once, with no command issued (the output buffer is open)
-            new = nv.wait_for(
-                "(function(old) local b = require('claude-tasks.backend'); local i = b.running()"
-                " and b.info(); return i and vim.fn.jobpid(i.job) ~= old and vim.fn.jobpid(i.job)"
-                " end)(...)", old, timeout=10, what="a new backend, started without a command")
-            helpers.wait_for(
-                lambda: f"[{new}] task #{task_id} in {project}: adopted pid {cli}"
-                in log_path.read_text(errors="replace"), 10, "the re-adoption")
-            rec = nv.get(task_id)
-            assert rec["status"] == "running" and rec["process"]["owner_pid"] == new, rec
-        finally:
-            os.kill(cli, signal.SIGCONT)
-        data = nv.wait_done(task_id, timeout=60)
-        assert data["status"] == "completed", nv.diagnostics(task_id)
-        assert nv.backend_pid() == new and not helpers.pid_alive(old)
-        lines = nv.wait_footer(task_id)
-        chunks = [ln for ln in lines if ln.startswith("slow chunk ")]
-        assert chunks == [f"slow chunk {i:02d}" for i in range(1, 21)], lines
-        footers = [ln for ln in lines if FOOTER_RE.match(ln)]
-        assert len(footers) == 1 and footers[0].startswith("✓ done") and lines[-1] == footers[0]
-        nonblank = [ln for ln in lines if ln.strip()]
-        assert len(nonblank) == len(set(nonblank)), "a line is shown twice"
-        assert [p for p in nv.patterns(task_id) if p != "ClaudeTaskQueued"] == [
-            "ClaudeTaskStarted", "ClaudeTaskCompleted", "ClaudeTaskDone"]
-        crashes = [x for x in nv.notes() if "exited unexpectedly" in x["msg"]]
-        assert len(crashes) == 1, nv.notes()
-        # the transcript: one result line, the 20 chunks streamed once
-        tr = transcript_lines(nv.get(task_id)["transcript"])
-        assert [ln for ln in tr if ln.get("type") == "result"][0]["is_error"] is False
-        assert "".join(text_deltas(tr)).count("slow chunk ") == 20
-        assert eds.fresh_render(task_id) == lines
+        os.kill(old, signal.SIGKILL)
+        # restarted at once, with no command issued (the output buffer is open)
+        new = nv.wait_new_backend(old)
+        helpers.wait_for(
+            lambda: f"[{new}] task #{task_id} in {project_dir}: adopted pid {cli}"
+            in log_path.read_text(errors="replace"), 10, "the re-adoption")
+        rec = nv.get(task_id)
+        assert rec["status"] == "running" and rec["process"]["owner_pid"] == new, rec
     finally:
-        eds.close()
+        os.kill(cli, signal.SIGCONT)
+    data = nv.wait_done(task_id, timeout=60)
+    assert data["status"] == "completed", nv.diagnostics(task_id)
+    assert nv.backend_pid() == new and not helpers.pid_alive(old)
+    lines = nv.wait_footer(task_id)
+    chunks = [ln for ln in lines if ln.startswith("slow chunk ")]
+    assert chunks == [f"slow chunk {i:02d}" for i in range(1, 21)], lines
+    footers = [ln for ln in lines if FOOTER_RE.match(ln)]
+    assert len(footers) == 1 and footers[0].startswith("✓ done") and lines[-1] == footers[0]
+    nonblank = [ln for ln in lines if ln.strip()]
+    assert len(nonblank) == len(set(nonblank)), "a line is shown twice"
+    assert [p for p in nv.patterns(task_id) if p != "ClaudeTaskQueued"] == [
+        "ClaudeTaskStarted", "ClaudeTaskCompleted", "ClaudeTaskDone"]
+    crashes = [x for x in nv.notes() if "exited unexpectedly" in x["msg"]]
+    assert len(crashes) == 1, nv.notes()
+    # the transcript: one result line, the 20 chunks streamed once
+    tr = transcript_lines(nv.get(task_id)["transcript"])
+    assert [ln for ln in tr if ln.get("type") == "result"][0]["is_error"] is False
+    assert "".join(text_deltas(tr)).count("slow chunk ") == 20
+    assert cli_editors.fresh_render(task_id) == lines
 
 

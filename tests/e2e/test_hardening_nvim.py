@@ -36,144 +36,30 @@ import pytest
 
 import helpers
 import nvim_helpers
-from nvim_helpers import ChildNvim
+from helpers import wait_gone, wait_no_children
+from nvim_helpers import (HAS_LINE, ChildNvim, assert_fake_lines_transcript,
+                          assert_shows_fake_lines, on_nvims, read_pids, transcript_lines)
 
-BINS, EXPLICIT_BINS = nvim_helpers.nvim_bins()
-ALL_EVERYWHERE = os.environ.get("E2E_NVIM_ALL", "") not in ("", "0", "false", "no")
 ERROR = 4
 
 
-def on_nvims(*, subset: bool):
-    bins = BINS if (subset or ALL_EVERYWHERE) else BINS[:1]
-    return pytest.mark.parametrize("nvim_bin", bins, ids=[nvim_helpers.bin_id(b) for b in bins])
+class Editors(nvim_helpers.Editors):
+    """``nvim_helpers.Editors`` whose fresh renders open the task with
+    ``require("claude-tasks").open(id)``."""
 
-
-def _missing(msg: str):
-    if helpers.e2e_required():
-        pytest.fail(msg, pytrace=False)
-    pytest.skip(msg)
-
-
-@pytest.fixture
-def backend() -> Path:
-    path = nvim_helpers.backend_bin()
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        _missing(f"no backend at {path}; run: cargo build --bins")
-    return path
+    def open_fresh(self, nv: ChildNvim, task_id: int) -> None:
+        res = nv.lua("local b, e = require('claude-tasks').open(...); return { b = b, e = e }",
+                     task_id)
+        assert res.get("b"), res
 
 
 @pytest.fixture
-def fake(backend) -> Path:
-    path = backend.parent / "fake-claude"
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        _missing(f"no fake CLI at {path}; run: cargo build --bins")
-    return path
-
-
-@pytest.fixture
-def project(tmp_path) -> Path:
-    p = tmp_path / "proj"
-    p.mkdir()
-    return p
-
-
-class Editors:
-    """Child Neovims sharing one environment (HOME, XDG dirs: the same state dir and log) and
-    one project directory; each one set up with the real backend and ``cmd``."""
-
-    def __init__(self, nvim_bin: str, backend: Path, cmd, env: dict, cwd: Path):
-        self.nvim_bin, self.backend, self.cmd, self.env, self.cwd = (
-            nvim_bin, backend, cmd, env, cwd)
-        self.children: list[ChildNvim] = []
-
-    def new(self, **setup: object) -> ChildNvim:
-        child = ChildNvim(self.nvim_bin, env=self.env, cwd=self.cwd)
-        self.children.append(child)
-        opts = {"binary": str(self.backend), "cmd": self.cmd, "notify": True}
-        opts.update(setup)
-        child.setup(**opts)
-        return child
-
-    def fresh_render(self, task_id: int) -> list[str]:
-        """The task's output as a new Neovim (new backend) renders it from disk."""
-        nv = self.new()
-        try:
-            res = nv.lua("local b, e = require('claude-tasks').open(...); return { b = b, e = e }",
-                         task_id)
-            assert res.get("b"), res
-            return nv.wait_footer(task_id, timeout=60)
-        finally:
-            nv.close()
-
-    def close(self) -> None:
-        for c in self.children:
-            c.close()
-
-
-@pytest.fixture
-def editors(nvim_bin, backend, fake, project, tmp_path):
-    if not os.path.isfile(nvim_bin):
-        if EXPLICIT_BINS:
-            pytest.fail(f"NVIM_BINS names {nvim_bin}, which does not exist", pytrace=False)
-        _missing(f"no Neovim at {nvim_bin}")
-    home = tmp_path / "home"
-    home.mkdir()
-    env = nvim_helpers.nvim_env(home, None, tmp_path / "xdg")
-    eds = Editors(nvim_bin, backend, [str(fake)], env, project)
-    try:
-        yield eds
-    finally:
-        eds.close()
+def editors_class() -> type:
+    return Editors
 
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
-
-
-def transcript_lines(path: str | Path) -> list[dict]:
-    """Every line of a transcript parsed as JSON (a torn or non-JSON line fails the test)."""
-    raw = Path(path).read_bytes()
-    assert raw.endswith(b"\n"), raw[-200:]
-    out = []
-    for i, line in enumerate(raw.split(b"\n")[:-1]):
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            pytest.fail(f"transcript line {i + 1} is not JSON: {line[:200]!r}", pytrace=False)
-    return out
-
-
-def text_deltas(lines: list[dict]) -> list[str]:
-    return [ln["event"]["delta"]["text"] for ln in lines
-            if ln.get("type") == "stream_event"
-            and ln["event"].get("type") == "content_block_delta"
-            and ln["event"].get("delta", {}).get("type") == "text_delta"]
-
-
-def fake_line(n: int) -> str:
-    """Line n of fake-claude --fake-lines (default 80 bytes with the newline)."""
-    head = f"line {n:06d} "
-    alphabet = "abcdefghijklmnopqrstuvwxyz" * 4
-    return head + alphabet[: 79 - len(head)]
-
-
-def assert_fake_lines_transcript(path: str | Path, n: int) -> list[dict]:
-    """The transcript of fake-claude --fake-lines=n: every line once, in order, one result."""
-    lines = transcript_lines(path)
-    assert text_deltas(lines) == [fake_line(i) + "\n" for i in range(1, n + 1)]
-    results = [ln for ln in lines if ln.get("type") == "result"]
-    assert len(results) == 1, results
-    assert lines[-1]["type"] == "result" and results[0]["is_error"] is False
-    inits = [ln for ln in lines if ln.get("type") == "system" and ln.get("subtype") == "init"]
-    assert len(inits) == 1
-    return lines
-
-
-def assert_shows_fake_lines(buf: list[str], n: int) -> None:
-    body = [ln for ln in buf if ln.startswith("line ")]
-    assert len(body) == n, (len(body), body[:2], body[-2:])
-    assert body == [fake_line(i) for i in range(1, n + 1)]
-    assert buf[-1].startswith("✓ done"), buf[-3:]
 
 
 def error_free(nv: ChildNvim) -> dict:
@@ -190,58 +76,10 @@ def error_free(nv: ChildNvim) -> dict:
 
 def backend_log_problems(nv: ChildNvim, pid: int) -> list[str]:
     """ERROR/WARN lines the backend with this pid logged."""
-    path = nv.lua("return require('claude-tasks.config').log_file()")
-    text = Path(path).read_text(errors="replace") if os.path.exists(path) else ""
+    path = nv.log_file()
+    text = path.read_text(errors="replace") if path.exists() else ""
     return [ln for ln in text.splitlines()
             if f"[{pid}]" in ln and re.search(r"\b(ERROR|WARN)\b", ln)]
-
-
-def task_pid(nv: ChildNvim, task_id: int, timeout: float = 30) -> int:
-    return nv.wait_for(
-        "(function(id) local t = require('claude-tasks').get(id);"
-        " return t and t.status == 'running' and type(t.process) == 'table' and t.process.pid"
-        " end)(...)", task_id, timeout=timeout, what=f"task {task_id}'s CLI pid")
-
-
-def wait_gone(snap: dict, reaper: int | None, timeout: float, what: str) -> None:
-    state: dict = {}
-
-    def gone() -> bool:
-        alive, zombies = nvim_helpers.survivors(snap, reaper)
-        state["alive"], state["zombies"] = alive, zombies
-        return not alive
-
-    try:
-        helpers.wait_for(gone, timeout, what, 0.005)
-    except TimeoutError:
-        pytest.fail(f"survivors ({what}): {state['alive']}", pytrace=False)
-
-
-def backend_children(pid: int) -> list[dict]:
-    return [st for st in map(nvim_helpers.proc_stat, helpers.descendants(pid)) if st]
-
-
-def wait_no_children(pid: int, timeout: float = 5) -> None:
-    state: dict = {}
-
-    def none() -> bool:
-        state["kids"] = backend_children(pid)
-        return not state["kids"]
-
-    try:
-        helpers.wait_for(none, timeout, "the backend to have no children")
-    except TimeoutError:
-        pytest.fail(f"backend children (zombies included): {state['kids']}", pytrace=False)
-
-
-def read_pids(path: Path, n: int) -> list[int]:
-    """The grandchildren fake-claude wrote to --fake-pids-file (all at once, atomically)."""
-    def ready():
-        return path.exists() and len(path.read_text().split()) == n
-
-    helpers.wait_for(ready, 30, f"{n} pids in {path}")
-    return [int(p) for p in path.read_text().split()]
-
 
 
 def wait_done_same_backend(nv: ChildNvim, task_id: int, backend_pid: int,
@@ -256,85 +94,68 @@ def wait_done_same_backend(nv: ChildNvim, task_id: int, backend_pid: int,
     return nv.events(task_id, "ClaudeTaskDone")[0]["data"]
 
 
-# A Lua expression, with ... = (task id, Lua pattern): the task's buffer has a matching line.
-HAS_LINE = ("(function(id, pat) local l = _G.__e2e.lines(id); if l == vim.NIL then return false"
-            " end; for _, s in ipairs(l) do if s:find(pat) then return true end end end)(...)")
-
-
-def wait_line(nv: ChildNvim, task_id: int, pattern: str, what: str, timeout: float = 30) -> None:
-    nv.wait_for(HAS_LINE, task_id, pattern, timeout=timeout, what=what)
-
-
 # ---------------------------------------------------------------------------------------------
 # 1. Cancel during the real CLI's API retry backoff
 
 
 @on_nvims(subset=True)
-def test_cancel_during_api_retry_backoff(nvim_bin, backend, claude_bin, mock_server,
-                                         claude_home, project, tmp_path):
-    if not os.path.isfile(nvim_bin):
-        _missing(f"no Neovim at {nvim_bin}")
-    # Default retries (CLAUDE_CODE_MAX_RETRIES unset): the mock answers 500 every time and the
-    # CLI backs off 0.5 s, 1 s, 2 s, ... between attempts.
-    env = nvim_helpers.nvim_env(claude_home, mock_server.url, tmp_path / "xdg",
-                                CLAUDE_CODE_MAX_RETRIES=None)
-    eds = Editors(nvim_bin, backend, str(claude_bin), env, project)
-    try:
-        nv = eds.new()
-        nv.command("ClaudeTask SCENARIO:error500 keep failing")
-        task_id = 1
-        assert nv.lua("return vim.api.nvim_buf_get_name(0)") == f"claude-tasks://{task_id}"
-        backend_pid = nv.backend_pid()
-        cli_pid = task_pid(nv, task_id)
-        # The third announced retry waits ~2 s: cancel inside that backoff.
-        wait_line(nv, task_id, "^↻ API error 500, retry 3/%d+ in", "the third ↻ api_retry line", 60)
-        tree = nvim_helpers.snapshot([cli_pid, *helpers.descendants(cli_pid)])
-        nv.command(f"ClaudeTasks cancel {task_id}")
-        requests_at_cancel = len(mock_server.message_requests(kind=None))
-        data = nv.wait_done(task_id, timeout=30)
-        assert data["status"] == "cancelled", nv.diagnostics(task_id)
-        assert [p for p in nv.patterns(task_id) if p != "ClaudeTaskQueued"] == [
-            "ClaudeTaskStarted", "ClaudeTaskCancelled", "ClaudeTaskDone"]
-        lines = nv.wait_footer(task_id)
-        assert lines[-1].startswith("■ cancelled"), lines
+def test_cancel_during_api_retry_backoff(cli_editors, mock_server):
+    # Default retries (CLAUDE_CODE_MAX_RETRIES unset: the child's environment is not inherited):
+    # the mock answers 500 every time and the CLI backs off 0.5 s, 1 s, 2 s, ... between
+    # attempts.
+    nv = cli_editors.new()
+    nv.command("ClaudeTask SCENARIO:error500 keep failing")
+    task_id = 1
+    assert nv.lua("return vim.api.nvim_buf_get_name(0)") == f"claude-tasks://{task_id}"
+    backend_pid = nv.backend_pid()
+    cli_pid = nv.task_pid(task_id)
+    # The third announced retry waits ~2 s: cancel inside that backoff.
+    nv.wait_line(task_id, "^↻ API error 500, retry 3/%d+ in", "the third ↻ api_retry line", 60)
+    tree = helpers.snapshot([cli_pid, *helpers.descendants(cli_pid)])
+    nv.command(f"ClaudeTasks cancel {task_id}")
+    requests_at_cancel = len(mock_server.message_requests(kind=None))
+    data = nv.wait_done(task_id, timeout=30)
+    assert data["status"] == "cancelled", nv.diagnostics(task_id)
+    assert [p for p in nv.patterns(task_id) if p != "ClaudeTaskQueued"] == [
+        "ClaudeTaskStarted", "ClaudeTaskCancelled", "ClaudeTaskDone"]
+    lines = nv.wait_footer(task_id)
+    assert lines[-1].startswith("■ cancelled"), lines
 
-        # the cancel landed in the backoff: no request after the third retry's announcement
-        rec = nv.get(task_id)
-        tr = transcript_lines(rec["transcript"])
-        retries = [ln for ln in tr if ln.get("subtype") == "api_retry"]
-        assert [r["attempt"] for r in retries] == [1, 2, 3], retries
-        main = mock_server.message_requests()
-        assert [r["reply"] for r in main] == ["error:500"] * 3, main
-        assert len(mock_server.message_requests(kind=None)) == requests_at_cancel
+    # the cancel landed in the backoff: no request after the third retry's announcement
+    rec = nv.get(task_id)
+    tr = transcript_lines(rec["transcript"])
+    retries = [ln for ln in tr if ln.get("subtype") == "api_retry"]
+    assert [r["attempt"] for r in retries] == [1, 2, 3], retries
+    main = mock_server.message_requests()
+    assert [r["reply"] for r in main] == ["error:500"] * 3, main
+    assert len(mock_server.message_requests(kind=None)) == requests_at_cancel
 
-        # every retry line is shown, once, in order
-        shown = [ln for ln in lines if ln.startswith("↻ ")]
-        assert [re.sub(r" in [\d.]+s$", "", s) for s in shown] == [
-            f"↻ API error 500, retry {r['attempt']}/{r['max_retries']}" for r in retries], lines
+    # every retry line is shown, once, in order
+    shown = [ln for ln in lines if ln.startswith("↻ ")]
+    assert [re.sub(r" in [\d.]+s$", "", s) for s in shown] == [
+        f"↻ API error 500, retry {r['attempt']}/{r['max_retries']}" for r in retries], lines
 
-        # the result line, when the CLI wrote one, is rendered (and exactly one was written)
-        results = [ln for ln in tr if ln.get("type") == "result"]
-        assert len(results) <= 1, results
-        if results:
-            res = results[0]
-            assert res["is_error"] is True
-            if any(ln.get("type") == "user" and "[Request interrupted by user"
-                   in json.dumps(ln) for ln in tr):
-                assert "■ interrupted by user" in lines, lines
-            for d in res.get("permission_denials") or []:
-                assert any("permission denied" in ln for ln in lines), lines
-            text = res.get("result")
-            if isinstance(text, str) and text.strip():
-                assert any(text.strip().splitlines()[0] in ln for ln in lines), (text, lines)
-        # and the whole buffer equals what a fresh render of the transcript shows
-        assert eds.fresh_render(task_id) == lines
+    # the result line, when the CLI wrote one, is rendered (and exactly one was written)
+    results = [ln for ln in tr if ln.get("type") == "result"]
+    assert len(results) <= 1, results
+    if results:
+        res = results[0]
+        assert res["is_error"] is True
+        if any(ln.get("type") == "user" and "[Request interrupted by user"
+               in json.dumps(ln) for ln in tr):
+            assert "■ interrupted by user" in lines, lines
+        for d in res.get("permission_denials") or []:
+            assert any("permission denied" in ln for ln in lines), lines
+        text = res.get("result")
+        if isinstance(text, str) and text.strip():
+            assert any(text.strip().splitlines()[0] in ln for ln in lines), (text, lines)
+    # and the whole buffer equals what a fresh render of the transcript shows
+    assert cli_editors.fresh_render(task_id) == lines
 
-        # no survivors: the CLI's tree is gone and the backend has no child (no zombie)
-        wait_gone(tree, backend_pid, 5, "the cancelled CLI's tree")
-        wait_no_children(backend_pid)
-        assert nv.lua("return require('claude-tasks').statusline()") == ""
-    finally:
-        eds.close()
+    # no survivors: the CLI's tree is gone and the backend has no child (no zombie)
+    wait_gone(tree, backend_pid, 5, "the cancelled CLI's tree", interval=0.005)
+    wait_no_children(backend_pid)
+    assert nv.lua("return require('claude-tasks').statusline()") == ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,7 +176,7 @@ def test_quit_with_three_running_tasks_leaves_no_survivors(editors, fake, tmp_pa
         pids_files.append(pf)
     backend_pid = nv.backend_pid()
     nvim_pid = nv.pid
-    clis = [task_pid(nv, i) for i in ids]
+    clis = [nv.task_pid(i) for i in ids]
     grandchildren = [p for pf in pids_files for p in read_pids(pf, 2)]
     # each CLI hangs mid-turn, its Bash tool "running"
     for i in ids:
@@ -368,22 +189,22 @@ def test_quit_with_three_running_tasks_leaves_no_survivors(editors, fake, tmp_pa
         helpers.wait_for(in_tool, 30, f"task {i} in its tool call")
     assert nv.lua("return require('claude-tasks').statusline()") == "✻ 3"
     dirs = {i: nv.get(i)["dir"] for i in ids}
-    log_path = nv.lua("return require('claude-tasks.config').log_file()")
+    log_path = nv.log_file()
     watched = [backend_pid, *clis, *grandchildren, *helpers.descendants(backend_pid)]
-    tree = nvim_helpers.snapshot(watched)
+    tree = helpers.snapshot(watched)
     assert set(clis + grandchildren + [backend_pid]) <= set(tree), tree
 
     t0 = nvim_helpers.monotonic()
     nv.nvim.command("qa!", async_=True)
     # the backend, the CLIs and their grandchildren, in its own session each, are all gone
-    wait_gone(tree, None, 10, "the task trees after :qa!")
+    wait_gone(tree, None, 10, "the task trees after :qa!", interval=0.005)
     took = nvim_helpers.monotonic() - t0
     print(f"last process gone {took:.3f}s after :qa!")
     assert took <= grace_ms / 1000 + 1.0, took
     # Neovim itself exits too
     helpers.wait_for(lambda: not helpers.pid_alive(nvim_pid), 10, "Neovim to exit")
     # the backend settled every task itself and exited (Neovim did not have to kill it)
-    log = [ln for ln in Path(log_path).read_text(errors="replace").splitlines()
+    log = [ln for ln in log_path.read_text(errors="replace").splitlines()
            if f"[{backend_pid}]" in ln]
     assert any(ln.endswith("shutdown: every task settled") for ln in log), "\n".join(log)
     assert any(ln.endswith(" exiting") for ln in log), "\n".join(log)
@@ -404,19 +225,16 @@ def test_backend_killed_while_streaming_restarts_and_loses_nothing(editors, fake
     nv.command("ClaudeTask stream four hundred lines")
     task_id = 1
     old = nv.backend_pid()
-    cli = task_pid(nv, task_id)
-    wait_line(nv, task_id, "^line 000020 ", "line 20 in the buffer", 30)
-    log_path = Path(nv.lua("return require('claude-tasks.config').log_file()"))
+    cli = nv.task_pid(task_id)
+    nv.wait_line(task_id, "^line 000020 ", "line 20 in the buffer", 30)
+    log_path = nv.log_file()
     # Hold the CLI mid-stream (SIGSTOP) so that it is certainly still running when the new
     # backend looks at it; it goes on (SIGCONT) once re-adopted.
     os.kill(cli, signal.SIGSTOP)
     try:
         os.kill(old, signal.SIGKILL)
         # restarted at once (no command issued: an output buffer is open)
-        new = nv.wait_for(
-            "(function(old) local b = require('claude-tasks.backend'); local i = b.running()"
-            " and b.info(); return i and vim.fn.jobpid(i.job) ~= old and vim.fn.jobpid(i.job)"
-            " end)(...)", old, timeout=10, what="a new backend, started without a command")
+        new = nv.wait_new_backend(old)
         # which re-adopts the CLI that outlived the old one
         helpers.wait_for(lambda: f"[{new}] task #1 in {editors.cwd}: adopted pid {cli}"
                          in log_path.read_text(errors="replace"), 10, "the re-adoption")
@@ -446,7 +264,7 @@ def test_backend_killed_while_streaming_restarts_and_loses_nothing(editors, fake
     assert len(adopted) == 1, adopted
 
     # nothing lost
-    assert_fake_lines_transcript(rec["transcript"], n)
+    assert_fake_lines_transcript(rec["transcript"], n, one_init=True)
     assert_shows_fake_lines(lines, n)
     nonblank = [ln for ln in lines if ln.strip()]
     assert len(nonblank) == len(set(nonblank)), "a line is shown twice"
@@ -467,9 +285,9 @@ def test_editor_killed_leaves_the_task_to_the_next_editor(editors, fake):
     nv.command("ClaudeTask stream then lose the editor")
     task_id = 1
     backend_pid = nv.backend_pid()
-    cli = task_pid(nv, task_id)
-    wait_line(nv, task_id, "^line 000020 ", "line 20 in the buffer", 30)
-    log_path = nv.lua("return require('claude-tasks.config').log_file()")
+    cli = nv.task_pid(task_id)
+    nv.wait_line(task_id, "^line 000020 ", "line 20 in the buffer", 30)
+    log_path = nv.log_file()
     # Hold the CLI mid-stream (SIGSTOP) until the next editor has re-adopted it, so that it is
     # certainly still running then; it goes on (SIGCONT) afterwards.
     os.kill(cli, signal.SIGSTOP)
@@ -479,7 +297,7 @@ def test_editor_killed_leaves_the_task_to_the_next_editor(editors, fake):
         helpers.wait_for(lambda: not helpers.pid_alive(backend_pid), 10,
                          "the old backend to exit")
         assert helpers.pid_alive(cli), "the task must keep running"
-        log = [ln for ln in Path(log_path).read_text(errors="replace").splitlines()
+        log = [ln for ln in log_path.read_text(errors="replace").splitlines()
                if f"[{backend_pid}]" in ln]
         assert any(ln.endswith("the editor went away: leaving 1 task(s) running")
                    for ln in log), log
@@ -504,7 +322,7 @@ def test_editor_killed_leaves_the_task_to_the_next_editor(editors, fake):
     data = nv2.wait_done(task_id, timeout=60)
     assert data["status"] == "completed", nv2.diagnostics(task_id)
     lines = nv2.wait_footer(task_id)
-    assert_fake_lines_transcript(rec["transcript"], n)
+    assert_fake_lines_transcript(rec["transcript"], n, one_init=True)
     assert_shows_fake_lines(lines, n)
     assert editors.fresh_render(task_id) == lines
     assert not helpers.pid_alive(backend_pid)
@@ -521,7 +339,7 @@ def test_bwipeout_while_streaming_is_harmless(editors, fake):
     nv.command("ClaudeTask stream into a buffer that goes away")
     task_id = 1
     backend_pid = nv.backend_pid()
-    wait_line(nv, task_id, "^line 000020 ", "line 20 in the buffer", 30)
+    nv.wait_line(task_id, "^line 000020 ", "line 20 in the buffer", 30)
     buf = nv.lua("return _G.__e2e.buf(...)", task_id)
     # wiped while the task streams: it had not ended at that moment
     ended_before = nv.lua("local id, buf = ...; local n = #_G.__e2e.of(id, 'ClaudeTaskDone');"
@@ -548,8 +366,8 @@ def test_window_toggled_50_times_during_a_flood(editors, fake):
     nv.command("ClaudeTask flood")
     task_id = 1
     backend_pid = nv.backend_pid()
-    cli = task_pid(nv, task_id)
-    wait_line(nv, task_id, "^line 000001 ", "the first line", 30)
+    cli = nv.task_pid(task_id)
+    nv.wait_line(task_id, "^line 000001 ", "the first line", 30)
     # Hold the CLI (SIGSTOP) so that the task certainly runs through the 50 toggles while the
     # backend is still pushing the lines it has already written into the buffer.
     os.kill(cli, signal.SIGSTOP)
@@ -599,7 +417,7 @@ def test_view_replaced_again_and_again_while_streaming(editors, fake):
     nv.command("ClaudeTask stream while the view changes")
     task_id = 1
     backend_pid = nv.backend_pid()
-    wait_line(nv, task_id, "^line 000010 ", "line 10 in the buffer", 30)
+    nv.wait_line(task_id, "^line 000010 ", "line 10 in the buffer", 30)
     for round_ in range(40):
         if round_ % 2 == 0:
             nv.command(f"bwipeout! {nv.lua('return _G.__e2e.buf(...)', task_id)}")

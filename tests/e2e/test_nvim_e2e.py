@@ -16,19 +16,14 @@ or failed when ``E2E_REQUIRED=1``. Only one CLI runs at a time.
 
 from __future__ import annotations
 
-import os
 import re
 import warnings
-from pathlib import Path
 
 import pytest
 
 import helpers
 import nvim_helpers
-from nvim_helpers import ChildNvim
-
-BINS, EXPLICIT_BINS = nvim_helpers.nvim_bins()
-ALL_EVERYWHERE = os.environ.get("E2E_NVIM_ALL", "") not in ("", "0", "false", "no")
+from nvim_helpers import ChildNvim, on_nvims
 
 HELLO_LINES = [
     "Hello from the mock Anthropic server!",
@@ -39,49 +34,16 @@ DONE_KEYS = {"id", "name", "status", "cwd", "exit_code", "duration_ms", "session
              "cost_usd", "num_turns", "result"}
 
 
-def on_nvims(*, subset: bool):
-    """Parametrize over the Neovim binaries: all of them for the subset, else the first."""
-    bins = BINS if (subset or ALL_EVERYWHERE) else BINS[:1]
-    return pytest.mark.parametrize("nvim_bin", bins, ids=[nvim_helpers.bin_id(b) for b in bins])
-
-
-def _missing(msg: str):
-    if helpers.e2e_required():
-        pytest.fail(msg, pytrace=False)
-    pytest.skip(msg)
-
-
 @pytest.fixture
-def backend() -> Path:
-    path = nvim_helpers.backend_bin()
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        _missing(f"no backend at {path}; run: cargo build --bins")
-    return path
-
-
-@pytest.fixture
-def make_nvim(nvim_bin, backend, claude_bin, mock_server, claude_home, project_dir, tmp_path):
+def make_nvim(cli_editors, claude_home, mock_server, tmp_path):
     """``make_nvim(**extra_env)``: a ChildNvim in project_dir, its env pointing at the mock,
     set up with the real backend and CLI. Closed (backend stopped, leftovers killed) at the
     end."""
-    if not os.path.isfile(nvim_bin):
-        if EXPLICIT_BINS:
-            pytest.fail(f"NVIM_BINS names {nvim_bin}, which does not exist", pytrace=False)
-        _missing(f"no Neovim at {nvim_bin}")
-    children: list[ChildNvim] = []
-
     def make(**extra_env: str) -> ChildNvim:
         env = nvim_helpers.nvim_env(claude_home, mock_server.url, tmp_path / "xdg", **extra_env)
-        child = ChildNvim(nvim_bin, env=env, cwd=project_dir)
-        children.append(child)
-        child.setup(binary=str(backend), cmd=str(claude_bin), notify=True)
-        return child
+        return cli_editors.new(env=env)
 
-    try:
-        yield make
-    finally:
-        for c in children:
-            c.close()
+    return make
 
 
 def current_task_id(nv: ChildNvim) -> int:
@@ -288,17 +250,14 @@ def test_cancel_long_bash_leaves_no_process(make_nvim):
 
     record = nv.get(task_id)
     assert record["status"] in ("queued", "running"), record
-    cli_pid = nv.wait_for(
-        "(function(id) local t = require('claude-tasks').get(id);"
-        " return t and t.status == 'running' and type(t.process) == 'table' and t.process.pid"
-        " end)(...)", task_id, timeout=30, what="the running task's CLI pid")
+    cli_pid = nv.task_pid(task_id)
     assert cli_pid in helpers.descendants(backend_pid)
 
     # once the tool's `sleep 300` runs, snapshot the whole tree under the CLI
     sleeper = helpers.wait_for(
         lambda: [p for p in helpers.descendants(cli_pid) if helpers.cmdline(p) == ["sleep", "300"]],
         30, "the `sleep 300` tool process")
-    tree = nvim_helpers.snapshot([cli_pid, *helpers.descendants(cli_pid)])
+    tree = helpers.snapshot([cli_pid, *helpers.descendants(cli_pid)])
     assert sleeper[0] in tree and cli_pid in tree
     assert nv.lua("return require('claude-tasks').statusline()") == "✻ 1"
 
@@ -317,30 +276,12 @@ def test_cancel_long_bash_leaves_no_process(make_nvim):
     assert any(ln.startswith("● Bash(sleep 300") for ln in lines), lines
 
     # nothing of the tree survives; zombies the backend has not reaped count as alive
-    state: dict = {}
-
-    def gone():
-        alive, zombies = nvim_helpers.survivors(tree, backend_pid)
-        state["alive"], state["zombies"] = alive, zombies
-        return not alive
-
-    try:
-        helpers.wait_for(gone, 5, "the cancelled task's processes to be gone")
-    except TimeoutError:
-        pytest.fail(f"processes survived the cancel: {state['alive']}\n{nv.diagnostics(task_id)}",
-                    pytrace=False)
-    if state.get("zombies"):
-        warnings.warn(f"zombies (not children of the backend) after cancel: {state['zombies']}")
+    zombies = helpers.wait_gone(tree, backend_pid, 5, "the cancelled task's processes to be gone",
+                                interval=0.02, detail=lambda: nv.diagnostics(task_id))
+    if zombies:
+        warnings.warn(f"zombies (not children of the backend) after cancel: {zombies}")
     # the backend has no child left either (no adopted orphan, no unreaped zombie)
-    def backend_children():
-        state["kids"] = [st for st in map(nvim_helpers.proc_stat,
-                                          helpers.descendants(backend_pid)) if st]
-        return not state["kids"]
-
-    try:
-        helpers.wait_for(backend_children, 5, "the backend to have no children")
-    except TimeoutError:
-        pytest.fail(f"backend children after cancel: {state['kids']}", pytrace=False)
+    helpers.wait_no_children(backend_pid)
     assert nv.lua("return require('claude-tasks').statusline()") == ""
     assert nv.get(task_id)["status"] == "cancelled"
 
