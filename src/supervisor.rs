@@ -1421,26 +1421,34 @@ fn finish_run(r: &mut TaskRecord, status: Status, exit: Option<Exit>, error: Opt
 #[derive(Default, Debug)]
 pub struct RunSummary {
     pub result: Option<claude::ResultInfo>,
-    /// The last assistant text, for an error that came as a synthetic assistant message.
+    /// How many whole lines were examined: only the transcript's tail is read.
     pub lines: u64,
 }
 
-/// Scans a run's part of the transcript for its `result` line. Only lines that look like a
-/// result are parsed, so a 200 MB transcript costs one read.
+/// Reads a run's `result` line: the last one in the run's part of the transcript. The result
+/// is the CLI's last line and at most `MAX_LINE` long, so only the tail of the file is read;
+/// a 200 MB transcript costs a read of its last few MiB.
 pub fn summarize(path: &Path, offset: u64) -> RunSummary {
     use std::io::{Read, Seek, SeekFrom};
     let mut out = RunSummary::default();
     let Ok(mut f) = std::fs::File::open(path) else {
         return out;
     };
-    if f.seek(SeekFrom::Start(offset)).is_err() {
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = offset.max(len.saturating_sub(SUMMARY_TAIL));
+    if f.seek(SeekFrom::Start(start)).is_err() {
         return out;
     }
-    let mut framer = Framer::new(MAX_LINE, offset);
+    // Started inside the run's output: the first line is a tail of one, not a line.
+    let mut skip_first = start > offset;
+    let mut framer = Framer::new(MAX_LINE, start);
     let mut buf = vec![0u8; 256 * 1024];
     let mut lines = Vec::new();
-    let consider = |lines: &mut Vec<crate::framing::Line>, out: &mut RunSummary| {
+    let mut consider = |lines: &mut Vec<crate::framing::Line>, out: &mut RunSummary| {
         for line in lines.drain(..) {
+            if std::mem::take(&mut skip_first) {
+                continue;
+            }
             out.lines += 1;
             // The CLI writes `type` first; looking a little further keeps other key orders
             // (a replayed or hand-made transcript) working without scanning huge text lines.
@@ -1467,6 +1475,10 @@ pub fn summarize(path: &Path, offset: u64) -> RunSummary {
     consider(&mut lines, &mut out);
     out
 }
+
+/// How much of a transcript's end `summarize` reads: room for a whole `MAX_LINE` result line
+/// and the partial line before it.
+const SUMMARY_TAIL: u64 = 2 * MAX_LINE as u64 + 64 * 1024;
 
 const RESULT_KEY_WINDOW: usize = 4096;
 
@@ -1525,5 +1537,52 @@ fn export_markdown(rec: &TaskRecord, transcript: &Path) {
     });
     if let Err(e) = res {
         log_warn!("export of task #{} to {}: {e}", rec.id, dir.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("ct-sum-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        p
+    }
+
+    const RESULT: &str = r#"{"type":"result","subtype":"success","is_error":false,"num_turns":3,"total_cost_usd":0.5,"result":"ok"}"#;
+
+    #[test]
+    fn summarize_finds_the_result_at_the_end_of_a_large_transcript() {
+        let p = tmp("large");
+        let filler = format!("{}\n", "x".repeat(999));
+        let mut data = String::new();
+        // More than the tail window, so only the end is read.
+        while (data.len() as u64) < SUMMARY_TAIL + 3 * 1024 * 1024 {
+            data.push_str(&filler);
+        }
+        data.push_str(RESULT);
+        data.push('\n');
+        std::fs::write(&p, &data).unwrap();
+        let s = summarize(&p, 0);
+        let r = s.result.expect("result");
+        assert_eq!((r.num_turns, r.is_error), (3, false));
+        assert!(s.lines < 20_000, "read {} lines", s.lines);
+        let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
+    fn summarize_ignores_a_partial_first_line_and_earlier_runs() {
+        let p = tmp("partial");
+        // A line cut by the window's start must not count, even if its tail looks like a
+        // result; and a result before the run's offset belongs to an earlier run.
+        let earlier = format!("{RESULT}\n");
+        let mut data = earlier.clone();
+        let offset = data.len() as u64;
+        data.push_str("{\"type\":\"assistant\"}\n");
+        std::fs::write(&p, &data).unwrap();
+        assert!(summarize(&p, offset).result.is_none());
+        assert!(summarize(&p, 0).result.is_some());
+        let _ = std::fs::remove_file(&p);
     }
 }
