@@ -312,6 +312,14 @@ pub fn parse(line: &Line) -> Msg {
 
 /// Parses the bytes of one complete line (without its newline).
 pub fn parse_bytes(bytes: &[u8]) -> Msg {
+    // Text deltas are most of the lines of a long answer, and serde costs ~8k instructions each.
+    if let Some(stream) = text_delta_line(bytes) {
+        return Msg::Stream(stream);
+    }
+    parse_bytes_general(bytes)
+}
+
+fn parse_bytes_general(bytes: &[u8]) -> Msg {
     // Deltas are most of the lines of a long answer, so they get a parse into borrowed structs
     // that skips every field we do not need; anything unusual takes the general path.
     if bytes.starts_with(br#"{"type":"stream_event""#) {
@@ -342,6 +350,182 @@ pub fn parse_bytes(bytes: &[u8]) -> Msg {
         return Msg::Text(String::from_utf8_lossy(bytes).into_owned());
     }
     from_value(&value)
+}
+
+const DELTA_HEAD: &[u8] =
+    br#"{"type":"stream_event","event":{"type":"content_block_delta","index":"#;
+const TEXT_HEAD: &[u8] = br#","delta":{"type":"text_delta","text":""#;
+
+/// A text delta in exactly the shape the CLI writes it, parsed by hand. `None` for anything else,
+/// so the general path decides: this accepts only lines that serde reads the same way.
+fn text_delta_line(b: &[u8]) -> Option<Stream> {
+    let rest = b.strip_prefix(DELTA_HEAD)?;
+    let (index, rest) = json_u64(rest)?;
+    let rest = rest.strip_prefix(TEXT_HEAD)?;
+    let (text, rest) = json_string(rest)?;
+    let mut rest = rest.strip_prefix(b"}}")?;
+    let mut parent = None;
+    let mut seen_parent = false;
+    // The rest of the top-level object, when it is only strings without escapes and nulls.
+    loop {
+        match rest {
+            [b'}'] => break,
+            [b',', tail @ ..] => {
+                let (key, tail) = plain_string(tail)?;
+                let tail = tail.strip_prefix(b":")?;
+                let (value, tail) = match tail.strip_prefix(b"null") {
+                    Some(tail) => (None, tail),
+                    None => {
+                        let (v, tail) = plain_string(tail)?;
+                        (Some(v), tail)
+                    }
+                };
+                match key {
+                    b"parent_tool_use_id" if !seen_parent => {
+                        seen_parent = true;
+                        parent = match value {
+                            Some(v) => Some(String::from_utf8(v.to_vec()).ok()?),
+                            None => None,
+                        };
+                    }
+                    // serde rejects a repeated known field (unknown ones it skips).
+                    b"parent_tool_use_id" | b"type" | b"event" => return None,
+                    _ => {}
+                }
+                rest = tail;
+            }
+            _ => return None,
+        }
+    }
+    Some(Stream {
+        parent_tool_use_id: parent,
+        event: Event::TextDelta { index, text },
+    })
+}
+
+/// A plain JSON u64. Leading zeros are invalid JSON, and serde reads an overflow as a float.
+fn json_u64(b: &[u8]) -> Option<(u64, &[u8])> {
+    let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 || (digits > 1 && b[0] == b'0') {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &c in &b[..digits] {
+        n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+    }
+    Some((n, &b[digits..]))
+}
+
+/// The JSON string that `b` starts inside of (just after its opening quote), and what follows
+/// its closing quote. `None` where serde_json would fail: raw control characters, bad escapes,
+/// lone surrogates, invalid UTF-8.
+fn json_string(b: &[u8]) -> Option<(String, &[u8])> {
+    // The closing quote first, so that the decoded text (never longer) takes one allocation.
+    let mut end = find_special(b, 0)?;
+    let mut escaped = false;
+    while b[end] == b'\\' {
+        escaped = true;
+        end = find_special(b, end + 2)?;
+    }
+    if b[end] != b'"' {
+        return None;
+    }
+    let (raw, rest) = (&b[..end], &b[end + 1..]);
+    if !escaped {
+        return Some((std::str::from_utf8(raw).ok()?.to_owned(), rest));
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut seg = 0;
+    while let Some(i) = find_special(raw, seg) {
+        if raw[i] != b'\\' {
+            return None;
+        }
+        // Escapes are ASCII, so validating the raw runs between them validates the whole.
+        out.push_str(std::str::from_utf8(&raw[seg..i]).ok()?);
+        seg = unescape(raw, i + 1, &mut out)?;
+    }
+    out.push_str(std::str::from_utf8(&raw[seg..]).ok()?);
+    Some((out, rest))
+}
+
+/// Decodes the escape whose letter is at `b[i]` into `out`; returns the index after it.
+fn unescape(b: &[u8], i: usize, out: &mut String) -> Option<usize> {
+    let c = match *b.get(i)? {
+        b'"' => '"',
+        b'\\' => '\\',
+        b'/' => '/',
+        b'b' => '\u{8}',
+        b'f' => '\u{c}',
+        b'n' => '\n',
+        b'r' => '\r',
+        b't' => '\t',
+        b'u' => {
+            let hi = hex4(b.get(i + 1..i + 5)?)?;
+            if !(0xD800..0xDC00).contains(&hi) {
+                // char::from_u32 refuses a lone trailing surrogate, as serde_json does.
+                out.push(char::from_u32(hi)?);
+                return Some(i + 5);
+            }
+            if b.get(i + 5..i + 7)? != b"\\u" {
+                return None;
+            }
+            let lo = hex4(b.get(i + 7..i + 11)?)?;
+            if !(0xDC00..0xE000).contains(&lo) {
+                return None;
+            }
+            out.push(char::from_u32(
+                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00),
+            )?);
+            return Some(i + 11);
+        }
+        _ => return None,
+    };
+    out.push(c);
+    Some(i + 1)
+}
+
+fn hex4(h: &[u8]) -> Option<u32> {
+    h.iter()
+        .try_fold(0u32, |n, &c| Some(n * 16 + char::from(c).to_digit(16)?))
+}
+
+/// A JSON string without escapes at the start of `b` (its bytes, valid UTF-8), and what follows.
+fn plain_string(b: &[u8]) -> Option<(&[u8], &[u8])> {
+    let b = b.strip_prefix(b"\"")?;
+    let end = find_special(b, 0)?;
+    let s = &b[..end];
+    // is_ascii first: far cheaper than from_utf8 on the short ids these always are.
+    if b[end] != b'"' || !(s.is_ascii() || std::str::from_utf8(s).is_ok()) {
+        return None;
+    }
+    Some((s, &b[end + 1..]))
+}
+
+/// Index of the first `"`, `\` or control character at or after `from`: the bytes that end a
+/// plain run inside a JSON string. Eight bytes at a time, as this is most of the work per line.
+fn find_special(b: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut i = from;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().ok()?);
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let backslash = w ^ (ONES * u64::from(b'\\'));
+        // High bit of each byte that is zero (resp. below 0x20). Borrows only carry past a
+        // hit, towards later bytes, so the lowest flagged byte is always a real one.
+        let hits = (quote.wrapping_sub(ONES) & !quote
+            | backslash.wrapping_sub(ONES) & !backslash
+            | w.wrapping_sub(ONES * 0x20) & !w)
+            & HIGH;
+        if hits != 0 {
+            return Some(i + (hits.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b.get(i..)?
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .map(|p| i + p)
 }
 
 #[derive(Deserialize)]
@@ -1412,5 +1596,332 @@ mod tests {
             format!("{}…", "é".repeat(79))
         );
         assert_eq!(one_line("", 80), "");
+    }
+
+    /// The fast path and the general one agree; returns whether the fast path took the line.
+    fn same_as_general(b: &[u8]) -> bool {
+        let general = parse_bytes_general(b);
+        assert_eq!(parse_bytes(b), general, "{}", String::from_utf8_lossy(b));
+        match text_delta_line(b) {
+            Some(stream) => {
+                assert_eq!(Msg::Stream(stream), general);
+                true
+            }
+            None => false,
+        }
+    }
+
+    const SAMPLE_DELTA: &str = r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Runnin"}},"session_id":"3de759a8-2e73-4cfa-a1bb-60dea8c48e6a","parent_tool_use_id":null,"uuid":"e7ccae0a-df20-4486-a70e-86bd8f333fad"}"#;
+
+    fn delta_line(index: &str, text: &str, tail: &str) -> String {
+        format!(
+            r#"{{"type":"stream_event","event":{{"type":"content_block_delta","index":{index},"delta":{{"type":"text_delta","text":"{text}"}}}}{tail}"#
+        )
+    }
+
+    #[test]
+    fn text_delta_fast_path_reads_the_cli_line() {
+        assert_eq!(
+            text_delta_line(SAMPLE_DELTA.as_bytes()),
+            Some(Stream {
+                parent_tool_use_id: None,
+                event: Event::TextDelta {
+                    index: 0,
+                    text: "Runnin".into()
+                }
+            })
+        );
+        let b = delta_line(
+            "3",
+            r"a\n\u00e9\ud83d\ude00",
+            r#","parent_tool_use_id":"toolu_1"}"#,
+        );
+        assert_eq!(
+            text_delta_line(b.as_bytes()),
+            Some(Stream {
+                parent_tool_use_id: Some("toolu_1".into()),
+                event: Event::TextDelta {
+                    index: 3,
+                    text: "a\né😀".into()
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn text_delta_fast_path_matches_the_fixtures() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/claude-cli-2.1.197"
+        );
+        let (mut lines, mut fast) = (0, 0);
+        for run in std::fs::read_dir(dir).unwrap() {
+            for file in std::fs::read_dir(run.unwrap().path()).unwrap() {
+                let path = file.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                if !name.starts_with("stdout") {
+                    continue;
+                }
+                for l in std::fs::read(&path).unwrap().split(|&c| c == b'\n') {
+                    lines += 1;
+                    let took = same_as_general(l);
+                    // Every text delta the CLI wrote has the shape the fast path expects.
+                    let is_text_delta =
+                        l.starts_with(DELTA_HEAD) && l.windows(12).any(|w| w == br#""text_delta""#);
+                    assert_eq!(took, is_text_delta, "{}", String::from_utf8_lossy(l));
+                    fast += usize::from(took);
+                }
+            }
+        }
+        assert!(lines > 100 && fast > 10, "{lines} lines, {fast} fast");
+    }
+
+    #[test]
+    fn text_delta_fast_path_matches_generated_lines() {
+        // (text as written in the JSON, whether the fast path takes it)
+        let texts = [
+            ("", true),
+            ("Runnin", true),
+            ("a long enough text to cross several eight-byte words", true),
+            (r"\n", true),
+            (r"\t\b\f\r", true),
+            (r#"\""#, true),
+            (r"\\", true),
+            (r"\/", true),
+            (r"x\\\\\\y", true),
+            (r"\u00e9", true),
+            (r"\u00E9x", true),
+            (r"\u0000", true),
+            (r"\ud83d\ude00", true),
+            (r"\uD83D\uDE00tail", true),
+            ("é漢😀 and more multibyte ✓", true),
+            (r"é\u00e9é", true),
+            (r"\ud800", false),
+            (r"\ud800x", false),
+            (r"\ud800\u0041", false),
+            (r"\ud800\ud800", false),
+            (r"\udc00", false),
+            (r"\x", false),
+            (r"\u12", false),
+            (r"\u12g4", false),
+            (r"\U00e9", false),
+            ("\u{1}", false),
+            ("tab\there", false),
+            ("\u{7f}", true),
+        ];
+        let indexes = [
+            ("0", true),
+            ("7", true),
+            ("18446744073709551615", true),
+            ("18446744073709551616", false),
+            ("99999999999999999999999", false),
+            ("00", false),
+            ("01", false),
+            ("-1", false),
+            ("-0", false),
+            ("1.0", false),
+            ("1e2", false),
+            (" 1", false),
+            ("\"1\"", false),
+            ("null", false),
+        ];
+        let tails = [
+            ("}", true),
+            (
+                r#","session_id":"s","parent_tool_use_id":null,"uuid":"u"}"#,
+                true,
+            ),
+            (r#","parent_tool_use_id":"toolu_1"}"#, true),
+            (
+                r#","uuid":"u","parent_tool_use_id":"p","session_id":"s"}"#,
+                true,
+            ),
+            (r#","parent_tool_use_id":"é"}"#, true),
+            (r#","extra":"x","extra":null}"#, true),
+            (r#","":""}"#, true),
+            (r#","extra":1}"#, false),
+            (r#","extra":{}}"#, false),
+            (
+                r#","parent_tool_use_id":null,"parent_tool_use_id":"p"}"#,
+                false,
+            ),
+            (r#","parent_tool_use_id":"a\"b"}"#, false),
+            (r#","parent_tool_use_id":"\u0070"}"#, false),
+            (r#","parent\u005ftool_use_id":"p"}"#, false),
+            (r#","parent_tool_use_id":1}"#, false),
+            (r#","parent_tool_use_id":true}"#, false),
+            (r#","parent_tool_use_id":nul}"#, false),
+            (r#","type":"stream_event"}"#, false),
+            (r#","event":null}"#, false),
+            (r#","type":"assistant"}"#, false),
+            (r#", "uuid":"u"}"#, false),
+            (r#","uuid" :"u"}"#, false),
+            (r#","uuid":"u",}"#, false),
+            ("} ", false),
+            ("}\r", false),
+            ("}x", false),
+            ("}}", false),
+            (",", false),
+            ("", false),
+        ];
+        for (text, text_ok) in texts {
+            for (index, index_ok) in indexes {
+                for (tail, tail_ok) in tails {
+                    let b = delta_line(index, text, tail);
+                    let took = same_as_general(b.as_bytes());
+                    assert_eq!(took, text_ok && index_ok && tail_ok, "{b}");
+                }
+            }
+        }
+        // Random texts from pieces that meet at every boundary: escapes next to runs, surrogate
+        // halves in any order, stray quotes, backslashes and control characters.
+        let pieces = [
+            "a",
+            "é",
+            "漢",
+            "😀",
+            " ",
+            r"\n",
+            r#"\""#,
+            r"\\",
+            r"\/",
+            r"\b",
+            r"\u00e9",
+            r"\u0000",
+            r"\uD83D",
+            r"\uDE00",
+            r"\ud83d\ude00",
+            r"\x",
+            "\\",
+            "\"",
+            "\u{1}",
+            "\t",
+            "}",
+        ];
+        let mut seed: u64 = 0x1234_5678_9abc_def1;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as usize
+        };
+        let mut fast = 0;
+        for _ in 0..5_000 {
+            let text: String = (0..next() % 12)
+                .map(|_| pieces[next() % pieces.len()])
+                .collect();
+            let tail = tails[next() % 4].0;
+            fast += usize::from(same_as_general(delta_line("1", &text, tail).as_bytes()));
+        }
+        assert!(fast > 500, "{fast}");
+        // Other shapes all go to the general path.
+        for b in [
+            r#"{"event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"}},"type":"stream_event"}"#,
+            r#"{"type": "stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"}}}"#,
+            r#"{"type":"stream_event","event":{"type":"content_block_delta","delta":{"type":"text_delta","text":"x"},"index":0}}"#,
+            r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"text":"x","type":"text_delta"}}}"#,
+            r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x","text":"y"}}}"#,
+            r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"},"index":1}}"#,
+            r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"x"}}}"#,
+            r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"}},"parent_tool_use_id":"p","event":{}}"#,
+        ] {
+            assert!(!same_as_general(b.as_bytes()), "{b}");
+        }
+        // Invalid UTF-8 anywhere: the general path reads it lossily.
+        for (text, tail) in [
+            (&b"a\xc3"[..], &b"}"[..]),
+            (b"\xff", b"}"),
+            (b"\xed\xa0\x80", b"}"),
+            (b"ok", b",\"uuid\":\"\xff\"}"),
+            (b"ok", b",\"parent_tool_use_id\":\"\xc3\"}"),
+            (b"\\n\xc3", b"}"),
+        ] {
+            let mut b = delta_line("0", "", "").into_bytes();
+            b.truncate(b.len() - 3);
+            b.extend_from_slice(text);
+            b.extend_from_slice(b"\"}}");
+            b.extend_from_slice(tail);
+            assert!(!same_as_general(&b), "{}", String::from_utf8_lossy(&b));
+        }
+    }
+
+    #[test]
+    fn text_delta_fast_path_matches_cut_and_mutated_lines() {
+        let samples = [
+            SAMPLE_DELTA.to_string(),
+            delta_line(
+                "12",
+                r#"a\"\\\/\n\u00e9\ud83d\ude00é"#,
+                r#","parent_tool_use_id":"toolu_01","uuid":"u"}"#,
+            ),
+        ];
+        for s in &samples {
+            assert!(same_as_general(s.as_bytes()));
+            for cut in 0..s.len() {
+                assert!(!same_as_general(&s.as_bytes()[..cut]));
+            }
+        }
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        // Bytes that matter to the grammar are far likelier than random ones.
+        let interesting = b"\"\\{}:,0123456789unlx \x00\x1f\x7f\x80\xc3\xa9\xed";
+        let mut fast = 0;
+        for _ in 0..20_000 {
+            let mut b = samples[(next() % 2) as usize].as_bytes().to_vec();
+            for _ in 0..next() % 3 + 1 {
+                let pos = (next() as usize) % (b.len() + 1);
+                let byte = if next() % 4 == 0 {
+                    next() as u8
+                } else {
+                    interesting[(next() as usize) % interesting.len()]
+                };
+                match next() % 3 {
+                    0 if pos < b.len() => b[pos] = byte,
+                    1 if pos < b.len() => {
+                        b.remove(pos);
+                    }
+                    _ => b.insert(pos, byte),
+                }
+            }
+            fast += usize::from(same_as_general(&b));
+        }
+        // Some mutations keep the shape (inside the text or the ids), so both sides get tested.
+        assert!(fast > 1000, "{fast}");
+    }
+
+    /// By hand: `cargo test --release -- --ignored --nocapture text_delta_timing`.
+    #[test]
+    #[ignore]
+    fn text_delta_timing() {
+        use std::hint::black_box;
+        use std::time::Instant;
+        let escaped = delta_line(
+            "0",
+            r"line\n\t\u00e9 and \u201cquotes\u201d",
+            r#","session_id":"3de759a8-2e73-4cfa-a1bb-60dea8c48e6a","parent_tool_use_id":null,"uuid":"e7ccae0a-df20-4486-a70e-86bd8f333fad"}"#,
+        );
+        let n = 1_000_000;
+        for (name, line) in [("plain", SAMPLE_DELTA), ("escaped", escaped.as_str())] {
+            let b = line.as_bytes();
+            let time = |f: fn(&[u8]) -> Msg| {
+                let start = Instant::now();
+                for _ in 0..n {
+                    black_box(f(black_box(b)));
+                }
+                start.elapsed().as_nanos() as f64 / n as f64
+            };
+            let general = time(parse_bytes_general);
+            let fast = time(parse_bytes);
+            println!(
+                "{name} ({} bytes): fast {fast:.0} ns/line, general {general:.0} ns/line, x{:.1}",
+                b.len(),
+                general / fast
+            );
+        }
     }
 }
