@@ -4,8 +4,9 @@
 //! bounded all the same, because a line longer than `max_line` keeps only its first `max_line`
 //! bytes and only counts the rest.
 
-/// The default cap on the stored part of one line.
-pub const MAX_LINE: usize = 8 * 1024 * 1024;
+/// The default cap on the stored part of one line. A longer line is re-read from the file with
+/// its long strings cut (`crate::longline`), so this bounds memory, not what is understood.
+pub const MAX_LINE: usize = 4 * 1024 * 1024;
 
 /// One line of the stream, without its `\n` and without a `\r` just before it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,6 +10,7 @@ pub mod config;
 pub mod editor;
 pub mod follow;
 pub mod framing;
+pub mod longline;
 pub mod proctree;
 pub mod reaper;
 pub mod render;

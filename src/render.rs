@@ -46,6 +46,35 @@ const RESULT_LINE_CHARS: usize = 160;
 const MAX_OPEN_TOOLS: usize = 256;
 /// Tool calls whose result may still arrive after their group was closed.
 const MAX_LATE_TOOLS: usize = 64;
+/// Bytes of one line shown at most; the rest is counted in a `… (N bytes)` marker. A longer line
+/// (an answer without newlines, a minified file) would make every redraw slow, and a growing one
+/// would be sent again and again while it streams.
+pub const MAX_SHOWN_LINE: usize = 16 * 1024;
+
+/// `line` as shown: cut to `MAX_SHOWN_LINE` bytes (at a character boundary) with a marker.
+fn clip(line: &str) -> Cow<'_, str> {
+    if line.len() <= MAX_SHOWN_LINE {
+        return Cow::Borrowed(line);
+    }
+    Cow::Owned(marked(
+        line[..floor_boundary(line, MAX_SHOWN_LINE)].to_string(),
+        line.len(),
+    ))
+}
+
+fn marked(mut prefix: String, total: usize) -> String {
+    use std::fmt::Write;
+    let _ = write!(prefix, "… ({total} bytes)");
+    prefix
+}
+
+/// The largest character boundary of `s` at or below `at`.
+fn floor_boundary(s: &str, at: usize) -> usize {
+    if at >= s.len() {
+        return s.len();
+    }
+    (0..=at).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0)
+}
 
 /// Kinds of blocks; a blank line separates blocks, except consecutive ones of a grouping kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,11 +114,20 @@ impl Doc {
     }
 
     fn push(&mut self, line: &str) {
-        let line = sanitize(line).into_owned();
+        let line = sanitize(&clip(line)).into_owned();
         self.push_clean(line);
     }
 
     fn push_owned(&mut self, line: String) {
+        let line = match clip(&line) {
+            Cow::Borrowed(_) => line,
+            Cow::Owned(cut) => cut,
+        };
+        self.push_shown(line);
+    }
+
+    /// A line already cut to size.
+    fn push_shown(&mut self, line: String) {
         let line = match sanitize(&line) {
             Cow::Borrowed(_) => line,
             Cow::Owned(clean) => clean,
@@ -144,8 +182,93 @@ struct TextBlock {
     /// without keeping them.
     hash: u64,
     last_blank: bool,
-    /// Text after the last newline: a line still growing, shown but not in the document.
+    /// Text after the last newline: a line still growing, shown but not in the document. Only
+    /// its first `MAX_SHOWN_LINE` bytes are kept; `tail_len` counts all of them.
     tail: String,
+    tail_len: usize,
+    /// `hash` carried on over the tail's bytes so far, so a line longer than what is kept still
+    /// hashes whole; a `\r` at the end is not in it yet (a line's last `\r` does not count).
+    tail_hash: u64,
+    tail_cr: bool,
+}
+
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+impl TextBlock {
+    fn new(mark: Mark, start: usize, index: u64) -> Self {
+        TextBlock {
+            mark,
+            start,
+            index,
+            lines: 0,
+            hash: FNV_OFFSET,
+            last_blank: true,
+            tail: String::new(),
+            tail_len: 0,
+            tail_hash: FNV_OFFSET,
+            tail_cr: false,
+        }
+    }
+
+    fn extend_tail(&mut self, s: &str) {
+        if s.is_empty() {
+            return;
+        }
+        if self.tail_len == 0 {
+            self.tail_hash = self.hash;
+        }
+        let mut bytes = s.as_bytes();
+        if mem::take(&mut self.tail_cr) {
+            self.tail_hash = fnv(self.tail_hash, b"\r");
+        }
+        if let Some((b'\r', head)) = bytes.split_last() {
+            bytes = head;
+            self.tail_cr = true;
+        }
+        self.tail_hash = fnv(self.tail_hash, bytes);
+        // Once something was left out, nothing after it may be kept.
+        if self.tail.len() == self.tail_len {
+            let room = MAX_SHOWN_LINE - self.tail.len();
+            self.tail.push_str(&s[..floor_boundary(s, room)]);
+        }
+        self.tail_len += s.len();
+    }
+
+    /// The growing line as shown.
+    fn shown_tail(&self) -> String {
+        if self.tail.len() < self.tail_len {
+            marked(self.tail.clone(), self.tail_len)
+        } else {
+            self.tail.clone()
+        }
+    }
+
+    /// Ends the growing line (a newline came): the line as shown, its hash chained on.
+    fn take_line(&mut self) -> String {
+        if self.tail_len == 0 {
+            self.tail_hash = self.hash;
+        }
+        self.hash = fnv(self.tail_hash, b"\n");
+        let whole = self.tail.len() == self.tail_len;
+        let total = self.tail_len - usize::from(self.tail_cr);
+        let mut shown = mem::take(&mut self.tail);
+        if whole && self.tail_cr {
+            shown.pop();
+        }
+        self.tail_len = 0;
+        self.tail_cr = false;
+        if whole {
+            shown
+        } else {
+            marked(shown, total)
+        }
+    }
 }
 
 /// A provisional `✻ thinking…` line, replaced when the thinking block arrives.
@@ -251,6 +374,8 @@ pub struct Renderer {
     interrupted: bool,
     /// Hash of the API error text shown for this run, not to show it twice with the result.
     shown_error: Option<u64>,
+    /// The message being fed had its long strings cut (`feed_shortened`).
+    shortened: bool,
 }
 
 impl Default for Renderer {
@@ -276,6 +401,7 @@ impl Renderer {
             late: VecDeque::new(),
             interrupted: false,
             shown_error: None,
+            shortened: false,
         }
     }
 
@@ -317,6 +443,15 @@ impl Renderer {
 
     pub fn feed_line(&mut self, line: &Line) {
         self.feed(&claude::parse(line));
+    }
+
+    /// A line too long to hold, re-read from the file with its long strings cut
+    /// (`crate::longline`): rendered like any other, except that a cut text can neither confirm
+    /// nor replace what was streamed for it, so the streamed text stands as it is.
+    pub fn feed_shortened(&mut self, msg: &Msg) {
+        self.shortened = true;
+        self.feed(msg);
+        self.shortened = false;
     }
 
     pub fn feed(&mut self, msg: &Msg) {
@@ -474,12 +609,12 @@ impl Renderer {
     }
 
     fn tail_line_exists(&self) -> bool {
-        matches!(&self.open, Open::Text(tb) if !tb.tail.is_empty())
+        matches!(&self.open, Open::Text(tb) if tb.tail_len > 0)
     }
 
     fn tail_line(&self) -> Option<String> {
         match &self.open {
-            Open::Text(tb) if !tb.tail.is_empty() => Some(sanitize(&tb.tail).into_owned()),
+            Open::Text(tb) if tb.tail_len > 0 => Some(sanitize(&tb.shown_tail()).into_owned()),
             _ => None,
         }
     }
@@ -522,8 +657,8 @@ impl Renderer {
                 }
                 if drop {
                     self.restore(tb.mark);
-                } else if !tb.tail.is_empty() {
-                    self.doc.push_owned(tb.tail);
+                } else if tb.tail_len > 0 {
+                    self.doc.push_shown(tb.shown_tail());
                 }
             }
             Open::Thinking(th) => {
@@ -599,15 +734,7 @@ impl Renderer {
                 return;
             }
             let mark = self.begin(Kind::Text);
-            self.open = Open::Text(TextBlock {
-                mark,
-                start: self.doc.len(),
-                index,
-                lines: 0,
-                hash: FNV_OFFSET,
-                last_blank: true,
-                tail: String::new(),
-            });
+            self.open = Open::Text(TextBlock::new(mark, self.doc.len(), index));
             self.append_text(delta);
         } else {
             self.append_text(delta);
@@ -622,26 +749,23 @@ impl Renderer {
             return;
         }
         self.tail_dirty = true;
-        let Some(last_nl) = delta.rfind('\n') else {
-            tb.tail.push_str(delta);
-            return;
-        };
-        for (i, piece) in delta[..last_nl].split('\n').enumerate() {
-            let line: Cow<str> = if i == 0 && !tb.tail.is_empty() {
-                let mut l = mem::take(&mut tb.tail);
-                l.push_str(piece);
-                Cow::Owned(l)
+        let mut rest = delta;
+        while let Some(nl) = rest.find('\n') {
+            let piece = &rest[..nl];
+            if tb.tail_len == 0 {
+                // The common case: the whole line is in this delta.
+                let raw = strip_cr(piece);
+                tb.hash = hash_line(tb.hash, raw);
+                self.doc.push(raw);
             } else {
-                Cow::Borrowed(piece)
-            };
-            let raw = strip_cr(&line);
-            tb.hash = hash_line(tb.hash, raw);
+                tb.extend_tail(piece);
+                self.doc.push_shown(tb.take_line());
+            }
             tb.lines += 1;
-            self.doc.push(raw);
             tb.last_blank = self.doc.last_blank;
+            rest = &rest[nl + 1..];
         }
-        tb.tail.clear();
-        tb.tail.push_str(&delta[last_nl + 1..]);
+        tb.extend_tail(rest);
     }
 
     fn assistant(&mut self, a: &claude::Assistant) {
@@ -710,8 +834,17 @@ impl Renderer {
             return;
         };
         // The authoritative text replaces what was streamed for it.
-        if self.tail_in_buffer || !tb.tail.is_empty() {
+        if self.tail_in_buffer || tb.tail_len > 0 {
             self.tail_dirty = true;
+        }
+        if self.shortened {
+            // All of the text was streamed; the growing line was its last.
+            let mut tb = tb;
+            if tb.tail_len > 0 {
+                self.doc.push_shown(tb.take_line());
+            }
+            self.last_kind = Kind::Text;
+            return;
         }
         if body.is_empty() {
             self.restore(tb.mark);
@@ -1943,5 +2076,114 @@ mod tests {
         }
         // Init line, blank, 20000 lines of text.
         assert_eq!(n, 20_002);
+    }
+
+    fn all_lines(r: &mut Renderer) -> Vec<String> {
+        let mut buf = Vec::new();
+        if let Some(u) = r.take_update() {
+            apply(&mut buf, u);
+        }
+        buf
+    }
+
+    #[test]
+    fn a_shortened_assistant_line_leaves_the_streamed_text_standing() {
+        let mut r = Renderer::new();
+        feed(&mut r, MESSAGE_START);
+        feed(&mut r, &delta(0, "first line\nsecond "));
+        // The growing line was shown, then the shortened confirmation comes.
+        assert_eq!(all_lines(&mut r), vec!["first line", "second "]);
+        feed(&mut r, &delta(0, "half"));
+        let cut = assistant_text("first line\nsec… (99999999 bytes)");
+        r.feed_shortened(&claude::parse_bytes(cut.as_bytes()));
+        let mut buf = vec!["first line".to_string(), "second ".to_string()];
+        while let Some(u) = r.take_update() {
+            apply(&mut buf, u);
+        }
+        assert_eq!(buf, vec!["first line", "second half"]);
+        // What follows goes on as usual.
+        feed(&mut r, &delta(1, "next block"));
+        feed(&mut r, &assistant_text("next block"));
+        if let Some(u) = r.take_update() {
+            apply(&mut buf, u);
+        }
+        assert_eq!(buf.last().map(String::as_str), Some("next block"));
+    }
+
+    #[test]
+    fn a_shortened_assistant_line_without_streaming_shows_the_cut_text() {
+        let mut r = Renderer::new();
+        let cut = assistant_text("only line one\nline tw… (5000000 bytes)");
+        r.feed_shortened(&claude::parse_bytes(cut.as_bytes()));
+        assert_eq!(
+            all_lines(&mut r),
+            vec!["only line one", "line tw… (5000000 bytes)"]
+        );
+    }
+
+    #[test]
+    fn a_long_streamed_line_is_shown_cut_and_still_confirmed_whole() {
+        let long: String = "é".repeat(MAX_SHOWN_LINE) + "z\r";
+        let text = format!("{long}\nshort\n");
+        let mut r = Renderer::new();
+        feed(&mut r, MESSAGE_START);
+        let mut buf = Vec::new();
+        // Split inside characters' byte ranges is impossible in UTF-8 strings; split anywhere
+        // else, and look at the growing line on the way.
+        let chars: Vec<char> = text.chars().collect();
+        for piece in chars.chunks(997) {
+            let piece: String = piece.iter().collect();
+            feed(&mut r, &delta(0, &piece));
+            if let Some(u) = r.take_update() {
+                apply(&mut buf, u);
+            }
+            assert!(buf.iter().all(|l| l.len() <= MAX_SHOWN_LINE + 32));
+        }
+        let body = long.trim_end_matches('\r');
+        let want_first = format!(
+            "{}… ({} bytes)",
+            &body[..floor_boundary(body, MAX_SHOWN_LINE)],
+            body.len()
+        );
+        assert_eq!(buf, vec![want_first.clone(), "short".to_string()]);
+        // The authoritative text matches what was streamed: nothing changes.
+        feed(&mut r, &assistant_text(&text));
+        if let Some(u) = r.take_update() {
+            apply(&mut buf, u);
+        }
+        assert_eq!(buf, vec![want_first.clone(), "short".to_string()]);
+        // The same text arriving without streaming is cut the same way.
+        let mut once = Renderer::new();
+        feed(&mut once, &assistant_text(&text));
+        assert_eq!(all_lines(&mut once), vec![want_first, "short".to_string()]);
+    }
+
+    #[test]
+    fn a_growing_line_keeps_bounded_memory_and_shows_its_size() {
+        let mut r = Renderer::new();
+        feed(&mut r, MESSAGE_START);
+        let piece = "x".repeat(10_000);
+        for _ in 0..100 {
+            feed(&mut r, &delta(0, &piece));
+        }
+        assert!(
+            r.retained_bytes() < 4 * MAX_SHOWN_LINE,
+            "{}",
+            r.retained_bytes()
+        );
+        let lines = all_lines(&mut r);
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0].ends_with("… (1000000 bytes)"),
+            "{}",
+            &lines[0][lines[0].len() - 40..]
+        );
+        // A different authoritative text replaces it.
+        feed(&mut r, &assistant_text("other"));
+        let mut buf = lines;
+        if let Some(u) = r.take_update() {
+            apply(&mut buf, u);
+        }
+        assert_eq!(buf, vec!["other"]);
     }
 }

@@ -7,7 +7,6 @@
 //! wait for Neovim, and the renderer keeps only lines that can still change.
 
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -124,7 +123,22 @@ impl RunCursor {
     }
 }
 
-type Write = Pin<Box<dyn std::future::Future<Output = Result<(), WriteError>> + Send>>;
+/// A write in flight. Spawned, never dropped: nvim-rs ends its whole RPC loop when the answer
+/// to a request whose future was dropped arrives. A view that stops (detach, re-attach, dispose)
+/// lets its last write finish on its own.
+type Write = tokio::task::JoinHandle<Result<(), WriteError>>;
+
+/// What a finished write means for the view: go on, or stop.
+fn write_done(res: Result<Result<(), WriteError>, tokio::task::JoinError>, buf: i64) -> bool {
+    match res.unwrap_or_else(|e| Err(WriteError::Failed(e.to_string()))) {
+        Ok(()) => true,
+        Err(WriteError::BufferGone | WriteError::Superseded) => false,
+        Err(WriteError::Failed(e)) => {
+            crate::log_warn!("view: write to buffer {buf} failed: {e}");
+            false
+        }
+    }
+}
 
 impl View {
     pub async fn run(mut self) {
@@ -156,6 +170,15 @@ impl View {
         let mut at_eof = false;
 
         loop {
+            // While reading flat out, a finished write is noticed here, so the next batch goes
+            // out at once instead of when the read-ahead is used up.
+            if inflight.as_ref().is_some_and(|w| w.is_finished()) {
+                if let Some(w) = inflight.take() {
+                    if !write_done(w.await, self.buf) {
+                        return;
+                    }
+                }
+            }
             let room = sink.pending_bytes() + renderer.pending_bytes() < READ_AHEAD;
             if room && !at_eof {
                 // The snapshot is taken before the read: if it says a run has ended, all of that
@@ -172,7 +195,7 @@ impl View {
                     framer.push(&chunk[..n], &mut lines);
                     for line in lines.drain(..) {
                         cursor.before_line(&line, &snapshot, &mut renderer);
-                        renderer.feed_line(&line);
+                        feed(&mut renderer, &line, &self.transcript);
                     }
                 } else {
                     if snapshot
@@ -183,7 +206,7 @@ impl View {
                         // The run's process is gone: a last line without '\n' is complete.
                         framer.finish(&mut lines);
                         for line in lines.drain(..) {
-                            renderer.feed_line(&line);
+                            feed(&mut renderer, &line, &self.transcript);
                         }
                     }
                     cursor.at_eof(&snapshot, &mut renderer);
@@ -200,20 +223,12 @@ impl View {
                     let buf = self.buf;
                     let gate = self.gate.clone();
                     let generation = self.generation;
-                    // Spawned, never dropped: nvim-rs ends its whole RPC loop when the answer to
-                    // a request whose future was dropped arrives. A view that stops (detach,
-                    // re-attach, dispose) lets its last write finish on its own.
-                    let write = tokio::spawn(async move {
+                    inflight = Some(tokio::spawn(async move {
                         let _turn = gate.lock.lock().await;
                         if gate.current() != generation {
                             return Err(WriteError::Superseded);
                         }
                         editor.write_lines(buf, batch.start, batch.lines).await
-                    });
-                    inflight = Some(Box::pin(async move {
-                        write
-                            .await
-                            .unwrap_or_else(|e| Err(WriteError::Failed(e.to_string())))
                     }));
                 }
             }
@@ -228,13 +243,8 @@ impl View {
             tokio::select! {
                 res = async { inflight.as_mut().expect("guarded by the select condition").await }, if inflight.is_some() => {
                     inflight = None;
-                    match res {
-                        Ok(()) => {}
-                        Err(WriteError::BufferGone | WriteError::Superseded) => return,
-                        Err(WriteError::Failed(e)) => {
-                            crate::log_warn!("view: write to buffer {} failed: {e}", self.buf);
-                            return;
-                        }
+                    if !write_done(res, self.buf) {
+                        return;
                     }
                 }
                 _ = tokio::time::sleep_until(due), if can_send => {}
@@ -256,6 +266,34 @@ impl View {
             }
         }
     }
+}
+
+/// Long strings of a line too long to hold are cut to this when it is re-read: what one shown
+/// line holds, with room for the marker. Such a line's text was nearly always streamed (and the
+/// streamed text stands); a tool result shows only a few lines anyway...
+const LONG_STRING: usize = crate::render::MAX_SHOWN_LINE - 64;
+/// ... and a re-read copy that would still be larger than this is shown as a truncated line.
+const LONG_OUT: usize = 2 * 1024 * 1024;
+
+/// Feeds one line to the renderer. A line longer than the framer holds is re-read from the file
+/// (the truth) with its long strings cut, so it is still understood: its tool calls, its
+/// result's cost, a streamed text it confirms. Only a line that is not JSON shows as a prefix.
+fn feed(renderer: &mut Renderer, line: &Line, transcript: &std::path::Path) {
+    if line.truncated() {
+        let len = line.total_len as u64;
+        match crate::longline::shorten_file(transcript, line.offset, len, LONG_STRING, LONG_OUT) {
+            Ok(Some(short)) => {
+                renderer.feed_shortened(&crate::claude::parse_bytes(&short.json));
+                return;
+            }
+            Ok(None) => {}
+            Err(e) => crate::log_warn!(
+                "view: re-reading a {len}-byte line of {}: {e}",
+                transcript.display()
+            ),
+        }
+    }
+    renderer.feed_line(line);
 }
 
 /// Renders a whole transcript to lines, for `export_markdown`; the same pipeline as a view.
@@ -286,7 +324,7 @@ pub fn render_all(rec: &TaskRecord, transcript: &std::path::Path) -> std::io::Re
         framer.push(&chunk[..n], &mut lines);
         for line in lines.drain(..) {
             cursor.before_line(&line, rec, &mut renderer);
-            renderer.feed_line(&line);
+            feed(&mut renderer, &line, transcript);
         }
         if let Some(u) = renderer.take_update() {
             out.truncate(u.start);
@@ -295,7 +333,7 @@ pub fn render_all(rec: &TaskRecord, transcript: &std::path::Path) -> std::io::Re
     }
     framer.finish(&mut lines);
     for line in lines.drain(..) {
-        renderer.feed_line(&line);
+        feed(&mut renderer, &line, transcript);
     }
     cursor.at_eof(rec, &mut renderer);
     if let Some(u) = renderer.take_update() {
