@@ -1,8 +1,8 @@
 //! Coalescing of buffer writes. The renderer says "replace from line N to the end"; the sink
 //! merges those updates while a call is in flight or the frame has not elapsed, cuts them into
-//! calls of at most `MAX_LINES_PER_CALL` lines, and decides when the next call may start: at once
-//! after a quiet period (low latency for a trickle), then at most once per frame (few calls for a
-//! flood).
+//! calls of at most `MAX_LINES_PER_CALL` lines and `MAX_BYTES_PER_CALL` bytes, and decides when
+//! the next call may start: at once after a quiet period (low latency for a trickle), then at most
+//! once per frame (few calls for a flood).
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +10,10 @@ use crate::render::Update;
 
 pub const FRAME: Duration = Duration::from_millis(16);
 pub const MAX_LINES_PER_CALL: usize = 10_000;
+/// Neovim's main thread is busy for the whole of a call (about 1 ms per 100 KiB of lines), so
+/// a call is kept well under a frame: the editor stays responsive during a flood, and the
+/// read-ahead keeps the pipeline full anyway.
+pub const MAX_BYTES_PER_CALL: usize = 256 * 1024;
 
 #[derive(Default)]
 pub struct Sink {
@@ -30,16 +34,23 @@ impl Sink {
     /// Merges `u` into what waits to be sent. `u` covers `u.start..` of the document, so it
     /// supersedes everything pending from `u.start` on.
     pub fn offer(&mut self, mut u: Update) {
+        let added = bytes_of(&u.lines);
         match self.carry.take() {
             Some(mut c) if u.start > c.start => {
                 // Lines between c.start and u.start did not change since `c` was taken.
-                c.lines.truncate(u.start - c.start);
+                let keep = (u.start - c.start).min(c.lines.len());
+                // A running count: recounting the whole carry at every offer would be quadratic.
+                self.carry_bytes -= bytes_of(&c.lines[keep..]);
+                c.lines.truncate(keep);
                 c.lines.append(&mut u.lines);
                 self.carry = Some(c);
+                self.carry_bytes += added;
             }
-            _ => self.carry = Some(u),
+            _ => {
+                self.carry = Some(u);
+                self.carry_bytes = added;
+            }
         }
-        self.carry_bytes = self.carry.as_ref().map_or(0, |c| bytes_of(&c.lines));
     }
 
     pub fn has_pending(&self) -> bool {
@@ -64,17 +75,29 @@ impl Sink {
         }
     }
 
-    /// The next call's lines: at most `MAX_LINES_PER_CALL`; the rest stays for the next call.
+    /// The next call's lines: at most `MAX_LINES_PER_CALL` lines and `MAX_BYTES_PER_CALL` bytes
+    /// (but at least one line); the rest stays for the next call.
     pub fn next_batch(&mut self, now: Instant) -> Option<Update> {
         let mut c = self.carry.take()?;
-        if c.lines.len() > MAX_LINES_PER_CALL {
-            let rest = c.lines.split_off(MAX_LINES_PER_CALL);
+        let mut n = 0;
+        let mut bytes = 0;
+        for l in c.lines.iter().take(MAX_LINES_PER_CALL) {
+            if n > 0 && bytes + l.len() + 1 > MAX_BYTES_PER_CALL {
+                break;
+            }
+            bytes += l.len() + 1;
+            n += 1;
+        }
+        if c.lines.len() > n {
+            let rest = c.lines.split_off(n);
             self.carry = Some(Update {
-                start: c.start + MAX_LINES_PER_CALL,
+                start: c.start + n,
                 lines: rest,
             });
+            self.carry_bytes -= bytes;
+        } else {
+            self.carry_bytes = 0;
         }
-        self.carry_bytes = self.carry.as_ref().map_or(0, |c| bytes_of(&c.lines));
         self.last_send = Some(now);
         Some(c)
     }
@@ -125,6 +148,45 @@ mod tests {
         assert_eq!((c.start, c.lines.len()), (20_007, 5_000));
         assert_eq!(c.lines.last().map(String::as_str), Some("24999"));
         assert!(s.next_batch(now).is_none());
+    }
+
+    #[test]
+    fn calls_are_cut_by_bytes_too_and_a_huge_line_goes_alone() {
+        let mut s = Sink::new();
+        let big = "x".repeat(MAX_BYTES_PER_CALL * 2);
+        let line = "y".repeat(999);
+        let mut lines = vec![big.clone()];
+        lines.extend((0..600).map(|_| line.clone()));
+        let total = bytes_of(&lines);
+        s.offer(Update { start: 0, lines });
+        assert_eq!(s.pending_bytes(), total);
+        let now = Instant::now();
+        let a = s.next_batch(now).unwrap();
+        assert_eq!(a.lines, vec![big]);
+        let b = s.next_batch(now).unwrap();
+        assert_eq!((b.start, b.lines.len()), (1, MAX_BYTES_PER_CALL / 1000));
+        assert!(bytes_of(&b.lines) <= MAX_BYTES_PER_CALL);
+        let mut sent = 1 + b.lines.len();
+        while let Some(c) = s.next_batch(now) {
+            assert_eq!(c.start, sent);
+            sent += c.lines.len();
+        }
+        assert_eq!((sent, s.pending_bytes()), (601, 0));
+    }
+
+    #[test]
+    fn pending_bytes_follow_merges_and_batches() {
+        let mut s = Sink::new();
+        s.offer(up(0, &["aa", "bb", "cc"]));
+        assert_eq!(s.pending_bytes(), 9);
+        s.offer(up(1, &["b"]));
+        assert_eq!(s.pending_bytes(), 5);
+        s.offer(up(2, &["z"]));
+        assert_eq!(s.pending_bytes(), 7);
+        s.offer(up(0, &["q"]));
+        assert_eq!(s.pending_bytes(), 2);
+        s.next_batch(Instant::now());
+        assert_eq!(s.pending_bytes(), 0);
     }
 
     #[test]

@@ -20,8 +20,8 @@ local function locked(err)
   return err:find("E565", 1, true) ~= nil or err:find("E11:", 1, true) ~= nil
 end
 
---- Sets the lines and moves the following windows; returns ok, err.
-local function apply(buf, start, lines)
+--- The windows of `buf` whose cursor is on its last line (they follow new output), or nil.
+local function followers(buf)
   local last = api.nvim_buf_line_count(buf)
   local follow
   local wins = vim.fn.win_findbuf(buf)
@@ -31,6 +31,25 @@ local function apply(buf, start, lines)
       follow[#follow + 1] = wins[i]
     end
   end
+  return follow
+end
+
+local function move_to_end(buf, follow)
+  if not follow then
+    return
+  end
+  local new_last = api.nvim_buf_line_count(buf)
+  for i = 1, #follow do
+    if api.nvim_win_is_valid(follow[i]) then
+      api.nvim_win_set_cursor(follow[i], { new_last, 0 })
+    end
+  end
+end
+
+--- Sets the lines and moves the following windows; returns ok, err.
+local function apply(buf, start, lines)
+  local last = api.nvim_buf_line_count(buf)
+  local follow = followers(buf)
   if start > last then
     start = last
   elseif start < 0 then
@@ -51,14 +70,7 @@ local function apply(buf, start, lines)
   if not ok then
     return false, err
   end
-  if follow then
-    local new_last = api.nvim_buf_line_count(buf)
-    for i = 1, #follow do
-      if api.nvim_win_is_valid(follow[i]) then
-        api.nvim_win_set_cursor(follow[i], { new_last, 0 })
-      end
-    end
-  end
+  move_to_end(buf, follow)
   return true
 end
 
@@ -106,6 +118,41 @@ function M.write(buf, start, lines)
     end)
   end
   return true
+end
+
+--- Followers noted by `before_write` for the write in flight: buf -> wins.
+local following = {}
+
+--- The first call of the backend's usual write, an `nvim_call_atomic` of `before_write`,
+--- `nvim_buf_set_lines` and `after_write` (doc/protocol.md): the lines go straight from the RPC
+--- message into the buffer, never through Lua strings, which costs Neovim half the time. An
+--- error here stops the batch: "buffer gone" ends the view, any other makes the backend use
+--- `write` instead (text locked earlier, writes waiting, a start past the end).
+function M.before_write(buf, start)
+  if not api.nvim_buf_is_valid(buf) or not api.nvim_buf_is_loaded(buf) then
+    error("claude-tasks: buffer gone", 0)
+  end
+  if deferred[buf] or start < 0 or start > api.nvim_buf_line_count(buf) then
+    error("claude-tasks: use write()", 0)
+  end
+  following[buf] = followers(buf)
+  buf_opt.buf = buf
+  set_option("modifiable", true, buf_opt)
+end
+
+--- The last call of the atomic write; with `written == false` (the backend calls it alone
+--- when `nvim_buf_set_lines` failed) it only makes the buffer read-only again.
+function M.after_write(buf, written)
+  local follow = following[buf]
+  following[buf] = nil
+  if not api.nvim_buf_is_valid(buf) then
+    return
+  end
+  buf_opt.buf = buf
+  set_option("modifiable", false, buf_opt)
+  if written then
+    move_to_end(buf, follow)
+  end
 end
 
 local function task_of(buf)

@@ -69,24 +69,21 @@ def test_following_windows(child, scratch):
     assert cursors[0] == 6 and cursors[2] == 6
 
 
-def test_write_is_fast_for_floods(child, scratch):
-    ms = child.lua(
+def test_write_of_a_flood_in_10k_line_calls(child, scratch):
+    child.lua(
         """
         local buf = ...
         vim.api.nvim_win_set_buf(0, buf)
         local lines = {}
         for i = 1, 10000 do lines[i] = string.rep('x', 80) .. i end
         local w = require('claude-tasks.buffer').write
-        local t0 = vim.uv.hrtime()
         for i = 0, 9 do w(buf, i * 10000, lines) end
-        return (vim.uv.hrtime() - t0) / 1e6
         """,
         scratch,
     )
     assert lines(child, scratch)[-1].endswith("10000")
     assert child.lua("return vim.api.nvim_buf_line_count(...)", scratch) == 100000
     assert child.lua("return vim.api.nvim_win_get_cursor(0)[1]") == 100000
-    assert ms < 2000, ms
 
 
 def open_task(child, id_=1, mode="split"):
@@ -350,3 +347,69 @@ def test_edit_reloads_a_task_buffer(child):
     assert child.lua("return vim.api.nvim_get_current_buf()") == buf
     assert child.calls("detach") == []
     assert len(child.calls("attach")) == 2
+
+
+BEFORE = "return require('claude-tasks.buffer').before_write(...)"
+AFTER = "return require('claude-tasks.buffer').after_write(...)"
+
+
+def atomic_write(child, buf, start, new_lines):
+    """The backend's usual write (src/editor.rs): one nvim_call_atomic; returns its error."""
+    res = child.nvim.request(
+        "nvim_call_atomic",
+        [
+            ["nvim_exec_lua", [BEFORE, [buf, start]]],
+            ["nvim_buf_set_lines", [buf, start, -1, False, new_lines]],
+            ["nvim_exec_lua", [AFTER, [buf, True]]],
+        ],
+    )
+    return res[1]
+
+
+def test_atomic_write_replaces_lines_and_moves_followers(child, scratch):
+    assert atomic_write(child, scratch, 0, ["l%d" % i for i in range(1, 11)]) is None
+    wins = child.lua(
+        """
+        local buf = ...
+        vim.api.nvim_win_set_buf(0, buf)
+        local a = vim.api.nvim_get_current_win()
+        vim.cmd('split')
+        local b = vim.api.nvim_get_current_win()
+        vim.api.nvim_win_set_cursor(a, { 10, 0 })
+        vim.api.nvim_win_set_cursor(b, { 3, 0 })
+        return { a, b }
+        """,
+        scratch,
+    )
+    assert atomic_write(child, scratch, 9, ["l10+", "l11", "l12"]) is None
+    assert lines(child, scratch)[8:] == ["l9", "l10+", "l11", "l12"]
+    cursors = child.lua(
+        "local w = ...; return { vim.api.nvim_win_get_cursor(w[1])[1], "
+        "vim.api.nvim_win_get_cursor(w[2])[1] }",
+        wins,
+    )
+    assert cursors == [12, 3]
+    assert child.lua("return vim.bo[...].modifiable", scratch) is False
+
+
+def test_atomic_write_stops_at_before_write_when_it_must(child, scratch):
+    # A wiped buffer ends the view.
+    gone = child.lua("local b = vim.api.nvim_create_buf(false, true); return b")
+    child.lua("vim.api.nvim_buf_delete(..., { force = true })", gone)
+    err = atomic_write(child, gone, 0, ["a"])
+    assert err[0] == 0 and "buffer gone" in err[2]
+    # A start past the end, or writes waiting for a text lock: the backend uses write().
+    err = atomic_write(child, scratch, 5, ["a"])
+    assert err[0] == 0 and "use write()" in err[2]
+    assert lines(child, scratch) == [""]
+    assert child.lua("return vim.bo[...].modifiable", scratch) is False
+
+
+def test_atomic_write_whose_set_lines_fails_is_undone_by_after_write(child, scratch):
+    err = atomic_write(child, scratch, 0, ["a\nb"])
+    assert err[0] == 1
+    # The backend then calls after_write(buf, false) and falls back to write().
+    child.lua(AFTER, scratch, False)
+    assert child.lua("return vim.bo[...].modifiable", scratch) is False
+    assert write(child, scratch, 0, ["a\nb"]) is True
+    assert lines(child, scratch) == ["a", "b"]
