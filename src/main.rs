@@ -14,9 +14,11 @@ const EDITOR_GONE_CHECK: std::time::Duration = std::time::Duration::from_millis(
 struct Cli {
     state_dir: PathBuf,
     log_file: Option<PathBuf>,
+    nice: Option<i32>,
 }
 
-const USAGE: &str = "usage: claude-tasks [--state-dir DIR] [--log-file FILE] | --version
+const USAGE: &str =
+    "usage: claude-tasks [--state-dir DIR] [--log-file FILE] [--nice 0-19] | --version
 Started by claude-tasks.nvim; speaks msgpack-RPC on stdin/stdout.";
 
 fn default_state_dir() -> PathBuf {
@@ -37,6 +39,7 @@ fn parse_args() -> Result<Parsed, String> {
     let mut cli = Cli {
         state_dir: default_state_dir(),
         log_file: None,
+        nice: None,
     };
     let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {
@@ -59,6 +62,20 @@ fn parse_args() -> Result<Parsed, String> {
             "--help" | "-h" => return Ok(Parsed::Print(USAGE.to_owned())),
             "--state-dir" => cli.state_dir = value("--state-dir")?,
             "--log-file" => cli.log_file = Some(value("--log-file")?),
+            "--nice" => {
+                let v = value("--nice")?;
+                let n = v
+                    .to_str()
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .filter(|n| (0..=19).contains(n))
+                    .ok_or_else(|| {
+                        format!(
+                            "--nice needs an integer from 0 to 19, not '{}'",
+                            v.display()
+                        )
+                    })?;
+                cli.nice = Some(n);
+            }
             other => return Err(format!("unknown argument '{other}'\n{USAGE}")),
         }
     }
@@ -95,6 +112,9 @@ fn run(cli: Cli) -> Result<(), String> {
             eprintln!("claude-tasks: cannot open log file {}: {e}", path.display());
         }
     }
+    if let Some(n) = cli.nice {
+        lower_priority(n);
+    }
     // A panic in a tokio task is otherwise silent: make it visible in the log.
     std::panic::set_hook(Box::new(|info| {
         log_error!("panic: {info}");
@@ -108,6 +128,27 @@ fn run(cli: Cli) -> Result<(), String> {
     // Blocking reads of stdin may still sit in tokio's blocking pool; don't wait for them.
     runtime.shutdown_background();
     Ok(())
+}
+
+/// Makes the backend, and so every task it spawns (the CLI, and the builds and tests its tools
+/// run), yield the CPU to Neovim: on a busy machine the editor must not stutter because an agent
+/// streams or compiles flat out. On Linux a nice value belongs to a thread and new threads
+/// inherit it, so this runs before the runtime and the reaper start their threads.
+fn lower_priority(n: i32) {
+    use nix::libc;
+    // SAFETY: get/setpriority only read their arguments; `who = 0` is the calling thread.
+    // Never raise the priority: an editor that already runs nicer than `n` keeps its value.
+    let current = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    if current >= n {
+        return;
+    }
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, n) };
+    if rc != 0 {
+        log_info!(
+            "cannot set the nice value to {n}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 async fn serve(cli: Cli) -> Result<(), String> {

@@ -9,7 +9,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{alive, ids_of, living, map, read_pids, rendered, s, wait_file, wait_gone, World};
+use common::{
+    alive, ids_of, living, map, nice_of, read_pids, rendered, s, threads_of, wait_file, wait_gone,
+    World,
+};
 use rmpv::Value;
 
 const GUARD: Duration = Duration::from_secs(30);
@@ -162,6 +165,33 @@ async fn cancel_on_exit_leaves_no_process_behind() {
     b.stop().await;
     // The backend exits only after every tree is gone.
     assert_eq!(living(&pids), Vec::<i32>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nice_applies_to_every_thread_of_the_backend_and_to_its_tasks() {
+    let w = world("nice");
+    let mut l = w.launch();
+    l.nice = Some(7);
+    let b = w.backend_with(&l).await;
+    let pf = w.root.join("pids");
+    let flag = format!("--fake-pids-file={}", pf.display());
+    let id = b
+        .start(w.start_args("hang", &["--fake-hang", "--fake-grandchildren=1", &flag]))
+        .await;
+    let started = w.fake.wait_event("started", id).await;
+    wait_file(&pf).await;
+    let mut pids = vec![b.pid, started["process"]["pid"].as_i64().unwrap() as i32];
+    pids.extend(read_pids(&pf));
+    for pid in pids {
+        let threads = threads_of(pid);
+        assert!(!threads.is_empty(), "no threads for {pid}");
+        for tid in threads {
+            assert_eq!(nice_of(pid, tid), Some(7), "pid {pid} thread {tid}");
+        }
+    }
+    b.req("cancel", w.id_args(id)).await;
+    w.fake.wait_end(id).await;
+    b.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

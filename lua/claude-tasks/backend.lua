@@ -169,7 +169,7 @@ local function start()
   vim.fn.mkdir(vim.fn.fnamemodify(log_file, ":h"), "p")
   local ok, job = pcall(
     vim.fn.jobstart,
-    { bin, "--state-dir", state_dir, "--log-file", log_file },
+    { bin, "--state-dir", state_dir, "--log-file", log_file, "--nice", tostring(config.get().nice) },
     {
       rpc = true,
       on_stderr = function(_, data)

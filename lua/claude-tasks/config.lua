@@ -19,6 +19,7 @@ local function defaults()
     max_running = 4,
     on_exit = "cancel",
     cancel_grace_ms = 2000,
+    nice = 10,
     state_dir = nil,
     log_file = nil,
     binary = nil,
@@ -116,6 +117,12 @@ local schema = {
       return is_int(v) and v >= 0
     end,
     expected = "a non-negative integer",
+  },
+  nice = {
+    check = function(v)
+      return is_int(v) and v >= 0 and v <= 19
+    end,
+    expected = "an integer from 0 to 19",
   },
   state_dir = { check = nonempty_string.check, expected = "a non-empty string", optional = true },
   log_file = { check = nonempty_string.check, expected = "a non-empty string", optional = true },

@@ -401,6 +401,8 @@ pub struct Launch {
     pub nobody: bool,
     /// Run with umask 000.
     pub open_umask: bool,
+    /// `--nice N`.
+    pub nice: Option<i32>,
 }
 
 impl Launch {
@@ -412,6 +414,7 @@ impl Launch {
             cwd,
             nobody: true,
             open_umask: false,
+            nice: None,
         }
     }
 }
@@ -484,6 +487,7 @@ impl World {
             cwd: self.project.clone(),
             nobody: false,
             open_umask: false,
+            nice: None,
         }
     }
 
@@ -509,6 +513,9 @@ impl World {
             .arg(&l.log)
             .current_dir(&l.cwd)
             .kill_on_drop(true);
+        if let Some(n) = l.nice {
+            c.arg("--nice").arg(n.to_string());
+        }
         if l.open_umask {
             // SAFETY: umask(2) is async-signal-safe and this closure does nothing else.
             unsafe {
@@ -754,6 +761,24 @@ pub async fn wait_file(path: &Path) {
 }
 
 /// The pids in a `--fake-pids-file`, if it was written.
+/// The nice value of a process's thread (`/proc/<pid>/task/<tid>/stat`, field 19).
+pub fn nice_of(pid: i32, tid: i32) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: count fields after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(16)?.parse().ok()
+}
+
+/// The thread ids of a process.
+pub fn threads_of(pid: i32) -> Vec<i32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub fn read_pids(path: &Path) -> Vec<i32> {
     std::fs::read_to_string(path)
         .unwrap_or_default()

@@ -57,6 +57,17 @@ def test_version_flag(real_backend):
 
 def test_start_streams_into_the_buffer_and_completes(child, real):
     real()
+    # Count the two write paths: the atomic one (before_write) is the usual one; Lua's write()
+    # is only the fallback (doc/protocol.md).
+    child.lua(
+        """
+        local b = require('claude-tasks.buffer')
+        _G.__calls = { before = 0, write = 0 }
+        local before, write = b.before_write, b.write
+        b.before_write = function(...) _G.__calls.before = _G.__calls.before + 1; return before(...) end
+        b.write = function(...) _G.__calls.write = _G.__calls.write + 1; return write(...) end
+        """
+    )
     child.nvim.command("ClaudeTask say hello")
     buf = child.lua("return vim.api.nvim_get_current_buf()")
     assert child.lua("return vim.api.nvim_buf_get_name(0)") == "claude-tasks://1"
@@ -77,6 +88,14 @@ def test_start_streams_into_the_buffer_and_completes(child, real):
     # the window followed the output
     last = child.lua("return vim.api.nvim_buf_line_count(...)", buf)
     assert child.lua("return vim.api.nvim_win_get_cursor(0)[1]") == last
+    calls = child.lua("return _G.__calls")
+    assert calls["before"] > 0 and calls["write"] == 0, calls
+    assert child.lua("return vim.bo[...].modifiable", buf) is False
+    # the backend runs at the configured niceness (default 10)
+    job = child.lua("return require('claude-tasks.backend').info().job")
+    pid = child.lua("return vim.fn.jobpid(...)", job)
+    with open("/proc/%d/stat" % pid) as f:
+        assert int(f.read().rsplit(")", 1)[1].split()[16]) == 10
     child.flush()
     done = [n for n in child.notes() if "— done" in n["msg"]]
     assert len(done) == 1 and done[0]["level"] == INFO

@@ -89,7 +89,7 @@ def test_help_file_format(child):
     # every option, command, autocmd and highlight group is documented
     for name in (
         "cmd", "args", "model", "permission_mode", "allowed_tools", "open", "notify",
-        "concurrency", "max_running", "on_exit", "cancel_grace_ms", "state_dir",
+        "concurrency", "max_running", "on_exit", "cancel_grace_ms", "nice", "state_dir",
         "export_markdown", "statusline", "binary", "keep", "log_file",
     ):
         assert "*claude-tasks-option-%s*" % name in text, name

@@ -78,6 +78,8 @@ BAD_OPTIONS = [
     ("{ max_running = 1.5 }", "'max_running' must be a positive integer; got 1.5"),
     ("{ on_exit = 'kill' }", "'on_exit' must be one of \"cancel\", \"detach\""),
     ("{ cancel_grace_ms = -1 }", "'cancel_grace_ms' must be a non-negative integer; got -1"),
+    ("{ nice = 20 }", "'nice' must be an integer from 0 to 19; got 20"),
+    ("{ nice = -1 }", "'nice' must be an integer from 0 to 19; got -1"),
     ("{ state_dir = 1 }", "'state_dir' must be a non-empty string"),
     ("{ log_file = false }", "'log_file' must be a non-empty string"),
     ("{ binary = {} }", "'binary' must be a non-empty string"),
@@ -140,6 +142,7 @@ def test_defaults(child):
     assert o["max_running"] == 4
     assert o["on_exit"] == "cancel"
     assert o["cancel_grace_ms"] == 2000
+    assert o["nice"] == 10
     assert o["keep"] == 100
     assert o["statusline"] == {"icon": "✻", "queued_icon": "⏳"}
     state_dir = child.lua("return require('claude-tasks.config').state_dir()")
