@@ -495,14 +495,11 @@ async fn cancel_with_sigint_honoured_kills_the_setsid_grandchildren() {
         "CLI not in its own session"
     );
 
-    let t0 = Instant::now();
-    let exit = p.cancel(Duration::from_secs(10)).await;
-    let took = t0.elapsed();
+    // A grace far longer than the guard: the test ends only if SIGINT alone ends the CLI.
+    let exit = tokio::time::timeout(GUARD, p.cancel(Duration::from_secs(3600)))
+        .await
+        .expect("SIGINT alone did not end the CLI");
     assert_eq!(exit, Exit::Code(1));
-    assert!(
-        took < Duration::from_secs(5),
-        "SIGINT should end it quickly, took {took:?}"
-    );
 
     let lines = transcript_lines(&dir);
     let result = lines.last().unwrap();
@@ -557,11 +554,11 @@ async fn cancel_of_a_cli_ignoring_signals_escalates_to_sigkill() {
     let exit = p.cancel(grace).await;
     let took = t0.elapsed();
     assert_eq!(exit, Exit::Signal(9));
+    // Ordering, not speed: the ladder waits out both grace periods before SIGKILL.
     assert!(
         took >= grace * 2,
         "SIGKILL came before both grace periods: {took:?}"
     );
-    assert!(took < Duration::from_secs(5), "took {took:?}");
     // No result line: it was killed.
     assert!(of_type(&transcript_lines(&dir), "result").is_empty());
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -244,7 +243,6 @@ def test_error500_fails_fast_with_max_retries(claude, mock_server):
     assert [r["error_status"] for r in retries] == [500]
     [synthetic] = run.transcript.of_type("assistant")
     assert synthetic["message"]["model"] == "<synthetic>"
-    assert run.duration < 20, run.describe()
     assert [r["reply"] for r in mock_server.message_requests()] == ["error:500"] * 2
 
 
@@ -312,10 +310,8 @@ def test_longbash_sigint_cancels_and_reaps_tool(claude):
         lambda: [d for d in p.descendants() if helpers.cmdline(d) == ["sleep", "300"]], 30,
         "the `sleep 300` tool process")[0]
     assert helpers.pid_alive(sleeper)
-    t0 = time.monotonic()
     p.signal(signal.SIGINT)
     rc = p.wait(15)
-    assert time.monotonic() - t0 < 5
     # usually 1, but 0 when the signal lands right as the tool starts: the exit code does not
     # tell a cancel, the result line (and knowing that we asked) does
     assert rc in (0, 1)

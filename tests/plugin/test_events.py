@@ -197,25 +197,6 @@ def test_dispatch_never_throws(child):
     assert ev[-1]["pattern"] == "ClaudeTaskDone" and "result" not in ev[-1]["data"]
 
 
-def test_statusline_is_cheap(child):
-    setup_events(child)
-    dispatch(child, "started", 1, "running")
-    per_call_ns = child.lua(
-        """
-        local f = require('claude-tasks').statusline
-        local n = 1000000
-        local best = math.huge
-        for _ = 1, 5 do
-          local t0 = vim.uv.hrtime()
-          for _ = 1, n do f() end
-          best = math.min(best, (vim.uv.hrtime() - t0) / n)
-        end
-        return best
-        """
-    )
-    assert per_call_ns <= 1000, per_call_ns
-
-
 def test_statusline_redraws(child):
     setup_events(child)
     child.lua(
