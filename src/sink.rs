@@ -61,18 +61,29 @@ impl Sink {
         self.carry_bytes
     }
 
-    /// Whether a call may start at `now`: at once after a quiet frame, else one frame after the
-    /// previous call.
+    /// Whether a call may start at `now`: at once after a quiet frame or when a full call is
+    /// waiting, else one frame after the previous call. The frame only gathers a trickle into
+    /// fewer calls; a backlog is sent call after call, paced by the one call in flight, so a
+    /// flood is not slowed to one call per frame.
     pub fn ready(&self, now: Instant) -> bool {
-        self.last_send.is_none_or(|t| now >= t + FRAME)
+        self.backlog() || self.last_send.is_none_or(|t| now >= t + FRAME)
     }
 
     /// When the next call may start (meaningful when `ready` is false).
     pub fn due(&self) -> Instant {
         match self.last_send {
-            Some(t) => t + FRAME,
-            None => Instant::now(),
+            Some(t) if !self.backlog() => t + FRAME,
+            _ => Instant::now(),
         }
+    }
+
+    /// A full call's worth of lines is waiting.
+    fn backlog(&self) -> bool {
+        self.carry_bytes >= MAX_BYTES_PER_CALL
+            || self
+                .carry
+                .as_ref()
+                .is_some_and(|c| c.lines.len() >= MAX_LINES_PER_CALL)
     }
 
     /// The next call's lines: at most `MAX_LINES_PER_CALL` lines and `MAX_BYTES_PER_CALL` bytes
@@ -201,6 +212,23 @@ mod tests {
         let b = s.next_batch(now).unwrap();
         assert_eq!(b.start, 10_000);
         assert_eq!(b.lines, vec!["10000", "10001+", "new"]);
+    }
+
+    #[test]
+    fn a_backlog_is_due_at_once() {
+        let mut s = Sink::new();
+        let lines: Vec<String> = (0..3 * MAX_LINES_PER_CALL).map(|i| i.to_string()).collect();
+        s.offer(Update { start: 0, lines });
+        let t = Instant::now();
+        s.next_batch(t);
+        // Two full calls wait: no frame to wait for.
+        assert!(s.ready(t));
+        s.next_batch(t);
+        assert!(s.ready(t));
+        s.next_batch(t);
+        s.offer(up(3 * MAX_LINES_PER_CALL, &["a"]));
+        assert!(!s.ready(t));
+        assert_eq!(s.due(), t + FRAME);
     }
 
     #[test]
