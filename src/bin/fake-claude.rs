@@ -481,12 +481,16 @@ impl Ctx {
     }
 
     fn stream_event(&self, event: &str) -> String {
-        format!(
-            r#"{{"type":"stream_event","event":{},"session_id":{},"parent_tool_use_id":null,"uuid":{}}}"#,
-            event,
-            js(&self.sid),
-            js(&uuid())
-        )
+        // Built by pushes, not `format!`: a flood writes one per line. A uuid needs no escaping.
+        let mut s = String::with_capacity(event.len() + 160);
+        s.push_str(r#"{"type":"stream_event","event":"#);
+        s.push_str(event);
+        s.push_str(r#","session_id":"#);
+        s.push_str(&js(&self.sid));
+        s.push_str(r#","parent_tool_use_id":null,"uuid":""#);
+        s.push_str(&uuid());
+        s.push_str(r#""}"#);
+        s
     }
 
     fn message_start(&self, msg_id: &str) -> String {
@@ -588,18 +592,21 @@ fn hex(n_bytes: usize) -> String {
 }
 
 fn uuid() -> String {
+    // Written digit by digit: a flood writes one per line, and formatting each byte through
+    // `format!` made ids the fake's largest cost.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut b = random_bytes::<16>();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
+    let mut s = String::with_capacity(36);
+    for (i, x) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        s.push(HEX[usize::from(x >> 4)] as char);
+        s.push(HEX[usize::from(x & 0xf)] as char);
+    }
+    s
 }
 
 /// `2026-11-20T23:52:31.971Z`, without a date crate.
@@ -1055,11 +1062,10 @@ fn numbered_line(i: usize, bytes: usize) -> String {
     if s.len() + 1 > bytes {
         s.truncate(bytes.saturating_sub(1));
     }
-    let fill = b"abcdefghijklmnopqrstuvwxyz";
-    let mut k = 0;
+    const FILL: &str = "abcdefghijklmnopqrstuvwxyz";
     while s.len() + 1 < bytes {
-        s.push(fill[k % fill.len()] as char);
-        k += 1;
+        let n = (bytes - 1 - s.len()).min(FILL.len());
+        s.push_str(&FILL[..n]);
     }
     s.push('\n');
     s
