@@ -1437,7 +1437,22 @@ pub fn summarize(path: &Path, offset: u64) -> RunSummary {
     let Ok(end) = f.metadata().map(|m| m.len()) else {
         return out;
     };
-    for (start, len) in last_lines(&mut f, offset, end, SUMMARY_LINES) {
+    // The last line first: finding where the lines before it begin can mean walking back over
+    // a huge assistant line, which only a run without a final result needs.
+    let mut lines = last_lines(&mut f, offset, end, 1);
+    let mut widened = false;
+    let mut next = 0;
+    loop {
+        let Some(&(start, len)) = lines.get(next) else {
+            if widened {
+                break;
+            }
+            widened = true;
+            // The same last lines again, and more: those already looked at are skipped.
+            lines = last_lines(&mut f, offset, end, SUMMARY_LINES);
+            continue;
+        };
+        next += 1;
         out.lines += 1;
         // The CLI writes `type` first; looking a little further keeps other key orders
         // (a replayed or hand-made transcript) working without reading huge text lines.
@@ -1651,6 +1666,18 @@ mod tests {
         // From an offset inside the file: nothing before it.
         assert_eq!(last_lines(&mut f, 3, end, 8).len(), 2);
         assert_eq!(last_lines(&mut f, 0, end, 1).len(), 1);
+        let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
+    fn summarize_finds_a_result_followed_by_other_lines() {
+        let p = tmp("after");
+        let data = format!("{{\"type\":\"assistant\"}}\n{RESULT}\n\n{{\"type\":\"system\"}}\n");
+        std::fs::write(&p, &data).unwrap();
+        let s = summarize(&p, 0);
+        assert!(s.result.is_some());
+        // The last line, then (widened) the result: the last line is not looked at twice.
+        assert_eq!(s.lines, 2);
         let _ = std::fs::remove_file(&p);
     }
 
