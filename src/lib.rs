@@ -11,6 +11,7 @@ pub mod editor;
 pub mod follow;
 pub mod framing;
 pub mod longline;
+pub mod priority;
 pub mod proctree;
 pub mod reaper;
 pub mod render;

@@ -113,7 +113,7 @@ fn run(cli: Cli) -> Result<(), String> {
         }
     }
     if let Some(n) = cli.nice {
-        lower_priority(n);
+        claude_tasks::priority::lower(n);
     }
     tune_malloc();
     // A panic in a tokio task is otherwise silent: make it visible in the log.
@@ -129,27 +129,6 @@ fn run(cli: Cli) -> Result<(), String> {
     // Blocking reads of stdin may still sit in tokio's blocking pool; don't wait for them.
     runtime.shutdown_background();
     Ok(())
-}
-
-/// Makes the backend, and so every task it spawns (the CLI, and the builds and tests its tools
-/// run), yield the CPU to Neovim: on a busy machine the editor must not stutter because an agent
-/// streams or compiles flat out. On Linux a nice value belongs to a thread and new threads
-/// inherit it, so this runs before the runtime and the reaper start their threads.
-fn lower_priority(n: i32) {
-    use nix::libc;
-    // SAFETY: get/setpriority only read their arguments; `who = 0` is the calling thread.
-    // Never raise the priority: an editor that already runs nicer than `n` keeps its value.
-    let current = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
-    if current >= n {
-        return;
-    }
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, n) };
-    if rc != 0 {
-        log_info!(
-            "cannot set the nice value to {n}: {}",
-            std::io::Error::last_os_error()
-        );
-    }
 }
 
 /// Keeps the backend's resident memory near what it uses. glibc gives each thread its own arena

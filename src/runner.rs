@@ -166,11 +166,14 @@ impl Process {
         }
         cmd.env(MARKER_VAR, &marker_value);
         // SAFETY: runs in the forked child before exec, where only async-signal-safe calls are
-        // allowed; setsid(2), sigaction(2) and sigprocmask(2) are, and nothing here allocates
-        // or takes locks.
+        // allowed; setsid(2), open/write/close(2), getpriority(2), sigaction(2) and
+        // sigprocmask(2) are, and nothing here allocates or takes locks.
         unsafe {
             cmd.pre_exec(|| {
                 nix::unistd::setsid().map_err(std::io::Error::from)?;
+                // A new session is a new autogroup, which would compete with Neovim as an
+                // equal whatever the process's own nice value (see `priority`).
+                crate::priority::autogroup_inherits_nice();
                 // Ignored dispositions and the signal mask survive exec, and std resets
                 // neither (only SIGPIPE). The backend may have been started with SIGINT ignored
                 // (a non-interactive shell does that to background jobs) or spawn from a thread

@@ -189,6 +189,15 @@ async fn nice_applies_to_every_thread_of_the_backend_and_to_its_tasks() {
             assert_eq!(nice_of(pid, tid), Some(7), "pid {pid} thread {tid}");
         }
     }
+    // The CLI leads a session of its own, so its autogroup gets the nice value too; the
+    // backend (started here by a test, not as a session leader) leaves its shared one alone.
+    let cli = started["process"]["pid"].as_i64().unwrap();
+    if let Ok(group) = std::fs::read_to_string(format!("/proc/{cli}/autogroup")) {
+        assert!(group.trim_end().ends_with("nice 7"), "{group}");
+        let mine = std::fs::read_to_string("/proc/self/autogroup").unwrap();
+        let backend = std::fs::read_to_string(format!("/proc/{}/autogroup", b.pid)).unwrap();
+        assert_eq!(backend, mine);
+    }
     b.req("cancel", w.id_args(id)).await;
     w.fake.wait_end(id).await;
     b.stop().await;

@@ -96,6 +96,10 @@ def test_start_streams_into_the_buffer_and_completes(child, real):
     pid = child.lua("return vim.fn.jobpid(...)", job)
     with open("/proc/%d/stat" % pid) as f:
         assert int(f.read().rsplit(")", 1)[1].split()[16]) == 10
+    # and, leading its own session under jobstart, so does its autogroup (where they exist)
+    if os.path.exists("/proc/%d/autogroup" % pid):
+        with open("/proc/%d/autogroup" % pid) as f:
+            assert f.read().strip().endswith("nice 10")
     child.flush()
     done = [n for n in child.notes() if "— done" in n["msg"]]
     assert len(done) == 1 and done[0]["level"] == INFO
