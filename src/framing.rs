@@ -166,20 +166,7 @@ fn find_newline(hay: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
-    /// Tiny deterministic PRNG (xorshift64*), so the property tests need no extra crate and
-    /// every failure reproduces.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    use crate::testutil::Rng;
 
     fn frame_all(data: &[u8], max_line: usize, start: u64, cuts: &[usize]) -> Vec<Line> {
         let mut f = Framer::new(max_line, start);

@@ -21,5 +21,7 @@ pub mod sink;
 pub mod store;
 pub mod supervisor;
 pub mod task;
+#[doc(hidden)]
+pub mod testutil;
 pub mod timefmt;
 pub mod view;

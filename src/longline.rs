@@ -673,21 +673,7 @@ mod tests {
         assert_eq!(s.json, r#"{"abcd… (8 bytes)":1,"ab":2}"#.as_bytes());
     }
 
-    /// xorshift64*: deterministic and dependency-free.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    use crate::testutil::Rng;
 
     fn random_string(rng: &mut Rng, max_len: usize) -> String {
         const CHARS: &[char] = &[

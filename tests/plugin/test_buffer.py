@@ -42,24 +42,31 @@ def test_write_to_invalid_buffer_returns_false(child, scratch):
     assert write(child, 99999, 0, ["a"]) is False
 
 
+def windows_at(child, buf, rows, tab_last=False):
+    """Shows `buf` in one window per row (split; the last in a new tabpage with `tab_last`),
+    each with its cursor on that row; returns the windows."""
+    return child.lua(
+        """
+        local buf, rows, tab_last = ...
+        vim.api.nvim_win_set_buf(0, buf)
+        local wins = {}
+        for i, row in ipairs(rows) do
+          if i > 1 then vim.cmd((tab_last and i == #rows) and 'tab split' or 'split') end
+          wins[i] = vim.api.nvim_get_current_win()
+          vim.api.nvim_win_set_cursor(wins[i], { row, 0 })
+        end
+        return wins
+        """,
+        buf,
+        rows,
+        tab_last,
+    )
+
+
 def test_following_windows(child, scratch):
     write(child, scratch, 0, ["l%d" % i for i in range(1, 51)])
-    wins = child.lua(
-        """
-        local buf = ...
-        vim.api.nvim_win_set_buf(0, buf)
-        local a = vim.api.nvim_get_current_win()
-        vim.cmd('split')
-        local b = vim.api.nvim_get_current_win()
-        vim.cmd('tab split')
-        local c = vim.api.nvim_get_current_win()
-        vim.api.nvim_win_set_cursor(a, { 50, 0 })  -- on the last line: follows
-        vim.api.nvim_win_set_cursor(b, { 10, 0 })  -- elsewhere: stays
-        vim.api.nvim_win_set_cursor(c, { 50, 0 })  -- another tabpage: follows too
-        return { a, b, c }
-        """,
-        scratch,
-    )
+    # on the last line: follows; elsewhere: stays; in another tabpage on the last line: follows
+    wins = windows_at(child, scratch, [50, 10, 50], tab_last=True)
     write(child, scratch, 49, ["l50 longer", "l51", "l52"])
     cursors = [child.lua("return vim.api.nvim_win_get_cursor(...)", w) for w in wins]
     assert cursors == [[52, 0], [10, 0], [52, 0]]
@@ -368,19 +375,7 @@ def atomic_write(child, buf, start, new_lines):
 
 def test_atomic_write_replaces_lines_and_moves_followers(child, scratch):
     assert atomic_write(child, scratch, 0, ["l%d" % i for i in range(1, 11)]) is None
-    wins = child.lua(
-        """
-        local buf = ...
-        vim.api.nvim_win_set_buf(0, buf)
-        local a = vim.api.nvim_get_current_win()
-        vim.cmd('split')
-        local b = vim.api.nvim_get_current_win()
-        vim.api.nvim_win_set_cursor(a, { 10, 0 })
-        vim.api.nvim_win_set_cursor(b, { 3, 0 })
-        return { a, b }
-        """,
-        scratch,
-    )
+    wins = windows_at(child, scratch, [10, 3])
     assert atomic_write(child, scratch, 9, ["l10+", "l11", "l12"]) is None
     assert lines(child, scratch)[8:] == ["l9", "l10+", "l11", "l12"]
     cursors = child.lua(
