@@ -1497,7 +1497,7 @@ mod tests {
     #[test]
     fn never_panics_on_arbitrary_bytes() {
         let mut rng = crate::testutil::Rng(0x9e37_79b9_7f4a_7c15);
-        let mut next = move || rng.next();
+        let mut next = move || rng.next_u64();
         let base = br#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}}"#;
         for _ in 0..20_000 {
             let mut b = base.to_vec();
@@ -1856,7 +1856,7 @@ mod tests {
             }
         }
         let mut rng = crate::testutil::Rng(0x2545_f491_4f6c_dd1d);
-        let mut next = move || rng.next();
+        let mut next = move || rng.next_u64();
         // Bytes that matter to the grammar are far likelier than random ones.
         let interesting = b"\"\\{}:,0123456789unlx \x00\x1f\x7f\x80\xc3\xa9\xed";
         let mut fast = 0;

@@ -319,7 +319,7 @@ mod tests {
                         0 => b'\n',
                         1 => 0x8a, // '\n' | 0x80: must not match
                         2 => 0x0b,
-                        _ => rng.next() as u8,
+                        _ => rng.next_u64() as u8,
                     })
                     .collect();
                 assert_eq!(

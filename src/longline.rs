@@ -693,7 +693,7 @@ mod tests {
         match pick {
             0 => Value::Null,
             1 => Value::Bool(rng.below(2) == 1),
-            2 => serde_json::json!(rng.next() as i64 as f64 / 1e6),
+            2 => serde_json::json!(rng.next_u64() as i64 as f64 / 1e6),
             3 => Value::String(random_string(rng, 60)),
             4 => (0..rng.below(5))
                 .map(|_| random_value(rng, depth - 1))
@@ -812,7 +812,7 @@ mod tests {
             let bytes: Vec<u8> = (0..len)
                 .map(|_| {
                     if rng.below(8) == 0 {
-                        rng.next() as u8
+                        rng.next_u64() as u8
                     } else {
                         ALPHABET[rng.below(ALPHABET.len())]
                     }

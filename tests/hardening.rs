@@ -1682,8 +1682,8 @@ fn mutate(rng: &mut Rng, v: &mut Json, depth: usize) {
     let pick = |rng: &mut Rng| -> Json {
         match rng.below(9) {
             0 => Json::Null,
-            1 => json!(rng.next().is_multiple_of(2)),
-            2 => json!(rng.next() as i64),
+            1 => json!(rng.next_u64().is_multiple_of(2)),
+            2 => json!(rng.next_u64() as i64),
             3 => json!(-1.5e300),
             4 => {
                 let n = rng.below(12);
@@ -1771,7 +1771,7 @@ fn fuzz_the_parser_and_renderer_never_panic() {
             0 => {
                 for _ in 0..1 + rng.below(4) {
                     let i = rng.below(l.len());
-                    l[i] = rng.next() as u8;
+                    l[i] = rng.next_u64() as u8;
                 }
             }
             1 => l.truncate(rng.below(l.len())),
