@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::framing::Line;
+use crate::framing::{Line, LineRef};
 use crate::task::TaskOptions;
 
 /// Which Claude session a run belongs to.
@@ -295,6 +295,11 @@ const TRUNCATED_PREFIX_CHARS: usize = 200;
 
 /// Parses one line of the transcript. Never panics, whatever the bytes.
 pub fn parse(line: &Line) -> Msg {
+    parse_ref(line.as_ref())
+}
+
+/// `parse` of a lent line.
+pub fn parse_ref(line: LineRef) -> Msg {
     if line.truncated() {
         // A UTF-8 char is at most 4 bytes, so this many bytes hold the prefix we show.
         let head = &line.bytes[..line.bytes.len().min(TRUNCATED_PREFIX_CHARS * 4)];
@@ -307,7 +312,7 @@ pub fn parse(line: &Line) -> Msg {
             total_len: line.total_len,
         };
     }
-    parse_bytes(&line.bytes)
+    parse_bytes(line.bytes)
 }
 
 /// Parses the bytes of one complete line (without its newline).
@@ -359,6 +364,27 @@ const TEXT_HEAD: &[u8] = br#","delta":{"type":"text_delta","text":""#;
 /// A text delta in exactly the shape the CLI writes it, parsed by hand. `None` for anything else,
 /// so the general path decides: this accepts only lines that serde reads the same way.
 fn text_delta_line(b: &[u8]) -> Option<Stream> {
+    let d = text_delta(b)?;
+    Some(Stream {
+        parent_tool_use_id: d.parent_tool_use_id.map(str::to_owned),
+        event: Event::TextDelta {
+            index: d.index,
+            text: d.text.into_owned(),
+        },
+    })
+}
+
+/// A `text_delta` stream event, borrowed from its line where it has no escapes.
+#[derive(Debug, PartialEq)]
+pub struct TextDelta<'a> {
+    pub index: u64,
+    pub text: Cow<'a, str>,
+    pub parent_tool_use_id: Option<&'a str>,
+}
+
+/// The hand-written parse of a `text_delta` line (see `text_delta_line`), without copying the
+/// text: the view renders most lines of a long answer straight from the bytes it read.
+pub fn text_delta(b: &[u8]) -> Option<TextDelta<'_>> {
     let rest = b.strip_prefix(DELTA_HEAD)?;
     let (index, rest) = json_u64(rest)?;
     let rest = rest.strip_prefix(TEXT_HEAD)?;
@@ -384,7 +410,7 @@ fn text_delta_line(b: &[u8]) -> Option<Stream> {
                     b"parent_tool_use_id" if !seen_parent => {
                         seen_parent = true;
                         parent = match value {
-                            Some(v) => Some(String::from_utf8(v.to_vec()).ok()?),
+                            Some(v) => Some(std::str::from_utf8(v).ok()?),
                             None => None,
                         };
                     }
@@ -397,9 +423,10 @@ fn text_delta_line(b: &[u8]) -> Option<Stream> {
             _ => return None,
         }
     }
-    Some(Stream {
+    Some(TextDelta {
+        index,
+        text,
         parent_tool_use_id: parent,
-        event: Event::TextDelta { index, text },
     })
 }
 
@@ -419,7 +446,7 @@ fn json_u64(b: &[u8]) -> Option<(u64, &[u8])> {
 /// The JSON string that `b` starts inside of (just after its opening quote), and what follows
 /// its closing quote. `None` where serde_json would fail: raw control characters, bad escapes,
 /// lone surrogates, invalid UTF-8.
-fn json_string(b: &[u8]) -> Option<(String, &[u8])> {
+fn json_string(b: &[u8]) -> Option<(Cow<'_, str>, &[u8])> {
     // The closing quote first, so that the decoded text (never longer) takes one allocation.
     let mut end = find_special(b, 0)?;
     let mut escaped = false;
@@ -432,7 +459,7 @@ fn json_string(b: &[u8]) -> Option<(String, &[u8])> {
     }
     let (raw, rest) = (&b[..end], &b[end + 1..]);
     if !escaped {
-        return Some((std::str::from_utf8(raw).ok()?.to_owned(), rest));
+        return Some((Cow::Borrowed(std::str::from_utf8(raw).ok()?), rest));
     }
     let mut out = String::with_capacity(raw.len());
     let mut seg = 0;
@@ -445,7 +472,7 @@ fn json_string(b: &[u8]) -> Option<(String, &[u8])> {
         seg = unescape(raw, i + 1, &mut out)?;
     }
     out.push_str(std::str::from_utf8(&raw[seg..]).ok()?);
-    Some((out, rest))
+    Some((Cow::Owned(out), rest))
 }
 
 /// Decodes the escape whose letter is at `b[i]` into `out`; returns the index after it.
@@ -503,7 +530,7 @@ fn plain_string(b: &[u8]) -> Option<(&[u8], &[u8])> {
 
 /// Index of the first `"`, `\` or control character at or after `from`: the bytes that end a
 /// plain run inside a JSON string. Eight bytes at a time, as this is most of the work per line.
-fn find_special(b: &[u8], from: usize) -> Option<usize> {
+pub(crate) fn find_special(b: &[u8], from: usize) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let mut i = from;

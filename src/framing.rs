@@ -23,7 +23,41 @@ impl Line {
     pub fn truncated(&self) -> bool {
         self.total_len > self.bytes.len()
     }
+
+    pub fn as_ref(&self) -> LineRef<'_> {
+        LineRef {
+            bytes: &self.bytes,
+            total_len: self.total_len,
+            offset: self.offset,
+        }
+    }
 }
+
+/// A line lent by `Framer::push_with`: straight from the chunk read when it lies inside it, so
+/// the lines of a flood cost no allocation each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineRef<'a> {
+    pub bytes: &'a [u8],
+    pub total_len: usize,
+    pub offset: u64,
+}
+
+impl LineRef<'_> {
+    pub fn truncated(&self) -> bool {
+        self.total_len > self.bytes.len()
+    }
+
+    pub fn to_line(&self) -> Line {
+        Line {
+            bytes: self.bytes.to_vec(),
+            total_len: self.total_len,
+            offset: self.offset,
+        }
+    }
+}
+
+/// A held partial line larger than this is freed once it is complete rather than kept for reuse.
+const KEEP_PARTIAL: usize = 64 * 1024;
 
 /// Incremental line splitter; feed it chunks in file order.
 #[derive(Debug)]
@@ -53,15 +87,20 @@ impl Framer {
 
     /// Appends every line that `chunk` completes to `out`.
     pub fn push(&mut self, chunk: &[u8], out: &mut Vec<Line>) {
+        self.push_with(chunk, |l| out.push(l.to_line()));
+    }
+
+    /// Hands every line that `chunk` completes to `f`, in order.
+    pub fn push_with(&mut self, chunk: &[u8], mut f: impl FnMut(LineRef<'_>)) {
         let mut rest = chunk;
         while let Some(i) = find_newline(rest) {
             let seg = &rest[..i];
             let raw_len = if self.partial_len == 0 {
-                // The common case: the whole line is inside this chunk, so it is copied once,
-                // straight from the chunk.
+                // The common case: the whole line is inside this chunk, so it is lent straight
+                // from the chunk.
                 let content_len = if seg.last() == Some(&b'\r') { i - 1 } else { i };
-                out.push(Line {
-                    bytes: seg[..content_len.min(self.max_line)].to_vec(),
+                f(LineRef {
+                    bytes: &seg[..content_len.min(self.max_line)],
                     total_len: content_len,
                     offset: self.line_start,
                 });
@@ -69,7 +108,7 @@ impl Framer {
             } else {
                 self.append(seg);
                 let raw_len = self.partial_len;
-                out.push(self.take_partial());
+                self.lend_partial(&mut f);
                 raw_len
             };
             self.line_start += raw_len as u64 + 1;
@@ -80,9 +119,14 @@ impl Framer {
 
     /// Emits the last line when the stream ended without a final `\n`.
     pub fn finish(&mut self, out: &mut Vec<Line>) {
+        self.finish_with(|l| out.push(l.to_line()));
+    }
+
+    /// `finish`, lending the line to `f`.
+    pub fn finish_with(&mut self, mut f: impl FnMut(LineRef<'_>)) {
         if self.partial_len > 0 {
             let raw_len = self.partial_len;
-            out.push(self.take_partial());
+            self.lend_partial(&mut f);
             self.line_start += raw_len as u64;
         }
     }
@@ -119,18 +163,21 @@ impl Framer {
         self.partial_cr = last == b'\r';
     }
 
-    fn take_partial(&mut self) -> Line {
+    fn lend_partial(&mut self, f: &mut impl FnMut(LineRef<'_>)) {
         let content_len = self.partial_len - usize::from(self.partial_cr);
-        let mut bytes = std::mem::take(&mut self.partial);
-        bytes.truncate(content_len);
-        let line = Line {
-            bytes,
+        let stored = self.partial.len().min(content_len);
+        f(LineRef {
+            bytes: &self.partial[..stored],
             total_len: content_len,
             offset: self.line_start,
-        };
+        });
+        if self.partial.capacity() > KEEP_PARTIAL {
+            self.partial = Vec::new();
+        } else {
+            self.partial.clear();
+        }
         self.partial_len = 0;
         self.partial_cr = false;
-        line
     }
 }
 

@@ -188,16 +188,8 @@ struct TextBlock {
     tail_len: usize,
     /// `hash` carried on over the tail's bytes so far, so a line longer than what is kept still
     /// hashes whole; a `\r` at the end is not in it yet (a line's last `\r` does not count).
-    tail_hash: u64,
+    tail_hash: LineHasher,
     tail_cr: bool,
-}
-
-fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
 }
 
 impl TextBlock {
@@ -207,11 +199,11 @@ impl TextBlock {
             start,
             index,
             lines: 0,
-            hash: FNV_OFFSET,
+            hash: HASH_START,
             last_blank: true,
             tail: String::new(),
             tail_len: 0,
-            tail_hash: FNV_OFFSET,
+            tail_hash: LineHasher::new(HASH_START),
             tail_cr: false,
         }
     }
@@ -221,17 +213,17 @@ impl TextBlock {
             return;
         }
         if self.tail_len == 0 {
-            self.tail_hash = self.hash;
+            self.tail_hash = LineHasher::new(self.hash);
         }
         let mut bytes = s.as_bytes();
         if mem::take(&mut self.tail_cr) {
-            self.tail_hash = fnv(self.tail_hash, b"\r");
+            self.tail_hash.write(b"\r");
         }
         if let Some((b'\r', head)) = bytes.split_last() {
             bytes = head;
             self.tail_cr = true;
         }
-        self.tail_hash = fnv(self.tail_hash, bytes);
+        self.tail_hash.write(bytes);
         // Once something was left out, nothing after it may be kept.
         if self.tail.len() == self.tail_len {
             let room = MAX_SHOWN_LINE - self.tail.len();
@@ -252,9 +244,9 @@ impl TextBlock {
     /// Ends the growing line (a newline came): the line as shown, its hash chained on.
     fn take_line(&mut self) -> String {
         if self.tail_len == 0 {
-            self.tail_hash = self.hash;
+            self.tail_hash = LineHasher::new(self.hash);
         }
-        self.hash = fnv(self.tail_hash, b"\n");
+        self.hash = self.tail_hash.finish();
         let whole = self.tail.len() == self.tail_len;
         let total = self.tail_len - usize::from(self.tail_cr);
         let mut shown = mem::take(&mut self.tail);
@@ -452,6 +444,15 @@ impl Renderer {
         self.shortened = true;
         self.feed(msg);
         self.shortened = false;
+    }
+
+    /// A text delta parsed in place (`claude::text_delta`): the same as feeding its `Msg`,
+    /// without building one.
+    pub fn feed_text_delta(&mut self, d: &claude::TextDelta) {
+        // A subagent's stream would interleave with ours (as in `feed`).
+        if d.parent_tool_use_id.is_none() {
+            self.text_delta(d.index, &d.text);
+        }
     }
 
     pub fn feed(&mut self, msg: &Msg) {
@@ -791,7 +792,7 @@ impl Renderer {
             if !body.is_empty() {
                 self.begin(Kind::Notice);
                 self.push_error_lines(body);
-                self.shown_error = Some(hash_line(FNV_OFFSET, body));
+                self.shown_error = Some(hash_line(HASH_START, body));
             }
             return;
         }
@@ -851,7 +852,7 @@ impl Renderer {
             return;
         }
         let mut lines = body.split('\n').map(strip_cr);
-        let mut hash = FNV_OFFSET;
+        let mut hash = HASH_START;
         let mut matched = 0;
         while matched < tb.lines {
             match lines.next() {
@@ -1018,7 +1019,7 @@ impl Renderer {
             if !user_errors.is_empty() {
                 errors.extend(user_errors.into_iter().map(str::to_string));
             } else if !text.is_empty() {
-                if self.shown_error != Some(hash_line(FNV_OFFSET, text)) {
+                if self.shown_error != Some(hash_line(HASH_START, text)) {
                     errors.push(text.to_string());
                 }
             } else if !self.interrupted {
@@ -1124,23 +1125,99 @@ fn trim_body(text: &str) -> &str {
     text.trim_start_matches(['\n', '\r']).trim_end()
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const HASH_START: u64 = 0xcbf2_9ce4_8422_2325;
 
-/// FNV-1a over the line and a separator, chained: identical line sequences give equal hashes
-/// however the text was split into deltas.
-fn hash_line(mut h: u64, line: &str) -> u64 {
-    for b in line.bytes().chain(std::iter::once(b'\n')) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+/// A line hash chained over lines: identical line sequences give equal hashes however the text
+/// was split into deltas. Eight bytes at a time (a byte-wise hash was ~8 % of a flood's CPU),
+/// and fed in pieces it gives what it gives fed at once.
+#[derive(Clone, Copy)]
+struct LineHasher {
+    h: u64,
+    /// Bytes not yet mixed in, little-endian, and how many.
+    buf: u64,
+    n: u32,
+}
+
+impl LineHasher {
+    fn new(h: u64) -> Self {
+        LineHasher { h, buf: 0, n: 0 }
     }
-    h
+
+    fn mix(&mut self, w: u64) {
+        self.h = (self.h ^ w)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
+    }
+
+    fn write(&mut self, mut bytes: &[u8]) {
+        while self.n != 0 {
+            let Some((&b, rest)) = bytes.split_first() else {
+                return;
+            };
+            self.buf |= u64::from(b) << (8 * self.n);
+            self.n += 1;
+            bytes = rest;
+            if self.n == 8 {
+                self.mix(self.buf);
+                (self.buf, self.n) = (0, 0);
+            }
+        }
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            self.mix(u64::from_le_bytes(w));
+        }
+        for &b in words.remainder() {
+            self.buf |= u64::from(b) << (8 * self.n);
+            self.n += 1;
+        }
+    }
+
+    /// The hash of everything so far as one line; the start of the next line's hash.
+    fn finish(mut self) -> u64 {
+        let (buf, n) = (self.buf, self.n);
+        self.mix(buf);
+        // The count of trailing bytes tells "ab" from "ab\0".
+        self.mix(0x100 | u64::from(n));
+        self.h
+    }
+}
+
+fn hash_line(h: u64, line: &str) -> u64 {
+    let mut x = LineHasher::new(h);
+    x.write(line.as_bytes());
+    x.finish()
+}
+
+fn is_unclean(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
+}
+
+/// Whether no byte needs `sanitize`: every shown line is checked, eight bytes at a time.
+fn is_clean(s: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut words = s.chunks_exact(8);
+    for word in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let w = u64::from_le_bytes(w);
+        let del = w ^ (ONES * 0x7f);
+        // Bytes below 0x20 (tabs included) or equal to 0x7f; a hit is checked byte by byte.
+        let hits = (w.wrapping_sub(ONES * 0x20) & !w | del.wrapping_sub(ONES) & !del) & HIGH;
+        if hits != 0 && word.iter().any(|&b| is_unclean(b)) {
+            return false;
+        }
+    }
+    !words.remainder().iter().any(|&b| is_unclean(b))
 }
 
 /// A line fit for a Neovim buffer: no newline, no terminal escape sequences, other control
 /// characters shown as their Unicode pictures (tabs kept); after a carriage return only what a
 /// terminal would show last.
 pub fn sanitize(s: &str) -> Cow<'_, str> {
-    if !s.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+    if is_clean(s.as_bytes()) {
         return Cow::Borrowed(s);
     }
     let s = s.trim_end_matches('\r');
@@ -2185,5 +2262,64 @@ mod tests {
             apply(&mut buf, u);
         }
         assert_eq!(buf, vec!["other"]);
+    }
+
+    #[test]
+    fn is_clean_agrees_with_the_byte_by_byte_check() {
+        let reference = |b: &[u8]| !b.iter().any(|&x| is_unclean(x));
+        // Every byte value at every position of lines of 1 to 17 bytes.
+        for len in 1..=17 {
+            for pos in 0..len {
+                for v in 0..=255u8 {
+                    let mut line = vec![b'a'; len];
+                    line[pos] = v;
+                    assert_eq!(
+                        is_clean(&line),
+                        reference(&line),
+                        "{v:#x} at {pos} of {len}"
+                    );
+                }
+            }
+        }
+        let mut rng = crate::testutil::Rng(42);
+        for _ in 0..20_000 {
+            let n = rng.below(40);
+            let line: Vec<u8> = (0..n)
+                .map(|_| match rng.below(4) {
+                    0 => rng.next_u64() as u8,
+                    1 => b'\t',
+                    _ => b'a' + rng.below(26) as u8,
+                })
+                .collect();
+            assert_eq!(is_clean(&line), reference(&line));
+        }
+    }
+
+    #[test]
+    fn line_hash_is_the_same_whatever_the_pieces() {
+        let mut rng = crate::testutil::Rng(7);
+        for _ in 0..5_000 {
+            let n = rng.below(70);
+            let line = rng.bytes(n);
+            let whole = {
+                let mut x = LineHasher::new(HASH_START);
+                x.write(&line);
+                x.finish()
+            };
+            let mut x = LineHasher::new(HASH_START);
+            let mut rest = &line[..];
+            while !rest.is_empty() {
+                let (a, b) = rest.split_at(rng.below(rest.len() + 1));
+                x.write(a);
+                rest = b;
+            }
+            assert_eq!(x.finish(), whole);
+        }
+        let h = |s: &str| hash_line(HASH_START, s);
+        assert_ne!(h("ab"), h("ab\0"));
+        assert_ne!(h(""), h("\0"));
+        assert_ne!(h("12345678"), h("12345678\0\0\0\0\0\0\0\0"));
+        // Chained: the same lines in another order hash differently.
+        assert_ne!(hash_line(h("a"), "b"), hash_line(h("b"), "a"));
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::editor::{Editor, WriteError};
 use crate::follow::Follower;
-use crate::framing::{Framer, Line, MAX_LINE};
+use crate::framing::{Framer, LineRef, MAX_LINE};
 use crate::render::{Footer, Header, Renderer};
 use crate::sink::Sink;
 use crate::task::{Status, TaskRecord};
@@ -70,7 +70,7 @@ struct RunCursor {
 impl RunCursor {
     /// Called before a line is rendered: a line at or past the offset where a later run began
     /// means the earlier runs have ended.
-    fn before_line(&mut self, line: &Line, rec: &TaskRecord, r: &mut Renderer) {
+    fn before_line(&mut self, line: LineRef, rec: &TaskRecord, r: &mut Renderer) {
         while self.begun < rec.runs.len() && line.offset >= rec.runs[self.begun].transcript_offset {
             self.foot_through(self.begun, rec, r);
             let run = &rec.runs[self.begun];
@@ -164,7 +164,6 @@ impl View {
         };
         let mut framer = Framer::new(MAX_LINE, 0);
         let mut chunk = vec![0u8; CHUNK];
-        let mut lines: Vec<Line> = Vec::new();
         let mut sink = Sink::new();
         let mut inflight: Option<Write> = None;
         let mut at_eof = false;
@@ -192,11 +191,10 @@ impl View {
                     None => 0,
                 };
                 if n > 0 {
-                    framer.push(&chunk[..n], &mut lines);
-                    for line in lines.drain(..) {
-                        cursor.before_line(&line, &snapshot, &mut renderer);
-                        feed(&mut renderer, &line, &self.transcript);
-                    }
+                    framer.push_with(&chunk[..n], |line| {
+                        cursor.before_line(line, &snapshot, &mut renderer);
+                        feed(&mut renderer, line, &self.transcript);
+                    });
                 } else {
                     if snapshot
                         .runs
@@ -204,10 +202,7 @@ impl View {
                         .is_some_and(|r| r.status.is_finished())
                     {
                         // The run's process is gone: a last line without '\n' is complete.
-                        framer.finish(&mut lines);
-                        for line in lines.drain(..) {
-                            feed(&mut renderer, &line, &self.transcript);
-                        }
+                        framer.finish_with(|line| feed(&mut renderer, line, &self.transcript));
                     }
                     cursor.at_eof(&snapshot, &mut renderer);
                     at_eof = true;
@@ -278,7 +273,7 @@ const LONG_OUT: usize = 2 * 1024 * 1024;
 /// Feeds one line to the renderer. A line longer than the framer holds is re-read from the file
 /// (the truth) with its long strings cut, so it is still understood: its tool calls, its
 /// result's cost, a streamed text it confirms. Only a line that is not JSON shows as a prefix.
-fn feed(renderer: &mut Renderer, line: &Line, transcript: &std::path::Path) {
+fn feed(renderer: &mut Renderer, line: LineRef, transcript: &std::path::Path) {
     if line.truncated() {
         let len = line.total_len as u64;
         match crate::longline::shorten_file(transcript, line.offset, len, LONG_STRING, LONG_OUT) {
@@ -293,7 +288,12 @@ fn feed(renderer: &mut Renderer, line: &Line, transcript: &std::path::Path) {
             ),
         }
     }
-    renderer.feed_line(line);
+    // Most lines of a long answer: rendered from the bytes read, without building a message.
+    if let Some(delta) = crate::claude::text_delta(line.bytes) {
+        renderer.feed_text_delta(&delta);
+        return;
+    }
+    renderer.feed(&crate::claude::parse_ref(line));
 }
 
 /// Renders a whole transcript to lines, for `export_markdown`; the same pipeline as a view.
@@ -314,31 +314,72 @@ pub fn render_all(rec: &TaskRecord, transcript: &std::path::Path) -> std::io::Re
     let mut framer = Framer::new(MAX_LINE, 0);
     let mut file = std::fs::File::open(transcript)?;
     let mut chunk = vec![0u8; CHUNK];
-    let mut lines = Vec::new();
     let mut out = Vec::new();
     loop {
         let n = file.read(&mut chunk)?;
         if n == 0 {
             break;
         }
-        framer.push(&chunk[..n], &mut lines);
-        for line in lines.drain(..) {
-            cursor.before_line(&line, rec, &mut renderer);
-            feed(&mut renderer, &line, transcript);
-        }
+        framer.push_with(&chunk[..n], |line| {
+            cursor.before_line(line, rec, &mut renderer);
+            feed(&mut renderer, line, transcript);
+        });
         if let Some(u) = renderer.take_update() {
             out.truncate(u.start);
             out.extend(u.lines);
         }
     }
-    framer.finish(&mut lines);
-    for line in lines.drain(..) {
-        feed(&mut renderer, &line, transcript);
-    }
+    framer.finish_with(|line| feed(&mut renderer, line, transcript));
     cursor.at_eof(rec, &mut renderer);
     if let Some(u) = renderer.take_update() {
         out.truncate(u.start);
         out.extend(u.lines);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framing::Line;
+
+    /// The view's way (lines lent by the framer, text deltas rendered in place) must render
+    /// exactly what parsing every line into a message renders.
+    #[test]
+    fn lent_lines_and_in_place_deltas_render_like_parsed_messages() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/claude-cli-2.1.197");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&root).unwrap() {
+            let path = entry.unwrap().path().join("stdout.jsonl");
+            let Ok(data) = std::fs::read(&path) else {
+                continue;
+            };
+            seen += 1;
+            // Odd read sizes, so that lines also come out of the framer's partial buffer.
+            let mut view = Renderer::new();
+            let mut framer = Framer::new(MAX_LINE, 0);
+            for chunk in data.chunks(777) {
+                framer.push_with(chunk, |l| feed(&mut view, l, &path));
+            }
+            framer.finish_with(|l| feed(&mut view, l, &path));
+            let mut parsed = Renderer::new();
+            let mut lines: Vec<Line> = Vec::new();
+            let mut framer = Framer::new(MAX_LINE, 0);
+            framer.push(&data, &mut lines);
+            framer.finish(&mut lines);
+            for l in &lines {
+                parsed.feed_line(l);
+            }
+            let a = view.take_update().map(|u| u.lines);
+            let b = parsed.take_update().map(|u| u.lines);
+            assert!(
+                a.as_ref().is_some_and(|l| !l.is_empty()),
+                "{}",
+                path.display()
+            );
+            assert_eq!(a, b, "{}", path.display());
+        }
+        assert!(seen >= 5, "fixtures not found under {}", root.display());
+    }
 }
