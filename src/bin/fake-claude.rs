@@ -486,9 +486,9 @@ impl Ctx {
         s.push_str(r#"{"type":"stream_event","event":"#);
         s.push_str(event);
         s.push_str(r#","session_id":"#);
-        s.push_str(&js(&self.sid));
+        push_js(&mut s, &self.sid);
         s.push_str(r#","parent_tool_use_id":null,"uuid":""#);
-        s.push_str(&uuid());
+        push_uuid(&mut s);
         s.push_str(r#""}"#);
         s
     }
@@ -545,7 +545,39 @@ fn result_usage(input: usize, output: usize) -> String {
 
 /// A JSON string literal.
 fn js(s: &str) -> String {
-    serde_json::Value::from(s).to_string()
+    let mut out = String::with_capacity(s.len() + 2);
+    push_js(&mut out, s);
+    out
+}
+
+/// `s` as a JSON string, escaped as serde_json escapes it, appended to `out`. Runs of plain
+/// bytes are copied whole (the characters escaped are all ASCII, so never inside a multibyte one).
+fn push_js(out: &mut String, s: &str) {
+    use std::fmt::Write as _;
+    out.push('"');
+    let mut run = 0;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        let esc = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[run..i]);
+        if esc.is_empty() {
+            let _ = write!(out, "\\u{:04x}", b);
+        } else {
+            out.push_str(esc);
+        }
+        run = i + 1;
+    }
+    out.push_str(&s[run..]);
+    out.push('"');
 }
 
 /// Unique-looking ids for uuids and message ids: seeded once from /dev/urandom (opening it per
@@ -592,13 +624,18 @@ fn hex(n_bytes: usize) -> String {
 }
 
 fn uuid() -> String {
-    // Written digit by digit: a flood writes one per line, and formatting each byte through
-    // `format!` made ids the fake's largest cost.
+    let mut s = String::with_capacity(36);
+    push_uuid(&mut s);
+    s
+}
+
+/// Written digit by digit: a flood writes one per line, and formatting each byte through
+/// `format!` made ids the fake's largest cost.
+fn push_uuid(s: &mut String) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut b = random_bytes::<16>();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let mut s = String::with_capacity(36);
     for (i, x) in b.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
             s.push('-');
@@ -606,7 +643,6 @@ fn uuid() -> String {
         s.push(HEX[usize::from(x >> 4)] as char);
         s.push(HEX[usize::from(x & 0xf)] as char);
     }
-    s
 }
 
 /// `2026-11-20T23:52:31.971Z`, without a date crate.
@@ -872,13 +908,19 @@ fn run(o: &Opts, args: &[String]) -> Result<(), String> {
         em.line(&ctx.stream_event(
             r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
         ));
+        // One buffer for every line: a flood is what this mode is for, and the benchmarks'
+        // live runs should measure the backend rather than this producer.
+        let mut event = String::with_capacity(b + 128);
         for i in 0..n {
-            let piece = numbered_line(i + 1, b);
-            em.line(&ctx.stream_event(&format!(
-                r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":{}}}}}"#,
-                js(&piece)
-            )));
-            all.push_str(&piece);
+            let piece = all.len();
+            push_numbered_line(&mut all, i + 1, b);
+            event.clear();
+            event.push_str(
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"#,
+            );
+            push_js(&mut event, &all[piece..]);
+            event.push_str("}}");
+            em.line(&ctx.stream_event(&event));
         }
         em.line(&ctx.assistant_text("msg_fake_lines", &all));
         em.line(&ctx.stream_event(r#"{"type":"content_block_stop","index":0}"#));
@@ -1057,18 +1099,20 @@ fn list_dir(dir: &Path) -> Vec<String> {
 }
 
 /// `line 000042 xxxx…\n`, exactly `bytes` bytes long (newline included) when `bytes` allows.
-fn numbered_line(i: usize, bytes: usize) -> String {
-    let mut s = format!("line {i:06} ");
-    if s.len() + 1 > bytes {
-        s.truncate(bytes.saturating_sub(1));
+/// Appends `line NNNNNN abc…\n`, `bytes` long with its newline.
+fn push_numbered_line(out: &mut String, i: usize, bytes: usize) {
+    use std::fmt::Write as _;
+    let start = out.len();
+    let _ = write!(out, "line {i:06} ");
+    if out.len() - start + 1 > bytes {
+        out.truncate(start + bytes.saturating_sub(1));
     }
     const FILL: &str = "abcdefghijklmnopqrstuvwxyz";
-    while s.len() + 1 < bytes {
-        let n = (bytes - 1 - s.len()).min(FILL.len());
-        s.push_str(&FILL[..n]);
+    while out.len() - start + 1 < bytes {
+        let n = (bytes - 1 - (out.len() - start)).min(FILL.len());
+        out.push_str(&FILL[..n]);
     }
-    s.push('\n');
-    s
+    out.push('\n');
 }
 
 /// An `assistant` text line of exactly `bytes` bytes when `bytes` exceeds the JSON framing
@@ -1180,4 +1224,37 @@ fn die_by(sig: Signal) -> ! {
     // raise() targets this thread, the only one not blocking `sig`.
     let _ = signal::raise(sig);
     std::process::exit(128 + sig as i32);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn js_escapes_like_serde_json() {
+        let mut all_controls = String::new();
+        for c in 0u8..0x20 {
+            all_controls.push(char::from(c));
+        }
+        for s in [
+            "",
+            "plain",
+            "quote \" backslash \\ slash / del \u{7f}",
+            "é 中 😀 \u{2028}",
+            "line\nline\r\n\ttab",
+            &all_controls,
+        ] {
+            assert_eq!(js(s), serde_json::Value::from(s).to_string(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn numbered_lines_have_the_asked_length() {
+        for bytes in [1, 2, 5, 12, 13, 14, 80, 200] {
+            let mut s = String::from("x");
+            push_numbered_line(&mut s, 42, bytes);
+            assert_eq!(s.len() - 1, bytes, "{bytes}: {s:?}");
+            assert!(s.ends_with('\n'));
+        }
+    }
 }
