@@ -135,7 +135,7 @@ fn run(cli: Cli) -> Result<(), String> {
 /// and raises its mmap threshold after a large block is freed, so the buffers of a long line or
 /// a flood would stay resident in several arenas after use. Two arenas and a fixed threshold
 /// return large blocks to the kernel when they are freed. The threshold is above the size of
-/// one write's message (256 KiB of lines, encoded), which is built for every call: mapped fresh
+/// one write's message (128 KiB of lines, encoded), which is built for every call: mapped fresh
 /// each time, its pages faulted in were ~6 % of a flood's CPU.
 fn tune_malloc() {
     use nix::libc;

@@ -13,7 +13,7 @@ pub const MAX_LINES_PER_CALL: usize = 10_000;
 /// Neovim's main thread is busy for the whole of a call (about 1 ms per 100 KiB of lines), so
 /// a call is kept well under a frame: the editor stays responsive during a flood, and the
 /// read-ahead keeps the pipeline full anyway.
-pub const MAX_BYTES_PER_CALL: usize = 256 * 1024;
+pub const MAX_BYTES_PER_CALL: usize = 128 * 1024;
 
 #[derive(Default)]
 pub struct Sink {
