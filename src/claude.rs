@@ -1016,13 +1016,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn line(s: &[u8]) -> Line {
-        Line {
-            bytes: s.to_vec(),
-            total_len: s.len(),
-            offset: 0,
-        }
-    }
+    use crate::testutil::line;
 
     fn p(s: &str) -> Msg {
         parse(&line(s.as_bytes()))
@@ -1908,36 +1902,5 @@ mod tests {
         }
         // Some mutations keep the shape (inside the text or the ids), so both sides get tested.
         assert!(fast > 1000, "{fast}");
-    }
-
-    /// By hand: `cargo test --release -- --ignored --nocapture text_delta_timing`.
-    #[test]
-    #[ignore]
-    fn text_delta_timing() {
-        use std::hint::black_box;
-        use std::time::Instant;
-        let escaped = delta_line(
-            "0",
-            r"line\n\t\u00e9 and \u201cquotes\u201d",
-            r#","session_id":"3de759a8-2e73-4cfa-a1bb-60dea8c48e6a","parent_tool_use_id":null,"uuid":"e7ccae0a-df20-4486-a70e-86bd8f333fad"}"#,
-        );
-        let n = 1_000_000;
-        for (name, line) in [("plain", SAMPLE_DELTA), ("escaped", escaped.as_str())] {
-            let b = line.as_bytes();
-            let time = |f: fn(&[u8]) -> Msg| {
-                let start = Instant::now();
-                for _ in 0..n {
-                    black_box(f(black_box(b)));
-                }
-                start.elapsed().as_nanos() as f64 / n as f64
-            };
-            let general = time(parse_bytes_general);
-            let fast = time(parse_bytes);
-            println!(
-                "{name} ({} bytes): fast {fast:.0} ns/line, general {general:.0} ns/line, x{:.1}",
-                b.len(),
-                general / fast
-            );
-        }
     }
 }

@@ -60,6 +60,7 @@ impl NvimEditor {
         let call = |name: &str, args: Vec<Value>| {
             Value::Array(vec![Value::from(name), Value::Array(args)])
         };
+        // A copy: the request consumes its values, and the fallback through Lua needs the lines.
         let text: Vec<Value> = lines.iter().map(|l| Value::from(l.as_str())).collect();
         let calls = vec![
             call(

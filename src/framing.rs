@@ -216,19 +216,7 @@ mod tests {
     use crate::testutil::Rng;
 
     fn frame_all(data: &[u8], max_line: usize, start: u64, cuts: &[usize]) -> Vec<Line> {
-        let mut f = Framer::new(max_line, start);
-        let mut out = Vec::new();
-        let mut prev = 0;
-        for &c in cuts {
-            f.push(&data[prev..c], &mut out);
-            assert!(f.buffered() <= max_line);
-            prev = c;
-        }
-        f.push(&data[prev..], &mut out);
-        f.finish(&mut out);
-        assert_eq!(f.buffered(), 0);
-        assert_eq!(f.offset(), start + data.len() as u64);
-        out
+        crate::testutil::frame_chunked(data, cuts, max_line, start)
     }
 
     /// The obvious, slow reference implementation.

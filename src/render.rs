@@ -1281,13 +1281,7 @@ mod tests {
     use crate::claude::parse_bytes;
     use std::path::{Path, PathBuf};
 
-    fn line(s: &[u8]) -> Line {
-        Line {
-            bytes: s.to_vec(),
-            total_len: s.len(),
-            offset: 0,
-        }
-    }
+    use crate::testutil::line;
 
     fn apply(buf: &mut Vec<String>, u: Update) {
         assert!(

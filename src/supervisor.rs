@@ -313,27 +313,14 @@ impl Supervisor {
             .clone()
             .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(|| title_of(&req.prompt, 60));
-        let rec = TaskRecord {
-            schema: crate::task::RECORD_SCHEMA,
+        let rec = TaskRecord::queued(
             id,
             name,
-            cwd: req.cwd.clone(),
-            status: Status::Queued,
-            session_id: uuid_v4(),
-            created_at_ms: now_ms(),
-            started_at_ms: None,
-            ended_at_ms: None,
-            duration_ms: None,
-            exit_code: None,
-            cost_usd: 0.0,
-            num_turns: 0,
-            result: None,
-            error: None,
-            options: req.options.clone(),
-            runs: Vec::new(),
-            process: None,
-            cancel_requested: false,
-        };
+            req.cwd.clone(),
+            uuid_v4(),
+            req.options.clone(),
+            now_ms(),
+        );
         let store = self.shared.store.clone();
         let r2 = rec.clone();
         tokio::task::spawn_blocking(move || {

@@ -164,6 +164,38 @@ impl Run {
 }
 
 impl TaskRecord {
+    /// A task that has not run yet: no runs, no process, no outcome.
+    pub fn queued(
+        id: u64,
+        name: String,
+        cwd: String,
+        session_id: String,
+        options: TaskOptions,
+        created_at_ms: u64,
+    ) -> TaskRecord {
+        TaskRecord {
+            schema: RECORD_SCHEMA,
+            id,
+            name,
+            cwd,
+            status: Status::Queued,
+            session_id,
+            created_at_ms,
+            started_at_ms: None,
+            ended_at_ms: None,
+            duration_ms: None,
+            exit_code: None,
+            cost_usd: 0.0,
+            num_turns: 0,
+            result: None,
+            error: None,
+            options,
+            runs: Vec::new(),
+            process: None,
+            cancel_requested: false,
+        }
+    }
+
     pub fn current_run(&self) -> Option<&Run> {
         self.runs.last()
     }

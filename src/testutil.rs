@@ -1,5 +1,34 @@
-//! A deterministic random generator for the property tests of this crate and of `tests/`: no
-//! extra crate, and a failure reproduces from its seed.
+//! Helpers shared by the tests of this crate and of `tests/`: a deterministic random generator
+//! (no extra crate, and a failure reproduces from its seed), whole lines, chunked framing.
+
+use crate::framing::{Framer, Line};
+
+/// A complete line at offset 0.
+pub fn line(bytes: &[u8]) -> Line {
+    Line {
+        bytes: bytes.to_vec(),
+        total_len: bytes.len(),
+        offset: 0,
+    }
+}
+
+/// Frames `data` as read in pieces ending at `cuts` (increasing offsets), then the rest, checking
+/// on the way that the framer never holds more than `max_line`.
+pub fn frame_chunked(data: &[u8], cuts: &[usize], max_line: usize, start: u64) -> Vec<Line> {
+    let mut f = Framer::new(max_line, start);
+    let mut out = Vec::new();
+    let mut prev = 0;
+    for &c in cuts {
+        f.push(&data[prev..c], &mut out);
+        assert!(f.buffered() <= max_line);
+        prev = c;
+    }
+    f.push(&data[prev..], &mut out);
+    f.finish(&mut out);
+    assert_eq!(f.buffered(), 0);
+    assert_eq!(f.offset(), start + data.len() as u64);
+    out
+}
 
 /// xorshift64*.
 pub struct Rng(pub u64);

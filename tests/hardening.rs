@@ -1524,17 +1524,7 @@ fn fixtures() -> Vec<(String, Vec<u8>)> {
 }
 
 fn frame(data: &[u8], cuts: &[usize], max_line: usize) -> Vec<claude_tasks::framing::Line> {
-    let mut f = claude_tasks::framing::Framer::new(max_line, 0);
-    let mut out = Vec::new();
-    let mut prev = 0;
-    for &c in cuts {
-        f.push(&data[prev..c], &mut out);
-        assert!(f.buffered() <= max_line);
-        prev = c;
-    }
-    f.push(&data[prev..], &mut out);
-    f.finish(&mut out);
-    out
+    claude_tasks::testutil::frame_chunked(data, cuts, max_line, 0)
 }
 
 /// The `render_all` pipeline with the reads cut at `cuts`, taking an update after every read
@@ -1616,27 +1606,15 @@ fn fuzz_framing_and_rendering_are_independent_of_read_sizes() {
         // The reference: render_all on the same bytes in a file.
         let path = root.join(format!("{name}.jsonl"));
         std::fs::write(&path, &data).unwrap();
-        let rec = TaskRecord {
-            schema: claude_tasks::task::RECORD_SCHEMA,
-            id: 1,
-            name: "fuzz".into(),
-            cwd: "/p".into(),
-            status: claude_tasks::task::Status::Completed,
-            session_id: SID.into(),
-            created_at_ms: 0,
-            started_at_ms: None,
-            ended_at_ms: None,
-            duration_ms: None,
-            exit_code: None,
-            cost_usd: 0.0,
-            num_turns: 0,
-            result: None,
-            error: None,
-            options: Default::default(),
-            runs: vec![],
-            process: None,
-            cancel_requested: false,
-        };
+        let mut rec = TaskRecord::queued(
+            1,
+            "fuzz".into(),
+            "/p".into(),
+            SID.into(),
+            Default::default(),
+            0,
+        );
+        rec.status = claude_tasks::task::Status::Completed;
         assert_eq!(
             claude_tasks::view::render_all(&rec, &path).unwrap(),
             whole,

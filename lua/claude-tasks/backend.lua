@@ -16,6 +16,20 @@ local expected_exit = {}
 --- Jobs started by the automatic restart after a crash: job -> uv.now() at start.
 local auto_started = {}
 
+--- Calls `module[fn]()` if that module is loaded: nothing to tell a module nobody used yet.
+local function if_loaded(module, fn)
+  local mod = package.loaded[module]
+  if mod then
+    mod[fn]()
+  end
+end
+
+--- The backend is gone: cached task states and buffer views belonged to it.
+local function forget_backend()
+  if_loaded("claude-tasks.state", "backend_gone")
+  if_loaded("claude-tasks.buffer", "backend_gone")
+end
+
 --- The plugin's root directory (the one holding lua/, plugin/, target/).
 function M.plugin_root()
   local src = debug.getinfo(1, "S").source:gsub("^@", "")
@@ -102,14 +116,7 @@ local function on_exit(job, code)
   if not was_current then
     return
   end
-  local state = package.loaded["claude-tasks.state"]
-  if state then
-    state.backend_gone()
-  end
-  local buffer = package.loaded["claude-tasks.buffer"]
-  if buffer then
-    buffer.backend_gone()
-  end
+  forget_backend()
   if vim.v.exiting ~= vim.NIL then
     return
   end
@@ -117,6 +124,7 @@ local function on_exit(job, code)
   -- buffers and re-adopts the running tasks) instead of leaving the buffer frozen until the next
   -- command. Not again for a backend that was itself auto-started less than 10 s ago, so a
   -- backend that crashes at start-up cannot loop.
+  local buffer = package.loaded["claude-tasks.buffer"]
   local restart = buffer ~= nil and buffer.has_loaded() and not (auto and uv.now() - auto < 10000)
   vim.schedule(function()
     vim.notify(
@@ -221,14 +229,8 @@ local function start()
   current.ready = true
 
   -- After a crash: views and cached states belong to the old backend.
-  local buffer = package.loaded["claude-tasks.buffer"]
-  if buffer then
-    buffer.reattach_all()
-  end
-  local state = package.loaded["claude-tasks.state"]
-  if state then
-    state.refresh_from_backend()
-  end
+  if_loaded("claude-tasks.buffer", "reattach_all")
+  if_loaded("claude-tasks.state", "refresh_from_backend")
   return job
 end
 
@@ -275,14 +277,7 @@ function M.stop()
     current = nil
     stop_job(job)
     vim.fn.jobwait({ job }, 2000)
-    local state = package.loaded["claude-tasks.state"]
-    if state then
-      state.backend_gone()
-    end
-    local buffer = package.loaded["claude-tasks.buffer"]
-    if buffer then
-      buffer.backend_gone()
-    end
+    forget_backend()
   end
 end
 
