@@ -67,11 +67,27 @@ pub struct SpawnConfig {
 /// Why a process could not be started. `Display` is one line meant for the user.
 #[derive(Debug)]
 pub enum SpawnError {
-    NotFound { program: String },
-    NotExecutable { program: String },
-    IsDirectory { program: String },
-    BadCwd { cwd: String, reason: String },
-    Io { what: String, err: std::io::Error },
+    NotFound {
+        program: String,
+    },
+    NotExecutable {
+        program: String,
+    },
+    /// A directory on the way to it may not be searched.
+    NoAccess {
+        program: String,
+    },
+    IsDirectory {
+        program: String,
+    },
+    BadCwd {
+        cwd: String,
+        reason: String,
+    },
+    Io {
+        what: String,
+        err: std::io::Error,
+    },
 }
 
 impl fmt::Display for SpawnError {
@@ -97,6 +113,10 @@ impl fmt::Display for SpawnError {
                     "cannot run '{program}': permission denied (not executable)"
                 )
             }
+            SpawnError::NoAccess { program } => write!(
+                f,
+                "cannot run '{program}': permission denied (a directory on its path is not accessible)"
+            ),
             SpawnError::IsDirectory { program } => {
                 write!(f, "'{program}' is a directory, not a program")
             }
@@ -629,6 +649,9 @@ fn resolve_program(
             Candidate::NotExecutable => Err(SpawnError::NotExecutable {
                 program: program.to_string(),
             }),
+            Candidate::NoAccess => Err(SpawnError::NoAccess {
+                program: program.to_string(),
+            }),
         };
     }
     // POSIX leaves an unset PATH implementation-defined; this is glibc's default.
@@ -648,7 +671,7 @@ fn resolve_program(
             Candidate::Missing => {}
             // execvp keeps searching past these, and reports EACCES only if nothing better
             // is found later on PATH.
-            Candidate::NotExecutable => {
+            Candidate::NotExecutable | Candidate::NoAccess => {
                 not_executable.get_or_insert(candidate);
             }
             Candidate::Directory => {
@@ -676,10 +699,13 @@ enum Candidate {
     Missing,
     Directory,
     NotExecutable,
+    NoAccess,
 }
 
 fn check_executable(p: &Path) -> Candidate {
     match std::fs::metadata(p) {
+        // "Does not exist" would send the user looking for a file that is there.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Candidate::NoAccess,
         Err(_) => Candidate::Missing,
         Ok(m) if m.is_dir() => Candidate::Directory,
         // access(X_OK) asks the kernel with our real credentials; for root it still requires

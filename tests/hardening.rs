@@ -27,7 +27,7 @@ use claude_tasks::proctree;
 use claude_tasks::task::TaskRecord;
 use common::{
     cmd, id_of, ids_of, map, read_pids, s, start_in, to_json, transcript_of, Backend, Json, Launch,
-    World, NOBODY,
+    World, FAKE, NOBODY,
 };
 use rmpv::Value;
 use serde_json::json;
@@ -281,6 +281,11 @@ async fn assert_no_task_created(b: &Backend) {
         .req("list", map(vec![("all", Value::Boolean(true))]))
         .await;
     assert_eq!(all, json!([]), "nothing was created");
+}
+
+/// The `cmd` option naming one program.
+fn cmd_of(program: &Path) -> Value {
+    Value::Array(vec![s(&program.to_string_lossy())])
 }
 
 fn give_to_nobody(p: &Path) {
@@ -1064,13 +1069,32 @@ async fn unreadable_cwd_is_refused_for_an_unprivileged_user() {
         b.alive_and_answering().await;
     }
     assert_no_task_created(&b).await;
-    // The same backend runs a task where it may.
+    // The same backend runs a task where it may, with a CLI it can reach: a copy in its home,
+    // as the build's own may sit under a directory only root may search (a `mktemp -d` clone).
     let work = home.join("work");
+    let fake = home.join("fake-claude");
+    std::fs::copy(FAKE, &fake).unwrap();
+    give_to_nobody(&fake);
     let id = b
-        .start(start_in("hi", &work.to_string_lossy(), cmd(&[])))
+        .start(start_in("hi", &work.to_string_lossy(), cmd_of(&fake)))
         .await;
     let (kind, end) = w.fake.wait_end(id).await;
     assert_eq!(kind, "completed", "{end:#}");
+    // A CLI behind a directory it may not search: failed, and the error says why.
+    let hidden = closed.join("fake-claude");
+    std::fs::copy(FAKE, &hidden).unwrap();
+    let id = b
+        .start(start_in("hi", &work.to_string_lossy(), cmd_of(&hidden)))
+        .await;
+    let (kind, end) = w.fake.wait_end(id).await;
+    assert_eq!(kind, "failed", "{end:#}");
+    assert_eq!(
+        end["error"],
+        format!(
+            "cannot run '{}': permission denied (a directory on its path is not accessible)",
+            hidden.display()
+        )
+    );
     b.stop().await;
 }
 
