@@ -233,6 +233,22 @@ def wait_gone(pid, timeout):
         time.sleep(0.01)
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ms(pid):
+    """(own, reaped children's) CPU time in ms of a process: user + system, from
+    /proc/<pid>/stat. The children's part grows when the process reaps one (the backend reaps
+    each task's CLI)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            v = f.read().rsplit(")", 1)[1].split()
+        utime, stime, cutime, cstime = (int(x) for x in v[11:15])
+        return (utime + stime) * 1000.0 / CLK_TCK, (cutime + cstime) * 1000.0 / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def runq_ns(pid):
     """(cpu ns, run-queue wait ns) of the process's main thread (/proc/<pid>/schedstat)."""
     try:
@@ -338,11 +354,18 @@ class Bench:
             if probes:
                 pinger = Pinger(nv)
                 nv.lua("B.probe_start(5)")
+            c0 = (cpu_ms(nv.pid), cpu_ms(nv.backend_pid))
             ok = nv.lua("return B.stream_plugin(...)", count)
             since = nv.lua("return B.probe_skip_until_now()")
             q0, t0w = runq_ns(nv.pid), time.monotonic()
             r = nv.wait_done(timeout)
             q1, t1w = runq_ns(nv.pid), time.monotonic()
+            c1 = (cpu_ms(nv.pid), cpu_ms(nv.backend_pid))
+            if all(c0) and all(c1):
+                # The CLI has been reaped once the footer is in: its time is the backend's
+                # children's. Includes the blocking start() and open() and the driver's polls.
+                out["cpu_ms"] = {"nvim": c1[0][0] - c0[0][0], "backend": c1[1][0] - c0[1][0],
+                                 "producer": c1[1][1] - c0[1][1]}
             if q0 and q1:
                 out["nvim_runq_share"] = (q1[1] - q0[1]) / 1e9 / (t1w - t0w)
             if probes:
@@ -455,7 +478,8 @@ class Bench:
             self.res.add("stream", "fake-claude alone, %s lines, to a file (1 run)" % label, "ms",
                          [self.fake_alone[n]], fmt="%.0f",
                          note="the producer's own time: a floor for the live runs")
-            plugin, peer, floor, replay, replay_floor, peer_replay, hwm = ([] for _ in range(7))
+            plugin, peer, floor, replay, replay_floor, peer_replay, hwm, cpu_replay = (
+                [] for _ in range(8))
             lines_seen = None
             for i in range(self.runs):
                 log("  run %d/%d, %s lines" % (i + 1, self.runs, label))
@@ -468,6 +492,8 @@ class Bench:
                 if i == 0:
                     self.stream_lines[n] = r["summary"]
                 rr = self.plugin_stream(self.replay_cmd(n), floor=True, timeout=600)
+                if "cpu_ms" in rr:
+                    cpu_replay.append(rr["cpu_ms"])
                 replay.append(rr["ms"])
                 replay_floor.append(rr["floor_ms"])
                 p = self.peer_stream(self.fake_cmd(n), self.args.peer_timeout)
@@ -495,6 +521,22 @@ class Bench:
             self.res.add("stream", "plugin / floor, %s recorded" % label, "×",
                          [a / b for a, b in zip(replay, replay_floor)], target=1.3, cmp="le",
                          fmt="%.1f")
+            if cpu_replay:
+                # Where the CPU went in the recorded runs, and what that implies on this many
+                # cores even with perfect overlap: (sum of CPU) / cores, and never less than
+                # Neovim's own share, which is serial.
+                cores = os.cpu_count() or 1
+                for who, what in (("nvim", "Neovim"), ("backend", "backend"),
+                                  ("producer", "producer (cat)")):
+                    self.res.add("stream", "&nbsp;&nbsp;CPU of %s, %s recorded" % (what, label),
+                                 "ms", [c[who] for c in cpu_replay], fmt="%.0f")
+                bound = [max(c["nvim"], (c["nvim"] + c["backend"] + c["producer"]) / cores)
+                         for c in cpu_replay]
+                self.res.add("stream", "&nbsp;&nbsp;lower bound from that CPU on %d cores / floor, "
+                             "%s recorded" % (cores, label), "×",
+                             [b / f for b, f in zip(bound, replay_floor)], fmt="%.2f",
+                             note="max(Neovim, all three / cores): the best any schedule of "
+                                  "that work could do")
             self.res.add("stream", "Lua peer, %s lines, recorded transcript (cat)" % label, "ms",
                          peer_replay, fmt="%.0f")
             self.res.add("stream", "Lua peer / plugin, %s recorded" % label, "×",

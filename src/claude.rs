@@ -530,7 +530,7 @@ fn plain_string(b: &[u8]) -> Option<(&[u8], &[u8])> {
 
 /// Index of the first `"`, `\` or control character at or after `from`: the bytes that end a
 /// plain run inside a JSON string. Eight bytes at a time, as this is most of the work per line.
-pub(crate) fn find_special(b: &[u8], from: usize) -> Option<usize> {
+pub fn find_special(b: &[u8], from: usize) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let mut i = from;

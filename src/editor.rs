@@ -2,11 +2,14 @@
 //! A trait so the supervisor and the views can be tested without a Neovim.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use nvim_rs::error::CallError;
 use nvim_rs::Neovim;
 use rmpv::Value;
+
+use crate::outgoing::Payloads;
 
 #[derive(Debug)]
 pub enum WriteError {
@@ -32,10 +35,12 @@ pub trait Editor: Send + Sync + 'static {
 }
 
 /// The writer of a backend started by Neovim with `jobstart(..., {rpc = true})`: our stdout.
-pub type ParentWriter = nvim_rs::compat::tokio::Compat<tokio::fs::File>;
+pub type ParentWriter = crate::outgoing::Outgoing;
 
 pub struct NvimEditor {
     nvim: Neovim<ParentWriter>,
+    /// Where a write's lines go, encoded, until its message is written (see `outgoing`).
+    payloads: Arc<Payloads>,
     /// Set once a call failed because Neovim is gone: later failures are expected, not news.
     gone: AtomicBool,
     /// Set when this Neovim has no `nvim_call_atomic` (deprecated since 0.10): every write then
@@ -44,9 +49,10 @@ pub struct NvimEditor {
 }
 
 impl NvimEditor {
-    pub fn new(nvim: Neovim<ParentWriter>) -> Self {
+    pub fn new(nvim: Neovim<ParentWriter>, payloads: Arc<Payloads>) -> Self {
         NvimEditor {
             nvim,
+            payloads,
             gone: AtomicBool::new(false),
             no_atomic: AtomicBool::new(false),
         }
@@ -60,8 +66,8 @@ impl NvimEditor {
         let call = |name: &str, args: Vec<Value>| {
             Value::Array(vec![Value::from(name), Value::Array(args)])
         };
-        // A copy: the request consumes its values, and the fallback through Lua needs the lines.
-        let text: Vec<Value> = lines.iter().map(|l| Value::from(l.as_str())).collect();
+        // Encoded once, straight from the strings, which stay here for the fallback through Lua.
+        let (text, token) = self.payloads.add(crate::outgoing::encode_lines(lines));
         let calls = vec![
             call(
                 "nvim_exec_lua",
@@ -77,7 +83,7 @@ impl NvimEditor {
                     Value::from(start as u64),
                     Value::from(-1),
                     Value::from(false),
-                    Value::Array(text),
+                    text,
                 ],
             ),
             call(
@@ -88,7 +94,9 @@ impl NvimEditor {
                 ],
             ),
         ];
-        let res = match self.nvim.call_atomic(calls).await {
+        let res = self.nvim.call_atomic(calls).await;
+        self.payloads.discard(token);
+        let res = match res {
             Ok(res) => res,
             Err(e) => {
                 if e.is_channel_closed() || matches!(*e, CallError::SendError(..)) {

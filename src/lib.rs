@@ -1,6 +1,7 @@
 //! claude-tasks: the backend of claude-tasks.nvim. See doc/protocol.md for the RPC surface and
 //! ../shared/DESIGN.md for the architecture. Data flows one way: the CLI writes its transcript
-//! file -> `follow` -> `framing` -> `claude` (stream-json) -> `render` -> `sink` -> Neovim.
+//! file -> `follow` -> `framing` -> `claude` (stream-json) -> `render` -> `sink` -> `editor`
+//! (through `outgoing`) -> Neovim.
 
 pub mod log;
 
@@ -11,6 +12,7 @@ pub mod editor;
 pub mod follow;
 pub mod framing;
 pub mod longline;
+pub mod outgoing;
 pub mod priority;
 pub mod proctree;
 pub mod reaper;

@@ -3,10 +3,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use claude_tasks::outgoing::{Outgoing, Payloads};
 use claude_tasks::rpc::{Rpc, VERSION};
 use claude_tasks::store::Store;
 use claude_tasks::{log_error, log_info};
+use nvim_rs::Neovim;
 
 /// How long after the channel closes we look whether Neovim itself is still there.
 const EDITOR_GONE_CHECK: std::time::Duration = std::time::Duration::from_millis(150);
@@ -146,6 +149,21 @@ fn tune_malloc() {
     }
 }
 
+/// The RPC loop: it ends when the channel to Neovim does.
+type IoLoop = tokio::task::JoinHandle<Result<(), Box<nvim_rs::error::LoopError>>>;
+
+/// nvim-rs on our stdin and stdout, as `nvim_rs::create::tokio::new_parent` sets it up, but
+/// writing through `Outgoing`.
+fn connect(rpc: Rpc, payloads: Arc<Payloads>) -> std::io::Result<(Neovim<Outgoing>, IoLoop)> {
+    use std::os::fd::AsFd;
+    use tokio_util::compat::TokioAsyncReadCompatExt;
+    let stdout = std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
+    // The writer thread is not joined: it ends with the process, or at Neovim's end of the pipe.
+    let (writer, _thread) = Outgoing::spawn(stdout, payloads)?;
+    let (nvim, io) = Neovim::new(tokio::io::stdin().compat(), writer, rpc);
+    Ok((nvim, tokio::spawn(io)))
+}
+
 async fn serve(cli: Cli) -> Result<(), String> {
     claude_tasks::reaper::init().map_err(|e| format!("cannot install the child reaper: {e}"))?;
     let store = match Store::open(&cli.state_dir) {
@@ -165,10 +183,10 @@ async fn serve(cli: Cli) -> Result<(), String> {
         "claude-tasks {VERSION} started (state dir {}, cwd {cwd})",
         cli.state_dir.display()
     );
-    let rpc = Rpc::new(store, cwd);
-    let (nvim, io) = nvim_rs::create::tokio::new_parent(rpc.clone())
-        .await
-        .map_err(|e| format!("cannot set up RPC on stdio: {e}"))?;
+    let payloads = Arc::new(Payloads::default());
+    let rpc = Rpc::new(store, cwd, payloads.clone());
+    let (nvim, io) =
+        connect(rpc.clone(), payloads).map_err(|e| format!("cannot set up RPC on stdio: {e}"))?;
     let sup = rpc
         .supervisor(Some(nvim))
         .cloned()

@@ -11,6 +11,7 @@ use rmpv::Value;
 use crate::args::Args;
 use crate::config::{Concurrency, OnExit};
 use crate::editor::{NvimEditor, ParentWriter};
+use crate::outgoing::Payloads;
 use crate::store::Store;
 use crate::supervisor::{record_value, StartRequest, Supervisor};
 use crate::task::TaskOptions;
@@ -35,14 +36,17 @@ pub struct Rpc {
     store: Store,
     default_cwd: String,
     sup: Arc<OnceLock<Supervisor>>,
+    payloads: Arc<Payloads>,
 }
 
 impl Rpc {
-    pub fn new(store: Store, default_cwd: String) -> Rpc {
+    /// `payloads`: those of the writer nvim-rs writes to (see `outgoing`).
+    pub fn new(store: Store, default_cwd: String, payloads: Arc<Payloads>) -> Rpc {
         Rpc {
             store,
             default_cwd,
             sup: Arc::new(OnceLock::new()),
+            payloads,
         }
     }
 
@@ -52,7 +56,7 @@ impl Rpc {
             let nvim = nvim?;
             let _ = self.sup.set(Supervisor::new(
                 self.store.clone(),
-                Arc::new(NvimEditor::new(nvim)),
+                Arc::new(NvimEditor::new(nvim, self.payloads.clone())),
             ));
         }
         self.sup.get()

@@ -20,6 +20,10 @@ pub struct Sink {
     carry: Option<Update>,
     carry_bytes: usize,
     last_send: Option<Instant>,
+    /// The last call was a full one: a burst is being sent.
+    last_full: bool,
+    /// The next call goes out as soon as the one in flight is answered.
+    urgent: bool,
 }
 
 fn bytes_of(lines: &[String]) -> usize {
@@ -61,20 +65,38 @@ impl Sink {
         self.carry_bytes
     }
 
-    /// Whether a call may start at `now`: at once after a quiet frame or when a full call is
-    /// waiting, else one frame after the previous call. The frame only gathers a trickle into
-    /// fewer calls; a backlog is sent call after call, paced by the one call in flight, so a
-    /// flood is not slowed to one call per frame.
+    /// Whether a call may start at `now`: at once after a quiet frame, when a full call is
+    /// waiting, or when hurried; else one frame after the previous call. The frame only gathers
+    /// a trickle into fewer calls. A backlog is sent call after call, paced by the one call in
+    /// flight, so a flood is not slowed to one call per frame.
     pub fn ready(&self, now: Instant) -> bool {
-        self.backlog() || self.last_send.is_none_or(|t| now >= t + FRAME)
+        self.immediate() || self.last_send.is_none_or(|t| now >= t + FRAME)
     }
 
     /// When the next call may start (meaningful when `ready` is false).
     pub fn due(&self) -> Instant {
         match self.last_send {
-            Some(t) if !self.backlog() => t + FRAME,
+            Some(t) if !self.immediate() => t + FRAME,
             _ => Instant::now(),
         }
+    }
+
+    fn immediate(&self) -> bool {
+        self.urgent || self.backlog()
+    }
+
+    /// The source has nothing more for now. After a full call this is the end of a burst: its
+    /// rest goes out at once rather than a frame later (a flood's last lines used to wait up to
+    /// 16 ms), as nothing more is coming to be gathered with it.
+    pub fn caught_up(&mut self) {
+        if self.last_full {
+            self.urgent = true;
+        }
+    }
+
+    /// What waits goes out as soon as it can: a run's footer, which the user waits for.
+    pub fn hurry(&mut self) {
+        self.urgent = true;
     }
 
     /// A full call's worth of lines is waiting.
@@ -89,6 +111,7 @@ impl Sink {
     /// The next call's lines: at most `MAX_LINES_PER_CALL` lines and `MAX_BYTES_PER_CALL` bytes
     /// (but at least one line); the rest stays for the next call.
     pub fn next_batch(&mut self, now: Instant) -> Option<Update> {
+        let full = self.backlog();
         let mut c = self.carry.take()?;
         let mut n = 0;
         let mut bytes = 0;
@@ -110,6 +133,8 @@ impl Sink {
             self.carry_bytes = 0;
         }
         self.last_send = Some(now);
+        self.last_full = full;
+        self.urgent = false;
         Some(c)
     }
 }
@@ -226,9 +251,24 @@ mod tests {
         s.next_batch(t);
         assert!(s.ready(t));
         s.next_batch(t);
+        // More lines may still come with the rest of the burst...
         s.offer(up(3 * MAX_LINES_PER_CALL, &["a"]));
         assert!(!s.ready(t));
+        // ... until the source has caught up: then the rest goes at once...
+        s.caught_up();
+        assert!(s.ready(t));
+        assert!(s.due() <= Instant::now());
+        s.next_batch(t);
+        // ... and a trickle after it waits for the frame again.
+        s.offer(up(3 * MAX_LINES_PER_CALL + 1, &["b"]));
+        s.caught_up();
+        assert!(!s.ready(t));
         assert_eq!(s.due(), t + FRAME);
+        // A footer does not wait.
+        s.hurry();
+        assert!(s.ready(t));
+        s.next_batch(t);
+        assert!(!s.ready(t));
     }
 
     #[test]

@@ -204,12 +204,19 @@ impl View {
                         // The run's process is gone: a last line without '\n' is complete.
                         framer.finish_with(|line| feed(&mut renderer, line, &self.transcript));
                     }
+                    let footed = (cursor.footed, cursor.footed_runless);
                     cursor.at_eof(&snapshot, &mut renderer);
+                    if footed != (cursor.footed, cursor.footed_runless) {
+                        sink.hurry();
+                    }
                     at_eof = true;
                 }
             }
             if let Some(u) = renderer.take_update() {
                 sink.offer(u);
+            }
+            if at_eof {
+                sink.caught_up();
             }
             let now = Instant::now();
             if inflight.is_none() && sink.has_pending() && sink.ready(now) {

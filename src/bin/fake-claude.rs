@@ -481,16 +481,21 @@ impl Ctx {
     }
 
     fn stream_event(&self, event: &str) -> String {
-        // Built by pushes, not `format!`: a flood writes one per line. A uuid needs no escaping.
         let mut s = String::with_capacity(event.len() + 160);
-        s.push_str(r#"{"type":"stream_event","event":"#);
-        s.push_str(event);
-        s.push_str(r#","session_id":"#);
-        push_js(&mut s, &self.sid);
-        s.push_str(r#","parent_tool_use_id":null,"uuid":""#);
-        push_uuid(&mut s);
-        s.push_str(r#""}"#);
+        self.push_stream_event(&mut s, |s| s.push_str(event));
         s
+    }
+
+    /// A `stream_event` line appended to `s`, its event written by `event`. Built by pushes,
+    /// not `format!`: a flood writes one per line. A uuid needs no escaping.
+    fn push_stream_event(&self, s: &mut String, event: impl FnOnce(&mut String)) {
+        s.push_str(r#"{"type":"stream_event","event":"#);
+        event(s);
+        s.push_str(r#","session_id":"#);
+        push_js(s, &self.sid);
+        s.push_str(r#","parent_tool_use_id":null,"uuid":""#);
+        push_uuid(s);
+        s.push_str(r#""}"#);
     }
 
     fn message_start(&self, msg_id: &str) -> String {
@@ -551,28 +556,26 @@ fn js(s: &str) -> String {
 }
 
 /// `s` as a JSON string, escaped as serde_json escapes it, appended to `out`. Runs of plain
-/// bytes are copied whole (the characters escaped are all ASCII, so never inside a multibyte one).
+/// bytes are found eight at a time (the backend's own scanner) and copied whole; the characters
+/// escaped are all ASCII, so never inside a multibyte one.
 fn push_js(out: &mut String, s: &str) {
     use std::fmt::Write as _;
+    let b = s.as_bytes();
     out.push('"');
     let mut run = 0;
-    for (i, &b) in s.as_bytes().iter().enumerate() {
-        let esc = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0..=0x1f => "",
-            _ => continue,
-        };
+    while let Some(i) = claude_tasks::claude::find_special(b, run) {
         out.push_str(&s[run..i]);
-        if esc.is_empty() {
-            let _ = write!(out, "\\u{:04x}", b);
-        } else {
-            out.push_str(esc);
+        match b[i] {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x08 => out.push_str("\\b"),
+            0x0c => out.push_str("\\f"),
+            c => {
+                let _ = write!(out, "\\u{:04x}", c);
+            }
         }
         run = i + 1;
     }
@@ -908,19 +911,28 @@ fn run(o: &Opts, args: &[String]) -> Result<(), String> {
         em.line(&ctx.stream_event(
             r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
         ));
-        // One buffer for every line: a flood is what this mode is for, and the benchmarks'
-        // live runs should measure the backend rather than this producer.
-        let mut event = String::with_capacity(b + 128);
+        // One buffer for every line, and lines handed over in batches: a flood is what this
+        // mode is for, and the benchmarks' live runs should measure the backend rather than
+        // this producer.
+        // With a delay, a line at a time as before (the delay is per line).
+        let limit = if em.delay.is_zero() { 256 * 1024 } else { 0 };
+        let mut batch = String::with_capacity(limit + 2 * b + 256);
         for i in 0..n {
             let piece = all.len();
             push_numbered_line(&mut all, i + 1, b);
-            event.clear();
-            event.push_str(
-                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"#,
-            );
-            push_js(&mut event, &all[piece..]);
-            event.push_str("}}");
-            em.line(&ctx.stream_event(&event));
+            ctx.push_stream_event(&mut batch, |s| {
+                s.push_str(
+                    r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"#,
+                );
+                push_js(s, &all[piece..]);
+                s.push_str("}}");
+            });
+            if batch.len() >= limit || i + 1 == n {
+                em.line(&batch);
+                batch.clear();
+            } else {
+                batch.push('\n');
+            }
         }
         em.line(&ctx.assistant_text("msg_fake_lines", &all));
         em.line(&ctx.stream_event(r#"{"type":"content_block_stop","index":0}"#));

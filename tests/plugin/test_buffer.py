@@ -100,6 +100,17 @@ def open_task(child, id_=1, mode="split"):
         id_, "false" if mode is False else repr(mode).replace("'", '"')))
 
 
+def test_markdown_filetype_waits_until_the_buffer_is_shown(child):
+    buf = open_task(child, mode=False)
+    ft = "return vim.bo[...].filetype"
+    # Not shown: markdown's syntax (~15 ms of the editor's time) is not loaded yet.
+    assert child.lua(ft, buf) == ""
+    child.lua("vim.cmd('syntax on'); vim.cmd('botright split'); vim.api.nvim_win_set_buf(0, ...)", buf)
+    assert child.lua(ft, buf) == "markdown"
+    # The FileType/Syntax autocommands ran (the autocmd is nested).
+    assert child.lua("return vim.bo[...].syntax", buf) == "markdown"
+
+
 def test_task_buffer_options_and_keys(child):
     buf = open_task(child)
     assert child.lua("return vim.api.nvim_buf_get_name(...)", buf) == "claude-tasks://1"
