@@ -237,14 +237,21 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_ms(pid):
-    """(own, reaped children's) CPU time in ms of a process: user + system, from
-    /proc/<pid>/stat. The children's part grows when the process reaps one (the backend reaps
-    each task's CLI)."""
+    """(own, reaped children's) CPU time in ms of a process. Its own is the sum over its live
+    threads' /proc/<pid>/task/<tid>/schedstat (ns); its reaped children's only exists in clock
+    ticks (/proc/<pid>/stat), and grows when it reaps one (the backend reaps each task's CLI)."""
     try:
+        own = 0
+        for tid in os.listdir("/proc/%d/task" % pid):
+            try:
+                with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                    own += int(f.read().split()[0])
+            except FileNotFoundError:
+                pass  # the thread just ended
         with open("/proc/%d/stat" % pid) as f:
             v = f.read().rsplit(")", 1)[1].split()
-        utime, stime, cutime, cstime = (int(x) for x in v[11:15])
-        return (utime + stime) * 1000.0 / CLK_TCK, (cutime + cstime) * 1000.0 / CLK_TCK
+        cutime, cstime = int(v[13]), int(v[14])
+        return own / 1e6, (cutime + cstime) * 1000.0 / CLK_TCK
     except (OSError, IndexError, ValueError):
         return None
 

@@ -303,6 +303,30 @@ mod tests {
     }
 
     #[test]
+    fn once_neovim_is_gone_a_flush_fails() {
+        use futures_io::AsyncWrite;
+        let (read, write) = nix::unistd::pipe().unwrap();
+        drop(read);
+        let (mut w, thread) = Outgoing::spawn(std::fs::File::from(write), Arc::default()).unwrap();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut flush = |w: &mut Outgoing| {
+            assert!(matches!(
+                Pin::new(&mut *w).poll_write(&mut cx, b"x"),
+                Poll::Ready(Ok(1))
+            ));
+            Pin::new(w).poll_flush(&mut cx)
+        };
+        // Taken: the thread has not tried to write yet...
+        assert!(matches!(flush(&mut w), Poll::Ready(Ok(()))));
+        // ... then meets the closed pipe (EPIPE: Rust ignores SIGPIPE) and ends.
+        thread.join().unwrap();
+        match flush(&mut w) {
+            Poll::Ready(Err(e)) => assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe),
+            _ => panic!("a write after the end of the channel must fail"),
+        }
+    }
+
+    #[test]
     fn messages_reach_the_file_whole_and_in_order() {
         use futures_io::AsyncWrite;
         let dir = std::env::temp_dir().join(format!("ct-outgoing-{}", std::process::id()));
