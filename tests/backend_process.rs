@@ -1,7 +1,7 @@
 //! The backend binary as Neovim runs it: a child process speaking msgpack-RPC on its stdio. The
-//! test plays Neovim (it answers the backend's `nvim_exec_lua` calls for events and buffer
-//! writes) so that it can crash, restart and duplicate backends at will: RPC hardening, history
-//! across restarts, re-adoption after SIGKILL, detach on exit, two backends on one project.
+//! test plays Neovim (it answers the backend's calls for events and buffer writes) so that it
+//! can crash, restart and duplicate backends at will: RPC hardening, history across restarts,
+//! re-adoption after SIGKILL, detach on exit, two backends on one project, both write paths.
 //!
 //! Waits are on recorded events or on process state; timeouts only turn a hang into a failure.
 
@@ -78,6 +78,33 @@ async fn history_survives_a_restart_and_reopens_whole() {
         .await;
     assert_eq!(all.as_array().unwrap().len(), 1);
     b2.quit().await;
+}
+
+/// The usual write (one `nvim_call_atomic`, its lines spliced into the message by the backend's
+/// writer) and the Lua fallback (a Neovim without `nvim_call_atomic`) show the same buffer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn atomic_writes_and_the_lua_fallback_show_the_same_buffer() {
+    let w = world("atomic");
+    let b = w.backend().await;
+    // Many calls of 128 KiB, of lines in three msgpack string classes (fixstr, str8, str16).
+    let args = ["--fake-lines=30000", "--fake-line-bytes=300"];
+    let id = b.start(w.start_args("flood", &args)).await;
+    b.req("attach", w.attach_args(id, 1)).await;
+    let end = w.fake.wait_end(id).await.1;
+    let want = w.buffer_shows(1, &end).await;
+    assert!(want.len() > 30_000, "{} lines", want.len());
+    let (atomic, lua) = w.fake.writes();
+    assert!(atomic > 10 && lua == 0, "atomic {atomic}, lua {lua}");
+
+    w.fake.without_call_atomic();
+    b.req("attach", w.attach_args(id, 2)).await;
+    w.fake.buffer_becomes(2, &want).await;
+    let (atomic2, lua2) = w.fake.writes();
+    assert!(
+        atomic2 == atomic && lua2 > 10,
+        "atomic {atomic2}, lua {lua2}"
+    );
+    b.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

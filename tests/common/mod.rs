@@ -206,6 +206,11 @@ impl<T: TaskId + Clone> Screen<T> {
             .unwrap_or_default()
     }
 
+    /// How many lines `buf` has; None when the editor has no such buffer.
+    pub fn line_count(&self, buf: i64) -> Option<usize> {
+        self.bufs.lock().unwrap().get(&buf).map(Vec::len)
+    }
+
     /// A buffer the editor has open (writes to any other are refused).
     pub fn new_buf(&self, buf: i64) {
         self.bufs.lock().unwrap().insert(buf, Vec::new());
@@ -245,14 +250,19 @@ impl<T: TaskId + Clone> Screen<T> {
 
 // ------------------------------------------------------------------------------ fake Neovim
 
-/// What a Neovim would have seen, answering the backend's `nvim_exec_lua` calls for events and
-/// buffer writes; shared by every backend of a test.
+/// What a Neovim would have seen, answering the backend's calls for events (`nvim_exec_lua`)
+/// and buffer writes (`nvim_call_atomic` of `before_write`, `nvim_buf_set_lines` and
+/// `after_write`, or the Lua `write`); shared by every backend of a test.
 #[derive(Clone)]
 pub struct FakeNvim {
     screen: Arc<Screen<Json>>,
     /// Buffers whose writes take this long: a Neovim busy elsewhere (simulated latency, not a
     /// synchronisation).
     slow: Arc<Mutex<HashMap<i64, Duration>>>,
+    /// Refuse `nvim_call_atomic`, like a Neovim without it: writes then go through Lua.
+    no_atomic: Arc<std::sync::atomic::AtomicBool>,
+    /// Buffer writes taken by `nvim_call_atomic` and by the Lua `write`.
+    writes: Arc<Mutex<(usize, usize)>>,
 }
 
 impl FakeNvim {
@@ -260,6 +270,8 @@ impl FakeNvim {
         FakeNvim {
             screen: Arc::new(Screen::new(guard)),
             slow: Arc::default(),
+            no_atomic: Arc::default(),
+            writes: Arc::default(),
         }
     }
 
@@ -267,6 +279,91 @@ impl FakeNvim {
     pub fn slow_down(&self, buf: i64, lag: Duration) {
         self.slow.lock().unwrap().insert(buf, lag);
     }
+
+    /// From now on, answer `nvim_call_atomic` as a Neovim that does not know it.
+    pub fn without_call_atomic(&self) {
+        self.no_atomic
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How many writes came through `nvim_call_atomic`, and how many through the Lua `write`.
+    pub fn writes(&self) -> (usize, usize) {
+        *self.writes.lock().unwrap()
+    }
+
+    async fn lag(&self, buf: i64) {
+        let lag = self.slow.lock().unwrap().get(&buf).copied();
+        if let Some(lag) = lag {
+            tokio::time::sleep(lag).await;
+        }
+    }
+
+    /// `nvim_call_atomic` as Neovim runs it: the calls in order, up to the first error, which
+    /// is returned as `[index, type, message]` beside the results so far.
+    async fn call_atomic(&self, args: &[Value]) -> Result<Value, Value> {
+        let calls = args
+            .first()
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut results = Vec::new();
+        for (i, call) in calls.iter().enumerate() {
+            let name = call[0].as_str().unwrap_or_default();
+            let params = call[1].as_array().cloned().unwrap_or_default();
+            let res = match name {
+                "nvim_exec_lua" => {
+                    let code = params[0].as_str().unwrap_or_default();
+                    let lua = params[1].as_array().cloned().unwrap_or_default();
+                    let buf = lua[0].as_i64().unwrap_or(0);
+                    if code.contains("before_write") {
+                        let start = lua[1].as_u64().unwrap_or(0) as usize;
+                        match self.line_count(buf) {
+                            None => Err("claude-tasks: buffer gone"),
+                            Some(n) if start > n => Err("claude-tasks: use write()"),
+                            Some(_) => Ok(Value::Nil),
+                        }
+                    } else if code.contains("after_write") {
+                        Ok(Value::Nil)
+                    } else {
+                        Err("fake nvim: unexpected lua in nvim_call_atomic")
+                    }
+                }
+                "nvim_buf_set_lines" => {
+                    let buf = params[0].as_i64().unwrap_or(0);
+                    self.lag(buf).await;
+                    let start = params[1].as_u64().unwrap_or(0) as usize;
+                    if self.write(buf, start, strings(&params[4])?) {
+                        self.writes.lock().unwrap().0 += 1;
+                        Ok(Value::Nil)
+                    } else {
+                        Err("Invalid buffer id")
+                    }
+                }
+                _ => Err("fake nvim: unexpected call in nvim_call_atomic"),
+            };
+            match res {
+                Ok(v) => results.push(v),
+                Err(msg) => {
+                    let err = vec![Value::from(i), Value::from(0), Value::from(msg)];
+                    return Ok(Value::Array(vec![Value::Array(results), Value::Array(err)]));
+                }
+            }
+        }
+        Ok(Value::Array(vec![Value::Array(results), Value::Nil]))
+    }
+}
+
+/// The lines of a write: Neovim refuses a line that is not a string; so does this fake.
+fn strings(v: &Value) -> Result<Vec<String>, Value> {
+    let raw = v.as_array().cloned().unwrap_or_default();
+    let mut lines = Vec::with_capacity(raw.len());
+    for l in raw {
+        match l.as_str() {
+            Some(s) => lines.push(s.to_owned()),
+            None => return Err(Value::from(format!("not a UTF-8 string: {l:?}"))),
+        }
+    }
+    Ok(lines)
 }
 
 impl Deref for FakeNvim {
@@ -287,6 +384,9 @@ impl Handler for FakeNvim {
         args: Vec<Value>,
         _nvim: Neovim<Compat<ChildStdin>>,
     ) -> Result<Value, Value> {
+        if name == "nvim_call_atomic" && !self.no_atomic.load(std::sync::atomic::Ordering::SeqCst) {
+            return self.call_atomic(&args).await;
+        }
         if name != "nvim_exec_lua" {
             return Err(Value::from(format!("fake nvim: no {name}")));
         }
@@ -303,21 +403,14 @@ impl Handler for FakeNvim {
             Ok(Value::Boolean(true))
         } else if code.contains("claude-tasks.buffer") {
             let buf = params[0].as_i64().unwrap_or(0);
-            let lag = self.slow.lock().unwrap().get(&buf).copied();
-            if let Some(lag) = lag {
-                tokio::time::sleep(lag).await;
-            }
+            self.lag(buf).await;
             let start = params[1].as_u64().unwrap_or(0) as usize;
-            let raw = params[2].as_array().cloned().unwrap_or_default();
-            let mut lines = Vec::with_capacity(raw.len());
-            for l in raw {
-                // Neovim refuses a line that is not a string; so does this fake.
-                match l.as_str() {
-                    Some(s) => lines.push(s.to_owned()),
-                    None => return Err(Value::from(format!("not a UTF-8 string: {l:?}"))),
-                }
+            let lines = strings(&params[2])?;
+            let written = self.write(buf, start, lines);
+            if written {
+                self.writes.lock().unwrap().1 += 1;
             }
-            Ok(Value::Boolean(self.write(buf, start, lines)))
+            Ok(Value::Boolean(written))
         } else {
             Err(Value::from("fake nvim: unexpected lua"))
         }
