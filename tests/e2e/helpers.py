@@ -29,6 +29,7 @@ Main pieces:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -333,6 +334,17 @@ def kill_tree(pid: int, sig: int = signal.SIGKILL, extra: Iterable[int] = ()) ->
                 target()
             except (ProcessLookupError, PermissionError, OSError):
                 pass
+
+
+@contextlib.contextmanager
+def held(pid: int):
+    """Holds a process (SIGSTOP) for the body, so that it is certainly still running there, and
+    lets it go on (SIGCONT) afterwards, whatever happens."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
 
 
 def proc_stat(pid: int) -> dict | None:

@@ -281,8 +281,7 @@ def test_detached_task_is_readopted_and_followed_live(editors, fake):
                      "the detached CLI to go on writing")
     # Held (SIGSTOP) so that it certainly still runs when B looks at it; released once B owns
     # it.
-    os.kill(cli, signal.SIGSTOP)
-    try:
+    with helpers.held(cli):
         lines_now = complete_lines(transcript)
         assert not [ln for ln in lines_now if ln.get("type") == "result"], \
             "the task ended before B could adopt it (the machine is too slow for this test)"
@@ -300,8 +299,6 @@ def test_detached_task_is_readopted_and_followed_live(editors, fake):
         assert any(ln.endswith(f"adopted pid {cli}") for ln in log_lines(editors, b_backend))
         # the replay of what was written so far
         b.wait_line(task_id, f"^line {k:06d} ", f"line {k} (replayed) in B's buffer")
-    finally:
-        os.kill(cli, signal.SIGCONT)
 
     data = b.wait_done(task_id)
     assert data["status"] == "completed", b.diagnostics(task_id)
@@ -335,14 +332,11 @@ def test_readopted_task_leaves_no_tool_process(editors, fake, tmp_path):
     [tool] = read_pids(pids_file, 1)
     editors.keep_an_eye_on(tool)
     tree = helpers.snapshot([cli, tool])
-    os.kill(cli, signal.SIGSTOP)  # still running when B adopts it
-    try:
+    with helpers.held(cli):  # still running when B adopts it
         editors.quit(a)
         b = editors.new()
         b.command(f"ClaudeTasks open {task_id}")
         assert b.get(task_id)["process"]["owner_pid"] == b.backend_pid()
-    finally:
-        os.kill(cli, signal.SIGCONT)
     assert b.wait_done(task_id)["status"] == "completed", b.diagnostics(task_id)
     # As after a run the backend started itself: the CLI's leftover tool processes are killed.
     wait_gone(tree, None, 3, "the re-adopted task's tree after it ended")
@@ -538,15 +532,12 @@ def test_two_editors_share_one_project(editors, fake, tmp_path):
     cli = a.task_pid(watched)
     a_backend = a.backend_pid()
     a.wait_line(watched, "^line 000005 ", "line 5 in A's buffer")
-    os.kill(cli, signal.SIGSTOP)  # so that it certainly still runs when B opens it
-    try:
+    with helpers.held(cli):  # so that it certainly still runs when B opens it
         b.command(f"ClaudeTasks open {watched}")
         buf = watch_buffer(b, watched)
         rec = b.get(watched)
         assert rec["status"] == "running" and rec["process"]["owner_pid"] == a_backend, rec
         b.wait_line(watched, "^line 000005 ", "line 5 in B's buffer")
-    finally:
-        os.kill(cli, signal.SIGCONT)
     assert a.wait_done(watched)["status"] == "completed", a.diagnostics(watched)
     b_lines = b.wait_footer(watched)
     a_lines = a.wait_footer(watched)
@@ -652,14 +643,11 @@ def test_export_markdown_after_readoption(editors, fake, project_dir):
     cli = a.task_pid(task_id)
     editors.keep_an_eye_on(cli)
     a.wait_line(task_id, "^line 000005 ", "line 5 in A's buffer")
-    os.kill(cli, signal.SIGSTOP)
-    try:
+    with helpers.held(cli):
         editors.quit(a)
         b = editors.new(export_markdown=True, cmd=cmd)
         b.command(f"ClaudeTasks open {task_id}")
         assert b.get(task_id)["process"]["owner_pid"] == b.backend_pid()
-    finally:
-        os.kill(cli, signal.SIGCONT)
     assert b.wait_done(task_id)["status"] == "completed", b.diagnostics(task_id)
     lines = b.wait_footer(task_id)
     assert_shows_fake_lines(lines, n, once=True)
@@ -683,8 +671,7 @@ def test_real_cli_backend_killed_mid_stream_is_readopted(cli_editors, project_di
     nv.wait_line(task_id, "^slow chunk 03$", "slow chunk 03 in the buffer", 60)
     log_path = nv.log_file()
     # Held (SIGSTOP) so that it certainly still streams when the new backend looks at it.
-    os.kill(cli, signal.SIGSTOP)
-    try:
+    with helpers.held(cli):
         os.kill(old, signal.SIGKILL)
         # restarted at once, with no command issued (the output buffer is open)
         new = nv.wait_new_backend(old)
@@ -693,8 +680,6 @@ def test_real_cli_backend_killed_mid_stream_is_readopted(cli_editors, project_di
             in log_path.read_text(errors="replace"), 10, "the re-adoption")
         rec = nv.get(task_id)
         assert rec["status"] == "running" and rec["process"]["owner_pid"] == new, rec
-    finally:
-        os.kill(cli, signal.SIGCONT)
     data = nv.wait_done(task_id, timeout=60)
     assert data["status"] == "completed", nv.diagnostics(task_id)
     assert nv.backend_pid() == new and not helpers.pid_alive(old)

@@ -230,8 +230,7 @@ def test_backend_killed_while_streaming_restarts_and_loses_nothing(editors, fake
     log_path = nv.log_file()
     # Hold the CLI mid-stream (SIGSTOP) so that it is certainly still running when the new
     # backend looks at it; it goes on (SIGCONT) once re-adopted.
-    os.kill(cli, signal.SIGSTOP)
-    try:
+    with helpers.held(cli):
         os.kill(old, signal.SIGKILL)
         # restarted at once (no command issued: an output buffer is open)
         new = nv.wait_new_backend(old)
@@ -241,8 +240,6 @@ def test_backend_killed_while_streaming_restarts_and_loses_nothing(editors, fake
         assert helpers.pid_alive(cli)
         rec = nv.get(task_id)
         assert rec["status"] == "running" and rec["process"]["owner_pid"] == new, rec
-    finally:
-        os.kill(cli, signal.SIGCONT)
     data = nv.wait_done(task_id, timeout=60)
     assert data["status"] == "completed", nv.diagnostics(task_id)
     assert nv.backend_pid() == new
@@ -290,8 +287,7 @@ def test_editor_killed_leaves_the_task_to_the_next_editor(editors, fake):
     log_path = nv.log_file()
     # Hold the CLI mid-stream (SIGSTOP) until the next editor has re-adopted it, so that it is
     # certainly still running then; it goes on (SIGCONT) afterwards.
-    os.kill(cli, signal.SIGSTOP)
-    try:
+    with helpers.held(cli):
         os.kill(nv.pid, signal.SIGKILL)
         # its backend notices (channel closed and parent gone), leaves the task, and exits
         helpers.wait_for(lambda: not helpers.pid_alive(backend_pid), 10,
@@ -316,8 +312,6 @@ def test_editor_killed_leaves_the_task_to_the_next_editor(editors, fake):
             " end)(...)", task_id, new_pid, timeout=10,
             what="the task re-adopted by the new backend")
         assert rec["status"] == "running" and rec["process"]["pid"] == cli, rec
-    finally:
-        os.kill(cli, signal.SIGCONT)
     nv2.command(f"ClaudeTasks open {task_id}")
     data = nv2.wait_done(task_id, timeout=60)
     assert data["status"] == "completed", nv2.diagnostics(task_id)
@@ -370,8 +364,7 @@ def test_window_toggled_50_times_during_a_flood(editors, fake):
     nv.wait_line(task_id, "^line 000001 ", "the first line", 30)
     # Hold the CLI (SIGSTOP) so that the task certainly runs through the 50 toggles while the
     # backend is still pushing the lines it has already written into the buffer.
-    os.kill(cli, signal.SIGSTOP)
-    try:
+    with helpers.held(cli):
         toggles = nv.lua("""
           local id = ...
           local during = 0
@@ -390,8 +383,6 @@ def test_window_toggled_50_times_during_a_flood(editors, fake):
           return during
         """, task_id)
         shown = nv.lua("return #_G.__e2e.lines(...)", task_id)
-    finally:
-        os.kill(cli, signal.SIGCONT)
     assert toggles == 50
     data = nv.wait_done(task_id, timeout=120)
     assert data["status"] == "completed", nv.diagnostics(task_id)
