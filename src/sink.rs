@@ -2,7 +2,8 @@
 //! merges those updates while a call is in flight or the frame has not elapsed, cuts them into
 //! calls of at most `MAX_LINES_PER_CALL` lines and `MAX_BYTES_PER_CALL` bytes, and decides when
 //! the next call may start: at once after a quiet period (low latency for a trickle), then at most
-//! once per frame (few calls for a flood).
+//! once per frame (few calls for a trickle that goes on), call after call for a backlog, and at
+//! once for the end of a burst and for a footer.
 
 use std::time::{Duration, Instant};
 
