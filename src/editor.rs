@@ -25,13 +25,10 @@ pub enum WriteError {
 pub trait Editor: Send + Sync + 'static {
     /// `require("claude-tasks.events").dispatch(ev)`.
     async fn event(&self, ev: Value);
-    /// Replace lines `start..` of `buf` with `lines` (see doc/protocol.md).
-    async fn write_lines(
-        &self,
-        buf: i64,
-        start: usize,
-        lines: Vec<String>,
-    ) -> Result<(), WriteError>;
+    /// Replace lines `start..` of `buf` with `lines` (see doc/protocol.md). Borrowed: the
+    /// caller reuses the strings afterwards.
+    async fn write_lines(&self, buf: i64, start: usize, lines: &[String])
+        -> Result<(), WriteError>;
 }
 
 /// The writer of a backend started by Neovim with `jobstart(..., {rpc = true})`: our stdout.
@@ -165,17 +162,17 @@ impl Editor for NvimEditor {
         &self,
         buf: i64,
         start: usize,
-        lines: Vec<String>,
+        lines: &[String],
     ) -> Result<(), WriteError> {
         if !self.no_atomic.load(Ordering::Relaxed) {
-            match self.write_atomic(buf, start, &lines).await {
+            match self.write_atomic(buf, start, lines).await {
                 Atomic::Done => return Ok(()),
                 Atomic::Gone => return Err(WriteError::BufferGone),
                 Atomic::Failed(e) => return Err(WriteError::Failed(e)),
                 Atomic::Fallback => {}
             }
         }
-        let lines = Value::Array(lines.into_iter().map(Value::from).collect());
+        let lines = Value::Array(lines.iter().map(|l| Value::from(l.as_str())).collect());
         match self
             .nvim
             .exec_lua(

@@ -38,6 +38,11 @@ pub struct Footer<'a> {
     pub error: Option<&'a str>,
 }
 
+/// Strings kept for reuse (`Renderer::recycle`): a few calls' worth of lines...
+const SPARE_LINES: usize = 8 * 1024;
+/// ... of at most this capacity each.
+const SPARE_CAPACITY: usize = 1024;
+
 /// Result lines shown under a tool call: the first one, then this many more.
 const RESULT_MORE_LINES: usize = 4;
 /// Longest result line shown, in characters.
@@ -102,6 +107,10 @@ impl Kind {
 struct Doc {
     base: usize,
     pending: Vec<String>,
+    /// Strings of lines already written, given back (`Renderer::recycle`) to hold new lines:
+    /// a flood renders a line per 80 bytes, and allocating each one here to free it on another
+    /// thread after its write was a sixth of the backend's CPU.
+    spare: Vec<String>,
     pending_bytes: usize,
     changed: bool,
     /// Whether the last line is blank (or the document is empty), to avoid doubled blank lines.
@@ -114,7 +123,16 @@ impl Doc {
     }
 
     fn push(&mut self, line: &str) {
-        let line = sanitize(&clip(line)).into_owned();
+        let clipped = clip(line);
+        let line = match sanitize(&clipped) {
+            Cow::Owned(clean) => clean,
+            Cow::Borrowed(clean) => {
+                let mut s = self.spare.pop().unwrap_or_default();
+                s.clear();
+                s.push_str(clean);
+                s
+            }
+        };
         self.push_clean(line);
     }
 
@@ -382,6 +400,7 @@ impl Renderer {
             doc: Doc {
                 base: 0,
                 pending: Vec::new(),
+                spare: Vec::new(),
                 pending_bytes: 0,
                 changed: false,
                 last_blank: true,
@@ -549,6 +568,18 @@ impl Renderer {
     }
 
     /// Everything that changed since the last call, or `None`.
+    /// Gives back the strings of lines that were written, to hold later lines; a bounded
+    /// number, and none that grew large.
+    pub fn recycle(&mut self, lines: Vec<String>) {
+        let room = SPARE_LINES.saturating_sub(self.doc.spare.len());
+        self.doc.spare.extend(
+            lines
+                .into_iter()
+                .filter(|l| l.capacity() <= SPARE_CAPACITY)
+                .take(room),
+        );
+    }
+
     pub fn take_update(&mut self) -> Option<Update> {
         if !self.doc.changed && !self.tail_dirty {
             return None;

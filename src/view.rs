@@ -125,12 +125,23 @@ impl RunCursor {
 
 /// A write in flight. Spawned, never dropped: nvim-rs ends its whole RPC loop when the answer
 /// to a request whose future was dropped arrives. A view that stops (detach, re-attach, dispose)
-/// lets its last write finish on its own.
-type Write = tokio::task::JoinHandle<Result<(), WriteError>>;
+/// lets its last write finish on its own. It gives its lines back, for the renderer to reuse.
+type Write = tokio::task::JoinHandle<(Result<(), WriteError>, Vec<String>)>;
 
 /// What a finished write means for the view: go on, or stop.
-fn write_done(res: Result<Result<(), WriteError>, tokio::task::JoinError>, buf: i64) -> bool {
-    match res.unwrap_or_else(|e| Err(WriteError::Failed(e.to_string()))) {
+fn write_done(
+    res: Result<(Result<(), WriteError>, Vec<String>), tokio::task::JoinError>,
+    buf: i64,
+    renderer: &mut Renderer,
+) -> bool {
+    let res = match res {
+        Ok((res, lines)) => {
+            renderer.recycle(lines);
+            res
+        }
+        Err(e) => Err(WriteError::Failed(e.to_string())),
+    };
+    match res {
         Ok(()) => true,
         Err(WriteError::BufferGone | WriteError::Superseded) => false,
         Err(WriteError::Failed(e)) => {
@@ -173,7 +184,7 @@ impl View {
             // out at once instead of when the read-ahead is used up.
             if inflight.as_ref().is_some_and(|w| w.is_finished()) {
                 if let Some(w) = inflight.take() {
-                    if !write_done(w.await, self.buf) {
+                    if !write_done(w.await, self.buf, &mut renderer) {
                         return;
                     }
                 }
@@ -228,9 +239,10 @@ impl View {
                     inflight = Some(tokio::spawn(async move {
                         let _turn = gate.lock.lock().await;
                         if gate.current() != generation {
-                            return Err(WriteError::Superseded);
+                            return (Err(WriteError::Superseded), batch.lines);
                         }
-                        editor.write_lines(buf, batch.start, batch.lines).await
+                        let res = editor.write_lines(buf, batch.start, &batch.lines).await;
+                        (res, batch.lines)
                     }));
                 }
             }
@@ -245,7 +257,7 @@ impl View {
             tokio::select! {
                 res = async { inflight.as_mut().expect("guarded by the select condition").await }, if inflight.is_some() => {
                     inflight = None;
-                    if !write_done(res, self.buf) {
+                    if !write_done(res, self.buf, &mut renderer) {
                         return;
                     }
                 }
@@ -386,6 +398,48 @@ mod tests {
                 path.display()
             );
             assert_eq!(a, b, "{}", path.display());
+        }
+        assert!(seen >= 5, "fixtures not found under {}", root.display());
+    }
+
+    /// The view gives every written line's string back to the renderer; reusing them must not
+    /// change a single line.
+    #[test]
+    fn recycled_strings_render_the_same_lines() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/claude-cli-2.1.197");
+        let apply = |doc: &mut Vec<String>, u: crate::render::Update| {
+            doc.truncate(u.start);
+            doc.extend(u.lines);
+        };
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&root).unwrap() {
+            let path = entry.unwrap().path().join("stdout.jsonl");
+            let Ok(data) = std::fs::read(&path) else {
+                continue;
+            };
+            seen += 1;
+            let (mut plain, mut reused) = (Vec::new(), Vec::new());
+            let (mut a, mut b) = (Renderer::new(), Renderer::new());
+            // Strings with old text in them, as after a write.
+            b.recycle(vec!["stale text".repeat(20); 100]);
+            let mut framer = Framer::new(MAX_LINE, 0);
+            for chunk in data.chunks(333) {
+                framer.push_with(chunk, |l| {
+                    feed(&mut a, l, &path);
+                    feed(&mut b, l, &path);
+                });
+                if let Some(u) = a.take_update() {
+                    apply(&mut plain, u);
+                }
+                if let Some(u) = b.take_update() {
+                    let lines = u.lines.clone();
+                    apply(&mut reused, u);
+                    b.recycle(lines);
+                }
+            }
+            assert!(!plain.is_empty());
+            assert_eq!(plain, reused, "{}", path.display());
         }
         assert!(seen >= 5, "fixtures not found under {}", root.display());
     }

@@ -56,9 +56,9 @@ impl Editor for Recorder {
         &self,
         buf: i64,
         start: usize,
-        lines: Vec<String>,
+        lines: &[String],
     ) -> Result<(), WriteError> {
-        if self.write(buf, start, lines) {
+        if self.write(buf, start, lines.to_vec()) {
             Ok(())
         } else {
             Err(WriteError::BufferGone)
