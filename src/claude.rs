@@ -385,20 +385,89 @@ pub struct TextDelta<'a> {
 /// The hand-written parse of a `text_delta` line (see `text_delta_line`), without copying the
 /// text: the view renders most lines of a long answer straight from the bytes it read.
 pub fn text_delta(b: &[u8]) -> Option<TextDelta<'_>> {
+    let (index, text, rest) = delta_head(b)?;
+    let (parent, _) = delta_tail(rest)?;
+    Some(TextDelta {
+        index,
+        text,
+        parent_tool_use_id: parent,
+    })
+}
+
+/// `text_delta` with a memory of the last tail it checked. The CLI writes the same session id and
+/// keys on every line and only the uuid changes, so a tail that starts with the same bytes as the
+/// last one needs only its last value checked; anything else takes the whole check (and becomes
+/// the new memory). Same results as `text_delta`, line for line.
+#[derive(Default)]
+pub struct DeltaParser {
+    /// The last checked tail up to its last value's opening quote; empty when it cannot be
+    /// reused (its last value was null, or named something that matters).
+    prefix: Vec<u8>,
+    /// Where `parent_tool_use_id`'s string is within `prefix`, if it is one.
+    parent: Option<(usize, usize)>,
+}
+
+impl DeltaParser {
+    pub fn parse<'a>(&mut self, b: &'a [u8]) -> Option<TextDelta<'a>> {
+        let (index, text, rest) = delta_head(b)?;
+        if !self.prefix.is_empty() {
+            if let Some(last) = rest.strip_prefix(self.prefix.as_slice()) {
+                if plain_string(last).is_some_and(|(_, end)| end == b"}") {
+                    let parent = match self.parent {
+                        Some((from, to)) => Some(std::str::from_utf8(&rest[from..to]).ok()?),
+                        None => None,
+                    };
+                    return Some(TextDelta {
+                        index,
+                        text,
+                        parent_tool_use_id: parent,
+                    });
+                }
+            }
+        }
+        let (parent, last_value) = delta_tail(rest)?;
+        self.prefix.clear();
+        if let Some(at) = last_value {
+            self.prefix.extend_from_slice(&rest[..at]);
+            self.parent = parent.map(|p| {
+                let from = p.as_ptr() as usize - rest.as_ptr() as usize;
+                (from, from + p.len())
+            });
+        }
+        Some(TextDelta {
+            index,
+            text,
+            parent_tool_use_id: parent,
+        })
+    }
+}
+
+/// A delta line up to its text: the index, the text, and what follows the `}}` after it.
+fn delta_head(b: &[u8]) -> Option<(u64, Cow<'_, str>, &[u8])> {
     let rest = b.strip_prefix(DELTA_HEAD)?;
     let (index, rest) = json_u64(rest)?;
     let rest = rest.strip_prefix(TEXT_HEAD)?;
     let (text, rest) = json_string(rest)?;
-    let mut rest = rest.strip_prefix(b"}}")?;
+    let rest = rest.strip_prefix(b"}}")?;
+    Some((index, text, rest))
+}
+
+/// The rest of the top-level object after the event, when it is only strings without escapes
+/// and nulls: the `parent_tool_use_id`, and where the last value begins (its opening quote) when
+/// that value is a string under a key that does not matter here, so that a later line's tail
+/// with the same bytes before it needs only that value checked (`DeltaParser`).
+fn delta_tail(all: &[u8]) -> Option<(Option<&str>, Option<usize>)> {
+    let mut rest = all;
     let mut parent = None;
     let mut seen_parent = false;
-    // The rest of the top-level object, when it is only strings without escapes and nulls.
+    let mut last_value = None;
     loop {
         match rest {
             [b'}'] => break,
             [b',', tail @ ..] => {
                 let (key, tail) = plain_string(tail)?;
                 let tail = tail.strip_prefix(b":")?;
+                let at = all.len() - tail.len();
                 let (value, tail) = match tail.strip_prefix(b"null") {
                     Some(tail) => (None, tail),
                     None => {
@@ -406,9 +475,11 @@ pub fn text_delta(b: &[u8]) -> Option<TextDelta<'_>> {
                         (Some(v), tail)
                     }
                 };
+                last_value = value.map(|_| at);
                 match key {
                     b"parent_tool_use_id" if !seen_parent => {
                         seen_parent = true;
+                        last_value = None;
                         parent = match value {
                             Some(v) => Some(std::str::from_utf8(v).ok()?),
                             None => None,
@@ -423,11 +494,7 @@ pub fn text_delta(b: &[u8]) -> Option<TextDelta<'_>> {
             _ => return None,
         }
     }
-    Some(TextDelta {
-        index,
-        text,
-        parent_tool_use_id: parent,
-    })
+    Some((parent, last_value))
 }
 
 /// A plain JSON u64. Leading zeros are invalid JSON, and serde reads an overflow as a float.
@@ -1857,6 +1924,98 @@ mod tests {
             b.extend_from_slice(b"\"}}");
             b.extend_from_slice(tail);
             assert!(!same_as_general(&b), "{}", String::from_utf8_lossy(&b));
+        }
+    }
+
+    /// The memory of `DeltaParser` never changes a result: every line, in any order, parses as
+    /// `text_delta` parses it alone.
+    #[test]
+    fn delta_parser_with_memory_matches_text_delta() {
+        fn check(p: &mut DeltaParser, b: &[u8]) {
+            assert_eq!(p.parse(b), text_delta(b), "{}", String::from_utf8_lossy(b));
+        }
+        let mut p = DeltaParser::default();
+        // The fixtures, in order.
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/claude-cli-2.1.197"
+        );
+        for run in std::fs::read_dir(dir).unwrap() {
+            let out = run.unwrap().path().join("stdout.jsonl");
+            if let Ok(data) = std::fs::read(&out) {
+                data.split(|&c| c == b'\n').for_each(|l| check(&mut p, l));
+            }
+        }
+        // Lines that share the remembered tail up to their last value, or part of it.
+        let base = SAMPLE_DELTA.as_bytes();
+        let with_parent = delta_line(
+            "1",
+            "x",
+            r#","session_id":"s","parent_tool_use_id":"toolu_1","uuid":"u1"}"#,
+        );
+        let variants = [
+            delta_line(
+                "0",
+                "y",
+                r#","session_id":"s","parent_tool_use_id":"toolu_1","uuid":"u2"}"#,
+            ),
+            delta_line(
+                "0",
+                "y",
+                r#","session_id":"s","parent_tool_use_id":"toolu_1","uuid":"u2","x":1}"#,
+            ),
+            delta_line(
+                "0",
+                "y",
+                r#","session_id":"s","parent_tool_use_id":"toolu_1","uuid":"\n"}"#,
+            ),
+            delta_line(
+                "0",
+                "y",
+                r#","session_id":"s","parent_tool_use_id":"toolu_1","uuid":null}"#,
+            ),
+            delta_line(
+                "0",
+                "y",
+                r#","session_id":"s","parent_tool_use_id":"toolu_1","uuid":"é"}"#,
+            ),
+            delta_line(
+                "0",
+                "y",
+                r#","session_id":"s","parent_tool_use_id":"toolu_1","uuid":"u"} "#,
+            ),
+            delta_line(
+                "0",
+                "y",
+                r#","session_id":"s","parent_tool_use_id":"toolu_1","uuid":"u""#,
+            ),
+        ];
+        for v in &variants {
+            check(&mut p, with_parent.as_bytes());
+            check(&mut p, v.as_bytes());
+        }
+        check(&mut p, base);
+        assert!(!p.prefix.is_empty(), "the CLI's line is remembered");
+        // The mutations of the fast path's own test, each after a line that sets the memory.
+        let mut rng = crate::testutil::Rng(0x9e37_79b9_7f4a_7c15);
+        let interesting = b"\"\\{}:,0123456789unlx \x00\x1f\x7f\x80\xc3\xa9\xed";
+        for _ in 0..20_000 {
+            let mut b = base.to_vec();
+            // Mostly in the tail, where the memory is used.
+            let tail_from = b.len() - 120;
+            for _ in 0..rng.below(3) + 1 {
+                let pos = tail_from + rng.below(b.len() - tail_from + 1);
+                let byte = interesting[rng.below(interesting.len())];
+                match rng.below(3) {
+                    0 if pos < b.len() => b[pos] = byte,
+                    1 if pos < b.len() => {
+                        b.remove(pos);
+                    }
+                    _ => b.insert(pos, byte),
+                }
+            }
+            check(&mut p, base);
+            check(&mut p, &b);
         }
     }
 

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
+use crate::claude::DeltaParser;
 use crate::editor::{Editor, WriteError};
 use crate::follow::Follower;
 use crate::framing::{Framer, LineRef, MAX_LINE};
@@ -174,6 +175,7 @@ impl View {
             }
         };
         let mut framer = Framer::new(MAX_LINE, 0);
+        let mut deltas = DeltaParser::default();
         let mut chunk = vec![0u8; CHUNK];
         let mut sink = Sink::new();
         let mut inflight: Option<Write> = None;
@@ -204,7 +206,7 @@ impl View {
                 if n > 0 {
                     framer.push_with(&chunk[..n], |line| {
                         cursor.before_line(line, &snapshot, &mut renderer);
-                        feed(&mut renderer, line, &self.transcript);
+                        feed(&mut renderer, &mut deltas, line, &self.transcript);
                     });
                 } else {
                     if snapshot
@@ -213,7 +215,9 @@ impl View {
                         .is_some_and(|r| r.status.is_finished())
                     {
                         // The run's process is gone: a last line without '\n' is complete.
-                        framer.finish_with(|line| feed(&mut renderer, line, &self.transcript));
+                        framer.finish_with(|line| {
+                            feed(&mut renderer, &mut deltas, line, &self.transcript)
+                        });
                     }
                     let footed = (cursor.footed, cursor.footed_runless);
                     cursor.at_eof(&snapshot, &mut renderer);
@@ -292,7 +296,12 @@ const LONG_OUT: usize = 2 * 1024 * 1024;
 /// Feeds one line to the renderer. A line longer than the framer holds is re-read from the file
 /// (the truth) with its long strings cut, so it is still understood: its tool calls, its
 /// result's cost, a streamed text it confirms. Only a line that is not JSON shows as a prefix.
-fn feed(renderer: &mut Renderer, line: LineRef, transcript: &std::path::Path) {
+fn feed(
+    renderer: &mut Renderer,
+    deltas: &mut DeltaParser,
+    line: LineRef,
+    transcript: &std::path::Path,
+) {
     if line.truncated() {
         let len = line.total_len as u64;
         match crate::longline::shorten_file(transcript, line.offset, len, LONG_STRING, LONG_OUT) {
@@ -308,7 +317,7 @@ fn feed(renderer: &mut Renderer, line: LineRef, transcript: &std::path::Path) {
         }
     }
     // Most lines of a long answer: rendered from the bytes read, without building a message.
-    if let Some(delta) = crate::claude::text_delta(line.bytes) {
+    if let Some(delta) = deltas.parse(line.bytes) {
         renderer.feed_text_delta(&delta);
         return;
     }
@@ -331,6 +340,7 @@ pub fn render_all(rec: &TaskRecord, transcript: &std::path::Path) -> std::io::Re
         footed_runless: false,
     };
     let mut framer = Framer::new(MAX_LINE, 0);
+    let mut deltas = DeltaParser::default();
     let mut file = std::fs::File::open(transcript)?;
     let mut chunk = vec![0u8; CHUNK];
     let mut out = Vec::new();
@@ -341,14 +351,14 @@ pub fn render_all(rec: &TaskRecord, transcript: &std::path::Path) -> std::io::Re
         }
         framer.push_with(&chunk[..n], |line| {
             cursor.before_line(line, rec, &mut renderer);
-            feed(&mut renderer, line, transcript);
+            feed(&mut renderer, &mut deltas, line, transcript);
         });
         if let Some(u) = renderer.take_update() {
             out.truncate(u.start);
             out.extend(u.lines);
         }
     }
-    framer.finish_with(|line| feed(&mut renderer, line, transcript));
+    framer.finish_with(|line| feed(&mut renderer, &mut deltas, line, transcript));
     cursor.at_eof(rec, &mut renderer);
     if let Some(u) = renderer.take_update() {
         out.truncate(u.start);
@@ -378,10 +388,11 @@ mod tests {
             // Odd read sizes, so that lines also come out of the framer's partial buffer.
             let mut view = Renderer::new();
             let mut framer = Framer::new(MAX_LINE, 0);
+            let mut deltas = DeltaParser::default();
             for chunk in data.chunks(777) {
-                framer.push_with(chunk, |l| feed(&mut view, l, &path));
+                framer.push_with(chunk, |l| feed(&mut view, &mut deltas, l, &path));
             }
-            framer.finish_with(|l| feed(&mut view, l, &path));
+            framer.finish_with(|l| feed(&mut view, &mut deltas, l, &path));
             let mut parsed = Renderer::new();
             let mut lines: Vec<Line> = Vec::new();
             let mut framer = Framer::new(MAX_LINE, 0);
@@ -424,10 +435,11 @@ mod tests {
             // Strings with old text in them, as after a write.
             b.recycle(vec!["stale text".repeat(20); 100]);
             let mut framer = Framer::new(MAX_LINE, 0);
+            let (mut deltas_a, mut deltas_b) = (DeltaParser::default(), DeltaParser::default());
             for chunk in data.chunks(333) {
                 framer.push_with(chunk, |l| {
-                    feed(&mut a, l, &path);
-                    feed(&mut b, l, &path);
+                    feed(&mut a, &mut deltas_a, l, &path);
+                    feed(&mut b, &mut deltas_b, l, &path);
                 });
                 if let Some(u) = a.take_update() {
                     apply(&mut plain, u);
