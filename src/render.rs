@@ -782,7 +782,8 @@ impl Renderer {
         }
         self.tail_dirty = true;
         let mut rest = delta;
-        while let Some(nl) = rest.find('\n') {
+        // The memchr crate's SIMD scan: this runs over every byte of a streamed answer.
+        while let Some(nl) = memchr::memchr(b'\n', rest.as_bytes()) {
             let piece = &rest[..nl];
             if tb.tail_len == 0 {
                 // The common case: the whole line is in this delta.
