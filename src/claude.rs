@@ -1732,27 +1732,16 @@ mod tests {
 
     #[test]
     fn text_delta_fast_path_matches_the_fixtures() {
-        let dir = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/claude-cli-2.1.197"
-        );
         let (mut lines, mut fast) = (0, 0);
-        for run in std::fs::read_dir(dir).unwrap() {
-            for file in std::fs::read_dir(run.unwrap().path()).unwrap() {
-                let path = file.unwrap().path();
-                let name = path.file_name().unwrap().to_string_lossy().into_owned();
-                if !name.starts_with("stdout") {
-                    continue;
-                }
-                for l in std::fs::read(&path).unwrap().split(|&c| c == b'\n') {
-                    lines += 1;
-                    let took = same_as_general(l);
-                    // Every text delta the CLI wrote has the shape the fast path expects.
-                    let is_text_delta =
-                        l.starts_with(DELTA_HEAD) && l.windows(12).any(|w| w == br#""text_delta""#);
-                    assert_eq!(took, is_text_delta, "{}", String::from_utf8_lossy(l));
-                    fast += usize::from(took);
-                }
+        for (_, data) in crate::testutil::fixtures() {
+            for l in data.split(|&c| c == b'\n') {
+                lines += 1;
+                let took = same_as_general(l);
+                // Every text delta the CLI wrote has the shape the fast path expects.
+                let is_text_delta =
+                    l.starts_with(DELTA_HEAD) && l.windows(12).any(|w| w == br#""text_delta""#);
+                assert_eq!(took, is_text_delta, "{}", String::from_utf8_lossy(l));
+                fast += usize::from(took);
             }
         }
         assert!(lines > 100 && fast > 10, "{lines} lines, {fast} fast");
@@ -1936,15 +1925,8 @@ mod tests {
         }
         let mut p = DeltaParser::default();
         // The fixtures, in order.
-        let dir = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/claude-cli-2.1.197"
-        );
-        for run in std::fs::read_dir(dir).unwrap() {
-            let out = run.unwrap().path().join("stdout.jsonl");
-            if let Ok(data) = std::fs::read(&out) {
-                data.split(|&c| c == b'\n').for_each(|l| check(&mut p, l));
-            }
+        for (_, data) in crate::testutil::fixtures() {
+            data.split(|&c| c == b'\n').for_each(|l| check(&mut p, l));
         }
         // Lines that share the remembered tail up to their last value, or part of it.
         let base = SAMPLE_DELTA.as_bytes();

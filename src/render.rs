@@ -23,6 +23,14 @@ pub struct Update {
     pub lines: Vec<String>,
 }
 
+impl Update {
+    /// What Neovim does with it: `doc`'s lines from `start` on replaced by `lines`.
+    pub fn apply_to(self, doc: &mut Vec<String>) {
+        doc.truncate(self.start);
+        doc.extend(self.lines);
+    }
+}
+
 pub struct Header<'a> {
     pub id: u64,
     pub name: &'a str,
@@ -1322,8 +1330,7 @@ mod tests {
             u.start,
             buf.len()
         );
-        buf.truncate(u.start);
-        buf.extend(u.lines);
+        u.apply_to(buf);
     }
 
     /// Feeds a transcript line by line, taking an update after every line (as a live buffer

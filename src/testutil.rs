@@ -1,7 +1,31 @@
 //! Helpers shared by the tests of this crate and of `tests/`: a deterministic random generator
-//! (no extra crate, and a failure reproduces from its seed), whole lines, chunked framing.
+//! (no extra crate, and a failure reproduces from its seed), whole lines, chunked framing, the
+//! recorded CLI transcripts.
+
+use std::path::PathBuf;
 
 use crate::framing::{Framer, Line};
+
+/// Where the real CLI's recorded runs are: one directory per scenario, each with a
+/// `stdout.jsonl`.
+pub fn fixture_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/claude-cli-2.1.197")
+}
+
+/// Every recorded transcript (scenario name, its `stdout.jsonl`), sorted by name.
+pub fn fixtures() -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(fixture_dir()).expect("the fixtures directory") {
+        let dir = e.expect("a fixture").path();
+        if let Ok(b) = std::fs::read(dir.join("stdout.jsonl")) {
+            let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+            out.push((name.unwrap_or_default(), b));
+        }
+    }
+    out.sort();
+    assert!(out.len() >= 10, "fixtures: {}", out.len());
+    out
+}
 
 /// A complete line at offset 0.
 pub fn line(bytes: &[u8]) -> Line {

@@ -154,19 +154,8 @@ fn write_done(
 
 impl View {
     pub async fn run(mut self) {
-        let mut renderer = Renderer::new();
         let mut snapshot = self.record.borrow().clone();
-        renderer.header(&Header {
-            id: snapshot.id,
-            name: &snapshot.name,
-            cwd: &snapshot.cwd,
-            started_at_ms: snapshot.created_at_ms,
-        });
-        let mut cursor = RunCursor {
-            begun: 1,
-            footed: 0,
-            footed_runless: false,
-        };
+        let mut pipe = Pipeline::new(&snapshot, &self.transcript);
         let mut follower = match Follower::open(&self.transcript, 0) {
             Ok(f) => Some(f),
             Err(e) => {
@@ -174,8 +163,6 @@ impl View {
                 None
             }
         };
-        let mut framer = Framer::new(MAX_LINE, 0);
-        let mut deltas = DeltaParser::default();
         let mut chunk = vec![0u8; CHUNK];
         let mut sink = Sink::new();
         let mut inflight: Option<Write> = None;
@@ -186,12 +173,12 @@ impl View {
             // out at once instead of when the read-ahead is used up.
             if inflight.as_ref().is_some_and(|w| w.is_finished()) {
                 if let Some(w) = inflight.take() {
-                    if !write_done(w.await, self.buf, &mut renderer) {
+                    if !write_done(w.await, self.buf, &mut pipe.renderer) {
                         return;
                     }
                 }
             }
-            let room = sink.pending_bytes() + renderer.pending_bytes() < READ_AHEAD;
+            let room = sink.pending_bytes() + pipe.renderer.pending_bytes() < READ_AHEAD;
             if room && !at_eof {
                 // The snapshot is taken before the read: if it says a run has ended, all of that
                 // run's output is already in the file, so an empty read means we have all of it.
@@ -204,30 +191,15 @@ impl View {
                     None => 0,
                 };
                 if n > 0 {
-                    framer.push_with(&chunk[..n], |line| {
-                        cursor.before_line(line, &snapshot, &mut renderer);
-                        feed(&mut renderer, &mut deltas, line, &self.transcript);
-                    });
+                    pipe.push(&chunk[..n], &snapshot);
                 } else {
-                    if snapshot
-                        .runs
-                        .get(cursor.footed)
-                        .is_some_and(|r| r.status.is_finished())
-                    {
-                        // The run's process is gone: a last line without '\n' is complete.
-                        framer.finish_with(|line| {
-                            feed(&mut renderer, &mut deltas, line, &self.transcript)
-                        });
-                    }
-                    let footed = (cursor.footed, cursor.footed_runless);
-                    cursor.at_eof(&snapshot, &mut renderer);
-                    if footed != (cursor.footed, cursor.footed_runless) {
+                    if pipe.caught_up(&snapshot) {
                         sink.hurry();
                     }
                     at_eof = true;
                 }
             }
-            if let Some(u) = renderer.take_update() {
+            if let Some(u) = pipe.renderer.take_update() {
                 sink.offer(u);
             }
             if at_eof {
@@ -261,7 +233,7 @@ impl View {
             tokio::select! {
                 res = async { inflight.as_mut().expect("guarded by the select condition").await }, if inflight.is_some() => {
                     inflight = None;
-                    if !write_done(res, self.buf, &mut renderer) {
+                    if !write_done(res, self.buf, &mut pipe.renderer) {
                         return;
                     }
                 }
@@ -324,23 +296,83 @@ fn feed(
     renderer.feed(&crate::claude::parse_ref(line));
 }
 
-/// Renders a whole transcript to lines, for `export_markdown`; the same pipeline as a view.
+/// The data path of a view from transcript bytes to rendered lines: framing, the separators and
+/// footers of the record's runs, parsing, rendering. `View::run` pushes the file as it grows;
+/// `render_all` pushes a finished one.
+struct Pipeline {
+    renderer: Renderer,
+    cursor: RunCursor,
+    framer: Framer,
+    deltas: DeltaParser,
+    transcript: PathBuf,
+}
+
+impl Pipeline {
+    fn new(rec: &TaskRecord, transcript: &std::path::Path) -> Pipeline {
+        let mut renderer = Renderer::new();
+        renderer.header(&Header {
+            id: rec.id,
+            name: &rec.name,
+            cwd: &rec.cwd,
+            started_at_ms: rec.created_at_ms,
+        });
+        Pipeline {
+            renderer,
+            cursor: RunCursor {
+                begun: 1,
+                footed: 0,
+                footed_runless: false,
+            },
+            framer: Framer::new(MAX_LINE, 0),
+            deltas: DeltaParser::default(),
+            transcript: transcript.to_path_buf(),
+        }
+    }
+
+    /// The next bytes of the transcript; `rec` is at least as new as the read that got them.
+    fn push(&mut self, chunk: &[u8], rec: &TaskRecord) {
+        let Pipeline {
+            renderer,
+            cursor,
+            framer,
+            deltas,
+            transcript,
+        } = self;
+        framer.push_with(chunk, |line| {
+            cursor.before_line(line, rec, renderer);
+            feed(renderer, deltas, line, transcript);
+        });
+    }
+
+    /// Everything written has been pushed, and `rec` was taken before the read that found no
+    /// more: a finished run's last line and the footers of the finished runs go in. Returns
+    /// whether a footer went in.
+    fn caught_up(&mut self, rec: &TaskRecord) -> bool {
+        let Pipeline {
+            renderer,
+            cursor,
+            framer,
+            deltas,
+            transcript,
+        } = self;
+        if rec
+            .runs
+            .get(cursor.footed)
+            .is_some_and(|r| r.status.is_finished())
+        {
+            // The run's process is gone: a last line without '\n' is complete.
+            framer.finish_with(|line| feed(renderer, deltas, line, transcript));
+        }
+        let footed = (cursor.footed, cursor.footed_runless);
+        cursor.at_eof(rec, renderer);
+        footed != (cursor.footed, cursor.footed_runless)
+    }
+}
+
+/// Renders a whole transcript to lines, for `export_markdown`: a view's pipeline.
 pub fn render_all(rec: &TaskRecord, transcript: &std::path::Path) -> std::io::Result<Vec<String>> {
     use std::io::Read;
-    let mut renderer = Renderer::new();
-    renderer.header(&Header {
-        id: rec.id,
-        name: &rec.name,
-        cwd: &rec.cwd,
-        started_at_ms: rec.created_at_ms,
-    });
-    let mut cursor = RunCursor {
-        begun: 1,
-        footed: 0,
-        footed_runless: false,
-    };
-    let mut framer = Framer::new(MAX_LINE, 0);
-    let mut deltas = DeltaParser::default();
+    let mut pipe = Pipeline::new(rec, transcript);
     let mut file = std::fs::File::open(transcript)?;
     let mut chunk = vec![0u8; CHUNK];
     let mut out = Vec::new();
@@ -349,20 +381,14 @@ pub fn render_all(rec: &TaskRecord, transcript: &std::path::Path) -> std::io::Re
         if n == 0 {
             break;
         }
-        framer.push_with(&chunk[..n], |line| {
-            cursor.before_line(line, rec, &mut renderer);
-            feed(&mut renderer, &mut deltas, line, transcript);
-        });
-        if let Some(u) = renderer.take_update() {
-            out.truncate(u.start);
-            out.extend(u.lines);
+        pipe.push(&chunk[..n], rec);
+        if let Some(u) = pipe.renderer.take_update() {
+            u.apply_to(&mut out);
         }
     }
-    framer.finish_with(|line| feed(&mut renderer, &mut deltas, line, transcript));
-    cursor.at_eof(rec, &mut renderer);
-    if let Some(u) = renderer.take_update() {
-        out.truncate(u.start);
-        out.extend(u.lines);
+    pipe.caught_up(rec);
+    if let Some(u) = pipe.renderer.take_update() {
+        u.apply_to(&mut out);
     }
     Ok(out)
 }
@@ -371,20 +397,14 @@ pub fn render_all(rec: &TaskRecord, transcript: &std::path::Path) -> std::io::Re
 mod tests {
     use super::*;
     use crate::framing::Line;
+    use crate::testutil::{fixture_dir, fixtures};
 
     /// The view's way (lines lent by the framer, text deltas rendered in place) must render
     /// exactly what parsing every line into a message renders.
     #[test]
     fn lent_lines_and_in_place_deltas_render_like_parsed_messages() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/claude-cli-2.1.197");
-        let mut seen = 0;
-        for entry in std::fs::read_dir(&root).unwrap() {
-            let path = entry.unwrap().path().join("stdout.jsonl");
-            let Ok(data) = std::fs::read(&path) else {
-                continue;
-            };
-            seen += 1;
+        for (name, data) in fixtures() {
+            let path = fixture_dir().join(&name).join("stdout.jsonl");
             // Odd read sizes, so that lines also come out of the framer's partial buffer.
             let mut view = Renderer::new();
             let mut framer = Framer::new(MAX_LINE, 0);
@@ -403,33 +423,17 @@ mod tests {
             }
             let a = view.take_update().map(|u| u.lines);
             let b = parsed.take_update().map(|u| u.lines);
-            assert!(
-                a.as_ref().is_some_and(|l| !l.is_empty()),
-                "{}",
-                path.display()
-            );
-            assert_eq!(a, b, "{}", path.display());
+            assert!(a.as_ref().is_some_and(|l| !l.is_empty()), "{name}");
+            assert_eq!(a, b, "{name}");
         }
-        assert!(seen >= 5, "fixtures not found under {}", root.display());
     }
 
     /// The view gives every written line's string back to the renderer; reusing them must not
     /// change a single line.
     #[test]
     fn recycled_strings_render_the_same_lines() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/claude-cli-2.1.197");
-        let apply = |doc: &mut Vec<String>, u: crate::render::Update| {
-            doc.truncate(u.start);
-            doc.extend(u.lines);
-        };
-        let mut seen = 0;
-        for entry in std::fs::read_dir(&root).unwrap() {
-            let path = entry.unwrap().path().join("stdout.jsonl");
-            let Ok(data) = std::fs::read(&path) else {
-                continue;
-            };
-            seen += 1;
+        for (name, data) in fixtures() {
+            let path = fixture_dir().join(&name).join("stdout.jsonl");
             let (mut plain, mut reused) = (Vec::new(), Vec::new());
             let (mut a, mut b) = (Renderer::new(), Renderer::new());
             // Strings with old text in them, as after a write.
@@ -442,17 +446,16 @@ mod tests {
                     feed(&mut b, &mut deltas_b, l, &path);
                 });
                 if let Some(u) = a.take_update() {
-                    apply(&mut plain, u);
+                    u.apply_to(&mut plain);
                 }
                 if let Some(u) = b.take_update() {
                     let lines = u.lines.clone();
-                    apply(&mut reused, u);
+                    u.apply_to(&mut reused);
                     b.recycle(lines);
                 }
             }
-            assert!(!plain.is_empty());
-            assert_eq!(plain, reused, "{}", path.display());
+            assert!(!plain.is_empty(), "{name}");
+            assert_eq!(plain, reused, "{name}");
         }
-        assert!(seen >= 5, "fixtures not found under {}", root.display());
     }
 }

@@ -1523,29 +1523,7 @@ async fn state_files_are_private_even_with_an_open_umask() {
 
 // ==================================================================== 9. fuzzing
 
-use claude_tasks::testutil::Rng;
-
-fn fixtures() -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/claude-cli-2.1.197");
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(&dir).unwrap() {
-        let p = e.unwrap().path().join("stdout.jsonl");
-        if let Ok(b) = std::fs::read(&p) {
-            out.push((
-                p.parent()
-                    .unwrap()
-                    .file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned(),
-                b,
-            ));
-        }
-    }
-    out.sort();
-    assert!(out.len() >= 10, "fixtures: {}", out.len());
-    out
-}
+use claude_tasks::testutil::{fixtures, Rng};
 
 fn frame(data: &[u8], cuts: &[usize], max_line: usize) -> Vec<claude_tasks::framing::Line> {
     claude_tasks::testutil::frame_chunked(data, cuts, max_line, 0)
@@ -1568,8 +1546,7 @@ fn render_chunked(data: &[u8], cuts: &[usize], max_line: usize) -> Vec<String> {
     let apply = |r: &mut Renderer, out: &mut Vec<String>| {
         if let Some(u) = r.take_update() {
             assert!(u.start <= out.len(), "update past the end");
-            out.truncate(u.start);
-            out.extend(u.lines);
+            u.apply_to(out);
         }
     };
     let mut prev = 0;
