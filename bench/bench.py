@@ -280,6 +280,35 @@ def proc_mem_kb(pid):
     return out
 
 
+class Probes:
+    """The editor's responsiveness during a run: the 5 ms timer inside Neovim and the second RPC
+    client when `on`, and always the share of the run Neovim waited for a CPU. `begin()` opens
+    the window (after the blocking calls that start the run), `end(out)` closes it and adds the
+    measurements to `out`."""
+
+    def __init__(self, nv, on):
+        self.nv = nv
+        self.pinger = None
+        if on:
+            self.pinger = Pinger(nv)
+            nv.lua("B.probe_start(5)")
+
+    def begin(self):
+        self.since = self.nv.lua("return B.probe_skip_until_now()")
+        self.q0, self.t0 = runq_ns(self.nv.pid), time.monotonic()
+
+    def end(self, out):
+        q1, t1 = runq_ns(self.nv.pid), time.monotonic()
+        if self.q0 and q1:
+            out["nvim_runq_share"] = (q1[1] - self.q0[1]) / 1e9 / (t1 - self.t0)
+        if self.pinger:
+            p = self.nv.lua("return B.probe_stop()")
+            out["timer_sched"] = [x / 1e6 for x in p["sched"]]
+            out["timer_at"] = p["at"]
+            out["timer_raw"] = [x / 1e6 for x in p["raw"]]
+            out["rtt"] = self.pinger.stop(self.since)
+
+
 class Pinger:
     """bench/pinger.py in its own process, connected to the Neovim's --listen socket."""
 
@@ -357,30 +386,18 @@ class Bench:
         try:
             s = nv.setup(cmd=cmd, **opts)
             out = {"ensure_ms": s["ensure_ms"]}
-            pinger = None
-            if probes:
-                pinger = Pinger(nv)
-                nv.lua("B.probe_start(5)")
+            probe = Probes(nv, probes)
             c0 = (cpu_ms(nv.pid), cpu_ms(nv.backend_pid))
             ok = nv.lua("return B.stream_plugin(...)", count)
-            since = nv.lua("return B.probe_skip_until_now()")
-            q0, t0w = runq_ns(nv.pid), time.monotonic()
+            probe.begin()
             r = nv.wait_done(timeout)
-            q1, t1w = runq_ns(nv.pid), time.monotonic()
+            probe.end(out)
             c1 = (cpu_ms(nv.pid), cpu_ms(nv.backend_pid))
             if all(c0) and all(c1):
                 # The CLI has been reaped once the footer is in: its time is the backend's
                 # children's. Includes the blocking start() and open() and the driver's polls.
                 out["cpu_ms"] = {"nvim": c1[0][0] - c0[0][0], "backend": c1[1][0] - c0[1][0],
                                  "producer": c1[1][1] - c0[1][1]}
-            if q0 and q1:
-                out["nvim_runq_share"] = (q1[1] - q0[1]) / 1e9 / (t1w - t0w)
-            if probes:
-                p = nv.lua("return B.probe_stop()")
-                out["timer_sched"] = [x / 1e6 for x in p["sched"]]
-                out["timer_at"] = p["at"]
-                out["timer_raw"] = [x / 1e6 for x in p["raw"]]
-                out["rtt"] = pinger.stop(since)
             if r is not None:
                 out["started_ms"] = r.get("started_ms")
                 out["opened_ms"] = r.get("opened_ms")
@@ -409,25 +426,13 @@ class Bench:
         nv = Nvim(self.nvim, self.tmp, "peer")
         try:
             out = {}
-            pinger = None
-            if probes:
-                pinger = Pinger(nv)
-                nv.lua("B.probe_start(5)")
+            probe = Probes(nv, probes)
             nv.lua("return B.stream_peer(...)", cmd)
-            since = nv.lua("return B.probe_skip_until_now()")
-            q0, t0w = runq_ns(nv.pid), time.monotonic()
+            probe.begin()
             r = nv.wait_done(timeout)
-            q1, t1w = runq_ns(nv.pid), time.monotonic()
-            if q0 and q1:
-                out["nvim_runq_share"] = (q1[1] - q0[1]) / 1e9 / (t1w - t0w)
+            probe.end(out)
             if r is None:
                 nv.lua("B.stop_peer()")
-            if probes:
-                p = nv.lua("return B.probe_stop()")
-                out["timer_sched"] = [x / 1e6 for x in p["sched"]]
-                out["timer_raw"] = [x / 1e6 for x in p["raw"]]
-                out["rtt"] = pinger.stop(since)
-            if r is None:
                 out["timeout"] = True
                 return out
             if r.get("failed"):
@@ -607,12 +612,11 @@ class Bench:
                 if case is None:
                     nv = Nvim(self.nvim, self.tmp, "idle")
                     try:
-                        pinger = Pinger(nv)
-                        nv.lua("B.probe_start(5)")
-                        time.sleep(2.0)
-                        p = nv.lua("return B.probe_stop()")
-                        r = {"timer_sched": [x / 1e6 for x in p["sched"]],
-                             "timer_raw": [x / 1e6 for x in p["raw"]], "rtt": pinger.stop()}
+                        probe = Probes(nv, True)
+                        probe.begin()
+                        time.sleep(2.0)  # the idle window being measured
+                        r = {}
+                        probe.end(r)
                     finally:
                         nv.close()
                 elif case[0] in ("plugin", "paced"):

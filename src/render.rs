@@ -70,7 +70,7 @@ fn clip(line: &str) -> Cow<'_, str> {
         return Cow::Borrowed(line);
     }
     Cow::Owned(marked(
-        line[..floor_boundary(line, MAX_SHOWN_LINE)].to_string(),
+        line[..line.floor_char_boundary(MAX_SHOWN_LINE)].to_string(),
         line.len(),
     ))
 }
@@ -79,14 +79,6 @@ fn marked(mut prefix: String, total: usize) -> String {
     use std::fmt::Write;
     let _ = write!(prefix, "… ({total} bytes)");
     prefix
-}
-
-/// The largest character boundary of `s` at or below `at`.
-fn floor_boundary(s: &str, at: usize) -> usize {
-    if at >= s.len() {
-        return s.len();
-    }
-    (0..=at).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0)
 }
 
 /// Kinds of blocks; a blank line separates blocks, except consecutive ones of a grouping kind.
@@ -253,7 +245,7 @@ impl TextBlock {
         // Once something was left out, nothing after it may be kept.
         if self.tail.len() == self.tail_len {
             let room = MAX_SHOWN_LINE - self.tail.len();
-            self.tail.push_str(&s[..floor_boundary(s, room)]);
+            self.tail.push_str(&s[..s.floor_char_boundary(room)]);
         }
         self.tail_len += s.len();
     }
@@ -2252,7 +2244,7 @@ mod tests {
         let body = long.trim_end_matches('\r');
         let want_first = format!(
             "{}… ({} bytes)",
-            &body[..floor_boundary(body, MAX_SHOWN_LINE)],
+            &body[..body.floor_char_boundary(MAX_SHOWN_LINE)],
             body.len()
         );
         assert_eq!(buf, vec![want_first.clone(), "short".to_string()]);
