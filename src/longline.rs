@@ -35,7 +35,7 @@ const READ_BUF: usize = 64 * 1024;
 /// I/O errors are returned as Err; a reader that ends before `len` bytes is an
 /// `ErrorKind::UnexpectedEof` error, because the caller's idea of the line no longer matches the
 /// file. Memory use is bounded by `max_out` + a fixed read buffer (64 KiB), whatever `len` is.
-pub fn shorten(
+fn shorten(
     mut r: impl Read,
     len: u64,
     max_string: usize,
@@ -65,8 +65,9 @@ pub fn shorten(
     Ok(m.finish())
 }
 
-/// The same on bytes already in memory (for tests and callers that have them).
-pub fn shorten_bytes(bytes: &[u8], max_string: usize, max_out: usize) -> Option<Shortened> {
+/// The same on bytes already in memory.
+#[cfg(test)]
+fn shorten_bytes(bytes: &[u8], max_string: usize, max_out: usize) -> Option<Shortened> {
     let mut m = Machine::new(max_string, max_out);
     if !m.feed(bytes) {
         return None;

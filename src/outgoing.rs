@@ -99,8 +99,7 @@ impl Payloads {
 }
 
 fn find_marker(b: &[u8]) -> Option<usize> {
-    b.windows(2)
-        .position(|w| w[0] == 0xd7 && w[1] == PLACEHOLDER as u8)
+    memchr::memmem::find(b, &[0xd7, PLACEHOLDER as u8])
 }
 
 /// `lines` as a msgpack array of strings, as `rmpv` would encode it.

@@ -853,7 +853,6 @@ pub async fn wait_file(path: &Path) {
     }
 }
 
-/// The pids in a `--fake-pids-file`, if it was written.
 /// The nice value of a process's thread (`/proc/<pid>/task/<tid>/stat`, field 19).
 pub fn nice_of(pid: i32, tid: i32) -> Option<i64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
@@ -872,6 +871,7 @@ pub fn threads_of(pid: i32) -> Vec<i32> {
         .unwrap_or_default()
 }
 
+/// The pids in a `--fake-pids-file`, if it was written.
 pub fn read_pids(path: &Path) -> Vec<i32> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
