@@ -304,7 +304,6 @@ class Probes:
         if self.pinger:
             p = self.nv.lua("return B.probe_stop()")
             out["timer_sched"] = [x / 1e6 for x in p["sched"]]
-            out["timer_at"] = p["at"]
             out["timer_raw"] = [x / 1e6 for x in p["raw"]]
             out["rtt"] = self.pinger.stop(self.since)
 
@@ -413,7 +412,6 @@ class Bench:
                 f = nv.lua("return B.floor()")
                 out["floor_ms"] = f["ms"]
                 out["lines"] = f["lines"]
-                out["last"] = f["last"]
             if summary:
                 out["summary"] = nv.lua("return B.buf_summary()")
             if extra:
@@ -657,7 +655,6 @@ class Bench:
                 self.res.add("respond", "  open() of the task(s), %s (not in the above)"
                              % key, "ms", d["opened"],
                              note="blocking: rpcrequest 'attach' for each task")
-        self.probe_stats = probe_stats
 
     # -- 3. latency at a low rate --------------------------------------------------------------
 

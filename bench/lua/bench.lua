@@ -56,7 +56,7 @@ end
 function B.probe_stop()
   local p = probe
   probe = nil
-  local out = { raw = {}, sched = {}, at = {} }
+  local out = { raw = {}, sched = {} }
   if not p then
     return out
   end
@@ -66,7 +66,6 @@ function B.probe_stop()
   for _, s in ipairs(p.sched) do
     if s[1] >= p.skip_before then
       out.sched[#out.sched + 1] = s[2]
-      out.at[#out.at + 1] = s[1]
     end
   end
   for _, s in ipairs(p.raw) do
@@ -172,31 +171,6 @@ function B.stream_plugin(count)
   S.opened_ms = (hrtime() - S.t0) / 1e6
   B.probe_skip_until_now()
   return true
-end
-
---- Records every buffer.write call of the backend: { start_ns, duration_ns, lines, bytes }.
-function B.trace_writes()
-  local buffer = require("claude-tasks.buffer")
-  local write = buffer.write
-  B.writes = {}
-  buffer.write = function(buf, start, lines)
-    local t0 = hrtime()
-    local r = write(buf, start, lines)
-    local bytes = 0
-    for i = 1, #lines do
-      bytes = bytes + #lines[i] + 1
-    end
-    B.writes[#B.writes + 1] = { t0, hrtime() - t0, #lines, bytes }
-    return r
-  end
-  local events = require("claude-tasks.events")
-  local dispatch = events.dispatch
-  events.dispatch = function(ev)
-    local t0 = hrtime()
-    local r = dispatch(ev)
-    B.writes[#B.writes + 1] = { t0, hrtime() - t0, -1, ev.type }
-    return r
-  end
 end
 
 --- Polled by the driver: { done, ms, failed, lines }.
