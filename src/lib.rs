@@ -19,6 +19,7 @@ pub mod reaper;
 pub mod render;
 pub mod rpc;
 pub mod runner;
+pub mod scan;
 pub mod sink;
 pub mod store;
 pub mod supervisor;

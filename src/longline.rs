@@ -167,15 +167,32 @@ impl Machine {
         while i < chunk.len() {
             if self.in_str && self.cutting && self.esc == Esc::None {
                 // Skipping is the bulk of a huge line: jump straight to the next byte that matters
-                // (a quote, a backslash or a control character), eight bytes at a time.
-                match crate::claude::find_special(chunk, i) {
-                    Some(k) => {
-                        self.raw += (k - i) as u64;
-                        i = k;
-                    }
-                    None => {
-                        self.raw += (chunk.len() - i) as u64;
-                        return true;
+                // (a quote, a backslash or a control character). A two-byte escape is passed over
+                // here too: a long text has a `\n` on every line, and taking each through the
+                // byte-by-byte machine cost as much as the scan itself.
+                loop {
+                    match crate::scan::find_special(chunk, i) {
+                        Some(k) => {
+                            self.raw += (k - i) as u64;
+                            i = k;
+                            if chunk[k] == b'\\'
+                                && chunk.get(k + 1).is_some_and(|c| {
+                                    matches!(
+                                        c,
+                                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't'
+                                    )
+                                })
+                            {
+                                self.raw += 2;
+                                i += 2;
+                                continue;
+                            }
+                            break;
+                        }
+                        None => {
+                            self.raw += (chunk.len() - i) as u64;
+                            return true;
+                        }
                     }
                 }
             }

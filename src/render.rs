@@ -1222,34 +1222,11 @@ fn hash_line(h: u64, line: &str) -> u64 {
     x.finish()
 }
 
-fn is_unclean(b: u8) -> bool {
-    (b < 0x20 && b != b'\t') || b == 0x7f
-}
-
-/// Whether no byte needs `sanitize`: every shown line is checked, eight bytes at a time.
-fn is_clean(s: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut words = s.chunks_exact(8);
-    for word in &mut words {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(word);
-        let w = u64::from_le_bytes(w);
-        let del = w ^ (ONES * 0x7f);
-        // Bytes below 0x20 (tabs included) or equal to 0x7f; a hit is checked byte by byte.
-        let hits = (w.wrapping_sub(ONES * 0x20) & !w | del.wrapping_sub(ONES) & !del) & HIGH;
-        if hits != 0 && word.iter().any(|&b| is_unclean(b)) {
-            return false;
-        }
-    }
-    !words.remainder().iter().any(|&b| is_unclean(b))
-}
-
 /// A line fit for a Neovim buffer: no newline, no terminal escape sequences, other control
 /// characters shown as their Unicode pictures (tabs kept); after a carriage return only what a
 /// terminal would show last.
 pub fn sanitize(s: &str) -> Cow<'_, str> {
-    if is_clean(s.as_bytes()) {
+    if crate::scan::is_clean(s.as_bytes()) {
         return Cow::Borrowed(s);
     }
     let s = s.trim_end_matches('\r');
@@ -2287,37 +2264,6 @@ mod tests {
             apply(&mut buf, u);
         }
         assert_eq!(buf, vec!["other"]);
-    }
-
-    #[test]
-    fn is_clean_agrees_with_the_byte_by_byte_check() {
-        let reference = |b: &[u8]| !b.iter().any(|&x| is_unclean(x));
-        // Every byte value at every position of lines of 1 to 17 bytes.
-        for len in 1..=17 {
-            for pos in 0..len {
-                for v in 0..=255u8 {
-                    let mut line = vec![b'a'; len];
-                    line[pos] = v;
-                    assert_eq!(
-                        is_clean(&line),
-                        reference(&line),
-                        "{v:#x} at {pos} of {len}"
-                    );
-                }
-            }
-        }
-        let mut rng = crate::testutil::Rng(42);
-        for _ in 0..20_000 {
-            let n = rng.below(40);
-            let line: Vec<u8> = (0..n)
-                .map(|_| match rng.below(4) {
-                    0 => rng.next_u64() as u8,
-                    1 => b'\t',
-                    _ => b'a' + rng.below(26) as u8,
-                })
-                .collect();
-            assert_eq!(is_clean(&line), reference(&line));
-        }
     }
 
     #[test]

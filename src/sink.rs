@@ -5,6 +5,7 @@
 //! once per frame (few calls for a trickle that goes on), call after call for a backlog, and at
 //! once for the end of a burst and for a footer.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::render::Update;
@@ -16,9 +17,17 @@ pub const MAX_LINES_PER_CALL: usize = 10_000;
 /// read-ahead keeps the pipeline full anyway.
 pub const MAX_BYTES_PER_CALL: usize = 128 * 1024;
 
+/// What waits to be sent: the document's lines from `start` on. A deque, because calls take
+/// their lines from its front while the renderer adds at its back: with a `Vec`, every call
+/// moved the whole rest of a backlog (up to `READ_AHEAD`, ~26k lines) to a new allocation.
+struct Carry {
+    start: usize,
+    lines: VecDeque<String>,
+}
+
 #[derive(Default)]
 pub struct Sink {
-    carry: Option<Update>,
+    carry: Option<Carry>,
     carry_bytes: usize,
     last_send: Option<Instant>,
     /// The last call was a full one: a burst is being sent.
@@ -38,21 +47,23 @@ impl Sink {
 
     /// Merges `u` into what waits to be sent. `u` covers `u.start..` of the document, so it
     /// supersedes everything pending from `u.start` on.
-    pub fn offer(&mut self, mut u: Update) {
+    pub fn offer(&mut self, u: Update) {
         let added = bytes_of(&u.lines);
-        match self.carry.take() {
-            Some(mut c) if u.start > c.start => {
+        match self.carry.as_mut() {
+            Some(c) if u.start > c.start => {
                 // Lines between c.start and u.start did not change since `c` was taken.
                 let keep = (u.start - c.start).min(c.lines.len());
                 // A running count: recounting the whole carry at every offer would be quadratic.
-                self.carry_bytes -= bytes_of(&c.lines[keep..]);
+                self.carry_bytes -= c.lines.range(keep..).map(|l| l.len() + 1).sum::<usize>();
                 c.lines.truncate(keep);
-                c.lines.append(&mut u.lines);
-                self.carry = Some(c);
+                c.lines.extend(u.lines);
                 self.carry_bytes += added;
             }
             _ => {
-                self.carry = Some(u);
+                self.carry = Some(Carry {
+                    start: u.start,
+                    lines: u.lines.into(),
+                });
                 self.carry_bytes = added;
             }
         }
@@ -113,7 +124,7 @@ impl Sink {
     /// (but at least one line); the rest stays for the next call.
     pub fn next_batch(&mut self, now: Instant) -> Option<Update> {
         let full = self.backlog();
-        let mut c = self.carry.take()?;
+        let c = self.carry.as_mut()?;
         let mut n = 0;
         let mut bytes = 0;
         for l in c.lines.iter().take(MAX_LINES_PER_CALL) {
@@ -123,20 +134,21 @@ impl Sink {
             bytes += l.len() + 1;
             n += 1;
         }
-        if c.lines.len() > n {
-            let rest = c.lines.split_off(n);
-            self.carry = Some(Update {
-                start: c.start + n,
-                lines: rest,
-            });
-            self.carry_bytes -= bytes;
-        } else {
+        let batch = Update {
+            start: c.start,
+            lines: c.lines.drain(..n).collect(),
+        };
+        c.start += n;
+        if c.lines.is_empty() {
+            self.carry = None;
             self.carry_bytes = 0;
+        } else {
+            self.carry_bytes -= bytes;
         }
         self.last_send = Some(now);
         self.last_full = full;
         self.urgent = false;
-        Some(c)
+        Some(batch)
     }
 }
 

@@ -563,7 +563,7 @@ fn push_js(out: &mut String, s: &str) {
     let b = s.as_bytes();
     out.push('"');
     let mut run = 0;
-    while let Some(i) = claude_tasks::claude::find_special(b, run) {
+    while let Some(i) = claude_tasks::scan::find_special(b, run) {
         out.push_str(&s[run..i]);
         match b[i] {
             b'"' => out.push_str("\\\""),

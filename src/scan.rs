@@ -1,0 +1,234 @@
+//! The byte scan under every JSON string we read: where a plain run of string content ends (a
+//! `"`, a `\` or a control character), and whether the run was all ASCII. This is most of the
+//! work per transcript line (the delta parser, the long-line cutter, fake-claude's escaping),
+//! so it looks at 16 bytes at a time where the CPU allows it, and the ASCII answer comes with
+//! the same loads, sparing a separate UTF-8 validation of the common, ASCII, case.
+
+/// Index of the first `"`, `\` or control character (< 0x20) at or after `from`.
+#[inline]
+pub fn find_special(b: &[u8], from: usize) -> Option<usize> {
+    string_run(b, from).map(|(end, _)| end)
+}
+
+/// `find_special`, and whether every byte from `from` up to that index is ASCII.
+#[inline]
+pub fn string_run(b: &[u8], from: usize) -> Option<(usize, bool)> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        sse2::string_run(b, from)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let end = swar_find_special(b, from)?;
+        Some((end, b[from..end].is_ascii()))
+    }
+}
+
+/// Whether `s` has no control character other than tabs (bytes below 0x20, and 0x7f): a line
+/// that goes into the buffer as it is. Every shown line is checked.
+#[inline]
+pub fn is_clean(s: &[u8]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        sse2::is_clean(s)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        !s.iter().any(|&c| is_unclean(c))
+    }
+}
+
+#[inline]
+fn is_unclean(c: u8) -> bool {
+    (c < 0x20 && c != b'\t') || c == 0x7f
+}
+
+#[inline]
+fn is_special(c: u8) -> bool {
+    c == b'"' || c == b'\\' || c < 0x20
+}
+
+/// Eight bytes at a time in a `u64`, for CPUs without the 16-byte path.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn swar_find_special(b: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut i = from;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().ok()?);
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let backslash = w ^ (ONES * u64::from(b'\\'));
+        // High bit of each byte that is zero (resp. below 0x20). Borrows only carry past a
+        // hit, towards later bytes, so the lowest flagged byte is always a real one.
+        let hits = (quote.wrapping_sub(ONES) & !quote
+            | backslash.wrapping_sub(ONES) & !backslash
+            | w.wrapping_sub(ONES * 0x20) & !w)
+            & HIGH;
+        if hits != 0 {
+            return Some(i + (hits.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b.get(i..)?
+        .iter()
+        .position(|&c| is_special(c))
+        .map(|p| i + p)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod sse2 {
+    use std::arch::x86_64::{
+        __m128i, _mm_andnot_si128, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8,
+        _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+
+    #[inline]
+    pub fn is_clean(s: &[u8]) -> bool {
+        let mut i = 0;
+        // SAFETY: as in `string_run`: SSE2 always exists on x86_64, and each unaligned load
+        // reads `i..i + 16`, inside `s` by the loop condition.
+        unsafe {
+            let control = _mm_set1_epi8(0x1f);
+            let tab = _mm_set1_epi8(b'\t' as i8);
+            let del = _mm_set1_epi8(0x7f);
+            while i + 16 <= s.len() {
+                let v = _mm_loadu_si128(s.as_ptr().add(i).cast::<__m128i>());
+                let below = _mm_cmpeq_epi8(_mm_min_epu8(v, control), v);
+                let bad = _mm_or_si128(
+                    _mm_andnot_si128(_mm_cmpeq_epi8(v, tab), below),
+                    _mm_cmpeq_epi8(v, del),
+                );
+                if _mm_movemask_epi8(bad) != 0 {
+                    return false;
+                }
+                i += 16;
+            }
+        }
+        !s[i..].iter().any(|&c| super::is_unclean(c))
+    }
+
+    #[inline]
+    pub fn string_run(b: &[u8], from: usize) -> Option<(usize, bool)> {
+        let mut i = from;
+        // High bits of the bytes passed so far.
+        let mut high = 0u32;
+        // SAFETY: SSE2 is part of the x86_64 baseline, so these instructions always exist; each
+        // load reads the 16 bytes at `i..i + 16`, which the loop condition keeps inside `b`, and
+        // `_mm_loadu_si128` has no alignment requirement.
+        unsafe {
+            let quote = _mm_set1_epi8(b'"' as i8);
+            let backslash = _mm_set1_epi8(b'\\' as i8);
+            let control = _mm_set1_epi8(0x1f);
+            while i + 16 <= b.len() {
+                let v = _mm_loadu_si128(b.as_ptr().add(i).cast::<__m128i>());
+                // min(v, 0x1f) == v exactly for the bytes below 0x20 (an unsigned compare).
+                let hits = _mm_or_si128(
+                    _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                    _mm_cmpeq_epi8(_mm_min_epu8(v, control), v),
+                );
+                let m = _mm_movemask_epi8(hits) as u32;
+                let h = _mm_movemask_epi8(v) as u32;
+                if m != 0 {
+                    let k = m.trailing_zeros();
+                    high |= h & ((1u32 << k) - 1);
+                    return Some((i + k as usize, high == 0));
+                }
+                high |= h;
+                i += 16;
+            }
+        }
+        for (k, &c) in b.get(i..)?.iter().enumerate() {
+            if super::is_special(c) {
+                return Some((i + k, high == 0));
+            }
+            high |= u32::from(c >> 7);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::Rng;
+
+    fn naive(b: &[u8], from: usize) -> Option<(usize, bool)> {
+        let end = from + b.get(from..)?.iter().position(|&c| is_special(c))?;
+        Some((end, b[from..end].is_ascii()))
+    }
+
+    #[test]
+    fn every_byte_value_at_every_position_and_start() {
+        for len in 0..40 {
+            for at in 0..len {
+                for c in 0..=255u8 {
+                    let mut b = vec![b'a'; len];
+                    b[at] = c;
+                    for from in 0..=len + 1 {
+                        assert_eq!(
+                            string_run(&b, from),
+                            naive(&b, from),
+                            "{len} {at} {c} {from}"
+                        );
+                        assert_eq!(
+                            swar_find_special(&b, from),
+                            naive(&b, from).map(|r| r.0),
+                            "swar {len} {at} {c} {from}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn is_clean_agrees_with_the_byte_by_byte_check() {
+        let reference = |b: &[u8]| !b.iter().any(|&x| is_unclean(x));
+        for len in 1..=40 {
+            for pos in 0..len {
+                for v in 0..=255u8 {
+                    let mut line = vec![b'a'; len];
+                    line[pos] = v;
+                    assert_eq!(
+                        is_clean(&line),
+                        reference(&line),
+                        "{v:#x} at {pos} of {len}"
+                    );
+                }
+            }
+        }
+        assert!(is_clean(b""));
+        let mut rng = Rng(42);
+        for _ in 0..20_000 {
+            let n = rng.below(60);
+            let line: Vec<u8> = (0..n)
+                .map(|_| match rng.below(4) {
+                    0 => rng.next_u64() as u8,
+                    1 => b'\t',
+                    _ => b'a' + rng.below(26) as u8,
+                })
+                .collect();
+            assert_eq!(is_clean(&line), reference(&line));
+        }
+    }
+
+    #[test]
+    fn random_text_with_high_bytes_and_specials() {
+        let mut rng = Rng(0x5ca9);
+        // Bytes drawn so that runs are long, high bytes common and specials rare.
+        let pick = |rng: &mut Rng| match rng.below(100) {
+            0 => b'"',
+            1 => b'\\',
+            2 => rng.below(0x20) as u8,
+            3..=12 => 0x80 | rng.below(0x80) as u8,
+            _ => 0x20 + rng.below(0x5f) as u8,
+        };
+        for _ in 0..20_000 {
+            let len = rng.below(200);
+            let b: Vec<u8> = (0..len).map(|_| pick(&mut rng)).collect();
+            let from = rng.below(len + 2);
+            assert_eq!(string_run(&b, from), naive(&b, from), "{b:?} from {from}");
+            assert_eq!(swar_find_special(&b, from), naive(&b, from).map(|r| r.0));
+        }
+    }
+}
