@@ -9,7 +9,7 @@ use nvim_rs::error::CallError;
 use nvim_rs::Neovim;
 use rmpv::Value;
 
-use crate::outgoing::Payloads;
+use crate::outgoing::{Payloads, Sent};
 
 #[derive(Debug)]
 pub enum WriteError {
@@ -21,14 +21,39 @@ pub enum WriteError {
     Failed(String),
 }
 
+/// How a write went when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// The lines are in the buffer.
+    Applied,
+    /// Nothing was written: do it again with `write_fallback` (a text lock, writes already
+    /// waiting in Lua, a start past the end of the buffer).
+    Fallback,
+}
+
 #[async_trait]
 pub trait Editor: Send + Sync + 'static {
     /// `require("claude-tasks.events").dispatch(ev)`.
     async fn event(&self, ev: Value);
-    /// Replace lines `start..` of `buf` with `lines` (see doc/protocol.md). Borrowed: the
-    /// caller reuses the strings afterwards.
-    async fn write_lines(&self, buf: i64, start: usize, lines: &[String])
-        -> Result<(), WriteError>;
+    /// Replace lines `start..` of `buf` with `lines` (see doc/protocol.md), the fast way.
+    /// Borrowed: the caller reuses the strings afterwards. `sent` fires once the request is on
+    /// its way, ahead of any later one (it is dropped unfired if the request never goes), so a
+    /// caller may send its next write before this one is answered.
+    async fn write_lines(
+        &self,
+        buf: i64,
+        start: usize,
+        lines: &[String],
+        sent: Sent,
+    ) -> Result<Written, WriteError>;
+    /// The same through Lua's `buffer.write`, which waits out a text lock and keeps order with
+    /// the writes it holds back.
+    async fn write_fallback(
+        &self,
+        buf: i64,
+        start: usize,
+        lines: &[String],
+    ) -> Result<(), WriteError>;
 }
 
 /// The writer of a backend started by Neovim with `jobstart(..., {rpc = true})`: our stdout.
@@ -59,12 +84,14 @@ impl NvimEditor {
     /// Neovim copies the lines from the message into the buffer directly. Turning every line
     /// into a Lua string and back (the `write` path) costs Neovim twice the CPU per batch, and
     /// that time is taken from the user's typing.
-    async fn write_atomic(&self, buf: i64, start: usize, lines: &[String]) -> Atomic {
+    async fn write_atomic(&self, buf: i64, start: usize, lines: &[String], sent: Sent) -> Atomic {
         let call = |name: &str, args: Vec<Value>| {
             Value::Array(vec![Value::from(name), Value::Array(args)])
         };
         // Encoded once, straight from the strings, which stay here for the fallback through Lua.
-        let (text, token) = self.payloads.add(crate::outgoing::encode_lines(lines));
+        let (text, token) = self
+            .payloads
+            .add(crate::outgoing::encode_lines(lines), Some(sent));
         let calls = vec![
             call(
                 "nvim_exec_lua",
@@ -163,15 +190,30 @@ impl Editor for NvimEditor {
         buf: i64,
         start: usize,
         lines: &[String],
-    ) -> Result<(), WriteError> {
-        if !self.no_atomic.load(Ordering::Relaxed) {
-            match self.write_atomic(buf, start, lines).await {
-                Atomic::Done => return Ok(()),
-                Atomic::Gone => return Err(WriteError::BufferGone),
-                Atomic::Failed(e) => return Err(WriteError::Failed(e)),
-                Atomic::Fallback => {}
-            }
+        sent: Sent,
+    ) -> Result<Written, WriteError> {
+        if self.no_atomic.load(Ordering::Relaxed) {
+            // Held until the answer: the next write waits for this one then.
+            let _sent = sent;
+            return self
+                .write_fallback(buf, start, lines)
+                .await
+                .map(|()| Written::Applied);
         }
+        match self.write_atomic(buf, start, lines, sent).await {
+            Atomic::Done => Ok(Written::Applied),
+            Atomic::Gone => Err(WriteError::BufferGone),
+            Atomic::Failed(e) => Err(WriteError::Failed(e)),
+            Atomic::Fallback => Ok(Written::Fallback),
+        }
+    }
+
+    async fn write_fallback(
+        &self,
+        buf: i64,
+        start: usize,
+        lines: &[String],
+    ) -> Result<(), WriteError> {
         let lines = Value::Array(lines.iter().map(|l| Value::from(l.as_str())).collect());
         match self
             .nvim

@@ -4,8 +4,8 @@
 //! bounded all the same, because a line longer than `max_line` keeps only its first `max_line`
 //! bytes and only counts the rest.
 
-/// The default cap on the stored part of one line. A longer line is re-read from the file with
-/// its long strings cut (`crate::longline`), so this bounds memory, not what is understood.
+/// The default cap on the stored part of one line. A longer line is copied with its long strings
+/// cut as it is read (`crate::longline`), so this bounds memory, not what is understood.
 pub const MAX_LINE: usize = 4 * 1024 * 1024;
 
 /// One line of the stream, without its `\n` and without a `\r` just before it.
@@ -59,6 +59,16 @@ impl LineRef<'_> {
 /// A held partial line larger than this is freed once it is complete rather than kept for reuse.
 const KEEP_PARTIAL: usize = 64 * 1024;
 
+/// What `Framer::push_pieces` hands over.
+pub enum Piece<'a> {
+    /// A complete line.
+    Line(LineRef<'a>),
+    /// Raw bytes of a line longer than the cap (`\r` included), in order: all of them, from
+    /// the line's first byte, before the line itself comes as a `Line`, which is truncated
+    /// unless only a final `\r` took it past the cap.
+    Long(&'a [u8]),
+}
+
 /// Incremental line splitter; feed it chunks in file order.
 #[derive(Debug)]
 pub struct Framer {
@@ -92,29 +102,42 @@ impl Framer {
 
     /// Hands every line that `chunk` completes to `f`, in order.
     pub fn push_with(&mut self, chunk: &[u8], mut f: impl FnMut(LineRef<'_>)) {
+        self.push_pieces(chunk, |p| {
+            if let Piece::Line(l) = p {
+                f(l)
+            }
+        });
+    }
+
+    /// `push_with`, also handing over every byte of a line longer than `max_line` as it comes
+    /// (`Piece::Long`), so that such a line can be understood without reading it again.
+    pub fn push_pieces(&mut self, chunk: &[u8], mut f: impl FnMut(Piece<'_>)) {
         let mut rest = chunk;
         while let Some(i) = find_newline(rest) {
             let seg = &rest[..i];
             let raw_len = if self.partial_len == 0 {
                 // The common case: the whole line is inside this chunk, so it is lent straight
                 // from the chunk.
+                if i > self.max_line {
+                    f(Piece::Long(seg));
+                }
                 let content_len = if seg.last() == Some(&b'\r') { i - 1 } else { i };
-                f(LineRef {
+                f(Piece::Line(LineRef {
                     bytes: &seg[..content_len.min(self.max_line)],
                     total_len: content_len,
                     offset: self.line_start,
-                });
+                }));
                 i
             } else {
-                self.append(seg);
+                self.append(seg, &mut f);
                 let raw_len = self.partial_len;
-                self.lend_partial(&mut f);
+                self.lend_partial(&mut |l| f(Piece::Line(l)));
                 raw_len
             };
             self.line_start += raw_len as u64 + 1;
             rest = &rest[i + 1..];
         }
-        self.append(rest);
+        self.append(rest, &mut f);
     }
 
     /// Emits the last line when the stream ended without a final `\n`.
@@ -141,10 +164,11 @@ impl Framer {
         self.line_start + self.partial_len as u64
     }
 
-    fn append(&mut self, seg: &[u8]) {
+    fn append(&mut self, seg: &[u8], f: &mut impl FnMut(Piece<'_>)) {
         let Some(&last) = seg.last() else {
             return;
         };
+        let was = self.partial_len;
         let take = self
             .max_line
             .saturating_sub(self.partial.len())
@@ -161,6 +185,15 @@ impl Framer {
         }
         self.partial_len += seg.len();
         self.partial_cr = last == b'\r';
+        if self.partial_len > self.max_line {
+            if was <= self.max_line {
+                // Past the cap just now: what is stored first, then the rest of `seg`.
+                f(Piece::Long(&self.partial));
+                f(Piece::Long(&seg[take..]));
+            } else {
+                f(Piece::Long(seg));
+            }
+        }
     }
 
     fn lend_partial(&mut self, f: &mut impl FnMut(LineRef<'_>)) {
@@ -373,6 +406,57 @@ mod tests {
             // Byte by byte, the worst case.
             let every: Vec<usize> = (1..data.len()).collect();
             assert_eq!(frame_all(&data, max_line, start, &every), expected);
+        }
+    }
+
+    #[test]
+    fn a_long_line_is_handed_over_whole_before_it_comes() {
+        let mut rng = Rng(0x1f2e);
+        for round in 0..300 {
+            let len = rng.below(300);
+            let alphabet: &[u8] = b"ab\n\r";
+            let data: Vec<u8> = (0..len)
+                .map(|_| alphabet[rng.below(alphabet.len())])
+                .collect();
+            let max_line = 1 + rng.below(12);
+            let mut cuts: Vec<usize> = (0..rng.below(20))
+                .map(|_| rng.below(data.len() + 1))
+                .collect();
+            cuts.sort_unstable();
+            cuts.push(data.len());
+            // The raw lines (the last one may lack its '\n') that are longer than the cap.
+            let want: Vec<Vec<u8>> = data
+                .split_inclusive(|&b| b == b'\n')
+                .map(|l| l.strip_suffix(b"\n").unwrap_or(l).to_vec())
+                .filter(|l| l.len() > max_line)
+                .collect();
+            let mut f = Framer::new(max_line, 0);
+            let mut long = Vec::new();
+            let mut got = Vec::new();
+            let mut prev = 0;
+            let on = |p: Piece<'_>, long: &mut Vec<u8>, got: &mut Vec<Vec<u8>>| match p {
+                Piece::Long(b) => long.extend_from_slice(b),
+                Piece::Line(l) => {
+                    if !long.is_empty() {
+                        // The pieces are the line's raw bytes; only a '\r' may be beyond it.
+                        let content = long.strip_suffix(b"\r").unwrap_or(long);
+                        assert_eq!(content.len(), l.total_len, "round {round}");
+                        assert_eq!(&content[..l.bytes.len()], l.bytes, "round {round}");
+                        got.push(std::mem::take(long));
+                    } else {
+                        assert!(
+                            !l.truncated(),
+                            "round {round}: a long line without its bytes"
+                        );
+                    }
+                }
+            };
+            for &c in &cuts {
+                f.push_pieces(&data[prev..c], |p| on(p, &mut long, &mut got));
+                prev = c;
+            }
+            f.finish_with(|l| on(Piece::Line(l), &mut long, &mut got));
+            assert_eq!(got, want, "round {round} max {max_line} cuts {cuts:?}");
         }
     }
 }

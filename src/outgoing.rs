@@ -9,6 +9,10 @@
 //! (`Payloads::add`). When nvim-rs flushes the message, this writer puts the encoded lines where
 //! the placeholder is. The strings stay with the caller, which needs them if the write has to be
 //! retried through Lua.
+//!
+//! A payload can also tell its caller when its message has been handed to the writer thread
+//! (`Sent`): every message after that goes out after it, so a view may send its next write
+//! without waiting for the answer to this one (Neovim runs one channel's requests in order).
 
 use std::io::Write;
 use std::pin::Pin;
@@ -23,10 +27,19 @@ use rmpv::Value;
 /// message is written.
 const PLACEHOLDER: i8 = 0x5c;
 
+/// Fired once a payload's message is on its way, ahead of every later message.
+pub type Sent = tokio::sync::oneshot::Sender<()>;
+
+struct Waiting {
+    token: u64,
+    payload: Vec<u8>,
+    sent: Option<Sent>,
+}
+
 /// Pre-encoded msgpack values waiting for the message that carries their placeholders.
 pub struct Payloads {
     next: AtomicU64,
-    waiting: Mutex<Vec<(u64, Vec<u8>)>>,
+    waiting: Mutex<Vec<Waiting>>,
 }
 
 impl Default for Payloads {
@@ -44,15 +57,19 @@ impl Default for Payloads {
 pub struct Token(u64);
 
 impl Payloads {
-    fn lock(&self) -> MutexGuard<'_, Vec<(u64, Vec<u8>)>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<Waiting>> {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Registers `encoded` (one complete msgpack value) and returns the value to send in its
-    /// place.
-    pub fn add(&self, encoded: Vec<u8>) -> (Value, Token) {
+    /// place. `sent` is fired when the message that carries it is handed to the writer thread.
+    pub fn add(&self, encoded: Vec<u8>, sent: Option<Sent>) -> (Value, Token) {
         let token = self.next.fetch_add(2, Ordering::Relaxed);
-        self.lock().push((token, encoded));
+        self.lock().push(Waiting {
+            token,
+            payload: encoded,
+            sent,
+        });
         let placeholder = Value::Ext(PLACEHOLDER, token.to_le_bytes().to_vec());
         (placeholder, Token(token))
     }
@@ -60,14 +77,16 @@ impl Payloads {
     /// Forgets a payload whose message was never written (the call failed before): a no-op
     /// once it was spliced in.
     pub fn discard(&self, token: Token) {
-        self.lock().retain(|(t, _)| *t != token.0);
+        self.lock().retain(|w| w.token != token.0);
     }
 
-    /// `msg` cut at its placeholders, with their payloads in between (moved, not copied).
-    fn splice(&self, msg: Vec<u8>) -> Vec<Vec<u8>> {
+    /// `msg` cut at its placeholders, with their payloads in between (moved, not copied), and
+    /// the payloads' `sent` signals, to fire once the parts are handed on.
+    fn splice(&self, msg: Vec<u8>) -> (Vec<Vec<u8>>, Vec<Sent>) {
         let mut waiting = self.lock();
+        let mut sent = Vec::new();
         if waiting.is_empty() {
-            return vec![msg];
+            return (vec![msg], sent);
         }
         let mut out = Vec::new();
         let mut from = 0;
@@ -78,12 +97,13 @@ impl Payloads {
                 .get(pos + 2..pos + 10)
                 .and_then(|b| b.try_into().ok())
                 .map(u64::from_le_bytes);
-            let found = token.and_then(|t| waiting.iter().position(|(w, _)| *w == t));
+            let found = token.and_then(|t| waiting.iter().position(|w| w.token == t));
             match found {
                 Some(k) => {
-                    let (_, payload) = waiting.swap_remove(k);
+                    let w = waiting.swap_remove(k);
                     out.push(msg[from..pos].to_vec());
-                    out.push(payload);
+                    out.push(w.payload);
+                    sent.extend(w.sent);
                     from = pos + 10;
                     i = from;
                 }
@@ -91,10 +111,10 @@ impl Payloads {
             }
         }
         if from == 0 {
-            return vec![msg];
+            return (vec![msg], sent);
         }
         out.push(msg[from..].to_vec());
-        out
+        (out, sent)
     }
 }
 
@@ -192,13 +212,18 @@ impl futures_io::AsyncWrite for Outgoing {
             return Poll::Ready(Ok(()));
         }
         let msg = std::mem::take(&mut self.pending);
-        let parts = self.payloads.splice(msg);
-        Poll::Ready(self.tx.send(parts).map_err(|_| {
-            std::io::Error::new(
+        let (parts, sent) = self.payloads.splice(msg);
+        if self.tx.send(parts).is_err() {
+            return Poll::Ready(Err(std::io::Error::new(
                 std::io::ErrorKind::BrokenPipe,
                 "the channel to Neovim is closed",
-            )
-        }))
+            )));
+        }
+        for s in sent {
+            // The caller may have stopped waiting; nothing to do then.
+            let _ = s.send(());
+        }
+        Poll::Ready(Ok(()))
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -257,7 +282,8 @@ mod tests {
     fn a_placeholder_is_replaced_by_its_payload() {
         let p = Payloads::default();
         let lines = lines_of(&[5, 40, 300]);
-        let (ph, _token) = p.add(encode_lines(&lines));
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let (ph, _token) = p.add(encode_lines(&lines), Some(tx));
         let msg = Value::Array(vec![
             Value::from(0),
             Value::from(7),
@@ -266,8 +292,13 @@ mod tests {
         ]);
         let mut bytes = Vec::new();
         rmpv::encode::write_value(&mut bytes, &msg).unwrap();
-        let parts = p.splice(bytes);
+        let (parts, sent) = p.splice(bytes);
         assert_eq!(parts.len(), 3);
+        // The signal comes out with the parts, for the writer to fire once they are handed on.
+        assert_eq!(sent.len(), 1);
+        assert!(rx.try_recv().is_err());
+        sent.into_iter().for_each(|s| s.send(()).unwrap());
+        assert!(rx.try_recv().is_ok());
         let whole: Vec<u8> = parts.concat();
         let expect = Value::Array(vec![
             Value::from(0),
@@ -293,10 +324,10 @@ mod tests {
         let msg = Value::Array(vec![Value::Binary(fake.clone())]);
         let mut bytes = Vec::new();
         rmpv::encode::write_value(&mut bytes, &msg).unwrap();
-        assert_eq!(p.splice(bytes.clone()), vec![bytes.clone()]);
+        assert_eq!(p.splice(bytes.clone()).0, vec![bytes.clone()]);
         // ... and with one waiting under another token.
-        let (_ph, token) = p.add(vec![0xc0]);
-        assert_eq!(p.splice(bytes.clone()), vec![bytes]);
+        let (_ph, token) = p.add(vec![0xc0], None);
+        assert_eq!(p.splice(bytes.clone()).0, vec![bytes]);
         p.discard(token);
         assert!(p.lock().is_empty());
     }
@@ -339,7 +370,8 @@ mod tests {
         let mut expect = Vec::new();
         for i in 0..50u32 {
             let lines = lines_of(&[i as usize, 7]);
-            let (ph, _t) = payloads.add(encode_lines(&lines));
+            let (tx, mut sent) = tokio::sync::oneshot::channel();
+            let (ph, _t) = payloads.add(encode_lines(&lines), Some(tx));
             let mut bytes = Vec::new();
             rmpv::encode::write_value(&mut bytes, &Value::Array(vec![Value::from(i), ph])).unwrap();
             // Written in two pieces, as a writer may.
@@ -350,10 +382,13 @@ mod tests {
                     Poll::Ready(Ok(_))
                 ));
             }
+            // Sent means handed on whole: not before the flush, and at once after it.
+            assert!(sent.try_recv().is_err());
             assert!(matches!(
                 Pin::new(&mut w).poll_flush(&mut cx),
                 Poll::Ready(Ok(()))
             ));
+            assert!(sent.try_recv().is_ok());
             let v = Value::Array(vec![
                 Value::from(i),
                 Value::Array(lines.iter().map(|l| Value::from(l.as_str())).collect()),

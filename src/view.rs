@@ -6,28 +6,38 @@
 //! Memory stays bounded: we stop reading while more than `READ_AHEAD` bytes of rendered lines
 //! wait for Neovim, and the renderer keeps only lines that can still change.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::claude::DeltaParser;
-use crate::editor::{Editor, WriteError};
+use crate::editor::{Editor, WriteError, Written};
 use crate::follow::Follower;
-use crate::framing::{Framer, LineRef, MAX_LINE};
-use crate::render::{Footer, Header, Renderer};
+use crate::framing::{Framer, LineRef, Piece, MAX_LINE};
+use crate::longline::Cutter;
+use crate::render::{Footer, Header, Renderer, Update};
 use crate::sink::Sink;
 use crate::task::{Status, TaskRecord};
 
 /// Rendered bytes allowed to wait for Neovim before we stop reading the transcript.
 pub const READ_AHEAD: usize = 2 * 1024 * 1024;
 const CHUNK: usize = 64 * 1024;
+/// Writes in flight at once. With one, Neovim sat idle between two writes for the whole turn
+/// (its answer to us, our next batch, the request back to it): 0.1–0.3 ms a write, a third of
+/// a flood's time. With two, the next request already waits in Neovim's input while it applies
+/// the current one. Neovim runs one channel's requests in order, and its own events (keys,
+/// timers) still get their turn between two of them: a call is capped at ~1 ms of its time.
+const PIPELINE: usize = 2;
 
 /// Orders the writes of successive views of one buffer. Re-attaching a buffer starts a new view
 /// whose first write replaces the buffer from line 0; a write of the view it replaces must never
 /// land after that. Each attach takes a new generation; a view writes only while its generation
-/// is current, holding the lock across the call so an older write in flight finishes first.
+/// is current, holding the lock while it sends: Neovim runs one channel's requests in the order
+/// they came, so an older write already sent lands first, and one not yet sent sees the newer
+/// generation and is dropped.
 #[derive(Default)]
 pub struct WriteGate {
     generation: std::sync::atomic::AtomicU64,
@@ -126,8 +136,125 @@ impl RunCursor {
 
 /// A write in flight. Spawned, never dropped: nvim-rs ends its whole RPC loop when the answer
 /// to a request whose future was dropped arrives. A view that stops (detach, re-attach, dispose)
-/// lets its last write finish on its own. It gives its lines back, for the renderer to reuse.
+/// lets its last writes finish on their own. It gives its lines back, for the renderer to reuse.
 type Write = tokio::task::JoinHandle<(Result<(), WriteError>, Vec<String>)>;
+
+/// How a write ended, as the write after it needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Applied,
+    /// Redone through Lua after later writes may have been sent.
+    Redone,
+    /// Failed or dropped: the view stops.
+    Stopped,
+}
+
+/// What a write waits for from the one before it: its request on its way (requests go out in
+/// order), and its end (answers are acted on in order).
+struct Link {
+    sent: oneshot::Receiver<()>,
+    done: oneshot::Receiver<Outcome>,
+}
+
+struct LinkTx {
+    sent: oneshot::Sender<()>,
+    done: oneshot::Sender<Outcome>,
+}
+
+fn link() -> (LinkTx, Link) {
+    let (sent, sent_rx) = oneshot::channel();
+    let (done, done_rx) = oneshot::channel();
+    (
+        LinkTx { sent, done },
+        Link {
+            sent: sent_rx,
+            done: done_rx,
+        },
+    )
+}
+
+/// Where a view's writes go.
+#[derive(Clone)]
+struct Target {
+    editor: Arc<dyn Editor>,
+    gate: Arc<WriteGate>,
+    generation: u64,
+    buf: i64,
+}
+
+/// One write of a pipeline (see `PIPELINE`), in order with the write before it (`prev`) and
+/// the one after it (`next`).
+async fn write(
+    to: Target,
+    batch: Update,
+    prev: Option<Link>,
+    next: LinkTx,
+) -> (Result<(), WriteError>, Vec<String>) {
+    let LinkTx { sent, done } = next;
+    let res = write_in_order(&to, &batch, prev, sent).await;
+    let _ = done.send(*res.as_ref().unwrap_or(&Outcome::Stopped));
+    (res.map(|_| ()), batch.lines)
+}
+
+async fn write_in_order(
+    to: &Target,
+    batch: &Update,
+    prev: Option<Link>,
+    next_sent: oneshot::Sender<()>,
+) -> Result<Outcome, WriteError> {
+    let (prev_sent, prev_done) = match prev {
+        Some(l) => (Some(l.sent), Some(l.done)),
+        None => (None, None),
+    };
+    if let Some(s) = prev_sent {
+        // Fired or dropped: either way the request before this one is out or never will be.
+        let _ = s.await;
+    }
+    let turn = to.gate.lock.lock().await;
+    if to.gate.current() != to.generation {
+        return Err(WriteError::Superseded);
+    }
+    let (sent, mut on_its_way) = oneshot::channel();
+    let call = to
+        .editor
+        .write_lines(to.buf, batch.start, &batch.lines, sent);
+    tokio::pin!(call);
+    let mut turn = Some(turn);
+    let mut next_sent = Some(next_sent);
+    let written = loop {
+        tokio::select! {
+            res = &mut call => break res,
+            _ = &mut on_its_way, if turn.is_some() => {
+                // The next write, and another view's, may send theirs now.
+                turn = None;
+                if let Some(s) = next_sent.take() {
+                    let _ = s.send(());
+                }
+            }
+        }
+    };
+    drop((turn, next_sent));
+    let before = match prev_done {
+        Some(d) => d.await.unwrap_or(Outcome::Stopped),
+        None => Outcome::Applied,
+    };
+    if before == Outcome::Stopped {
+        return Err(WriteError::Superseded);
+    }
+    if written? == Written::Applied && before == Outcome::Applied {
+        return Ok(Outcome::Applied);
+    }
+    // Not written (a text lock...), or written before the write ahead of it was redone through
+    // Lua, whose replace-to-the-end may have removed these lines: redo it, after that one.
+    let _turn = to.gate.lock.lock().await;
+    if to.gate.current() != to.generation {
+        return Err(WriteError::Superseded);
+    }
+    to.editor
+        .write_fallback(to.buf, batch.start, &batch.lines)
+        .await?;
+    Ok(Outcome::Redone)
+}
 
 /// What a finished write means for the view: go on, or stop.
 fn write_done(
@@ -165,14 +292,22 @@ impl View {
         };
         let mut chunk = vec![0u8; CHUNK];
         let mut sink = Sink::new();
-        let mut inflight: Option<Write> = None;
+        let mut inflight: VecDeque<Write> = VecDeque::new();
+        // The last write's signals, for the next write to keep its order.
+        let mut last: Option<Link> = None;
+        let target = Target {
+            editor: self.editor.clone(),
+            gate: self.gate.clone(),
+            generation: self.generation,
+            buf: self.buf,
+        };
         let mut at_eof = false;
 
         loop {
             // While reading flat out, a finished write is noticed here, so the next batch goes
             // out at once instead of when the read-ahead is used up.
-            if inflight.as_ref().is_some_and(|w| w.is_finished()) {
-                if let Some(w) = inflight.take() {
+            while inflight.front().is_some_and(|w| w.is_finished()) {
+                if let Some(w) = inflight.pop_front() {
                     if !write_done(w.await, self.buf, &mut pipe.renderer) {
                         return;
                     }
@@ -206,20 +341,11 @@ impl View {
                 sink.caught_up();
             }
             let now = Instant::now();
-            if inflight.is_none() && sink.has_pending() && sink.ready(now) {
+            if inflight.len() < PIPELINE && sink.has_pending() && sink.ready(now) {
                 if let Some(batch) = sink.next_batch(now) {
-                    let editor = self.editor.clone();
-                    let buf = self.buf;
-                    let gate = self.gate.clone();
-                    let generation = self.generation;
-                    inflight = Some(tokio::spawn(async move {
-                        let _turn = gate.lock.lock().await;
-                        if gate.current() != generation {
-                            return (Err(WriteError::Superseded), batch.lines);
-                        }
-                        let res = editor.write_lines(buf, batch.start, &batch.lines).await;
-                        (res, batch.lines)
-                    }));
+                    let (tx, rx) = link();
+                    let prev = last.replace(rx);
+                    inflight.push_back(tokio::spawn(write(target.clone(), batch, prev, tx)));
                 }
             }
             if room && !at_eof {
@@ -228,11 +354,11 @@ impl View {
                 continue;
             }
             let due = tokio::time::Instant::from_std(sink.due());
-            let can_send = inflight.is_none() && sink.has_pending();
+            let can_send = inflight.len() < PIPELINE && sink.has_pending();
             let can_read = at_eof && follower.is_some();
             tokio::select! {
-                res = async { inflight.as_mut().expect("guarded by the select condition").await }, if inflight.is_some() => {
-                    inflight = None;
+                res = async { inflight.front_mut().expect("guarded by the select condition").await }, if !inflight.is_empty() => {
+                    inflight.pop_front();
                     if !write_done(res, self.buf, &mut pipe.renderer) {
                         return;
                     }
@@ -258,25 +384,33 @@ impl View {
     }
 }
 
-/// Long strings of a line too long to hold are cut to this when it is re-read: what one shown
+/// Long strings of a line too long to hold are cut to this in its copy: what one shown
 /// line holds, with room for the marker. Such a line's text was nearly always streamed (and the
 /// streamed text stands); a tool result shows only a few lines anyway...
 const LONG_STRING: usize = crate::render::MAX_SHOWN_LINE - 64;
-/// ... and a re-read copy that would still be larger than this is shown as a truncated line.
+/// ... and a copy that would still be larger than this is shown as a truncated line.
 const LONG_OUT: usize = 2 * 1024 * 1024;
 
-/// Feeds one line to the renderer. A line longer than the framer holds is re-read from the file
-/// (the truth) with its long strings cut, so it is still understood: its tool calls, its
-/// result's cost, a streamed text it confirms. Only a line that is not JSON shows as a prefix.
+/// Feeds one line to the renderer. A line longer than the framer holds is read with its long
+/// strings cut, so it is still understood: its tool calls, its result's cost, a streamed text it
+/// confirms. `long` has cut it on the way if the framer handed over its bytes; else it is
+/// re-read from the file (the truth). Only a line that is not JSON shows as a prefix.
 fn feed(
     renderer: &mut Renderer,
     deltas: &mut DeltaParser,
     line: LineRef,
+    long: Option<Cutter>,
     transcript: &std::path::Path,
 ) {
     if line.truncated() {
         let len = line.total_len as u64;
-        match crate::longline::shorten_file(transcript, line.offset, len, LONG_STRING, LONG_OUT) {
+        let short = match long {
+            Some(cutter) => Ok(cutter.finish()),
+            None => {
+                crate::longline::shorten_file(transcript, line.offset, len, LONG_STRING, LONG_OUT)
+            }
+        };
+        match short {
             Ok(Some(short)) => {
                 renderer.feed_shortened(&crate::claude::parse_bytes(&short.json));
                 return;
@@ -304,6 +438,8 @@ struct Pipeline {
     cursor: RunCursor,
     framer: Framer,
     deltas: DeltaParser,
+    /// The line longer than the framer holds that is being read, cut on the way.
+    long: Option<Cutter>,
     transcript: PathBuf,
 }
 
@@ -325,6 +461,7 @@ impl Pipeline {
             },
             framer: Framer::new(MAX_LINE, 0),
             deltas: DeltaParser::default(),
+            long: None,
             transcript: transcript.to_path_buf(),
         }
     }
@@ -336,11 +473,17 @@ impl Pipeline {
             cursor,
             framer,
             deltas,
+            long,
             transcript,
         } = self;
-        framer.push_with(chunk, |line| {
-            cursor.before_line(line, rec, renderer);
-            feed(renderer, deltas, line, transcript);
+        framer.push_pieces(chunk, |piece| match piece {
+            Piece::Long(bytes) => long
+                .get_or_insert_with(|| Cutter::new(LONG_STRING, LONG_OUT))
+                .feed(bytes),
+            Piece::Line(line) => {
+                cursor.before_line(line, rec, renderer);
+                feed(renderer, deltas, line, long.take(), transcript);
+            }
         });
     }
 
@@ -353,6 +496,7 @@ impl Pipeline {
             cursor,
             framer,
             deltas,
+            long,
             transcript,
         } = self;
         if rec
@@ -361,7 +505,7 @@ impl Pipeline {
             .is_some_and(|r| r.status.is_finished())
         {
             // The run's process is gone: a last line without '\n' is complete.
-            framer.finish_with(|line| feed(renderer, deltas, line, transcript));
+            framer.finish_with(|line| feed(renderer, deltas, line, long.take(), transcript));
         }
         let footed = (cursor.footed, cursor.footed_runless);
         cursor.at_eof(rec, renderer);
@@ -410,9 +554,9 @@ mod tests {
             let mut framer = Framer::new(MAX_LINE, 0);
             let mut deltas = DeltaParser::default();
             for chunk in data.chunks(777) {
-                framer.push_with(chunk, |l| feed(&mut view, &mut deltas, l, &path));
+                framer.push_with(chunk, |l| feed(&mut view, &mut deltas, l, None, &path));
             }
-            framer.finish_with(|l| feed(&mut view, &mut deltas, l, &path));
+            framer.finish_with(|l| feed(&mut view, &mut deltas, l, None, &path));
             let mut parsed = Renderer::new();
             let mut lines: Vec<Line> = Vec::new();
             let mut framer = Framer::new(MAX_LINE, 0);
@@ -442,8 +586,8 @@ mod tests {
             let (mut deltas_a, mut deltas_b) = (DeltaParser::default(), DeltaParser::default());
             for chunk in data.chunks(333) {
                 framer.push_with(chunk, |l| {
-                    feed(&mut a, &mut deltas_a, l, &path);
-                    feed(&mut b, &mut deltas_b, l, &path);
+                    feed(&mut a, &mut deltas_a, l, None, &path);
+                    feed(&mut b, &mut deltas_b, l, None, &path);
                 });
                 if let Some(u) = a.take_update() {
                     u.apply_to(&mut plain);
@@ -456,6 +600,41 @@ mod tests {
             }
             assert!(!plain.is_empty(), "{name}");
             assert_eq!(plain, reused, "{name}");
+        }
+    }
+
+    /// A long line cut on the way (its bytes handed over by the framer) renders exactly as one
+    /// re-read from the file. With a small cap, most lines of the fixtures are "long".
+    #[test]
+    fn long_lines_cut_on_the_way_render_as_re_read_ones() {
+        for (name, data) in fixtures() {
+            let path = fixture_dir().join(&name).join("stdout.jsonl");
+            for max_line in [40, 300, 2000] {
+                let (mut on_the_way, mut re_read) = (Renderer::new(), Renderer::new());
+                let (mut deltas_a, mut deltas_b) = (DeltaParser::default(), DeltaParser::default());
+                let (mut fa, mut fb) = (Framer::new(max_line, 0), Framer::new(max_line, 0));
+                let mut long: Option<Cutter> = None;
+                let mut truncated = 0;
+                for chunk in data.chunks(777) {
+                    fa.push_pieces(chunk, |p| match p {
+                        Piece::Long(b) => long
+                            .get_or_insert_with(|| Cutter::new(LONG_STRING, LONG_OUT))
+                            .feed(b),
+                        Piece::Line(l) => {
+                            truncated += usize::from(l.truncated());
+                            feed(&mut on_the_way, &mut deltas_a, l, long.take(), &path)
+                        }
+                    });
+                    fb.push_with(chunk, |l| feed(&mut re_read, &mut deltas_b, l, None, &path));
+                }
+                assert!(long.is_none(), "{name}");
+                if max_line < 300 {
+                    assert!(truncated > 0, "{name}");
+                }
+                let a = on_the_way.take_update().map(|u| u.lines);
+                let b = re_read.take_update().map(|u| u.lines);
+                assert_eq!(a, b, "{name} at {max_line}");
+            }
         }
     }
 }

@@ -11,7 +11,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use claude_tasks::editor::{Editor, WriteError};
+use claude_tasks::editor::{Editor, WriteError, Written};
+use claude_tasks::outgoing::Sent;
 use claude_tasks::store::Store;
 use claude_tasks::supervisor::{StartRequest, Supervisor};
 use claude_tasks::task::{Status, TaskOptions, TaskRecord};
@@ -53,6 +54,17 @@ impl Editor for Recorder {
     }
 
     async fn write_lines(
+        &self,
+        buf: i64,
+        start: usize,
+        lines: &[String],
+        _sent: Sent,
+    ) -> Result<Written, WriteError> {
+        self.write_fallback(buf, start, lines).await?;
+        Ok(Written::Applied)
+    }
+
+    async fn write_fallback(
         &self,
         buf: i64,
         start: usize,
@@ -456,4 +468,254 @@ fn dispose_refuses_a_running_task_and_removes_a_finished_one() {
         assert_eq!(next.id, rec.id + 1);
         e.ed.wait_event("completed", next.id).await;
     });
+}
+
+// ------------------------------------------------------------------------------ pipelined writes
+
+enum Via {
+    Atomic,
+    Lua,
+}
+
+struct Req {
+    via: Via,
+    buf: i64,
+    start: usize,
+    lines: Vec<String>,
+    answer: tokio::sync::oneshot::Sender<Written>,
+}
+
+/// Neovim's side of the channel as far as writes go: requests run one at a time in the order
+/// they were sent, with a text lock on some of them, during which the atomic write is refused
+/// and the Lua `write` holds its lines back until the lock is gone (as `buffer.write` does).
+/// The backend keeps two writes in flight; the buffer must still end up exactly right.
+struct Wire {
+    screen: Arc<Recorder>,
+    tx: tokio::sync::mpsc::UnboundedSender<Req>,
+    /// Writes sent and not answered yet, and the most seen at once.
+    in_flight: Arc<std::sync::Mutex<(usize, usize)>>,
+    /// Requests that came through Lua.
+    lua: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Wire {
+    /// Each call keeps this Neovim busy for `busy`.
+    fn new(screen: Arc<Recorder>, busy: Duration) -> Wire {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Req>();
+        let s = screen.clone();
+        let in_flight: Arc<std::sync::Mutex<(usize, usize)>> = Arc::default();
+        let counts = in_flight.clone();
+        rt().spawn(async move {
+            let mut n = 0u64;
+            let mut held: Vec<(i64, usize, Vec<String>)> = Vec::new();
+            let flush = |held: &mut Vec<(i64, usize, Vec<String>)>| {
+                for (buf, start, lines) in held.drain(..) {
+                    assert!(s.write(buf, start, lines));
+                }
+            };
+            loop {
+                // When no request comes for a while, the lock is gone and the held lines go in
+                // (`buffer.write`'s scheduled flush).
+                let req = match tokio::time::timeout(Duration::from_millis(20), rx.recv()).await {
+                    Ok(Some(r)) => r,
+                    Ok(None) => return,
+                    Err(_) => {
+                        flush(&mut held);
+                        continue;
+                    }
+                };
+                n += 1;
+                // Runs of one and two locked requests, at no regular distance.
+                let locked = n % 7 == 3 || n % 11 == 4 || n % 11 == 5;
+                if !locked {
+                    flush(&mut held);
+                }
+                let len = s.lines(req.buf).len();
+                let res = match req.via {
+                    Via::Atomic if locked || !held.is_empty() || req.start > len => {
+                        Written::Fallback
+                    }
+                    Via::Lua if locked => {
+                        held.push((req.buf, req.start, req.lines));
+                        Written::Applied
+                    }
+                    // `Screen::write` asserts that a write starts within the buffer.
+                    _ => {
+                        assert!(s.write(req.buf, req.start, req.lines));
+                        Written::Applied
+                    }
+                };
+                // Neovim is busy for a while with each call: time for the next one to arrive.
+                tokio::time::sleep(busy).await;
+                counts.lock().unwrap().0 -= 1;
+                let _ = req.answer.send(res);
+            }
+        });
+        Wire {
+            screen,
+            tx,
+            in_flight,
+            lua: Arc::default(),
+        }
+    }
+
+    async fn send(&self, via: Via, buf: i64, start: usize, lines: &[String]) -> Written {
+        let (answer, rx) = tokio::sync::oneshot::channel();
+        {
+            let mut c = self.in_flight.lock().unwrap();
+            c.0 += 1;
+            c.1 = c.1.max(c.0);
+        }
+        let req = Req {
+            via,
+            buf,
+            start,
+            lines: lines.to_vec(),
+            answer,
+        };
+        self.tx.send(req).expect("the wire");
+        rx.await.expect("an answer")
+    }
+}
+
+#[async_trait]
+impl Editor for Wire {
+    async fn event(&self, ev: Value) {
+        self.screen.event(ev).await;
+    }
+
+    async fn write_lines(
+        &self,
+        buf: i64,
+        start: usize,
+        lines: &[String],
+        sent: Sent,
+    ) -> Result<Written, WriteError> {
+        let answer = self.send(Via::Atomic, buf, start, lines);
+        tokio::pin!(answer);
+        // Polled once, the request is on the wire, ahead of any later one.
+        let first = poll_once(&mut answer).await;
+        let _ = sent.send(());
+        Ok(match first {
+            Some(w) => w,
+            None => answer.await,
+        })
+    }
+
+    async fn write_fallback(
+        &self,
+        buf: i64,
+        start: usize,
+        lines: &[String],
+    ) -> Result<(), WriteError> {
+        self.lua.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.send(Via::Lua, buf, start, lines).await;
+        Ok(())
+    }
+}
+
+/// Polls `f` once: its result if it is ready, else None (and it can be polled on).
+async fn poll_once<F: std::future::Future + Unpin>(f: &mut F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match std::pin::Pin::new(&mut *f).poll(cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
+}
+
+/// Streams `cmd` into a buffer of a `Wire` whose calls take `busy`; checks that the buffer ends
+/// up as the rendered transcript, and that writes did overlap and did fall back.
+fn through_the_wire(name: &str, cmd: Vec<String>, busy: Duration) {
+    let dir = Scratch::new("sup", name);
+    let store = Store::open(&dir.root.join("state")).unwrap();
+    let screen = Arc::new(Recorder::new(GUARD));
+    let wire = Arc::new(Wire::new(screen.clone(), busy));
+    let sup = rt().block_on(async { Supervisor::new(store, wire.clone()) });
+    let cwd = dir.project.to_string_lossy().into_owned();
+    rt().block_on(async {
+        let req = StartRequest {
+            prompt: "a long answer".into(),
+            cwd: cwd.clone(),
+            name: None,
+            options: TaskOptions {
+                cmd,
+                model: None,
+                permission_mode: "acceptEdits".into(),
+                allowed_tools: vec![],
+                args: vec![],
+            },
+        };
+        let rec = sup.start(req).await.expect("start");
+        screen.new_buf(5);
+        sup.attach(&cwd, rec.id, 5).expect("attach");
+        screen.wait_event("completed", rec.id).await;
+        let lines = screen.footer(5, "✓ done").await;
+        let done = sup.get(&cwd, rec.id).unwrap();
+        let transcript = sup.store().task_dir(&cwd, rec.id).join("transcript.jsonl");
+        let want = claude_tasks::view::render_all(&done, &transcript).unwrap();
+        assert!(
+            lines == want,
+            "the buffer is not the rendered transcript: {lines:#?}"
+        );
+        // The case this is about did happen: two writes at once, and writes redone through Lua.
+        assert!(wire.in_flight.lock().unwrap().1 >= 2);
+        assert!(wire.lua.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    });
+}
+
+/// A flood: full calls back to back, each appending.
+#[test]
+fn pipelined_writes_of_a_flood_land_in_order_through_text_locks() {
+    let cmd = vec![
+        FAKE.to_owned(),
+        "--fake-lines=30000".into(),
+        "--fake-line-bytes=60".into(),
+    ];
+    through_the_wire("wire-flood", cmd, Duration::from_millis(1));
+}
+
+/// A trickle of deltas that end mid-line: every write rewrites the last line, so the write after
+/// one that falls back may start inside the buffer and be taken, then be undone by that
+/// fallback, and must be redone after it. Calls slower than a frame make two of them overlap.
+#[test]
+fn pipelined_rewrites_of_a_growing_line_land_in_order_through_text_locks() {
+    let dir = Scratch::new("sup", "wire-trickle-transcript");
+    let fixture =
+        claude_tasks::testutil::fixture_dir().join("hello-stream-json-partial/stdout.jsonl");
+    let mut out = Vec::new();
+    let mut text = String::new();
+    for line in std::fs::read_to_string(fixture).unwrap().lines() {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v["event"]["delta"]["type"] == "text_delta" {
+            if !text.is_empty() {
+                continue;
+            }
+            // Pieces of 1 to 9 bytes; a line ends every ~40.
+            for i in 0..400 {
+                let piece = if i % 7 == 6 {
+                    "end\n".to_owned()
+                } else {
+                    "ab cdefg"[..(i % 8) + 1].to_owned()
+                };
+                v["event"]["delta"]["text"] = piece.clone().into();
+                text.push_str(&piece);
+                out.push(v.to_string());
+            }
+        } else {
+            if v["type"] == "assistant" {
+                v["message"]["content"][0]["text"] = text.clone().into();
+            }
+            out.push(v.to_string());
+        }
+    }
+    let path = dir.root.join("trickle.jsonl");
+    std::fs::write(&path, out.join("\n") + "\n").unwrap();
+    let cmd = vec![
+        FAKE.to_owned(),
+        format!("--fake-transcript={}", path.display()),
+        "--fake-delay-ms=1".into(),
+    ];
+    through_the_wire("wire-trickle", cmd, Duration::from_millis(25));
 }
