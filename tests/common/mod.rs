@@ -121,6 +121,11 @@ impl<T: TaskId + Clone> Screen<T> {
 
     /// Whether `pred` comes to hold within the guard; it is checked at every change.
     async fn holds(&self, pred: impl Fn(&Self) -> bool) -> bool {
+        self.holds_within(self.guard, pred).await
+    }
+
+    /// Whether `pred` comes to hold within `within`.
+    async fn holds_within(&self, within: Duration, pred: impl Fn(&Self) -> bool) -> bool {
         let wait = async {
             loop {
                 let notified = self.changed.notified();
@@ -132,7 +137,7 @@ impl<T: TaskId + Clone> Screen<T> {
                 notified.await;
             }
         };
-        tokio::time::timeout(self.guard, wait).await.is_ok()
+        tokio::time::timeout(within, wait).await.is_ok()
     }
 
     /// Waits until `pred` holds.
@@ -317,6 +322,15 @@ impl FakeNvim {
                     let buf = lua[0].as_i64().unwrap_or(0);
                     if code.contains("before_write") {
                         let start = lua[1].as_u64().unwrap_or(0) as usize;
+                        // Neovim runs a channel's requests one by one in order. nvim-rs runs a
+                        // task per request, and the later of two writes sent together may start
+                        // first: a start past the end may just be that. Wait a little for the
+                        // write sent before it, as Neovim would have run that one first.
+                        if self.line_count(buf).is_some_and(|n| start > n) {
+                            let reached =
+                                |s: &Screen<Json>| s.line_count(buf).is_none_or(|n| start <= n);
+                            self.holds_within(Duration::from_millis(500), reached).await;
+                        }
                         match self.line_count(buf) {
                             None => Err("claude-tasks: buffer gone"),
                             Some(n) if start > n => Err("claude-tasks: use write()"),
