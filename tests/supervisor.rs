@@ -719,3 +719,55 @@ fn pipelined_rewrites_of_a_growing_line_land_in_order_through_text_locks() {
     ];
     through_the_wire("wire-trickle", cmd, Duration::from_millis(25));
 }
+
+/// Attaching the buffer again in the middle of a flood starts a new view from line 0 while the
+/// old one has writes in flight and waiting, some of them falling back: once everything is
+/// answered, the buffer is exactly the rendered transcript. (An old write landing right after
+/// the new view's first one would be overwritten by the new view's later writes; this checks
+/// that nothing is left over at the end, not the order in between.)
+#[test]
+fn attaching_again_mid_flood_ends_with_the_rendered_transcript() {
+    let dir = Scratch::new("sup", "wire-reattach");
+    let store = Store::open(&dir.root.join("state")).unwrap();
+    let screen = Arc::new(Recorder::new(GUARD));
+    let wire = Arc::new(Wire::new(screen.clone(), Duration::from_millis(1)));
+    let sup = rt().block_on(async { Supervisor::new(store, wire.clone()) });
+    let cwd = dir.project.to_string_lossy().into_owned();
+    rt().block_on(async {
+        let req = StartRequest {
+            prompt: "a long answer".into(),
+            cwd: cwd.clone(),
+            name: None,
+            options: TaskOptions {
+                cmd: vec![
+                    FAKE.to_owned(),
+                    "--fake-lines=40000".into(),
+                    "--fake-line-bytes=60".into(),
+                ],
+                model: None,
+                permission_mode: "acceptEdits".into(),
+                allowed_tools: vec![],
+                args: vec![],
+            },
+        };
+        let rec = sup.start(req).await.expect("start");
+        screen.new_buf(5);
+        sup.attach(&cwd, rec.id, 5).expect("attach");
+        screen
+            .until("the first 5,000 lines", |s| s.lines(5).len() > 5_000)
+            .await;
+        sup.attach(&cwd, rec.id, 5).expect("attach again");
+        screen.wait_event("completed", rec.id).await;
+        screen.footer(5, "✓ done").await;
+        // Every write sent has been answered: nothing of the old view can still come.
+        let idle = || wire.in_flight.lock().unwrap().0 == 0;
+        assert!(common::poll(5_000, idle).await, "writes still in flight");
+        let done = sup.get(&cwd, rec.id).unwrap();
+        let transcript = sup.store().task_dir(&cwd, rec.id).join("transcript.jsonl");
+        let want = claude_tasks::view::render_all(&done, &transcript).unwrap();
+        assert!(
+            screen.lines(5) == want,
+            "the buffer is not the rendered transcript"
+        );
+    });
+}
