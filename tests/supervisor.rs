@@ -109,18 +109,7 @@ impl Env {
     fn req(&self, prompt: &str, fake_args: &[&str]) -> StartRequest {
         let mut cmd = vec![FAKE.to_owned()];
         cmd.extend(fake_args.iter().map(|s| s.to_string()));
-        StartRequest {
-            prompt: prompt.to_owned(),
-            cwd: self.cwd(),
-            name: None,
-            options: TaskOptions {
-                cmd,
-                model: None,
-                permission_mode: "acceptEdits".into(),
-                allowed_tools: vec![],
-                args: vec![],
-            },
-        }
+        request(prompt, &self.cwd(), cmd)
     }
 
     async fn start(&self, prompt: &str, fake_args: &[&str]) -> TaskRecord {
@@ -133,6 +122,22 @@ impl Env {
     fn attach(&self, id: u64, buf: i64) {
         self.ed.new_buf(buf);
         self.sup.attach(&self.cwd(), id, buf).expect("attach");
+    }
+}
+
+/// `start` of `prompt` in `cwd`, run by `cmd`.
+fn request(prompt: &str, cwd: &str, cmd: Vec<String>) -> StartRequest {
+    StartRequest {
+        prompt: prompt.to_owned(),
+        cwd: cwd.to_owned(),
+        name: None,
+        options: TaskOptions {
+            cmd,
+            model: None,
+            permission_mode: "acceptEdits".into(),
+            allowed_tools: vec![],
+            args: vec![],
+        },
     }
 }
 
@@ -625,38 +630,59 @@ async fn poll_once<F: std::future::Future + Unpin>(f: &mut F) -> Option<F::Outpu
     .await
 }
 
+/// A supervisor whose editor is a `Wire` with calls that take `busy`.
+struct WireEnv {
+    _dir: Scratch,
+    cwd: String,
+    screen: Arc<Recorder>,
+    wire: Arc<Wire>,
+    sup: Supervisor,
+}
+
+impl WireEnv {
+    fn new(name: &str, busy: Duration) -> WireEnv {
+        let dir = Scratch::new("sup", name);
+        let store = Store::open(&dir.root.join("state")).unwrap();
+        let screen = Arc::new(Recorder::new(GUARD));
+        let wire = Arc::new(Wire::new(screen.clone(), busy));
+        let sup = rt().block_on(async { Supervisor::new(store, wire.clone()) });
+        WireEnv {
+            cwd: dir.project.to_string_lossy().into_owned(),
+            _dir: dir,
+            screen,
+            wire,
+            sup,
+        }
+    }
+
+    /// What the task's whole transcript renders to, computed offline.
+    fn rendered(&self, id: u64) -> Vec<String> {
+        let done = self.sup.get(&self.cwd, id).unwrap();
+        let transcript = self
+            .sup
+            .store()
+            .task_dir(&self.cwd, id)
+            .join("transcript.jsonl");
+        claude_tasks::view::render_all(&done, &transcript).unwrap()
+    }
+}
+
 /// Streams `cmd` into a buffer of a `Wire` whose calls take `busy`; checks that the buffer ends
 /// up as the rendered transcript, and that writes did overlap and did fall back.
 fn through_the_wire(name: &str, cmd: Vec<String>, busy: Duration) {
-    let dir = Scratch::new("sup", name);
-    let store = Store::open(&dir.root.join("state")).unwrap();
-    let screen = Arc::new(Recorder::new(GUARD));
-    let wire = Arc::new(Wire::new(screen.clone(), busy));
-    let sup = rt().block_on(async { Supervisor::new(store, wire.clone()) });
-    let cwd = dir.project.to_string_lossy().into_owned();
+    let e = WireEnv::new(name, busy);
+    let (screen, wire, sup, cwd) = (&e.screen, &e.wire, &e.sup, e.cwd.as_str());
     rt().block_on(async {
-        let req = StartRequest {
-            prompt: "a long answer".into(),
-            cwd: cwd.clone(),
-            name: None,
-            options: TaskOptions {
-                cmd,
-                model: None,
-                permission_mode: "acceptEdits".into(),
-                allowed_tools: vec![],
-                args: vec![],
-            },
-        };
-        let rec = sup.start(req).await.expect("start");
+        let rec = sup
+            .start(request("a long answer", cwd, cmd))
+            .await
+            .expect("start");
         screen.new_buf(5);
-        sup.attach(&cwd, rec.id, 5).expect("attach");
+        sup.attach(cwd, rec.id, 5).expect("attach");
         screen.wait_event("completed", rec.id).await;
         let lines = screen.footer(5, "✓ done").await;
-        let done = sup.get(&cwd, rec.id).unwrap();
-        let transcript = sup.store().task_dir(&cwd, rec.id).join("transcript.jsonl");
-        let want = claude_tasks::view::render_all(&done, &transcript).unwrap();
         assert!(
-            lines == want,
+            lines == e.rendered(rec.id),
             "the buffer is not the rendered transcript: {lines:#?}"
         );
         // The case this is about did happen: two writes at once, and writes redone through Lua.
@@ -727,46 +753,31 @@ fn pipelined_rewrites_of_a_growing_line_land_in_order_through_text_locks() {
 /// that nothing is left over at the end, not the order in between.)
 #[test]
 fn attaching_again_mid_flood_ends_with_the_rendered_transcript() {
-    let dir = Scratch::new("sup", "wire-reattach");
-    let store = Store::open(&dir.root.join("state")).unwrap();
-    let screen = Arc::new(Recorder::new(GUARD));
-    let wire = Arc::new(Wire::new(screen.clone(), Duration::from_millis(1)));
-    let sup = rt().block_on(async { Supervisor::new(store, wire.clone()) });
-    let cwd = dir.project.to_string_lossy().into_owned();
+    let e = WireEnv::new("wire-reattach", Duration::from_millis(1));
+    let (screen, wire, sup, cwd) = (&e.screen, &e.wire, &e.sup, e.cwd.as_str());
     rt().block_on(async {
-        let req = StartRequest {
-            prompt: "a long answer".into(),
-            cwd: cwd.clone(),
-            name: None,
-            options: TaskOptions {
-                cmd: vec![
-                    FAKE.to_owned(),
-                    "--fake-lines=40000".into(),
-                    "--fake-line-bytes=60".into(),
-                ],
-                model: None,
-                permission_mode: "acceptEdits".into(),
-                allowed_tools: vec![],
-                args: vec![],
-            },
-        };
-        let rec = sup.start(req).await.expect("start");
+        let cmd = vec![
+            FAKE.to_owned(),
+            "--fake-lines=40000".into(),
+            "--fake-line-bytes=60".into(),
+        ];
+        let rec = sup
+            .start(request("a long answer", cwd, cmd))
+            .await
+            .expect("start");
         screen.new_buf(5);
-        sup.attach(&cwd, rec.id, 5).expect("attach");
+        sup.attach(cwd, rec.id, 5).expect("attach");
         screen
             .until("the first 5,000 lines", |s| s.lines(5).len() > 5_000)
             .await;
-        sup.attach(&cwd, rec.id, 5).expect("attach again");
+        sup.attach(cwd, rec.id, 5).expect("attach again");
         screen.wait_event("completed", rec.id).await;
         screen.footer(5, "✓ done").await;
         // Every write sent has been answered: nothing of the old view can still come.
         let idle = || wire.in_flight.lock().unwrap().0 == 0;
         assert!(common::poll(5_000, idle).await, "writes still in flight");
-        let done = sup.get(&cwd, rec.id).unwrap();
-        let transcript = sup.store().task_dir(&cwd, rec.id).join("transcript.jsonl");
-        let want = claude_tasks::view::render_all(&done, &transcript).unwrap();
         assert!(
-            screen.lines(5) == want,
+            screen.lines(5) == e.rendered(rec.id),
             "the buffer is not the rendered transcript"
         );
     });
