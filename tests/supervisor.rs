@@ -504,7 +504,7 @@ struct Wire {
 }
 
 impl Wire {
-    /// Each call keeps this Neovim busy for `busy`.
+    /// Each call is answered when the next request comes, or after `busy`.
     fn new(screen: Arc<Recorder>, busy: Duration) -> Wire {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Req>();
         let s = screen.clone();
@@ -518,15 +518,21 @@ impl Wire {
                     assert!(s.write(buf, start, lines));
                 }
             };
+            let mut next: Option<Req> = None;
             loop {
                 // When no request comes for a while, the lock is gone and the held lines go in
                 // (`buffer.write`'s scheduled flush).
-                let req = match tokio::time::timeout(Duration::from_millis(20), rx.recv()).await {
-                    Ok(Some(r)) => r,
-                    Ok(None) => return,
-                    Err(_) => {
-                        flush(&mut held);
-                        continue;
+                let req = match next.take() {
+                    Some(r) => r,
+                    None => {
+                        match tokio::time::timeout(Duration::from_millis(20), rx.recv()).await {
+                            Ok(Some(r)) => r,
+                            Ok(None) => return,
+                            Err(_) => {
+                                flush(&mut held);
+                                continue;
+                            }
+                        }
                     }
                 };
                 n += 1;
@@ -550,8 +556,12 @@ impl Wire {
                         Written::Applied
                     }
                 };
-                // Neovim is busy for a while with each call: time for the next one to arrive.
-                tokio::time::sleep(busy).await;
+                // This Neovim answers once the next request is there (or after `busy`): the
+                // backend always has the chance to send a second write, so that two in flight
+                // is what happens, not what timing may give.
+                if let Ok(r) = tokio::time::timeout(busy, rx.recv()).await {
+                    next = r;
+                }
                 counts.lock().unwrap().0 -= 1;
                 let _ = req.answer.send(res);
             }
@@ -630,7 +640,7 @@ async fn poll_once<F: std::future::Future + Unpin>(f: &mut F) -> Option<F::Outpu
     .await
 }
 
-/// A supervisor whose editor is a `Wire` with calls that take `busy`.
+/// A supervisor whose editor is a `Wire` (see `Wire::new` for `busy`).
 struct WireEnv {
     _dir: Scratch,
     cwd: String,
@@ -667,7 +677,7 @@ impl WireEnv {
     }
 }
 
-/// Streams `cmd` into a buffer of a `Wire` whose calls take `busy`; checks that the buffer ends
+/// Streams `cmd` into a buffer of a `Wire` (see `Wire::new` for `busy`); checks that the buffer ends
 /// up as the rendered transcript, and that writes did overlap and did fall back.
 fn through_the_wire(name: &str, cmd: Vec<String>, busy: Duration) {
     let e = WireEnv::new(name, busy);
@@ -680,11 +690,8 @@ fn through_the_wire(name: &str, cmd: Vec<String>, busy: Duration) {
         screen.new_buf(5);
         sup.attach(cwd, rec.id, 5).expect("attach");
         screen.wait_event("completed", rec.id).await;
-        let lines = screen.footer(5, "✓ done").await;
-        assert!(
-            lines == e.rendered(rec.id),
-            "the buffer is not the rendered transcript: {lines:#?}"
-        );
+        // The end state, which later writes (a redo after a fallback) may still be reaching.
+        screen.buffer_becomes(5, &e.rendered(rec.id)).await;
         // The case this is about did happen: two writes at once, and writes redone through Lua.
         assert!(wire.in_flight.lock().unwrap().1 >= 2);
         assert!(wire.lua.load(std::sync::atomic::Ordering::SeqCst) > 0);
@@ -699,7 +706,7 @@ fn pipelined_writes_of_a_flood_land_in_order_through_text_locks() {
         "--fake-lines=30000".into(),
         "--fake-line-bytes=60".into(),
     ];
-    through_the_wire("wire-flood", cmd, Duration::from_millis(1));
+    through_the_wire("wire-flood", cmd, Duration::from_millis(50));
 }
 
 /// A trickle of deltas that end mid-line: every write rewrites the last line, so the write after
@@ -753,8 +760,8 @@ fn pipelined_rewrites_of_a_growing_line_land_in_order_through_text_locks() {
 /// that nothing is left over at the end, not the order in between.)
 #[test]
 fn attaching_again_mid_flood_ends_with_the_rendered_transcript() {
-    let e = WireEnv::new("wire-reattach", Duration::from_millis(1));
-    let (screen, wire, sup, cwd) = (&e.screen, &e.wire, &e.sup, e.cwd.as_str());
+    let e = WireEnv::new("wire-reattach", Duration::from_millis(50));
+    let (screen, sup, cwd) = (&e.screen, &e.sup, e.cwd.as_str());
     rt().block_on(async {
         let cmd = vec![
             FAKE.to_owned(),
@@ -772,13 +779,7 @@ fn attaching_again_mid_flood_ends_with_the_rendered_transcript() {
             .await;
         sup.attach(cwd, rec.id, 5).expect("attach again");
         screen.wait_event("completed", rec.id).await;
-        screen.footer(5, "✓ done").await;
-        // Every write sent has been answered: nothing of the old view can still come.
-        let idle = || wire.in_flight.lock().unwrap().0 == 0;
-        assert!(common::poll(5_000, idle).await, "writes still in flight");
-        assert!(
-            screen.lines(5) == e.rendered(rec.id),
-            "the buffer is not the rendered transcript"
-        );
+        // The end state, which later writes (a redo after a fallback) may still be reaching.
+        screen.buffer_becomes(5, &e.rendered(rec.id)).await;
     });
 }
