@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::framing::{Line, LineRef};
-use crate::scan::{find_special, string_run};
+use crate::scan::string_run;
 use crate::task::TaskOptions;
 
 /// Which Claude session a run belongs to.
@@ -522,36 +522,26 @@ fn json_u64(b: &[u8]) -> Option<(u64, &[u8])> {
 /// follows its closing quote. `None` where serde_json would fail: raw control characters, bad
 /// escapes, lone surrogates, invalid UTF-8.
 fn json_string<'a>(b: &'a [u8], decoded: &mut String) -> Option<(Option<&'a str>, &'a [u8])> {
-    // The closing quote first, so that the decoded text (never longer) takes one allocation.
-    let (mut end, mut ascii) = string_run(b, 0)?;
-    let mut escaped = false;
-    while b[end] == b'\\' {
-        escaped = true;
-        // The escape's letter is checked when decoding; the scan resumes after it.
-        let (next, run_ascii) = string_run(b, end + 2)?;
-        ascii &= run_ascii;
-        end = next;
+    let (end, ascii) = string_run(b, 0)?;
+    if b[end] == b'"' {
+        return Some((Some(utf8(&b[..end], ascii)?), &b[end + 1..]));
     }
-    if b[end] != b'"' {
-        return None;
-    }
-    let (raw, rest) = (&b[..end], &b[end + 1..]);
-    if !escaped {
-        return Some((Some(utf8(raw, ascii)?), rest));
-    }
+    // Escaped: decoded in the same pass, run by run. Escapes are ASCII, so validating the runs
+    // between them validates the whole.
     decoded.clear();
-    decoded.reserve(raw.len());
-    let mut seg = 0;
-    while let Some(i) = find_special(raw, seg) {
-        if raw[i] != b'\\' {
-            return None;
+    let (mut from, mut end, mut ascii) = (0, end, ascii);
+    loop {
+        decoded.push_str(utf8(&b[from..end], ascii)?);
+        match b[end] {
+            b'"' => return Some((None, &b[end + 1..])),
+            b'\\' => {
+                from = unescape(b, end + 1, decoded)?;
+                (end, ascii) = string_run(b, from)?;
+            }
+            // A raw control character.
+            _ => return None,
         }
-        // Escapes are ASCII, so validating the raw runs between them validates the whole.
-        decoded.push_str(utf8(&raw[seg..i], ascii)?);
-        seg = unescape(raw, i + 1, decoded)?;
     }
-    decoded.push_str(utf8(&raw[seg..], ascii)?);
-    Some((None, rest))
 }
 
 /// `b` as text; `ascii` says the scan that found `b` saw only ASCII bytes in it.

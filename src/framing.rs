@@ -378,25 +378,33 @@ mod tests {
         }
     }
 
+    /// Up to `max_len` bytes drawn from `alphabet`.
+    fn random_data(rng: &mut Rng, max_len: usize, alphabet: &[u8]) -> Vec<u8> {
+        let len = rng.below(max_len);
+        (0..len)
+            .map(|_| alphabet[rng.below(alphabet.len())])
+            .collect()
+    }
+
+    /// Up to 19 read boundaries in `0..=len`, in order.
+    fn random_cuts(rng: &mut Rng, len: usize) -> Vec<usize> {
+        let mut cuts: Vec<usize> = (0..rng.below(20)).map(|_| rng.below(len + 1)).collect();
+        cuts.sort_unstable();
+        cuts
+    }
+
     #[test]
     fn framing_is_independent_of_chunk_boundaries() {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
         for round in 0..300 {
-            let len = rng.below(400);
-            let alphabet: &[u8] = b"ab\n\r\xff\x00{\"";
-            let data: Vec<u8> = (0..len)
-                .map(|_| alphabet[rng.below(alphabet.len())])
-                .collect();
+            let data = random_data(&mut rng, 400, b"ab\n\r\xff\x00{\"");
             let max_line = 1 + rng.below(12);
             let start = rng.below(1000) as u64;
             let expected = reference(&data, max_line, start);
             let whole = frame_all(&data, max_line, start, &[]);
             assert_eq!(whole, expected, "round {round}");
             for _ in 0..10 {
-                let mut cuts: Vec<usize> = (0..rng.below(20))
-                    .map(|_| rng.below(data.len() + 1))
-                    .collect();
-                cuts.sort_unstable();
+                let cuts = random_cuts(&mut rng, data.len());
                 assert_eq!(
                     frame_all(&data, max_line, start, &cuts),
                     expected,
@@ -413,16 +421,9 @@ mod tests {
     fn a_long_line_is_handed_over_whole_before_it_comes() {
         let mut rng = Rng(0x1f2e);
         for round in 0..300 {
-            let len = rng.below(300);
-            let alphabet: &[u8] = b"ab\n\r";
-            let data: Vec<u8> = (0..len)
-                .map(|_| alphabet[rng.below(alphabet.len())])
-                .collect();
+            let data = random_data(&mut rng, 300, b"ab\n\r");
             let max_line = 1 + rng.below(12);
-            let mut cuts: Vec<usize> = (0..rng.below(20))
-                .map(|_| rng.below(data.len() + 1))
-                .collect();
-            cuts.sort_unstable();
+            let mut cuts = random_cuts(&mut rng, data.len());
             cuts.push(data.len());
             // The raw lines (the last one may lack its '\n') that are longer than the cap.
             let want: Vec<Vec<u8>> = data

@@ -43,7 +43,7 @@ fn shorten(
     max_out: usize,
 ) -> io::Result<Option<Shortened>> {
     let mut buf = vec![0u8; READ_BUF];
-    let mut m = Machine::new(max_string, max_out);
+    let mut cutter = Cutter::new(max_string, max_out);
     let mut left = len;
     while left > 0 {
         let want = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
@@ -59,11 +59,12 @@ fn shorten(
             Err(e) => return Err(e),
         };
         left -= n as u64;
-        if !m.feed(&buf[..n]) {
+        cutter.feed(&buf[..n]);
+        if cutter.rejected {
             return Ok(None);
         }
     }
-    Ok(m.finish())
+    Ok(cutter.finish())
 }
 
 /// The same on bytes already in memory.
@@ -119,6 +120,11 @@ pub fn shorten_file(
     let mut f = std::fs::File::open(path)?;
     f.seek(SeekFrom::Start(offset))?;
     shorten(f, len, max_string, max_out)
+}
+
+/// The letter of a two-byte escape (`\n`, `\"`, ...).
+fn simple_escape(c: u8) -> bool {
+    matches!(c, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't')
 }
 
 /// Where the machine is inside an escape sequence of a string.
@@ -194,40 +200,34 @@ impl Machine {
         }
     }
 
+    /// Inside a string being cut, skips from `chunk[i]` to the next byte that matters here, a
+    /// quote or a backslash (a control character in what is cut away changes nothing), with
+    /// memchr's 32-byte scan; None when that is past the chunk. Skipping is the bulk of a huge
+    /// line. A two-byte escape is passed over here too: a long text has a `\n` on every line,
+    /// and taking each through the byte-by-byte machine cost as much as the scan itself.
+    fn skip_cut(&mut self, chunk: &[u8], mut i: usize) -> Option<usize> {
+        loop {
+            let Some(k) = memchr::memchr2(b'"', b'\\', &chunk[i..]).map(|p| i + p) else {
+                self.raw += (chunk.len() - i) as u64;
+                return None;
+            };
+            self.raw += (k - i) as u64;
+            if chunk[k] != b'\\' || !chunk.get(k + 1).copied().is_some_and(simple_escape) {
+                return Some(k);
+            }
+            self.raw += 2;
+            i = k + 2;
+        }
+    }
+
     /// False when the input is rejected; the machine must not be fed again then.
     fn feed(&mut self, chunk: &[u8]) -> bool {
         let mut i = 0;
         while i < chunk.len() {
             if self.in_str && self.cutting && self.esc == Esc::None {
-                // Skipping is the bulk of a huge line: jump straight to the next byte that matters
-                // here, a quote or a backslash (a control character in a string that is cut
-                // away changes nothing), with memchr's 32-byte scan. A two-byte escape is passed
-                // over here too: a long text has a `\n` on every line, and taking each through
-                // the byte-by-byte machine cost as much as the scan itself.
-                loop {
-                    match memchr::memchr2(b'"', b'\\', &chunk[i..]).map(|p| i + p) {
-                        Some(k) => {
-                            self.raw += (k - i) as u64;
-                            i = k;
-                            if chunk[k] == b'\\'
-                                && chunk.get(k + 1).is_some_and(|c| {
-                                    matches!(
-                                        c,
-                                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't'
-                                    )
-                                })
-                            {
-                                self.raw += 2;
-                                i += 2;
-                                continue;
-                            }
-                            break;
-                        }
-                        None => {
-                            self.raw += (chunk.len() - i) as u64;
-                            return true;
-                        }
-                    }
+                match self.skip_cut(chunk, i) {
+                    Some(k) => i = k,
+                    None => return true,
                 }
             }
             let b = chunk[i];
@@ -378,7 +378,7 @@ impl Machine {
                     self.esc = Esc::Hex { left: 4, value: 0 };
                     Ok(None)
                 }
-                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {
+                c if simple_escape(c) => {
                     self.esc = Esc::None;
                     Ok(Some(None))
                 }

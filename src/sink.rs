@@ -32,7 +32,7 @@ pub struct Sink {
     last_send: Option<Instant>,
     /// The last call was a full one: a burst is being sent.
     last_full: bool,
-    /// The next call goes out as soon as the one in flight is answered.
+    /// The next call goes out as soon as the view may send one.
     urgent: bool,
 }
 
@@ -79,8 +79,8 @@ impl Sink {
 
     /// Whether a call may start at `now`: at once after a quiet frame, when a full call is
     /// waiting, or when hurried; else one frame after the previous call. The frame only gathers
-    /// a trickle into fewer calls. A backlog is sent call after call, paced by the one call in
-    /// flight, so a flood is not slowed to one call per frame.
+    /// a trickle into fewer calls. A backlog is sent call after call, paced by the calls in
+    /// flight (the view keeps at most two), so a flood is not slowed to one call per frame.
     pub fn ready(&self, now: Instant) -> bool {
         self.immediate() || self.last_send.is_none_or(|t| now >= t + FRAME)
     }

@@ -184,6 +184,17 @@ struct Target {
     buf: i64,
 }
 
+impl Target {
+    /// The gate, while this view's generation is current.
+    async fn turn(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, WriteError> {
+        let turn = self.gate.lock.lock().await;
+        if self.gate.current() != self.generation {
+            return Err(WriteError::Superseded);
+        }
+        Ok(turn)
+    }
+}
+
 /// One write of a pipeline (see `PIPELINE`), in order with the write before it (`prev`) and
 /// the one after it (`next`).
 async fn write(
@@ -204,38 +215,32 @@ async fn write_in_order(
     prev: Option<Link>,
     next_sent: oneshot::Sender<()>,
 ) -> Result<Outcome, WriteError> {
-    let (prev_sent, prev_done) = match prev {
-        Some(l) => (Some(l.sent), Some(l.done)),
-        None => (None, None),
-    };
+    let (prev_sent, prev_done) = prev.map(|l| (l.sent, l.done)).unzip();
     if let Some(s) = prev_sent {
         // Fired or dropped: either way the request before this one is out or never will be.
         let _ = s.await;
     }
-    let turn = to.gate.lock.lock().await;
-    if to.gate.current() != to.generation {
-        return Err(WriteError::Superseded);
-    }
+    let turn = to.turn().await?;
     let (sent, mut on_its_way) = oneshot::channel();
     let call = to
         .editor
         .write_lines(to.buf, batch.start, &batch.lines, sent);
     tokio::pin!(call);
-    let mut turn = Some(turn);
-    let mut next_sent = Some(next_sent);
+    // Held until the request is on its way: the gate, and the next write's go-ahead.
+    let mut handoff = Some((turn, next_sent));
     let written = loop {
         tokio::select! {
             res = &mut call => break res,
-            _ = &mut on_its_way, if turn.is_some() => {
+            _ = &mut on_its_way, if handoff.is_some() => {
                 // The next write, and another view's, may send theirs now.
-                turn = None;
-                if let Some(s) = next_sent.take() {
-                    let _ = s.send(());
+                if let Some((_turn, next)) = handoff.take() {
+                    let _ = next.send(());
                 }
             }
         }
     };
-    drop((turn, next_sent));
+    // Never sent (a failed call): dropping the go-ahead lets the next write try.
+    drop(handoff);
     let before = match prev_done {
         Some(d) => d.await.unwrap_or(Outcome::Stopped),
         None => Outcome::Applied,
@@ -248,10 +253,7 @@ async fn write_in_order(
     }
     // Not written (a text lock...), or written before the write ahead of it was redone through
     // Lua, whose replace-to-the-end may have removed these lines: redo it, after that one.
-    let _turn = to.gate.lock.lock().await;
-    if to.gate.current() != to.generation {
-        return Err(WriteError::Superseded);
-    }
+    let _turn = to.turn().await?;
     to.editor
         .write_fallback(to.buf, batch.start, &batch.lines)
         .await?;
@@ -399,43 +401,71 @@ const LONG_STRING: usize = crate::render::MAX_SHOWN_LINE - 64;
 /// ... and a copy that would still be larger than this is shown as a truncated line.
 const LONG_OUT: usize = 2 * 1024 * 1024;
 
-/// Feeds one line to the renderer. A line longer than the framer holds is read with its long
-/// strings cut, so it is still understood: its tool calls, its result's cost, a streamed text it
-/// confirms. `long` has cut it on the way if the framer handed over its bytes; else it is
-/// re-read from the file (the truth). Only a line that is not JSON shows as a prefix.
-fn feed(
-    renderer: &mut Renderer,
-    deltas: &mut DeltaParser,
-    line: LineRef,
+/// From framed lines to the renderer: text deltas parsed in place, a line longer than the framer
+/// holds read with its long strings cut (so it is still understood: its tool calls, its result's
+/// cost, a streamed text it confirms), anything else parsed whole.
+struct LineFeed {
+    deltas: DeltaParser,
+    /// The line longer than the framer holds that is being read, cut on the way.
     long: Option<Cutter>,
-    transcript: &std::path::Path,
-) {
-    if line.truncated() {
-        let len = line.total_len as u64;
-        let short = match long {
-            Some(cutter) => Ok(cutter.finish()),
-            None => {
-                crate::longline::shorten_file(transcript, line.offset, len, LONG_STRING, LONG_OUT)
-            }
-        };
-        match short {
-            Ok(Some(short)) => {
-                renderer.feed_shortened(&crate::claude::parse_bytes(&short.json));
-                return;
-            }
-            Ok(None) => {}
-            Err(e) => crate::log_warn!(
-                "view: re-reading a {len}-byte line of {}: {e}",
-                transcript.display()
-            ),
+    transcript: PathBuf,
+}
+
+impl LineFeed {
+    fn new(transcript: &std::path::Path) -> LineFeed {
+        LineFeed {
+            deltas: DeltaParser::default(),
+            long: None,
+            transcript: transcript.to_path_buf(),
         }
     }
-    // Most lines of a long answer: rendered from the bytes read, without building a message.
-    if let Some(delta) = deltas.parse(line.bytes) {
-        renderer.feed_text_delta(&delta);
-        return;
+
+    /// What `Framer::push_pieces` hands over.
+    fn piece(&mut self, renderer: &mut Renderer, piece: Piece) {
+        match piece {
+            Piece::Long(bytes) => self
+                .long
+                .get_or_insert_with(|| Cutter::new(LONG_STRING, LONG_OUT))
+                .feed(bytes),
+            Piece::Line(line) => self.line(renderer, line),
+        }
     }
-    renderer.feed(&crate::claude::parse_ref(line));
+
+    /// One line. A long one was cut on the way if its bytes came as pieces; else it is re-read
+    /// from the file (the truth). Only a line that is not JSON shows as a prefix.
+    fn line(&mut self, renderer: &mut Renderer, line: LineRef) {
+        let long = self.long.take();
+        if line.truncated() {
+            let len = line.total_len as u64;
+            let short = match long {
+                Some(cutter) => Ok(cutter.finish()),
+                None => crate::longline::shorten_file(
+                    &self.transcript,
+                    line.offset,
+                    len,
+                    LONG_STRING,
+                    LONG_OUT,
+                ),
+            };
+            match short {
+                Ok(Some(short)) => {
+                    renderer.feed_shortened(&crate::claude::parse_bytes(&short.json));
+                    return;
+                }
+                Ok(None) => {}
+                Err(e) => crate::log_warn!(
+                    "view: re-reading a {len}-byte line of {}: {e}",
+                    self.transcript.display()
+                ),
+            }
+        }
+        // Most lines of a long answer: rendered from the bytes read, without building a message.
+        if let Some(delta) = self.deltas.parse(line.bytes) {
+            renderer.feed_text_delta(&delta);
+            return;
+        }
+        renderer.feed(&crate::claude::parse_ref(line));
+    }
 }
 
 /// The data path of a view from transcript bytes to rendered lines: framing, the separators and
@@ -445,10 +475,7 @@ struct Pipeline {
     renderer: Renderer,
     cursor: RunCursor,
     framer: Framer,
-    deltas: DeltaParser,
-    /// The line longer than the framer holds that is being read, cut on the way.
-    long: Option<Cutter>,
-    transcript: PathBuf,
+    lines: LineFeed,
 }
 
 impl Pipeline {
@@ -468,30 +495,17 @@ impl Pipeline {
                 footed_runless: false,
             },
             framer: Framer::new(MAX_LINE, 0),
-            deltas: DeltaParser::default(),
-            long: None,
-            transcript: transcript.to_path_buf(),
+            lines: LineFeed::new(transcript),
         }
     }
 
     /// The next bytes of the transcript; `rec` is at least as new as the read that got them.
     fn push(&mut self, chunk: &[u8], rec: &TaskRecord) {
-        let Pipeline {
-            renderer,
-            cursor,
-            framer,
-            deltas,
-            long,
-            transcript,
-        } = self;
-        framer.push_pieces(chunk, |piece| match piece {
-            Piece::Long(bytes) => long
-                .get_or_insert_with(|| Cutter::new(LONG_STRING, LONG_OUT))
-                .feed(bytes),
-            Piece::Line(line) => {
-                cursor.before_line(line, rec, renderer);
-                feed(renderer, deltas, line, long.take(), transcript);
+        self.framer.push_pieces(chunk, |piece| {
+            if let Piece::Line(line) = piece {
+                self.cursor.before_line(line, rec, &mut self.renderer);
             }
+            self.lines.piece(&mut self.renderer, piece);
         });
     }
 
@@ -499,25 +513,18 @@ impl Pipeline {
     /// more: a finished run's last line and the footers of the finished runs go in. Returns
     /// whether a footer went in.
     fn caught_up(&mut self, rec: &TaskRecord) -> bool {
-        let Pipeline {
-            renderer,
-            cursor,
-            framer,
-            deltas,
-            long,
-            transcript,
-        } = self;
         if rec
             .runs
-            .get(cursor.footed)
+            .get(self.cursor.footed)
             .is_some_and(|r| r.status.is_finished())
         {
             // The run's process is gone: a last line without '\n' is complete.
-            framer.finish_with(|line| feed(renderer, deltas, line, long.take(), transcript));
+            self.framer
+                .finish_with(|line| self.lines.line(&mut self.renderer, line));
         }
-        let footed = (cursor.footed, cursor.footed_runless);
-        cursor.at_eof(rec, renderer);
-        footed != (cursor.footed, cursor.footed_runless)
+        let footed = (self.cursor.footed, self.cursor.footed_runless);
+        self.cursor.at_eof(rec, &mut self.renderer);
+        footed != (self.cursor.footed, self.cursor.footed_runless)
     }
 }
 
@@ -560,11 +567,11 @@ mod tests {
             // Odd read sizes, so that lines also come out of the framer's partial buffer.
             let mut view = Renderer::new();
             let mut framer = Framer::new(MAX_LINE, 0);
-            let mut deltas = DeltaParser::default();
+            let mut feed = LineFeed::new(&path);
             for chunk in data.chunks(777) {
-                framer.push_with(chunk, |l| feed(&mut view, &mut deltas, l, None, &path));
+                framer.push_with(chunk, |l| feed.line(&mut view, l));
             }
-            framer.finish_with(|l| feed(&mut view, &mut deltas, l, None, &path));
+            framer.finish_with(|l| feed.line(&mut view, l));
             let mut parsed = Renderer::new();
             let mut lines: Vec<Line> = Vec::new();
             let mut framer = Framer::new(MAX_LINE, 0);
@@ -591,11 +598,11 @@ mod tests {
             // Strings with old text in them, as after a write.
             b.recycle(vec!["stale text".repeat(20); 100]);
             let mut framer = Framer::new(MAX_LINE, 0);
-            let (mut deltas_a, mut deltas_b) = (DeltaParser::default(), DeltaParser::default());
+            let (mut feed_a, mut feed_b) = (LineFeed::new(&path), LineFeed::new(&path));
             for chunk in data.chunks(333) {
                 framer.push_with(chunk, |l| {
-                    feed(&mut a, &mut deltas_a, l, None, &path);
-                    feed(&mut b, &mut deltas_b, l, None, &path);
+                    feed_a.line(&mut a, l);
+                    feed_b.line(&mut b, l);
                 });
                 if let Some(u) = a.take_update() {
                     u.apply_to(&mut plain);
@@ -619,23 +626,17 @@ mod tests {
             let path = fixture_dir().join(&name).join("stdout.jsonl");
             for max_line in [40, 300, 2000] {
                 let (mut on_the_way, mut re_read) = (Renderer::new(), Renderer::new());
-                let (mut deltas_a, mut deltas_b) = (DeltaParser::default(), DeltaParser::default());
+                let (mut feed_a, mut feed_b) = (LineFeed::new(&path), LineFeed::new(&path));
                 let (mut fa, mut fb) = (Framer::new(max_line, 0), Framer::new(max_line, 0));
-                let mut long: Option<Cutter> = None;
                 let mut truncated = 0;
                 for chunk in data.chunks(777) {
-                    fa.push_pieces(chunk, |p| match p {
-                        Piece::Long(b) => long
-                            .get_or_insert_with(|| Cutter::new(LONG_STRING, LONG_OUT))
-                            .feed(b),
-                        Piece::Line(l) => {
-                            truncated += usize::from(l.truncated());
-                            feed(&mut on_the_way, &mut deltas_a, l, long.take(), &path)
-                        }
+                    fa.push_pieces(chunk, |p| {
+                        truncated += usize::from(matches!(p, Piece::Line(l) if l.truncated()));
+                        feed_a.piece(&mut on_the_way, p);
                     });
-                    fb.push_with(chunk, |l| feed(&mut re_read, &mut deltas_b, l, None, &path));
+                    fb.push_with(chunk, |l| feed_b.line(&mut re_read, l));
                 }
-                assert!(long.is_none(), "{name}");
+                assert!(feed_a.long.is_none(), "{name}");
                 if max_line < 300 {
                     assert!(truncated > 0, "{name}");
                 }

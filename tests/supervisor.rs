@@ -574,7 +574,14 @@ impl Wire {
         }
     }
 
-    async fn send(&self, via: Via, buf: i64, start: usize, lines: &[String]) -> Written {
+    /// Puts the request on the wire, ahead of any later one; the answer comes on the receiver.
+    fn send(
+        &self,
+        via: Via,
+        buf: i64,
+        start: usize,
+        lines: &[String],
+    ) -> tokio::sync::oneshot::Receiver<Written> {
         let (answer, rx) = tokio::sync::oneshot::channel();
         {
             let mut c = self.in_flight.lock().unwrap();
@@ -589,7 +596,7 @@ impl Wire {
             answer,
         };
         self.tx.send(req).expect("the wire");
-        rx.await.expect("an answer")
+        rx
     }
 }
 
@@ -607,14 +614,8 @@ impl Editor for Wire {
         sent: Sent,
     ) -> Result<Written, WriteError> {
         let answer = self.send(Via::Atomic, buf, start, lines);
-        tokio::pin!(answer);
-        // Polled once, the request is on the wire, ahead of any later one.
-        let first = poll_once(&mut answer).await;
         let _ = sent.send(());
-        Ok(match first {
-            Some(w) => w,
-            None => answer.await,
-        })
+        Ok(answer.await.expect("an answer"))
     }
 
     async fn write_fallback(
@@ -624,20 +625,11 @@ impl Editor for Wire {
         lines: &[String],
     ) -> Result<(), WriteError> {
         self.lua.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.send(Via::Lua, buf, start, lines).await;
+        self.send(Via::Lua, buf, start, lines)
+            .await
+            .expect("an answer");
         Ok(())
     }
-}
-
-/// Polls `f` once: its result if it is ready, else None (and it can be polled on).
-async fn poll_once<F: std::future::Future + Unpin>(f: &mut F) -> Option<F::Output> {
-    std::future::poll_fn(|cx| {
-        std::task::Poll::Ready(match std::pin::Pin::new(&mut *f).poll(cx) {
-            std::task::Poll::Ready(v) => Some(v),
-            std::task::Poll::Pending => None,
-        })
-    })
-    .await
 }
 
 /// A supervisor whose editor is a `Wire` (see `Wire::new` for `busy`).
