@@ -334,16 +334,28 @@ async fn fake_output_modes() {
     ));
     assert_eq!(wait_exit(&p).await, Exit::Code(0));
     let lines = transcript_lines(&dir);
-    let deltas = of_type(&lines, "stream_event")
+    let deltas: Vec<&str> = of_type(&lines, "stream_event")
         .iter()
         .filter(|v| v["event"]["delta"]["type"] == "text_delta")
-        .count();
-    assert_eq!(deltas, 2000);
+        .filter_map(|v| v["event"]["delta"]["text"].as_str())
+        .collect();
+    assert_eq!(deltas.len(), 2000);
+    assert_eq!(
+        deltas[1999],
+        format!(
+            "line 002000 {}\n",
+            &"abcdefghijklmnopqrstuvwxyz".repeat(2)[..37]
+        )
+    );
+    // The assistant line's text is generated a second time as it is written: the same text.
     let all = of_type(&lines, "assistant")[0]["message"]["content"][0]["text"]
         .as_str()
-        .unwrap()
-        .len();
-    assert_eq!(all, 2000 * 50);
+        .unwrap();
+    assert_eq!(all.len(), 2000 * 50);
+    assert!(
+        all == deltas.concat(),
+        "the assistant text differs from the deltas"
+    );
 
     // One huge line of an exact size.
     let dir = TempDir::new("huge");

@@ -347,6 +347,12 @@ struct Out {
 }
 
 impl Out {
+    /// Part of a line: the caller holds the lock until it has written the line's end.
+    fn part(&mut self, s: &str) {
+        self.started = true;
+        let _ = self.w.write_all(s.as_bytes());
+    }
+
     fn line(&mut self, s: &str) {
         self.started = true;
         // Write errors (stdout closed) are ignored: nobody reads the output anyway, and the
@@ -559,9 +565,15 @@ fn js(s: &str) -> String {
 /// bytes are found eight at a time (the backend's own scanner) and copied whole; the characters
 /// escaped are all ASCII, so never inside a multibyte one.
 fn push_js(out: &mut String, s: &str) {
+    out.push('"');
+    push_js_body(out, s);
+    out.push('"');
+}
+
+/// The inside of a JSON string literal (escaped, without its quotes).
+fn push_js_body(out: &mut String, s: &str) {
     use std::fmt::Write as _;
     let b = s.as_bytes();
-    out.push('"');
     let mut run = 0;
     while let Some(i) = claude_tasks::scan::find_special(b, run) {
         out.push_str(&s[run..i]);
@@ -580,7 +592,6 @@ fn push_js(out: &mut String, s: &str) {
         run = i + 1;
     }
     out.push_str(&s[run..]);
-    out.push('"');
 }
 
 /// Unique-looking ids for uuids and message ids: seeded once from /dev/urandom (opening it per
@@ -905,7 +916,6 @@ fn run(o: &Opts, args: &[String]) -> Result<(), String> {
         }
     } else if let Some(n) = o.lines {
         let b = o.line_bytes.unwrap_or(80).max(1);
-        let mut all = String::with_capacity(n.saturating_mul(b));
         em.line(&ctx.init());
         em.line(&ctx.message_start("msg_fake_lines"));
         em.line(&ctx.stream_event(
@@ -917,14 +927,17 @@ fn run(o: &Opts, args: &[String]) -> Result<(), String> {
         // With a delay, a line at a time as before (the delay is per line).
         let limit = if em.delay.is_zero() { 256 * 1024 } else { 0 };
         let mut batch = String::with_capacity(limit + 2 * b + 256);
+        let mut piece = String::with_capacity(b + 16);
+        let mut text_len = 0;
         for i in 0..n {
-            let piece = all.len();
-            push_numbered_line(&mut all, i + 1, b);
+            piece.clear();
+            push_numbered_line(&mut piece, i + 1, b);
+            text_len += piece.len();
             ctx.push_stream_event(&mut batch, |s| {
                 s.push_str(
                     r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"#,
                 );
-                push_js(s, &all[piece..]);
+                push_js(s, &piece);
                 s.push_str("}}");
             });
             if batch.len() >= limit || i + 1 == n {
@@ -934,9 +947,28 @@ fn run(o: &Opts, args: &[String]) -> Result<(), String> {
                 batch.push('\n');
             }
         }
-        em.line(&ctx.assistant_text("msg_fake_lines", &all));
+        // The same text again, generated a second time as it is written: holding a flood's
+        // whole text and its escaped copy (twice the output) cost the producer more in page
+        // faults than generating it. Under the output lock, so the line stays whole.
+        let frame = ctx.assistant_text("msg_fake_lines", "");
+        let (head, tail) = frame
+            .split_once(r#""text":"""#)
+            .expect("an assistant text frame holds an empty text");
+        em.with(|out| {
+            out.part(head);
+            out.part(r#""text":""#);
+            for i in 0..n {
+                batch.clear();
+                piece.clear();
+                push_numbered_line(&mut piece, i + 1, b);
+                push_js_body(&mut batch, &piece);
+                out.part(&batch);
+            }
+            out.part("\"");
+            out.line(tail);
+        });
         em.line(&ctx.stream_event(r#"{"type":"content_block_stop","index":0}"#));
-        em.lines(ctx.message_end("end_turn", all.len() / 4 + 1));
+        em.lines(ctx.message_end("end_turn", text_len / 4 + 1));
         em.with(|out| out.turns = 1);
         if with_result {
             em.line(&if o.exit == 0 {
@@ -1113,9 +1145,18 @@ fn list_dir(dir: &Path) -> Vec<String> {
 /// `line 000042 xxxx…\n`, exactly `bytes` bytes long (newline included) when `bytes` allows.
 /// Appends `line NNNNNN abc…\n`, `bytes` long with its newline.
 fn push_numbered_line(out: &mut String, i: usize, bytes: usize) {
-    use std::fmt::Write as _;
     let start = out.len();
-    let _ = write!(out, "line {i:06} ");
+    out.push_str("line ");
+    // Digits by hand, at least six: `write!` was a seventh of a flood's time.
+    let mut digits = [b'0'; 20];
+    let (mut n, mut at) = (i, digits.len());
+    while n > 0 || digits.len() - at < 6 {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.extend(digits[at..].iter().map(|&d| char::from(d)));
+    out.push(' ');
     if out.len() - start + 1 > bytes {
         out.truncate(start + bytes.saturating_sub(1));
     }
@@ -1267,6 +1308,15 @@ mod tests {
             push_numbered_line(&mut s, 42, bytes);
             assert_eq!(s.len() - 1, bytes, "{bytes}: {s:?}");
             assert!(s.ends_with('\n'));
+        }
+        for (i, head) in [
+            (7, "line 000007 "),
+            (123_456, "line 123456 "),
+            (1_234_567, "line 1234567 "),
+        ] {
+            let mut s = String::new();
+            push_numbered_line(&mut s, i, 40);
+            assert!(s.starts_with(head), "{i}: {s:?}");
         }
     }
 }
