@@ -775,3 +775,264 @@ fn attaching_again_mid_flood_ends_with_the_rendered_transcript() {
         screen.buffer_becomes(5, &e.rendered(rec.id)).await;
     });
 }
+
+/// A request as the scripted editor saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    lua: bool,
+    start: usize,
+    lines: Vec<String>,
+}
+
+/// Neovim's side for one exact interleaving: requests run in the order they were sent, and are
+/// answered at once, except the first atomic write whose last line is `refuse`: it is refused as
+/// under a text lock, and its answer waits until the request after it has run. So the write
+/// sent after the refused one is always taken before the refused one is redone through Lua,
+/// whose replace-to-the-end then undoes it; nothing else may have repaired it by then.
+struct Script {
+    screen: Arc<Recorder>,
+    tx: tokio::sync::mpsc::UnboundedSender<Req>,
+    seen: Arc<std::sync::Mutex<Vec<Seen>>>,
+    arrived: Arc<tokio::sync::Notify>,
+}
+
+impl Script {
+    fn new(screen: Arc<Recorder>, refuse: &str) -> Script {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Req>();
+        let seen: Arc<std::sync::Mutex<Vec<Seen>>> = Arc::default();
+        let arrived = Arc::new(tokio::sync::Notify::new());
+        let (s, log, bell, refuse) = (
+            screen.clone(),
+            seen.clone(),
+            arrived.clone(),
+            refuse.to_owned(),
+        );
+        rt().spawn(async move {
+            let mut refused = false;
+            let mut next: Option<Req> = None;
+            loop {
+                let req = match next.take() {
+                    Some(r) => r,
+                    None => match rx.recv().await {
+                        Some(r) => r,
+                        None => return,
+                    },
+                };
+                let lua = matches!(req.via, Via::Lua);
+                let refuse_it = !lua && !refused && req.lines.last() == Some(&refuse);
+                let seen = Seen {
+                    lua,
+                    start: req.start,
+                    lines: req.lines.clone(),
+                };
+                if !refuse_it {
+                    assert!(s.write(req.buf, req.start, req.lines));
+                }
+                // Logged once it has run, so a test that saw it sees its effect.
+                log.lock().unwrap().push(seen);
+                bell.notify_waiters();
+                if refuse_it {
+                    refused = true;
+                    next = rx.recv().await;
+                    let _ = req.answer.send(Written::Fallback);
+                } else {
+                    let _ = req.answer.send(Written::Applied);
+                }
+            }
+        });
+        Script {
+            screen,
+            tx,
+            seen,
+            arrived,
+        }
+    }
+
+    fn send(
+        &self,
+        via: Via,
+        buf: i64,
+        start: usize,
+        lines: &[String],
+    ) -> tokio::sync::oneshot::Receiver<Written> {
+        let (answer, rx) = tokio::sync::oneshot::channel();
+        let req = Req {
+            via,
+            buf,
+            start,
+            lines: lines.to_vec(),
+            answer,
+        };
+        self.tx.send(req).expect("the script");
+        rx
+    }
+
+    /// Waits until a request whose last line is `last` has come, through Lua if `lua`.
+    async fn saw(&self, lua: bool, last: &str) {
+        let came = |s: &Script| {
+            s.seen
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|r| r.lua == lua && r.lines.last().map(String::as_str) == Some(last))
+        };
+        let wait = async {
+            loop {
+                let arrived = self.arrived.notified();
+                tokio::pin!(arrived);
+                arrived.as_mut().enable();
+                if came(self) {
+                    return;
+                }
+                arrived.await;
+            }
+        };
+        if tokio::time::timeout(GUARD, wait).await.is_err() {
+            panic!(
+                "no request (lua: {lua}) ending in {last:?}: {:?}",
+                self.seen.lock().unwrap()
+            );
+        }
+    }
+}
+
+#[async_trait]
+impl Editor for Script {
+    async fn event(&self, ev: Value) {
+        self.screen.event(ev).await;
+    }
+
+    async fn write_lines(
+        &self,
+        buf: i64,
+        start: usize,
+        lines: &[String],
+        sent: Sent,
+    ) -> Result<Written, WriteError> {
+        let answer = self.send(Via::Atomic, buf, start, lines);
+        let _ = sent.send(());
+        Ok(answer.await.expect("an answer"))
+    }
+
+    async fn write_fallback(
+        &self,
+        buf: i64,
+        start: usize,
+        lines: &[String],
+    ) -> Result<(), WriteError> {
+        self.send(Via::Lua, buf, start, lines)
+            .await
+            .expect("an answer");
+        Ok(())
+    }
+}
+
+/// Appends to a task's transcript by hand, as its CLI would (the task's CLI writes nothing):
+/// the fixture's head up to its first text delta, then deltas of our choosing.
+struct HandWritten {
+    path: PathBuf,
+    delta: serde_json::Value,
+}
+
+impl HandWritten {
+    fn begin(path: PathBuf) -> HandWritten {
+        let fixture =
+            claude_tasks::testutil::fixture_dir().join("hello-stream-json-partial/stdout.jsonl");
+        let text = std::fs::read_to_string(fixture).unwrap();
+        let mut head = Vec::new();
+        let mut delta = None;
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if v["event"]["delta"]["type"] == "text_delta" {
+                delta = Some(v);
+                break;
+            }
+            head.push(line);
+        }
+        let t = HandWritten {
+            path,
+            delta: delta.expect("a text delta in the fixture"),
+        };
+        t.append(&(head.join("\n") + "\n"));
+        t
+    }
+
+    fn append(&self, s: &str) {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.path)
+            .unwrap();
+        f.write_all(s.as_bytes()).unwrap();
+    }
+
+    fn delta(&mut self, text: &str) {
+        self.delta["event"]["delta"]["text"] = text.into();
+        self.append(&(self.delta.to_string() + "\n"));
+    }
+}
+
+/// The rule the trickle and flood tests cannot pin down (a later write repairs the buffer before
+/// their end): a write taken while the write ahead of it was refused must be redone through Lua
+/// after that one, because the refused write's replace-to-the-end undoes it. Here nothing comes
+/// after it, so without the redo the buffer would keep the older text.
+#[test]
+fn a_write_taken_before_a_refused_one_is_redone_after_it() {
+    let dir = Scratch::new("sup", "script-redo");
+    let store = Store::open(&dir.root.join("state")).unwrap();
+    let screen = Arc::new(Recorder::new(GUARD));
+    let script = Arc::new(Script::new(screen.clone(), "abcd"));
+    let sup = rt().block_on(async { Supervisor::new(store, script.clone()) });
+    let cwd = dir.project.to_string_lossy().into_owned();
+    rt().block_on(async {
+        let cmd = vec![FAKE.to_owned(), "--fake-silent-hang".into()];
+        let rec = sup.start(request("x", &cwd, cmd)).await.expect("start");
+        let transcript = sup.store().task_dir(&cwd, rec.id).join("transcript.jsonl");
+        screen.new_buf(5);
+        sup.attach(&cwd, rec.id, 5).expect("attach");
+        let mut t = HandWritten::begin(transcript.clone());
+        t.delta("abc");
+        screen
+            .until("the first text", |s| {
+                s.lines(5).last().map(String::as_str) == Some("abc")
+            })
+            .await;
+        // Refused, and answered only once the next write has run.
+        t.delta("d");
+        script.saw(false, "abcd").await;
+        t.delta("e");
+        // The redo; without it, the buffer would end with the refused write's "abcd".
+        script.saw(true, "abcde").await;
+        let running = sup.get(&cwd, rec.id).unwrap();
+        let want = claude_tasks::view::render_all(&running, &transcript).unwrap();
+        assert_eq!(want.last().map(String::as_str), Some("abcde"));
+        assert_eq!(screen.lines(5), want);
+        let seen = script.seen.lock().unwrap().clone();
+        let k = seen
+            .iter()
+            .find(|r| r.lines.last().map(String::as_str) == Some("abcd"))
+            .unwrap()
+            .start;
+        let at = |lua: bool, last: &str| Seen {
+            lua,
+            start: k,
+            lines: vec![last.to_owned()],
+        };
+        // The interleaving this is about: taken before the refused write was redone, then redone.
+        assert_eq!(
+            seen[seen.len() - 4..],
+            [
+                at(false, "abcd"),
+                at(false, "abcde"),
+                at(true, "abcd"),
+                at(true, "abcde")
+            ],
+            "{seen:?}"
+        );
+        sup.cancel(&cwd, rec.id).expect("cancel");
+        let (_, end) = screen.wait_end(rec.id).await;
+        let want = claude_tasks::view::render_all(&end, &transcript).unwrap();
+        screen.buffer_becomes(5, &want).await;
+    });
+}
