@@ -490,98 +490,45 @@ struct Req {
     answer: tokio::sync::oneshot::Sender<Written>,
 }
 
-/// Neovim's side of the channel as far as writes go: requests run one at a time in the order
-/// they were sent, with a text lock on some of them, during which the atomic write is refused
-/// and the Lua `write` holds its lines back until the lock is gone (as `buffer.write` does).
-/// The backend keeps two writes in flight; the buffer must still end up exactly right.
-struct Wire {
+type Requests = tokio::sync::mpsc::UnboundedReceiver<Req>;
+
+/// The backend's side of a scripted Neovim: every write is put on a channel, in the order the
+/// backend sends it, and answered by whatever serves the other end (`serve_wire`,
+/// `serve_script`): that is the Neovim.
+struct Queued {
     screen: Arc<Recorder>,
     tx: tokio::sync::mpsc::UnboundedSender<Req>,
     /// Writes sent and not answered yet, and the most seen at once.
-    in_flight: Arc<std::sync::Mutex<(usize, usize)>>,
+    in_flight: std::sync::Mutex<(usize, usize)>,
     /// Requests that came through Lua.
-    lua: Arc<std::sync::atomic::AtomicUsize>,
+    lua: std::sync::atomic::AtomicUsize,
 }
 
-impl Wire {
-    /// Each call is answered when the next request comes, or after `busy`.
-    fn new(screen: Arc<Recorder>, busy: Duration) -> Wire {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Req>();
-        let s = screen.clone();
-        let in_flight: Arc<std::sync::Mutex<(usize, usize)>> = Arc::default();
-        let counts = in_flight.clone();
-        rt().spawn(async move {
-            let mut n = 0u64;
-            let mut held: Vec<(i64, usize, Vec<String>)> = Vec::new();
-            let flush = |held: &mut Vec<(i64, usize, Vec<String>)>| {
-                for (buf, start, lines) in held.drain(..) {
-                    assert!(s.write(buf, start, lines));
-                }
-            };
-            let mut next: Option<Req> = None;
-            loop {
-                // When no request comes for a while, the lock is gone and the held lines go in
-                // (`buffer.write`'s scheduled flush).
-                let req = match next.take() {
-                    Some(r) => r,
-                    None => {
-                        match tokio::time::timeout(Duration::from_millis(20), rx.recv()).await {
-                            Ok(Some(r)) => r,
-                            Ok(None) => return,
-                            Err(_) => {
-                                flush(&mut held);
-                                continue;
-                            }
-                        }
-                    }
-                };
-                n += 1;
-                // Runs of one and two locked requests, at no regular distance.
-                let locked = n % 7 == 3 || n % 11 == 4 || n % 11 == 5;
-                if !locked {
-                    flush(&mut held);
-                }
-                let len = s.lines(req.buf).len();
-                let res = match req.via {
-                    Via::Atomic if locked || !held.is_empty() || req.start > len => {
-                        Written::Fallback
-                    }
-                    Via::Lua if locked => {
-                        held.push((req.buf, req.start, req.lines));
-                        Written::Applied
-                    }
-                    // `Screen::write` asserts that a write starts within the buffer.
-                    _ => {
-                        assert!(s.write(req.buf, req.start, req.lines));
-                        Written::Applied
-                    }
-                };
-                // This Neovim answers once the next request is there (or after `busy`): the
-                // backend always has the chance to send a second write, so that two in flight
-                // is what happens, not what timing may give.
-                if let Ok(r) = tokio::time::timeout(busy, rx.recv()).await {
-                    next = r;
-                }
-                counts.lock().unwrap().0 -= 1;
-                let _ = req.answer.send(res);
-            }
-        });
-        Wire {
+impl Queued {
+    fn new<F>(screen: Arc<Recorder>, serve: impl FnOnce(Arc<Recorder>, Requests) -> F) -> Queued
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        rt().spawn(serve(screen.clone(), rx));
+        Queued {
             screen,
             tx,
-            in_flight,
-            lua: Arc::default(),
+            in_flight: Default::default(),
+            lua: Default::default(),
         }
     }
 
-    /// Puts the request on the wire, ahead of any later one; the answer comes on the receiver.
-    fn send(
+    /// Puts the request on the channel, ahead of any later one (then fires `sent`, as our writer
+    /// thread does once a message is on its way), and waits for its answer.
+    async fn request(
         &self,
         via: Via,
         buf: i64,
         start: usize,
         lines: &[String],
-    ) -> tokio::sync::oneshot::Receiver<Written> {
+        sent: Option<Sent>,
+    ) -> Written {
         let (answer, rx) = tokio::sync::oneshot::channel();
         {
             let mut c = self.in_flight.lock().unwrap();
@@ -595,13 +542,18 @@ impl Wire {
             lines: lines.to_vec(),
             answer,
         };
-        self.tx.send(req).expect("the wire");
-        rx
+        self.tx.send(req).expect("the scripted Neovim");
+        if let Some(sent) = sent {
+            let _ = sent.send(());
+        }
+        let written = rx.await.expect("an answer");
+        self.in_flight.lock().unwrap().0 -= 1;
+        written
     }
 }
 
 #[async_trait]
-impl Editor for Wire {
+impl Editor for Queued {
     async fn event(&self, ev: Value) {
         self.screen.event(ev).await;
     }
@@ -613,9 +565,9 @@ impl Editor for Wire {
         lines: &[String],
         sent: Sent,
     ) -> Result<Written, WriteError> {
-        let answer = self.send(Via::Atomic, buf, start, lines);
-        let _ = sent.send(());
-        Ok(answer.await.expect("an answer"))
+        Ok(self
+            .request(Via::Atomic, buf, start, lines, Some(sent))
+            .await)
     }
 
     async fn write_fallback(
@@ -625,55 +577,115 @@ impl Editor for Wire {
         lines: &[String],
     ) -> Result<(), WriteError> {
         self.lua.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.send(Via::Lua, buf, start, lines)
-            .await
-            .expect("an answer");
+        self.request(Via::Lua, buf, start, lines, None).await;
         Ok(())
     }
 }
 
-/// A supervisor whose editor is a `Wire` (see `Wire::new` for `busy`).
+/// Neovim's side of the channel as far as writes go: requests run one at a time in the order
+/// they were sent, with a text lock on some of them, during which the atomic write is refused
+/// and the Lua `write` holds its lines back until the lock is gone (as `buffer.write` does).
+/// The backend keeps two writes in flight; the buffer must still end up exactly right.
+/// Each call is answered when the next request comes, or after `busy`.
+async fn serve_wire(busy: Duration, s: Arc<Recorder>, mut rx: Requests) {
+    let mut n = 0u64;
+    let mut held: Vec<(i64, usize, Vec<String>)> = Vec::new();
+    let flush = |held: &mut Vec<(i64, usize, Vec<String>)>| {
+        for (buf, start, lines) in held.drain(..) {
+            assert!(s.write(buf, start, lines));
+        }
+    };
+    let mut next: Option<Req> = None;
+    loop {
+        // When no request comes for a while, the lock is gone and the held lines go in
+        // (`buffer.write`'s scheduled flush).
+        let req = match next.take() {
+            Some(r) => r,
+            None => match tokio::time::timeout(Duration::from_millis(20), rx.recv()).await {
+                Ok(Some(r)) => r,
+                Ok(None) => return,
+                Err(_) => {
+                    flush(&mut held);
+                    continue;
+                }
+            },
+        };
+        n += 1;
+        // Runs of one and two locked requests, at no regular distance.
+        let locked = n % 7 == 3 || n % 11 == 4 || n % 11 == 5;
+        if !locked {
+            flush(&mut held);
+        }
+        let len = s.lines(req.buf).len();
+        let res = match req.via {
+            Via::Atomic if locked || !held.is_empty() || req.start > len => Written::Fallback,
+            Via::Lua if locked => {
+                held.push((req.buf, req.start, req.lines));
+                Written::Applied
+            }
+            // `Screen::write` asserts that a write starts within the buffer.
+            _ => {
+                assert!(s.write(req.buf, req.start, req.lines));
+                Written::Applied
+            }
+        };
+        // This Neovim answers once the next request is there (or after `busy`): the
+        // backend always has the chance to send a second write, so that two in flight
+        // is what happens, not what timing may give.
+        if let Ok(r) = tokio::time::timeout(busy, rx.recv()).await {
+            next = r;
+        }
+        let _ = req.answer.send(res);
+    }
+}
+
+/// A supervisor whose editor is a `Queued`, served by `serve`.
 struct WireEnv {
     _dir: Scratch,
     cwd: String,
     screen: Arc<Recorder>,
-    wire: Arc<Wire>,
+    ed: Arc<Queued>,
     sup: Supervisor,
 }
 
 impl WireEnv {
-    fn new(name: &str, busy: Duration) -> WireEnv {
+    fn new<F>(name: &str, serve: impl FnOnce(Arc<Recorder>, Requests) -> F) -> WireEnv
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
         let dir = Scratch::new("sup", name);
         let store = Store::open(&dir.root.join("state")).unwrap();
         let screen = Arc::new(Recorder::new(GUARD));
-        let wire = Arc::new(Wire::new(screen.clone(), busy));
-        let sup = rt().block_on(async { Supervisor::new(store, wire.clone()) });
+        let ed = Arc::new(Queued::new(screen.clone(), serve));
+        let sup = rt().block_on(async { Supervisor::new(store, ed.clone()) });
         WireEnv {
             cwd: dir.project.to_string_lossy().into_owned(),
             _dir: dir,
             screen,
-            wire,
+            ed,
             sup,
         }
     }
 
-    /// What the task's whole transcript renders to, computed offline.
-    fn rendered(&self, id: u64) -> Vec<String> {
-        let done = self.sup.get(&self.cwd, id).unwrap();
-        let transcript = self
-            .sup
+    fn transcript(&self, id: u64) -> PathBuf {
+        self.sup
             .store()
             .task_dir(&self.cwd, id)
-            .join("transcript.jsonl");
-        claude_tasks::view::render_all(&done, &transcript).unwrap()
+            .join("transcript.jsonl")
+    }
+
+    /// What the task's whole transcript renders to now, computed offline.
+    fn rendered(&self, id: u64) -> Vec<String> {
+        let rec = self.sup.get(&self.cwd, id).unwrap();
+        claude_tasks::view::render_all(&rec, &self.transcript(id)).unwrap()
     }
 }
 
-/// Streams `cmd` into a buffer of a `Wire` (see `Wire::new` for `busy`); checks that the buffer ends
-/// up as the rendered transcript, and that writes did overlap and did fall back.
+/// Streams `cmd` into a buffer of a wire (see `serve_wire` for `busy`); checks that the buffer
+/// ends up as the rendered transcript, and that writes did overlap and did fall back.
 fn through_the_wire(name: &str, cmd: Vec<String>, busy: Duration) {
-    let e = WireEnv::new(name, busy);
-    let (screen, wire, sup, cwd) = (&e.screen, &e.wire, &e.sup, e.cwd.as_str());
+    let e = WireEnv::new(name, |s, rx| serve_wire(busy, s, rx));
+    let (screen, wire, sup, cwd) = (&e.screen, &e.ed, &e.sup, e.cwd.as_str());
     rt().block_on(async {
         let rec = sup
             .start(request("a long answer", cwd, cmd))
@@ -752,7 +764,9 @@ fn pipelined_rewrites_of_a_growing_line_land_in_order_through_text_locks() {
 /// that nothing is left over at the end, not the order in between.)
 #[test]
 fn attaching_again_mid_flood_ends_with_the_rendered_transcript() {
-    let e = WireEnv::new("wire-reattach", Duration::from_millis(50));
+    let e = WireEnv::new("wire-reattach", |s, rx| {
+        serve_wire(Duration::from_millis(50), s, rx)
+    });
     let (screen, sup, cwd) = (&e.screen, &e.sup, e.cwd.as_str());
     rt().block_on(async {
         let cmd = vec![
@@ -776,7 +790,7 @@ fn attaching_again_mid_flood_ends_with_the_rendered_transcript() {
     });
 }
 
-/// A request as the scripted editor saw it.
+/// A request as the scripted Neovim ran it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Seen {
     lua: bool,
@@ -784,110 +798,24 @@ struct Seen {
     lines: Vec<String>,
 }
 
-/// Neovim's side for one exact interleaving: requests run in the order they were sent, and are
-/// answered at once, except the first atomic write whose last line is `refuse`: it is refused as
-/// under a text lock, and its answer waits until the request after it has run. So the write
-/// sent after the refused one is always taken before the refused one is redone through Lua,
-/// whose replace-to-the-end then undoes it; nothing else may have repaired it by then.
-struct Script {
-    screen: Arc<Recorder>,
-    tx: tokio::sync::mpsc::UnboundedSender<Req>,
-    seen: Arc<std::sync::Mutex<Vec<Seen>>>,
-    arrived: Arc<tokio::sync::Notify>,
+/// What `serve_script` ran, in order, and a bell rung after each.
+#[derive(Default)]
+struct ScriptLog {
+    seen: std::sync::Mutex<Vec<Seen>>,
+    ran: tokio::sync::Notify,
 }
 
-impl Script {
-    fn new(screen: Arc<Recorder>, refuse: &str) -> Script {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Req>();
-        let seen: Arc<std::sync::Mutex<Vec<Seen>>> = Arc::default();
-        let arrived = Arc::new(tokio::sync::Notify::new());
-        let (s, log, bell, refuse) = (
-            screen.clone(),
-            seen.clone(),
-            arrived.clone(),
-            refuse.to_owned(),
-        );
-        rt().spawn(async move {
-            let mut refused = false;
-            let mut next: Option<Req> = None;
-            loop {
-                let req = match next.take() {
-                    Some(r) => r,
-                    None => match rx.recv().await {
-                        Some(r) => r,
-                        None => return,
-                    },
-                };
-                let lua = matches!(req.via, Via::Lua);
-                let refuse_it = !lua && !refused && req.lines.last() == Some(&refuse);
-                let seen = Seen {
-                    lua,
-                    start: req.start,
-                    lines: req.lines.clone(),
-                };
-                if !refuse_it {
-                    assert!(s.write(req.buf, req.start, req.lines));
-                }
-                // Logged once it has run, so a test that saw it sees its effect.
-                log.lock().unwrap().push(seen);
-                bell.notify_waiters();
-                if refuse_it {
-                    refused = true;
-                    next = rx.recv().await;
-                    let _ = req.answer.send(Written::Fallback);
-                } else {
-                    let _ = req.answer.send(Written::Applied);
-                }
-            }
-        });
-        Script {
-            screen,
-            tx,
-            seen,
-            arrived,
-        }
-    }
-
-    fn send(
-        &self,
-        via: Via,
-        buf: i64,
-        start: usize,
-        lines: &[String],
-    ) -> tokio::sync::oneshot::Receiver<Written> {
-        let (answer, rx) = tokio::sync::oneshot::channel();
-        let req = Req {
-            via,
-            buf,
-            start,
-            lines: lines.to_vec(),
-            answer,
-        };
-        self.tx.send(req).expect("the script");
-        rx
-    }
-
-    /// Waits until a request whose last line is `last` has come, through Lua if `lua`.
+impl ScriptLog {
+    /// Waits until a request whose last line is `last` has run, through Lua if `lua`.
     async fn saw(&self, lua: bool, last: &str) {
-        let came = |s: &Script| {
-            s.seen
+        let came = || {
+            self.seen
                 .lock()
                 .unwrap()
                 .iter()
                 .any(|r| r.lua == lua && r.lines.last().map(String::as_str) == Some(last))
         };
-        let wait = async {
-            loop {
-                let arrived = self.arrived.notified();
-                tokio::pin!(arrived);
-                arrived.as_mut().enable();
-                if came(self) {
-                    return;
-                }
-                arrived.await;
-            }
-        };
-        if tokio::time::timeout(GUARD, wait).await.is_err() {
+        if !common::comes_to_hold(&self.ran, GUARD, came).await {
             panic!(
                 "no request (lua: {lua}) ending in {last:?}: {:?}",
                 self.seen.lock().unwrap()
@@ -896,34 +824,42 @@ impl Script {
     }
 }
 
-#[async_trait]
-impl Editor for Script {
-    async fn event(&self, ev: Value) {
-        self.screen.event(ev).await;
-    }
-
-    async fn write_lines(
-        &self,
-        buf: i64,
-        start: usize,
-        lines: &[String],
-        sent: Sent,
-    ) -> Result<Written, WriteError> {
-        let answer = self.send(Via::Atomic, buf, start, lines);
-        let _ = sent.send(());
-        Ok(answer.await.expect("an answer"))
-    }
-
-    async fn write_fallback(
-        &self,
-        buf: i64,
-        start: usize,
-        lines: &[String],
-    ) -> Result<(), WriteError> {
-        self.send(Via::Lua, buf, start, lines)
-            .await
-            .expect("an answer");
-        Ok(())
+/// Neovim's side for one exact interleaving: requests run in the order they were sent, and are
+/// answered at once, except the first atomic write whose last line is `refuse`: it is refused as
+/// under a text lock, and its answer waits until the request after it has run. So the write
+/// sent after the refused one is always taken before the refused one is redone through Lua,
+/// whose replace-to-the-end then undoes it; nothing else may have repaired it by then.
+async fn serve_script(refuse: String, log: Arc<ScriptLog>, s: Arc<Recorder>, mut rx: Requests) {
+    let mut refused = false;
+    let mut next: Option<Req> = None;
+    loop {
+        let req = match next.take() {
+            Some(r) => r,
+            None => match rx.recv().await {
+                Some(r) => r,
+                None => return,
+            },
+        };
+        let lua = matches!(req.via, Via::Lua);
+        let refuse_it = !lua && !refused && req.lines.last() == Some(&refuse);
+        let seen = Seen {
+            lua,
+            start: req.start,
+            lines: req.lines.clone(),
+        };
+        if !refuse_it {
+            assert!(s.write(req.buf, req.start, req.lines));
+        }
+        // Logged once it has run, so a test that saw it sees its effect.
+        log.seen.lock().unwrap().push(seen);
+        log.ran.notify_waiters();
+        if refuse_it {
+            refused = true;
+            next = rx.recv().await;
+            let _ = req.answer.send(Written::Fallback);
+        } else {
+            let _ = req.answer.send(Written::Applied);
+        }
     }
 }
 
@@ -979,19 +915,18 @@ impl HandWritten {
 /// after it, so without the redo the buffer would keep the older text.
 #[test]
 fn a_write_taken_before_a_refused_one_is_redone_after_it() {
-    let dir = Scratch::new("sup", "script-redo");
-    let store = Store::open(&dir.root.join("state")).unwrap();
-    let screen = Arc::new(Recorder::new(GUARD));
-    let script = Arc::new(Script::new(screen.clone(), "abcd"));
-    let sup = rt().block_on(async { Supervisor::new(store, script.clone()) });
-    let cwd = dir.project.to_string_lossy().into_owned();
+    let log = Arc::new(ScriptLog::default());
+    let script = log.clone();
+    let e = WireEnv::new("script-redo", |s, rx| {
+        serve_script("abcd".into(), script, s, rx)
+    });
+    let (screen, sup, cwd) = (&e.screen, &e.sup, e.cwd.as_str());
     rt().block_on(async {
         let cmd = vec![FAKE.to_owned(), "--fake-silent-hang".into()];
-        let rec = sup.start(request("x", &cwd, cmd)).await.expect("start");
-        let transcript = sup.store().task_dir(&cwd, rec.id).join("transcript.jsonl");
+        let rec = sup.start(request("x", cwd, cmd)).await.expect("start");
         screen.new_buf(5);
-        sup.attach(&cwd, rec.id, 5).expect("attach");
-        let mut t = HandWritten::begin(transcript.clone());
+        sup.attach(cwd, rec.id, 5).expect("attach");
+        let mut t = HandWritten::begin(e.transcript(rec.id));
         t.delta("abc");
         screen
             .until("the first text", |s| {
@@ -1000,15 +935,14 @@ fn a_write_taken_before_a_refused_one_is_redone_after_it() {
             .await;
         // Refused, and answered only once the next write has run.
         t.delta("d");
-        script.saw(false, "abcd").await;
+        log.saw(false, "abcd").await;
         t.delta("e");
         // The redo; without it, the buffer would end with the refused write's "abcd".
-        script.saw(true, "abcde").await;
-        let running = sup.get(&cwd, rec.id).unwrap();
-        let want = claude_tasks::view::render_all(&running, &transcript).unwrap();
+        log.saw(true, "abcde").await;
+        let want = e.rendered(rec.id);
         assert_eq!(want.last().map(String::as_str), Some("abcde"));
         assert_eq!(screen.lines(5), want);
-        let seen = script.seen.lock().unwrap().clone();
+        let seen = log.seen.lock().unwrap().clone();
         let k = seen
             .iter()
             .find(|r| r.lines.last().map(String::as_str) == Some("abcd"))
@@ -1030,9 +964,8 @@ fn a_write_taken_before_a_refused_one_is_redone_after_it() {
             ],
             "{seen:?}"
         );
-        sup.cancel(&cwd, rec.id).expect("cancel");
-        let (_, end) = screen.wait_end(rec.id).await;
-        let want = claude_tasks::view::render_all(&end, &transcript).unwrap();
-        screen.buffer_becomes(5, &want).await;
+        sup.cancel(cwd, rec.id).expect("cancel");
+        screen.wait_end(rec.id).await;
+        screen.buffer_becomes(5, &e.rendered(rec.id)).await;
     });
 }

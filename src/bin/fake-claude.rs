@@ -928,11 +928,9 @@ fn run(o: &Opts, args: &[String]) -> Result<(), String> {
         let limit = if em.delay.is_zero() { 256 * 1024 } else { 0 };
         let mut batch = String::with_capacity(limit + 2 * b + 256);
         let mut piece = String::with_capacity(b + 16);
-        let mut text_len = 0;
         for i in 0..n {
             piece.clear();
             push_numbered_line(&mut piece, i + 1, b);
-            text_len += piece.len();
             ctx.push_stream_event(&mut batch, |s| {
                 s.push_str(
                     r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"#,
@@ -951,12 +949,13 @@ fn run(o: &Opts, args: &[String]) -> Result<(), String> {
         // whole text and its escaped copy (twice the output) cost the producer more in page
         // faults than generating it. Under the output lock, so the line stays whole.
         let frame = ctx.assistant_text("msg_fake_lines", "");
-        let (head, tail) = frame
-            .split_once(r#""text":"""#)
+        let open = frame
+            .find(r#""text":"""#)
             .expect("an assistant text frame holds an empty text");
+        // Between the empty text's quotes.
+        let (head, tail) = frame.split_at(open + r#""text":""#.len());
         em.with(|out| {
             out.part(head);
-            out.part(r#""text":""#);
             for i in 0..n {
                 batch.clear();
                 piece.clear();
@@ -964,11 +963,10 @@ fn run(o: &Opts, args: &[String]) -> Result<(), String> {
                 push_js_body(&mut batch, &piece);
                 out.part(&batch);
             }
-            out.part("\"");
             out.line(tail);
         });
         em.line(&ctx.stream_event(r#"{"type":"content_block_stop","index":0}"#));
-        em.lines(ctx.message_end("end_turn", text_len / 4 + 1));
+        em.lines(ctx.message_end("end_turn", n.saturating_mul(b) / 4 + 1));
         em.with(|out| out.turns = 1);
         if with_result {
             em.line(&if o.exit == 0 {
@@ -1142,8 +1140,8 @@ fn list_dir(dir: &Path) -> Vec<String> {
     names
 }
 
-/// `line 000042 xxxx…\n`, exactly `bytes` bytes long (newline included) when `bytes` allows.
-/// Appends `line NNNNNN abc…\n`, `bytes` long with its newline.
+/// Appends `line 000042 abc…\n`, exactly `bytes` bytes long with its newline (the number is cut
+/// when `bytes` is too small for it).
 fn push_numbered_line(out: &mut String, i: usize, bytes: usize) {
     let start = out.len();
     out.push_str("line ");

@@ -126,18 +126,7 @@ impl<T: TaskId + Clone> Screen<T> {
 
     /// Whether `pred` comes to hold within `within`.
     async fn holds_within(&self, within: Duration, pred: impl Fn(&Self) -> bool) -> bool {
-        let wait = async {
-            loop {
-                let notified = self.changed.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                if pred(self) {
-                    return;
-                }
-                notified.await;
-            }
-        };
-        tokio::time::timeout(within, wait).await.is_ok()
+        comes_to_hold(&self.changed, within, || pred(self)).await
     }
 
     /// Waits until `pred` holds.
@@ -251,6 +240,24 @@ impl<T: TaskId + Clone> Screen<T> {
             );
         }
     }
+}
+
+/// Whether `pred` comes to hold within `within`: checked now and at every `notify_waiters` of
+/// `changed` (registered before each check, so a change between the check and the wait is not
+/// missed).
+pub async fn comes_to_hold(changed: &Notify, within: Duration, pred: impl Fn() -> bool) -> bool {
+    let wait = async {
+        loop {
+            let notified = changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if pred() {
+                return;
+            }
+            notified.await;
+        }
+    };
+    tokio::time::timeout(within, wait).await.is_ok()
 }
 
 // ------------------------------------------------------------------------------ fake Neovim
