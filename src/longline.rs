@@ -9,6 +9,8 @@
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
+use crate::scan::simple_escape;
+
 /// A shortened copy of one over-long JSON line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shortened {
@@ -122,11 +124,6 @@ pub fn shorten_file(
     shorten(f, len, max_string, max_out)
 }
 
-/// The letter of a two-byte escape (`\n`, `\"`, ...).
-fn simple_escape(c: u8) -> bool {
-    matches!(c, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't')
-}
-
 /// Where the machine is inside an escape sequence of a string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Esc {
@@ -200,24 +197,14 @@ impl Machine {
         }
     }
 
-    /// Inside a string being cut, skips from `chunk[i]` to the next byte that matters here, a
-    /// quote or a backslash (a control character in what is cut away changes nothing), with
-    /// memchr's 32-byte scan; None when that is past the chunk. Skipping is the bulk of a huge
-    /// line. A two-byte escape is passed over here too: a long text has a `\n` on every line,
-    /// and taking each through the byte-by-byte machine cost as much as the scan itself.
-    fn skip_cut(&mut self, chunk: &[u8], mut i: usize) -> Option<usize> {
-        loop {
-            let Some(k) = memchr::memchr2(b'"', b'\\', &chunk[i..]).map(|p| i + p) else {
-                self.raw += (chunk.len() - i) as u64;
-                return None;
-            };
-            self.raw += (k - i) as u64;
-            if chunk[k] != b'\\' || !chunk.get(k + 1).copied().is_some_and(simple_escape) {
-                return Some(k);
-            }
-            self.raw += 2;
-            i = k + 2;
-        }
+    /// Inside a string being cut, skips from `chunk[i]` to the next byte that matters here: a
+    /// quote, or a backslash that does not begin a two-byte escape, which the byte-by-byte
+    /// machine checks (a control character in what is cut away changes nothing); None when that
+    /// is past the chunk. Skipping is the bulk of a huge line.
+    fn skip_cut(&mut self, chunk: &[u8], i: usize) -> Option<usize> {
+        let end = crate::scan::skip_escaped(chunk, i);
+        self.raw += (end.unwrap_or(chunk.len()) - i) as u64;
+        end
     }
 
     /// False when the input is rejected; the machine must not be fed again then.

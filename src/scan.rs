@@ -38,6 +38,43 @@ pub fn is_clean(s: &[u8]) -> bool {
     }
 }
 
+/// The letter of a two-byte JSON escape (`\n`, `\"`, ...).
+#[inline]
+pub fn simple_escape(c: u8) -> bool {
+    matches!(c, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't')
+}
+
+/// Inside a JSON string whose content is not kept, from `from`: index of the first `"` or of
+/// the first `\` that does not begin a complete two-byte escape (a `\u` escape, an invalid one,
+/// or one cut by the end of `b`); the two-byte escapes before it are passed over. None when `b`
+/// ends first. A long text has an escape on every line (its `\n`), so they are passed over
+/// inside the 16-byte scan: a search started again after each cost as much as the scan itself.
+#[inline]
+pub fn skip_escaped(b: &[u8], from: usize) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        sse2::skip_escaped(b, from)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        skip_escaped_bytes(b, from)
+    }
+}
+
+/// `skip_escaped` a byte at a time, from `i` on: the tail of the 16-byte scan.
+#[inline]
+fn skip_escaped_bytes(b: &[u8], mut i: usize) -> Option<usize> {
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'"' => return Some(i),
+            b'\\' if b.get(i + 1).copied().is_some_and(simple_escape) => i += 2,
+            b'\\' => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
 #[inline]
 fn is_unclean(c: u8) -> bool {
     (c < 0x20 && c != b'\t') || c == 0x7f
@@ -84,27 +121,76 @@ mod sse2 {
 
     #[inline]
     pub fn is_clean(s: &[u8]) -> bool {
-        let mut i = 0;
+        if s.len() < 16 {
+            return !s.iter().any(|&c| super::is_unclean(c));
+        }
         // SAFETY: as in `string_run`: SSE2 always exists on x86_64, and each unaligned load
-        // reads `i..i + 16`, inside `s` by the loop condition.
+        // reads 16 bytes inside `s`: `i..i + 16` by the loop condition, and the last 16.
         unsafe {
             let control = _mm_set1_epi8(0x1f);
             let tab = _mm_set1_epi8(b'\t' as i8);
             let del = _mm_set1_epi8(0x7f);
-            while i + 16 <= s.len() {
-                let v = _mm_loadu_si128(s.as_ptr().add(i).cast::<__m128i>());
+            let bad = |at: usize| {
+                let v = _mm_loadu_si128(s.as_ptr().add(at).cast::<__m128i>());
                 let below = _mm_cmpeq_epi8(_mm_min_epu8(v, control), v);
                 let bad = _mm_or_si128(
                     _mm_andnot_si128(_mm_cmpeq_epi8(v, tab), below),
                     _mm_cmpeq_epi8(v, del),
                 );
-                if _mm_movemask_epi8(bad) != 0 {
+                _mm_movemask_epi8(bad) != 0
+            };
+            let mut i = 0;
+            while i + 16 <= s.len() {
+                if bad(i) {
                     return false;
                 }
                 i += 16;
             }
+            // The rest, as the last 16 bytes (overlapping what was checked): a byte loop over
+            // up to 15 bytes cost more than the whole vector part of a usual line.
+            i == s.len() || !bad(s.len() - 16)
         }
-        !s[i..].iter().any(|&c| super::is_unclean(c))
+    }
+
+    #[inline]
+    pub fn skip_escaped(b: &[u8], from: usize) -> Option<usize> {
+        let mut i = from;
+        // The block's first byte is the letter of an escape begun at the end of the last one.
+        let mut letter = false;
+        // SAFETY: as in `string_run`: SSE2 always exists on x86_64, and the four unaligned loads
+        // read `i..i + 64`, inside `b` by the loop condition.
+        unsafe {
+            let quote = _mm_set1_epi8(b'"' as i8);
+            let backslash = _mm_set1_epi8(b'\\' as i8);
+            let hits = |at: usize| {
+                let v = _mm_loadu_si128(b.as_ptr().add(at).cast::<__m128i>());
+                let h = _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash));
+                u64::from(_mm_movemask_epi8(h) as u32)
+            };
+            // 64 bytes a block: a long text has an escape about every 80 bytes, so most blocks
+            // have one hit or none.
+            while i + 64 <= b.len() {
+                let mut m = hits(i) | hits(i + 16) << 16 | hits(i + 32) << 32 | hits(i + 48) << 48;
+                m &= !u64::from(letter);
+                letter = false;
+                while m != 0 {
+                    let k = i + m.trailing_zeros() as usize;
+                    if b[k] == b'"' || !b.get(k + 1).copied().is_some_and(super::simple_escape) {
+                        return Some(k);
+                    }
+                    // Passed over: the backslash and its letter, which may be a `"` or a `\\`.
+                    let past = k + 2 - i;
+                    if past >= 64 {
+                        letter = past == 65;
+                        m = 0;
+                    } else {
+                        m &= !((1u64 << past) - 1);
+                    }
+                }
+                i += 64;
+            }
+        }
+        super::skip_escaped_bytes(b, i + usize::from(letter))
     }
 
     #[inline]
@@ -209,6 +295,41 @@ mod tests {
                 })
                 .collect();
             assert_eq!(is_clean(&line), reference(&line));
+        }
+    }
+
+    #[test]
+    fn skip_escaped_agrees_with_the_byte_by_byte_scan() {
+        // Escapes at every offset of a 16-byte block and across block edges, chunk ends
+        // inside an escape, escaped quotes and backslashes, `\u` and invalid escapes.
+        let mut rng = Rng(0x5c1b);
+        let pick = |rng: &mut Rng| match rng.below(16) {
+            0 | 1 => b'\\',
+            2 => b'"',
+            3 => b'n',
+            4 => b'u',
+            5 => b'x',
+            _ => b'a' + rng.below(26) as u8,
+        };
+        for _ in 0..50_000 {
+            let len = rng.below(300);
+            let b: Vec<u8> = (0..len).map(|_| pick(&mut rng)).collect();
+            let from = rng.below(len + 1);
+            assert_eq!(
+                skip_escaped(&b, from),
+                skip_escaped_bytes(&b, from),
+                "{:?} from {from}",
+                String::from_utf8_lossy(&b)
+            );
+        }
+        // `\"`, `\\` and `\n` escapes whose letters land on every block edge, then a quote.
+        for shift in 0..64 {
+            let mut b = vec![b'a'; shift];
+            for _ in 0..40 {
+                b.extend_from_slice(br#"\"\\\n"#);
+            }
+            b.push(b'"');
+            assert_eq!(skip_escaped(&b, 0), Some(b.len() - 1), "shift {shift}");
         }
     }
 
