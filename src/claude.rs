@@ -380,6 +380,8 @@ fn text_delta_line(b: &[u8]) -> Option<Stream> {
 pub struct TextDelta<'a> {
     pub index: u64,
     pub text: Cow<'a, str>,
+    /// The text has no control character but newlines and tabs: its lines need no sanitizing.
+    pub clean: bool,
     pub parent_tool_use_id: Option<&'a str>,
 }
 
@@ -387,11 +389,12 @@ pub struct TextDelta<'a> {
 /// text: the view renders most lines of a long answer straight from the bytes it read.
 pub fn text_delta(b: &[u8]) -> Option<TextDelta<'_>> {
     let mut decoded = String::new();
-    let (index, raw, rest) = delta_head(b, &mut decoded)?;
-    let (parent, _) = delta_tail(rest)?;
+    let (index, text) = delta_head(b, &mut decoded)?;
+    let (parent, _) = delta_tail(text.rest)?;
     Some(TextDelta {
         index,
-        text: raw.map_or(Cow::Owned(decoded), Cow::Borrowed),
+        text: text.raw.map_or(Cow::Owned(decoded), Cow::Borrowed),
+        clean: text.clean,
         parent_tool_use_id: parent,
     })
 }
@@ -414,7 +417,7 @@ pub struct DeltaParser {
 
 impl DeltaParser {
     pub fn parse<'a>(&'a mut self, b: &'a [u8]) -> Option<TextDelta<'a>> {
-        let (index, raw, rest) = delta_head(b, &mut self.decoded)?;
+        let (index, JsonStr { raw, clean, rest }) = delta_head(b, &mut self.decoded)?;
         let text = Cow::Borrowed(raw.unwrap_or(self.decoded.as_str()));
         if !self.prefix.is_empty() {
             if let Some(last) = rest.strip_prefix(self.prefix.as_slice()) {
@@ -426,6 +429,7 @@ impl DeltaParser {
                     return Some(TextDelta {
                         index,
                         text,
+                        clean,
                         parent_tool_use_id: parent,
                     });
                 }
@@ -443,20 +447,21 @@ impl DeltaParser {
         Some(TextDelta {
             index,
             text,
+            clean,
             parent_tool_use_id: parent,
         })
     }
 }
 
-/// A delta line up to its text: the index, the text (as `json_string` gives it), and what
-/// follows the `}}` after it.
-fn delta_head<'a>(b: &'a [u8], decoded: &mut String) -> Option<(u64, Option<&'a str>, &'a [u8])> {
+/// A delta line up to its text: the index, and the text as `json_string` gives it, with what
+/// follows the `}}` after it as its `rest`.
+fn delta_head<'a>(b: &'a [u8], decoded: &mut String) -> Option<(u64, JsonStr<'a>)> {
     let rest = b.strip_prefix(DELTA_HEAD)?;
     let (index, rest) = json_u64(rest)?;
     let rest = rest.strip_prefix(TEXT_HEAD)?;
-    let (text, rest) = json_string(rest, decoded)?;
-    let rest = rest.strip_prefix(b"}}")?;
-    Some((index, text, rest))
+    let mut text = json_string(rest, decoded)?;
+    text.rest = text.rest.strip_prefix(b"}}")?;
+    Some((index, text))
 }
 
 /// The rest of the top-level object after the event, when it is only strings without escapes
@@ -517,26 +522,54 @@ fn json_u64(b: &[u8]) -> Option<(u64, &[u8])> {
     Some((n, &b[digits..]))
 }
 
+/// A JSON string as `json_string` reads it.
+struct JsonStr<'a> {
+    /// Its text, borrowed from the line when it has no escapes (else it is in the caller's
+    /// `decoded`).
+    raw: Option<&'a str>,
+    /// The text has no control character but newlines and tabs, raw or escaped: its lines go
+    /// into a buffer as they are (`render::sanitize` would return them unchanged).
+    clean: bool,
+    /// What follows its closing quote.
+    rest: &'a [u8],
+}
+
 /// The JSON string that `b` starts inside of (just after its opening quote): its text, borrowed
-/// from `b` (`Some`) when it has no escapes, else decoded into `decoded` (`None`); and what
-/// follows its closing quote. `None` where serde_json would fail: raw control characters, bad
-/// escapes, lone surrogates, invalid UTF-8.
-fn json_string<'a>(b: &'a [u8], decoded: &mut String) -> Option<(Option<&'a str>, &'a [u8])> {
-    let (end, ascii) = string_run(b, 0)?;
-    if b[end] == b'"' {
-        return Some((Some(utf8(&b[..end], ascii)?), &b[end + 1..]));
+/// from `b` when it has no escapes, else decoded into `decoded`. `None` where serde_json would
+/// fail: raw control characters, bad escapes, lone surrogates, invalid UTF-8.
+fn json_string<'a>(b: &'a [u8], decoded: &mut String) -> Option<JsonStr<'a>> {
+    let run = string_run(b, 0)?;
+    if b[run.end] == b'"' {
+        return Some(JsonStr {
+            raw: Some(utf8(&b[..run.end], run.ascii)?),
+            clean: run.no_del,
+            rest: &b[run.end + 1..],
+        });
     }
     // Escaped: decoded in the same pass, run by run. Escapes are ASCII, so validating the runs
     // between them validates the whole.
     decoded.clear();
-    let (mut from, mut end, mut ascii) = (0, end, ascii);
+    let (mut from, mut run, mut clean) = (0, run, true);
     loop {
-        decoded.push_str(utf8(&b[from..end], ascii)?);
-        match b[end] {
-            b'"' => return Some((None, &b[end + 1..])),
+        decoded.push_str(utf8(&b[from..run.end], run.ascii)?);
+        clean &= run.no_del;
+        match b[run.end] {
+            b'"' => {
+                return Some(JsonStr {
+                    raw: None,
+                    clean,
+                    rest: &b[run.end + 1..],
+                })
+            }
             b'\\' => {
-                from = unescape(b, end + 1, decoded)?;
-                (end, ascii) = string_run(b, from)?;
+                from = unescape(b, run.end + 1, decoded)?;
+                // The escape's character is the last one decoded; one of several bytes is not
+                // a control character.
+                clean &= decoded
+                    .as_bytes()
+                    .last()
+                    .is_some_and(|&c| matches!(c, b'\n' | b'\t') || (c >= 0x20 && c != 0x7f));
+                run = string_run(b, from)?;
             }
             // A raw control character.
             _ => return None,
@@ -600,12 +633,12 @@ fn hex4(h: &[u8]) -> Option<u32> {
 /// A JSON string without escapes at the start of `b` (its bytes, valid UTF-8), and what follows.
 fn plain_string(b: &[u8]) -> Option<(&[u8], &[u8])> {
     let b = b.strip_prefix(b"\"")?;
-    let (end, ascii) = string_run(b, 0)?;
-    let s = &b[..end];
-    if b[end] != b'"' || !(ascii || std::str::from_utf8(s).is_ok()) {
+    let run = string_run(b, 0)?;
+    let s = &b[..run.end];
+    if b[run.end] != b'"' || !(run.ascii || std::str::from_utf8(s).is_ok()) {
         return None;
     }
-    Some((s, &b[end + 1..]))
+    Some((s, &b[run.end + 1..]))
 }
 
 #[derive(Deserialize)]
@@ -1670,6 +1703,14 @@ mod tests {
     fn same_as_general(b: &[u8]) -> bool {
         let general = parse_bytes_general(b);
         assert_eq!(parse_bytes(b), general, "{}", String::from_utf8_lossy(b));
+        if let Some(d) = text_delta(b) {
+            // `clean` exactly when sanitizing would find nothing but the newlines it splits at.
+            let clean = !d
+                .text
+                .bytes()
+                .any(|c| c != b'\n' && ((c < 0x20 && c != b'\t') || c == 0x7f));
+            assert_eq!(d.clean, clean, "{}", String::from_utf8_lossy(b));
+        }
         match text_delta_line(b) {
             Some(stream) => {
                 assert_eq!(Msg::Stream(stream), general);
@@ -1765,6 +1806,10 @@ mod tests {
             ("\u{1}", false),
             ("tab\there", false),
             ("\u{7f}", true),
+            ("x\u{7f}y and more text to cross a sixteen-byte block", true),
+            (r"\u001b[31mred\u001b[0m", true),
+            (r"\u0009\u000a\u001f\u007f\u0080", true),
+            (r"bell\u0007", true),
         ];
         let indexes = [
             ("0", true),

@@ -136,6 +136,20 @@ impl Doc {
         self.push_clean(line);
     }
 
+    /// `push` of a line known to hold no control character (`claude::TextDelta::clean`).
+    fn push_known_clean(&mut self, line: &str) {
+        let line = match clip(line) {
+            Cow::Owned(cut) => cut,
+            Cow::Borrowed(line) => {
+                let mut s = self.spare.pop().unwrap_or_default();
+                s.clear();
+                s.push_str(line);
+                s
+            }
+        };
+        self.push_clean(line);
+    }
+
     fn push_owned(&mut self, line: String) {
         let line = match clip(&line) {
             Cow::Borrowed(_) => line,
@@ -208,6 +222,8 @@ struct TextBlock {
     /// hashes whole; a `\r` at the end is not in it yet (a line's last `\r` does not count).
     tail_hash: LineHasher,
     tail_cr: bool,
+    /// The growing line has no control character but tabs: shown as it is.
+    tail_clean: bool,
 }
 
 impl TextBlock {
@@ -223,16 +239,20 @@ impl TextBlock {
             tail_len: 0,
             tail_hash: LineHasher::new(HASH_START),
             tail_cr: false,
+            tail_clean: true,
         }
     }
 
-    fn extend_tail(&mut self, s: &str) {
+    /// Adds `s` to the growing line; `clean` as in `claude::TextDelta`.
+    fn extend_tail(&mut self, s: &str, clean: bool) {
         if s.is_empty() {
             return;
         }
         if self.tail_len == 0 {
             self.tail_hash = LineHasher::new(self.hash);
+            self.tail_clean = true;
         }
+        self.tail_clean &= clean;
         let mut bytes = s.as_bytes();
         if mem::take(&mut self.tail_cr) {
             self.tail_hash.write(b"\r");
@@ -470,7 +490,7 @@ impl Renderer {
     pub fn feed_text_delta(&mut self, d: &claude::TextDelta) {
         // A subagent's stream would interleave with ours (as in `feed`).
         if d.parent_tool_use_id.is_none() {
-            self.text_delta(d.index, &d.text);
+            self.text_delta(d.index, &d.text, d.clean);
         }
     }
 
@@ -548,7 +568,7 @@ impl Renderer {
                         }),
                         BlockKind::Text | BlockKind::Other(_) => {}
                     },
-                    Event::TextDelta { index, text } => self.text_delta(*index, text),
+                    Event::TextDelta { index, text } => self.text_delta(*index, text, false),
                     _ => {}
                 }
             }
@@ -646,6 +666,7 @@ impl Renderer {
 
     fn tail_line(&self) -> Option<String> {
         match &self.open {
+            Open::Text(tb) if tb.tail_len > 0 && tb.tail_clean => Some(tb.shown_tail()),
             Open::Text(tb) if tb.tail_len > 0 => Some(sanitize(&tb.shown_tail()).into_owned()),
             _ => None,
         }
@@ -759,7 +780,8 @@ impl Renderer {
         }
     }
 
-    fn text_delta(&mut self, index: u64, delta: &str) {
+    /// `clean`: the delta holds no control character but newlines and tabs.
+    fn text_delta(&mut self, index: u64, delta: &str, clean: bool) {
         if !matches!(&self.open, Open::Text(tb) if tb.index == index) {
             let delta = delta.trim_start_matches(['\n', '\r']);
             if delta.is_empty() {
@@ -767,13 +789,13 @@ impl Renderer {
             }
             let mark = self.begin(Kind::Text);
             self.open = Open::Text(TextBlock::new(mark, self.doc.len(), index));
-            self.append_text(delta);
+            self.append_text(delta, clean);
         } else {
-            self.append_text(delta);
+            self.append_text(delta, clean);
         }
     }
 
-    fn append_text(&mut self, delta: &str) {
+    fn append_text(&mut self, delta: &str, clean: bool) {
         let Open::Text(tb) = &mut self.open else {
             return;
         };
@@ -789,16 +811,26 @@ impl Renderer {
                 // The common case: the whole line is in this delta.
                 let raw = strip_cr(piece);
                 tb.hash = hash_line(tb.hash, raw);
-                self.doc.push(raw);
+                if clean {
+                    self.doc.push_known_clean(raw);
+                } else {
+                    self.doc.push(raw);
+                }
             } else {
-                tb.extend_tail(piece);
-                self.doc.push_shown(tb.take_line());
+                tb.extend_tail(piece, clean);
+                let clean = tb.tail_clean;
+                let line = tb.take_line();
+                if clean {
+                    self.doc.push_clean(line);
+                } else {
+                    self.doc.push_shown(line);
+                }
             }
             tb.lines += 1;
             tb.last_blank = self.doc.last_blank;
             rest = &rest[nl + 1..];
         }
-        tb.extend_tail(rest);
+        tb.extend_tail(rest, clean);
     }
 
     fn assistant(&mut self, a: &claude::Assistant) {
@@ -1930,6 +1962,58 @@ mod tests {
         );
         assert_eq!(sanitize("\u{1b}(Bok"), "ok");
         assert_eq!(sanitize("a\r\r"), "a");
+    }
+
+    /// Deltas rendered in place (`feed_text_delta`, which skips sanitizing a text it is told is
+    /// clean) give exactly what parsed ones give, control characters or not, whole lines or
+    /// lines grown over several deltas.
+    #[test]
+    fn in_place_deltas_with_control_characters_render_like_parsed_ones() {
+        let texts = [
+            "plain line\nand a tab\there\n",
+            "\u{1b}[31mred\u{1b}[0m\n",
+            "half a li",
+            "ne\u{7}, then\r\n",
+            "progress 10%\rprogress 100%\n",
+            "del\u{7f}\n",
+            "clean tail ",
+            "then dirty\u{8}\n",
+            "dirty tail\u{c} ",
+            "then clean\n",
+            "a growing line shown before its end",
+        ];
+        // In the CLI's own shape, which is what the in-place parser takes.
+        let lines: Vec<String> = texts
+            .iter()
+            .map(|t| {
+                let text = serde_json::to_string(t).expect("a string");
+                format!(
+                    r#"{{"type":"stream_event","event":{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":{text}}}}},"session_id":"s","parent_tool_use_id":null,"uuid":"u"}}"#
+                )
+            })
+            .collect();
+        let (mut in_place, mut parsed) = (Renderer::new(), Renderer::new());
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for l in &lines {
+            let d = claude::text_delta(l.as_bytes()).expect("a text delta");
+            in_place.feed_text_delta(&d);
+            parsed.feed_line(&line(l.as_bytes()));
+            // Each update too: the growing line is shown as it grows.
+            if let Some(u) = in_place.take_update() {
+                apply(&mut a, u);
+            }
+            if let Some(u) = parsed.take_update() {
+                apply(&mut b, u);
+            }
+            assert_eq!(a, b, "after {l}");
+            assert!(
+                a.iter().all(|l| crate::scan::is_clean(l.as_bytes())),
+                "{a:?}"
+            );
+        }
+        assert!(a.iter().any(|l| l == "red"), "{a:?}");
+        assert!(a.iter().any(|l| l == "progress 100%"), "{a:?}");
+        assert!(a.iter().any(|l| l == "del␡"), "{a:?}");
     }
 
     #[test]

@@ -7,12 +7,25 @@
 /// Index of the first `"`, `\` or control character (< 0x20) at or after `from`.
 #[inline]
 pub fn find_special(b: &[u8], from: usize) -> Option<usize> {
-    string_run(b, from).map(|(end, _)| end)
+    string_run(b, from).map(|r| r.end)
 }
 
-/// `find_special`, and whether every byte from `from` up to that index is ASCII.
+/// A run of plain string content, as `string_run` finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    /// Index of the `"`, `\` or control character (< 0x20) that ends it.
+    pub end: usize,
+    /// Every byte of the run is ASCII.
+    pub ascii: bool,
+    /// No byte of the run is DEL (0x7f), the one control character a JSON string may hold
+    /// raw: with no escape of a control character either, a text needs no sanitizing.
+    pub no_del: bool,
+}
+
+/// From `from`: where the plain run ends (`find_special`), whether it was all ASCII, and
+/// whether it held a DEL.
 #[inline]
-pub fn string_run(b: &[u8], from: usize) -> Option<(usize, bool)> {
+pub fn string_run(b: &[u8], from: usize) -> Option<Run> {
     #[cfg(target_arch = "x86_64")]
     {
         sse2::string_run(b, from)
@@ -20,7 +33,17 @@ pub fn string_run(b: &[u8], from: usize) -> Option<(usize, bool)> {
     #[cfg(not(target_arch = "x86_64"))]
     {
         let end = swar_find_special(b, from)?;
-        Some((end, b[from..end].is_ascii()))
+        Some(run_of(b, from, end))
+    }
+}
+
+/// The `Run` of `b[from..end]`, byte by byte.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn run_of(b: &[u8], from: usize, end: usize) -> Run {
+    Run {
+        end,
+        ascii: b[from..end].is_ascii(),
+        no_del: !b[from..end].contains(&0x7f),
     }
 }
 
@@ -194,10 +217,15 @@ mod sse2 {
     }
 
     #[inline]
-    pub fn string_run(b: &[u8], from: usize) -> Option<(usize, bool)> {
+    pub fn string_run(b: &[u8], from: usize) -> Option<super::Run> {
         let mut i = from;
-        // High bits of the bytes passed so far.
-        let mut high = 0u32;
+        // Of the bytes passed so far: high bits (bits 0-15) and DELs (bits 16-31).
+        let mut seen = 0u32;
+        let run = |end: usize, seen: u32| super::Run {
+            end,
+            ascii: seen & 0xffff == 0,
+            no_del: seen >> 16 == 0,
+        };
         // SAFETY: SSE2 is part of the x86_64 baseline, so these instructions always exist; each
         // load reads the 16 bytes at `i..i + 16`, which the loop condition keeps inside `b`, and
         // `_mm_loadu_si128` has no alignment requirement.
@@ -205,6 +233,7 @@ mod sse2 {
             let quote = _mm_set1_epi8(b'"' as i8);
             let backslash = _mm_set1_epi8(b'\\' as i8);
             let control = _mm_set1_epi8(0x1f);
+            let del = _mm_set1_epi8(0x7f);
             while i + 16 <= b.len() {
                 let v = _mm_loadu_si128(b.as_ptr().add(i).cast::<__m128i>());
                 // min(v, 0x1f) == v exactly for the bytes below 0x20 (an unsigned compare).
@@ -213,21 +242,22 @@ mod sse2 {
                     _mm_cmpeq_epi8(_mm_min_epu8(v, control), v),
                 );
                 let m = _mm_movemask_epi8(hits) as u32;
-                let h = _mm_movemask_epi8(v) as u32;
+                let h = _mm_movemask_epi8(v) as u32
+                    | (_mm_movemask_epi8(_mm_cmpeq_epi8(v, del)) as u32) << 16;
                 if m != 0 {
-                    let k = m.trailing_zeros();
-                    high |= h & ((1u32 << k) - 1);
-                    return Some((i + k as usize, high == 0));
+                    let below = (1u32 << m.trailing_zeros()) - 1;
+                    seen |= h & (below | below << 16);
+                    return Some(run(i + m.trailing_zeros() as usize, seen));
                 }
-                high |= h;
+                seen |= h;
                 i += 16;
             }
         }
         for (k, &c) in b.get(i..)?.iter().enumerate() {
             if super::is_special(c) {
-                return Some((i + k, high == 0));
+                return Some(run(i + k, seen));
             }
-            high |= u32::from(c >> 7);
+            seen |= u32::from(c >> 7) | u32::from(c == 0x7f) << 16;
         }
         None
     }
@@ -238,9 +268,9 @@ mod tests {
     use super::*;
     use crate::testutil::Rng;
 
-    fn naive(b: &[u8], from: usize) -> Option<(usize, bool)> {
+    fn naive(b: &[u8], from: usize) -> Option<Run> {
         let end = from + b.get(from..)?.iter().position(|&c| is_special(c))?;
-        Some((end, b[from..end].is_ascii()))
+        Some(run_of(b, from, end))
     }
 
     #[test]
@@ -258,7 +288,7 @@ mod tests {
                         );
                         assert_eq!(
                             swar_find_special(&b, from),
-                            naive(&b, from).map(|r| r.0),
+                            naive(&b, from).map(|r| r.end),
                             "swar {len} {at} {c} {from}"
                         );
                     }
@@ -341,7 +371,8 @@ mod tests {
             0 => b'"',
             1 => b'\\',
             2 => rng.below(0x20) as u8,
-            3..=12 => 0x80 | rng.below(0x80) as u8,
+            3 => 0x7f,
+            4..=12 => 0x80 | rng.below(0x80) as u8,
             _ => 0x20 + rng.below(0x5f) as u8,
         };
         for _ in 0..20_000 {
@@ -349,7 +380,7 @@ mod tests {
             let b: Vec<u8> = (0..len).map(|_| pick(&mut rng)).collect();
             let from = rng.below(len + 2);
             assert_eq!(string_run(&b, from), naive(&b, from), "{b:?} from {from}");
-            assert_eq!(swar_find_special(&b, from), naive(&b, from).map(|r| r.0));
+            assert_eq!(swar_find_special(&b, from), naive(&b, from).map(|r| r.end));
         }
     }
 }
