@@ -556,7 +556,126 @@ pub fn render_all(rec: &TaskRecord, transcript: &std::path::Path) -> std::io::Re
 mod tests {
     use super::*;
     use crate::framing::Line;
+    use crate::task::TaskRecord;
     use crate::testutil::{fixture_dir, fixtures};
+
+    /// A Neovim buffer as far as writes go: every write applied in the order it came.
+    #[derive(Default)]
+    struct Buffer {
+        state: std::sync::Mutex<(usize, Vec<String>)>,
+        changed: tokio::sync::Notify,
+    }
+
+    impl Buffer {
+        fn apply(&self, start: usize, lines: &[String]) {
+            let mut st = self.state.lock().unwrap();
+            st.0 += 1;
+            st.1.truncate(start);
+            st.1.extend_from_slice(lines);
+            drop(st);
+            self.changed.notify_waiters();
+        }
+
+        fn writes(&self) -> usize {
+            self.state.lock().unwrap().0
+        }
+
+        /// Waits (bounded) until the buffer holds exactly `want`.
+        async fn becomes(&self, want: &[String]) {
+            let wait = async {
+                loop {
+                    let changed = self.changed.notified();
+                    if self.state.lock().unwrap().1 == want {
+                        return;
+                    }
+                    changed.await;
+                }
+            };
+            if tokio::time::timeout(std::time::Duration::from_secs(10), wait)
+                .await
+                .is_err()
+            {
+                panic!("the buffer never became {want:?}");
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Editor for Buffer {
+        async fn event(&self, _: rmpv::Value) {}
+
+        async fn write_lines(
+            &self,
+            _buf: i64,
+            start: usize,
+            lines: &[String],
+            sent: crate::outgoing::Sent,
+        ) -> Result<Written, WriteError> {
+            let _ = sent.send(());
+            self.apply(start, lines);
+            Ok(Written::Applied)
+        }
+
+        async fn write_fallback(
+            &self,
+            _buf: i64,
+            start: usize,
+            lines: &[String],
+        ) -> Result<(), WriteError> {
+            self.apply(start, lines);
+            Ok(())
+        }
+    }
+
+    /// A buffer attached again while its first view had not sent a write yet: that view's
+    /// writes must never land (the new view's first write replaces the buffer from line 0, and a
+    /// late one of the old view would undo it), and the old view stops on its own. Each view
+    /// writes through its own editor here, so whose write landed is plain; ending is the sync
+    /// point: with the generation check gone, the old view writes and never stops.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_earlier_views_writes_are_dropped_once_the_buffer_is_attached_again() {
+        let transcript = fixture_dir()
+            .join("bash-stream-json-partial")
+            .join("stdout.jsonl");
+        let rec: TaskRecord = serde_json::from_str(
+            r#"{"schema":1,"id":1,"name":"t","cwd":"/","status":"completed","session_id":"s",
+            "created_at_ms":0,"options":{"cmd":["claude"],"permission_mode":"default"},
+            "runs":[{"n":1,"prompt_title":"t","transcript_offset":0,"status":"completed",
+            "started_at_ms":0,"ended_at_ms":1000,"exit_code":0}]}"#,
+        )
+        .expect("a record");
+        let want = render_all(&rec, &transcript).expect("rendered");
+        let gate = Arc::new(WriteGate::default());
+        let (old, new) = (Arc::new(Buffer::default()), Arc::new(Buffer::default()));
+        let (_record, record) = watch::channel(rec);
+        let (stop, stopped) = watch::channel(false);
+        let view = |editor: Arc<Buffer>, generation| View {
+            editor,
+            gate: gate.clone(),
+            generation,
+            buf: 1,
+            transcript: transcript.clone(),
+            record: record.clone(),
+            stop: stopped.clone(),
+        };
+        let first = view(old.clone(), gate.next());
+        // The gate is busy (another view's write on its way) while the first view starts and
+        // the buffer is attached again: whenever the first view's write gets its turn, it is
+        // after the new generation began.
+        let busy = gate.lock.lock().await;
+        let first = tokio::spawn(first.run());
+        let second = view(new.clone(), gate.next());
+        drop(busy);
+        let second = tokio::spawn(second.run());
+        tokio::time::timeout(std::time::Duration::from_secs(10), first)
+            .await
+            .expect("the first view stops on its own")
+            .expect("the first view did not panic");
+        assert_eq!(old.writes(), 0);
+        new.becomes(&want).await;
+        let _ = stop.send(true);
+        second.await.expect("the second view did not panic");
+    }
 
     /// The view's way (lines lent by the framer, text deltas rendered in place) must render
     /// exactly what parsing every line into a message renders.
