@@ -264,8 +264,8 @@ pub async fn comes_to_hold(changed: &Notify, within: Duration, pred: impl Fn() -
 
 /// What a Neovim would have seen, answering the backend's calls for events (`nvim_exec_lua`)
 /// and buffer writes (`nvim_call_atomic` of `before_write`, `nvim_buf_set_lines` and
-/// `after_write`, or the Lua `write`); shared by every backend of a test.
-#[derive(Clone)]
+/// `after_write`, or the Lua `write`); shared by every backend of a test. Like Neovim, it runs
+/// one connection's requests one at a time, in the order they came (see `Clone`).
 pub struct FakeNvim {
     screen: Arc<Screen<Json>>,
     /// Buffers whose writes take this long: a Neovim busy elsewhere (simulated latency, not a
@@ -275,6 +275,48 @@ pub struct FakeNvim {
     no_atomic: Arc<std::sync::atomic::AtomicBool>,
     /// Buffer writes taken by `nvim_call_atomic` and by the Lua `write`.
     writes: Arc<Mutex<(usize, usize)>>,
+    /// The request order of this copy's connection (one per backend).
+    order: Arc<Order>,
+    /// This copy's place in that order.
+    ticket: u64,
+}
+
+/// One connection's requests, in the order they arrived.
+#[derive(Default)]
+struct Order {
+    /// The ticket the next copy of the handler gets.
+    issued: std::sync::atomic::AtomicU64,
+    /// The ticket whose request runs now (or may start).
+    serving: Mutex<u64>,
+    turn: Notify,
+}
+
+/// A request's turn; the next request's begins when it ends, however it ends.
+struct Turn(Arc<Order>);
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        *self.0.serving.lock().unwrap() += 1;
+        self.0.turn.notify_waiters();
+    }
+}
+
+/// nvim-rs runs each request in a task of its own, so two requests sent back to back may start
+/// in either order, which Neovim never does. But its loop clones the handler once per request,
+/// in the order the requests arrive, before spawning that task (nvim-rs 0.9 `handler_loop`):
+/// so a clone takes the connection's next ticket, and `handle_request` waits for its ticket's
+/// turn. Test code must not clone a `FakeNvim` (that would take a ticket no request holds);
+/// it gives a backend `connection()`.
+impl Clone for FakeNvim {
+    fn clone(&self) -> Self {
+        FakeNvim {
+            ticket: self
+                .order
+                .issued
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+            ..self.share(self.order.clone())
+        }
+    }
 }
 
 impl FakeNvim {
@@ -284,7 +326,39 @@ impl FakeNvim {
             slow: Arc::default(),
             no_atomic: Arc::default(),
             writes: Arc::default(),
+            order: Arc::default(),
+            ticket: 0,
         }
+    }
+
+    /// The same editor, for one more connection, with a request order of its own.
+    pub fn connection(&self) -> FakeNvim {
+        self.share(Arc::default())
+    }
+
+    fn share(&self, order: Arc<Order>) -> FakeNvim {
+        FakeNvim {
+            screen: self.screen.clone(),
+            slow: self.slow.clone(),
+            no_atomic: self.no_atomic.clone(),
+            writes: self.writes.clone(),
+            order,
+            ticket: 0,
+        }
+    }
+
+    /// Waits until every request that arrived before this copy's has run.
+    async fn turn(&self) -> Turn {
+        let now = || *self.order.serving.lock().unwrap() == self.ticket;
+        if !comes_to_hold(&self.order.turn, self.screen.guard, now).await {
+            panic!(
+                "fake nvim: request {} never got its turn (serving {}): did nvim-rs change how \
+                 it clones the handler?",
+                self.ticket,
+                self.order.serving.lock().unwrap()
+            );
+        }
+        Turn(self.order.clone())
     }
 
     /// Every write to `buf` from now on takes `lag`.
@@ -329,15 +403,6 @@ impl FakeNvim {
                     let buf = lua[0].as_i64().unwrap_or(0);
                     if code.contains("before_write") {
                         let start = lua[1].as_u64().unwrap_or(0) as usize;
-                        // Neovim runs a channel's requests one by one in order. nvim-rs runs a
-                        // task per request, and the later of two writes sent together may start
-                        // first: a start past the end may just be that. Wait a little for the
-                        // write sent before it, as Neovim would have run that one first.
-                        if self.line_count(buf).is_some_and(|n| start > n) {
-                            let reached =
-                                |s: &Screen<Json>| s.line_count(buf).is_none_or(|n| start <= n);
-                            self.holds_within(Duration::from_millis(500), reached).await;
-                        }
                         match self.line_count(buf) {
                             None => Err("claude-tasks: buffer gone"),
                             Some(n) if start > n => Err("claude-tasks: use write()"),
@@ -405,6 +470,7 @@ impl Handler for FakeNvim {
         args: Vec<Value>,
         _nvim: Neovim<Compat<ChildStdin>>,
     ) -> Result<Value, Value> {
+        let _turn = self.turn().await;
         if name == "nvim_call_atomic" && !self.no_atomic.load(std::sync::atomic::Ordering::SeqCst) {
             return self.call_atomic(&args).await;
         }
@@ -639,9 +705,10 @@ impl World {
                 });
             }
         }
-        let (nvim, _io, child) = nvim_rs::create::tokio::new_child_cmd(&mut c, self.fake.clone())
-            .await
-            .expect("spawn backend");
+        let (nvim, _io, child) =
+            nvim_rs::create::tokio::new_child_cmd(&mut c, self.fake.connection())
+                .await
+                .expect("spawn backend");
         let pid = child.id().expect("pid") as i32;
         let b = Backend {
             nvim,
