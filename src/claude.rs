@@ -564,11 +564,11 @@ fn json_string<'a>(b: &'a [u8], decoded: &mut String) -> Option<JsonStr<'a>> {
             b'\\' => {
                 from = unescape(b, run.end + 1, decoded)?;
                 // The escape's character is the last one decoded; one of several bytes is not
-                // a control character.
+                // a control character. A newline is fine: lines are split at it.
                 clean &= decoded
                     .as_bytes()
                     .last()
-                    .is_some_and(|&c| matches!(c, b'\n' | b'\t') || (c >= 0x20 && c != 0x7f));
+                    .is_some_and(|&c| c == b'\n' || !crate::scan::is_unclean(c));
                 run = string_run(b, from)?;
             }
             // A raw control character.

@@ -126,12 +126,7 @@ impl Doc {
         let clipped = clip(line);
         let line = match sanitize(&clipped) {
             Cow::Owned(clean) => clean,
-            Cow::Borrowed(clean) => {
-                let mut s = self.spare.pop().unwrap_or_default();
-                s.clear();
-                s.push_str(clean);
-                s
-            }
+            Cow::Borrowed(clean) => self.copy(clean),
         };
         self.push_clean(line);
     }
@@ -140,14 +135,17 @@ impl Doc {
     fn push_known_clean(&mut self, line: &str) {
         let line = match clip(line) {
             Cow::Owned(cut) => cut,
-            Cow::Borrowed(line) => {
-                let mut s = self.spare.pop().unwrap_or_default();
-                s.clear();
-                s.push_str(line);
-                s
-            }
+            Cow::Borrowed(line) => self.copy(line),
         };
         self.push_clean(line);
+    }
+
+    /// `s` in a string of a line already written, if one was given back.
+    fn copy(&mut self, s: &str) -> String {
+        let mut line = self.spare.pop().unwrap_or_default();
+        line.clear();
+        line.push_str(s);
+        line
     }
 
     fn push_owned(&mut self, line: String) {

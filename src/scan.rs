@@ -98,8 +98,9 @@ fn skip_escaped_bytes(b: &[u8], mut i: usize) -> Option<usize> {
     None
 }
 
+/// A byte `is_clean` refuses.
 #[inline]
-fn is_unclean(c: u8) -> bool {
+pub fn is_unclean(c: u8) -> bool {
     (c < 0x20 && c != b'\t') || c == 0x7f
 }
 
