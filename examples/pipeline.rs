@@ -5,12 +5,6 @@
 //! `cargo run --release --example pipeline -- TRANSCRIPT [RUNS]`
 use std::time::Instant;
 
-/// One completed run over the whole file.
-const RECORD: &str = r#"{"schema":1,"id":1,"name":"bench","cwd":"/","status":"completed",
-  "session_id":"s","created_at_ms":0,"options":{"cmd":["claude"],"permission_mode":"default"},
-  "runs":[{"n":1,"prompt_title":"bench","transcript_offset":0,"status":"completed",
-  "started_at_ms":0,"ended_at_ms":1000,"exit_code":0}]}"#;
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let (transcript, runs) = match args.as_slice() {
@@ -18,7 +12,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         [_, t, n] => (std::path::PathBuf::from(t), n.parse()?),
         _ => return Err("usage: pipeline TRANSCRIPT [RUNS]".into()),
     };
-    let rec: claude_tasks::task::TaskRecord = serde_json::from_str(RECORD)?;
+    // One completed run over the whole file.
+    let rec = claude_tasks::testutil::finished_record();
     for _ in 0..runs {
         let t = Instant::now();
         let lines = claude_tasks::view::render_all(&rec, &transcript)?;

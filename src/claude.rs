@@ -1102,7 +1102,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    use crate::testutil::line;
+    use crate::testutil::{delta_line, line};
 
     fn p(s: &str) -> Msg {
         parse(&line(s.as_bytes()))
@@ -1721,12 +1721,6 @@ mod tests {
     }
 
     const SAMPLE_DELTA: &str = r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Runnin"}},"session_id":"3de759a8-2e73-4cfa-a1bb-60dea8c48e6a","parent_tool_use_id":null,"uuid":"e7ccae0a-df20-4486-a70e-86bd8f333fad"}"#;
-
-    fn delta_line(index: &str, text: &str, tail: &str) -> String {
-        format!(
-            r#"{{"type":"stream_event","event":{{"type":"content_block_delta","index":{index},"delta":{{"type":"text_delta","text":"{text}"}}}}{tail}"#
-        )
-    }
 
     #[test]
     fn text_delta_fast_path_reads_the_cli_line() {

@@ -1980,14 +1980,12 @@ mod tests {
             "then clean\n",
             "a growing line shown before its end",
         ];
-        // In the CLI's own shape, which is what the in-place parser takes.
         let lines: Vec<String> = texts
             .iter()
             .map(|t| {
-                let text = serde_json::to_string(t).expect("a string");
-                format!(
-                    r#"{{"type":"stream_event","event":{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":{text}}}}},"session_id":"s","parent_tool_use_id":null,"uuid":"u"}}"#
-                )
+                let quoted = serde_json::to_string(t).expect("a string");
+                let tail = r#","session_id":"s","parent_tool_use_id":null,"uuid":"u"}"#;
+                crate::testutil::delta_line("0", &quoted[1..quoted.len() - 1], tail)
             })
             .collect();
         let (mut in_place, mut parsed) = (Renderer::new(), Renderer::new());

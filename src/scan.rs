@@ -1,8 +1,10 @@
-//! The byte scan under every JSON string we read: where a plain run of string content ends (a
-//! `"`, a `\` or a control character), and whether the run was all ASCII. This is most of the
-//! work per transcript line (the delta parser, the long-line cutter, fake-claude's escaping),
-//! so it looks at 16 bytes at a time where the CPU allows it, and the ASCII answer comes with
-//! the same loads, sparing a separate UTF-8 validation of the common, ASCII, case.
+//! The byte scans under every JSON string we read and every line we show: where a plain run of
+//! string content ends (a `"`, a `\` or a control character) and what it held (all ASCII, any
+//! DEL), the skip over a string being cut, and the control-character check of a shown line.
+//! This is most of the work per transcript line (the delta parser, the long-line cutter, the
+//! renderer, fake-claude's escaping), so it looks at 16 bytes at a time where the CPU allows it,
+//! and the ASCII and DEL answers come with the same loads, sparing a separate UTF-8 validation
+//! of the common, ASCII, case.
 
 /// Index of the first `"`, `\` or control character (< 0x20) at or after `from`.
 #[inline]
@@ -71,7 +73,8 @@ pub fn simple_escape(c: u8) -> bool {
 /// the first `\` that does not begin a complete two-byte escape (a `\u` escape, an invalid one,
 /// or one cut by the end of `b`); the two-byte escapes before it are passed over. None when `b`
 /// ends first. A long text has an escape on every line (its `\n`), so they are passed over
-/// inside the 16-byte scan: a search started again after each cost as much as the scan itself.
+/// inside the vector scan (64-byte blocks): a search started again after each cost as much as
+/// the scan itself.
 #[inline]
 pub fn skip_escaped(b: &[u8], from: usize) -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
@@ -84,7 +87,7 @@ pub fn skip_escaped(b: &[u8], from: usize) -> Option<usize> {
     }
 }
 
-/// `skip_escaped` a byte at a time, from `i` on: the tail of the 16-byte scan.
+/// `skip_escaped` a byte at a time, from `i` on: the tail of the vector scan.
 #[inline]
 fn skip_escaped_bytes(b: &[u8], mut i: usize) -> Option<usize> {
     while let Some(&c) = b.get(i) {

@@ -36,8 +36,9 @@ pub struct Sink {
     urgent: bool,
 }
 
-fn bytes_of(lines: &[String]) -> usize {
-    lines.iter().map(|l| l.len() + 1).sum()
+/// What `lines` take in a call: each line and its newline.
+fn bytes_of<'a>(lines: impl IntoIterator<Item = &'a String>) -> usize {
+    lines.into_iter().map(|l| l.len() + 1).sum()
 }
 
 impl Sink {
@@ -54,7 +55,7 @@ impl Sink {
                 // Lines between c.start and u.start did not change since `c` was taken.
                 let keep = (u.start - c.start).min(c.lines.len());
                 // A running count: recounting the whole carry at every offer would be quadratic.
-                self.carry_bytes -= c.lines.range(keep..).map(|l| l.len() + 1).sum::<usize>();
+                self.carry_bytes -= bytes_of(c.lines.range(keep..));
                 c.lines.truncate(keep);
                 c.lines.extend(u.lines);
                 self.carry_bytes += added;

@@ -1,10 +1,12 @@
-//! Helpers shared by the tests of this crate and of `tests/`: a deterministic random generator
-//! (no extra crate, and a failure reproduces from its seed), whole lines, chunked framing, the
-//! recorded CLI transcripts.
+//! Helpers shared by the tests of this crate and of `tests/` (and `examples/pipeline`): a
+//! deterministic random generator (no extra crate, and a failure reproduces from its seed), whole
+//! lines, chunked framing, the recorded CLI transcripts, a text delta in the CLI's shape, a
+//! finished task's record.
 
 use std::path::PathBuf;
 
 use crate::framing::{Framer, Line};
+use crate::task::TaskRecord;
 
 /// Where the real CLI's recorded runs are: one directory per scenario, each with a
 /// `stdout.jsonl`.
@@ -25,6 +27,26 @@ pub fn fixtures() -> Vec<(String, Vec<u8>)> {
     out.sort();
     assert!(out.len() >= 10, "fixtures: {}", out.len());
     out
+}
+
+/// A `text_delta` line in exactly the CLI's shape (which the in-place parser takes), with
+/// `text` as it stands between the JSON string's quotes and `tail` after the event.
+pub fn delta_line(index: &str, text: &str, tail: &str) -> String {
+    format!(
+        r#"{{"type":"stream_event","event":{{"type":"content_block_delta","index":{index},"delta":{{"type":"text_delta","text":"{text}"}}}}{tail}"#
+    )
+}
+
+/// The record of a task with one completed run whose output starts at offset 0: what renders
+/// a whole transcript as one run.
+pub fn finished_record() -> TaskRecord {
+    serde_json::from_str(
+        r#"{"schema":1,"id":1,"name":"t","cwd":"/","status":"completed","session_id":"s",
+        "created_at_ms":0,"options":{"cmd":["claude"],"permission_mode":"default"},
+        "runs":[{"n":1,"prompt_title":"t","transcript_offset":0,"status":"completed",
+        "started_at_ms":0,"ended_at_ms":1000,"exit_code":0}]}"#,
+    )
+    .expect("a record")
 }
 
 /// A complete line at offset 0.

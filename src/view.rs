@@ -556,8 +556,7 @@ pub fn render_all(rec: &TaskRecord, transcript: &std::path::Path) -> std::io::Re
 mod tests {
     use super::*;
     use crate::framing::Line;
-    use crate::task::TaskRecord;
-    use crate::testutil::{fixture_dir, fixtures};
+    use crate::testutil::{finished_record, fixture_dir, fixtures};
 
     /// A Neovim buffer as far as writes go: every write applied in the order it came.
     #[derive(Default)]
@@ -637,13 +636,7 @@ mod tests {
         let transcript = fixture_dir()
             .join("bash-stream-json-partial")
             .join("stdout.jsonl");
-        let rec: TaskRecord = serde_json::from_str(
-            r#"{"schema":1,"id":1,"name":"t","cwd":"/","status":"completed","session_id":"s",
-            "created_at_ms":0,"options":{"cmd":["claude"],"permission_mode":"default"},
-            "runs":[{"n":1,"prompt_title":"t","transcript_offset":0,"status":"completed",
-            "started_at_ms":0,"ended_at_ms":1000,"exit_code":0}]}"#,
-        )
-        .expect("a record");
+        let rec = finished_record();
         let want = render_all(&rec, &transcript).expect("rendered");
         let gate = Arc::new(WriteGate::default());
         let (old, new) = (Arc::new(Buffer::default()), Arc::new(Buffer::default()));

@@ -562,8 +562,8 @@ fn js(s: &str) -> String {
 }
 
 /// `s` as a JSON string, escaped as serde_json escapes it, appended to `out`. Runs of plain
-/// bytes are found eight at a time (the backend's own scanner) and copied whole; the characters
-/// escaped are all ASCII, so never inside a multibyte one.
+/// bytes are found by the backend's own scanner (`scan::find_special`) and copied whole; the
+/// characters escaped are all ASCII, so never inside a multibyte one.
 fn push_js(out: &mut String, s: &str) {
     out.push('"');
     push_js_body(out, s);

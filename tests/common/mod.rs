@@ -267,18 +267,23 @@ pub async fn comes_to_hold(changed: &Notify, within: Duration, pred: impl Fn() -
 /// `after_write`, or the Lua `write`); shared by every backend of a test. Like Neovim, it runs
 /// one connection's requests one at a time, in the order they came (see `Clone`).
 pub struct FakeNvim {
-    screen: Arc<Screen<Json>>,
-    /// Buffers whose writes take this long: a Neovim busy elsewhere (simulated latency, not a
-    /// synchronisation).
-    slow: Arc<Mutex<HashMap<i64, Duration>>>,
-    /// Refuse `nvim_call_atomic`, like a Neovim without it: writes then go through Lua.
-    no_atomic: Arc<std::sync::atomic::AtomicBool>,
-    /// Buffer writes taken by `nvim_call_atomic` and by the Lua `write`.
-    writes: Arc<Mutex<(usize, usize)>>,
+    shared: Arc<Shared>,
     /// The request order of this copy's connection (one per backend).
     order: Arc<Order>,
     /// This copy's place in that order.
     ticket: u64,
+}
+
+/// What every copy and every connection of a `FakeNvim` shares: the editor itself.
+struct Shared {
+    screen: Screen<Json>,
+    /// Buffers whose writes take this long: a Neovim busy elsewhere (simulated latency, not a
+    /// synchronisation).
+    slow: Mutex<HashMap<i64, Duration>>,
+    /// Refuse `nvim_call_atomic`, like a Neovim without it: writes then go through Lua.
+    no_atomic: std::sync::atomic::AtomicBool,
+    /// Buffer writes taken by `nvim_call_atomic` and by the Lua `write`.
+    writes: Mutex<(usize, usize)>,
 }
 
 /// One connection's requests, in the order they arrived.
@@ -321,11 +326,14 @@ impl Clone for FakeNvim {
 
 impl FakeNvim {
     pub fn new(guard: Duration) -> Self {
+        let shared = Shared {
+            screen: Screen::new(guard),
+            slow: Mutex::default(),
+            no_atomic: Default::default(),
+            writes: Mutex::default(),
+        };
         FakeNvim {
-            screen: Arc::new(Screen::new(guard)),
-            slow: Arc::default(),
-            no_atomic: Arc::default(),
-            writes: Arc::default(),
+            shared: Arc::new(shared),
             order: Arc::default(),
             ticket: 0,
         }
@@ -338,10 +346,7 @@ impl FakeNvim {
 
     fn share(&self, order: Arc<Order>) -> FakeNvim {
         FakeNvim {
-            screen: self.screen.clone(),
-            slow: self.slow.clone(),
-            no_atomic: self.no_atomic.clone(),
-            writes: self.writes.clone(),
+            shared: self.shared.clone(),
             order,
             ticket: 0,
         }
@@ -350,7 +355,7 @@ impl FakeNvim {
     /// Waits until every request that arrived before this copy's has run.
     async fn turn(&self) -> Turn {
         let now = || *self.order.serving.lock().unwrap() == self.ticket;
-        if !comes_to_hold(&self.order.turn, self.screen.guard, now).await {
+        if !comes_to_hold(&self.order.turn, self.shared.screen.guard, now).await {
             panic!(
                 "fake nvim: request {} never got its turn (serving {}): did nvim-rs change how \
                  it clones the handler?",
@@ -363,22 +368,23 @@ impl FakeNvim {
 
     /// Every write to `buf` from now on takes `lag`.
     pub fn slow_down(&self, buf: i64, lag: Duration) {
-        self.slow.lock().unwrap().insert(buf, lag);
+        self.shared.slow.lock().unwrap().insert(buf, lag);
     }
 
     /// From now on, answer `nvim_call_atomic` as a Neovim that does not know it.
     pub fn without_call_atomic(&self) {
-        self.no_atomic
+        self.shared
+            .no_atomic
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// How many writes came through `nvim_call_atomic`, and how many through the Lua `write`.
     pub fn writes(&self) -> (usize, usize) {
-        *self.writes.lock().unwrap()
+        *self.shared.writes.lock().unwrap()
     }
 
     async fn lag(&self, buf: i64) {
-        let lag = self.slow.lock().unwrap().get(&buf).copied();
+        let lag = self.shared.slow.lock().unwrap().get(&buf).copied();
         if let Some(lag) = lag {
             tokio::time::sleep(lag).await;
         }
@@ -419,7 +425,7 @@ impl FakeNvim {
                     self.lag(buf).await;
                     let start = params[1].as_u64().unwrap_or(0) as usize;
                     if self.write(buf, start, strings(&params[4])?) {
-                        self.writes.lock().unwrap().0 += 1;
+                        self.shared.writes.lock().unwrap().0 += 1;
                         Ok(Value::Nil)
                     } else {
                         Err("Invalid buffer id")
@@ -456,7 +462,7 @@ impl Deref for FakeNvim {
     type Target = Screen<Json>;
 
     fn deref(&self) -> &Screen<Json> {
-        &self.screen
+        &self.shared.screen
     }
 }
 
@@ -471,7 +477,12 @@ impl Handler for FakeNvim {
         _nvim: Neovim<Compat<ChildStdin>>,
     ) -> Result<Value, Value> {
         let _turn = self.turn().await;
-        if name == "nvim_call_atomic" && !self.no_atomic.load(std::sync::atomic::Ordering::SeqCst) {
+        if name == "nvim_call_atomic"
+            && !self
+                .shared
+                .no_atomic
+                .load(std::sync::atomic::Ordering::SeqCst)
+        {
             return self.call_atomic(&args).await;
         }
         if name != "nvim_exec_lua" {
@@ -495,7 +506,7 @@ impl Handler for FakeNvim {
             let lines = strings(&params[2])?;
             let written = self.write(buf, start, lines);
             if written {
-                self.writes.lock().unwrap().1 += 1;
+                self.shared.writes.lock().unwrap().1 += 1;
             }
             Ok(Value::Boolean(written))
         } else {
