@@ -142,19 +142,33 @@ impl Rpc {
                 };
                 sup.start(req).await.map(rec)
             }
-            "cancel" => sup.cancel(&self.cwd(&a)?, a.u64("id")?).map(rec),
+            "cancel" => {
+                let (cwd, id) = (self.cwd(&a)?, a.u64("id")?);
+                off_runtime(sup, move |s| s.cancel(&cwd, id)).await.map(rec)
+            }
             "resume" => {
                 let (cwd, id, prompt) = (self.cwd(&a)?, a.u64("id")?, a.str("prompt")?);
-                sup.resume(&cwd, id, prompt).map(rec)
+                off_runtime(sup, move |s| s.resume(&cwd, id, prompt))
+                    .await
+                    .map(rec)
             }
-            "dispose" => sup
-                .dispose(&self.cwd(&a)?, a.u64("id")?)
-                .map(|()| Value::Boolean(true)),
-            "get" => sup.get(&self.cwd(&a)?, a.u64("id")?).map(rec),
+            "dispose" => {
+                let (cwd, id) = (self.cwd(&a)?, a.u64("id")?);
+                off_runtime(sup, move |s| s.dispose(&cwd, id))
+                    .await
+                    .map(|()| Value::Boolean(true))
+            }
+            "get" => {
+                let (cwd, id) = (self.cwd(&a)?, a.u64("id")?);
+                off_runtime(sup, move |s| s.get(&cwd, id)).await.map(rec)
+            }
             "list" => {
                 let all = a.opt_bool("all")?.unwrap_or(false);
                 let cwd = self.cwd(&a)?;
-                let recs = sup.list(if all { None } else { Some(&cwd) });
+                let recs = off_runtime(sup, move |s| {
+                    Ok(s.list(if all { None } else { Some(&cwd) }))
+                })
+                .await?;
                 Ok(Value::Array(recs.into_iter().map(rec).collect()))
             }
             "attach" | "detach" => {
@@ -167,16 +181,34 @@ impl Rpc {
                         "{method}: 'buf' must be a buffer number, got {buf}"
                     ));
                 }
-                if method == "attach" {
-                    sup.attach(&cwd, id, buf)?;
-                } else {
-                    sup.detach(&cwd, id, buf)?;
-                }
+                let attach = method == "attach";
+                off_runtime(sup, move |s| {
+                    if attach {
+                        s.attach(&cwd, id, buf)
+                    } else {
+                        s.detach(&cwd, id, buf)
+                    }
+                })
+                .await?;
                 Ok(Value::Boolean(true))
             }
             _ => Err(format!("unknown method '{method}'")),
         }
     }
+}
+
+/// Runs a request on the blocking pool: requests read and write records, and a record's write
+/// waits for its fsyncs, which wait for the journal (tens of ms while a CLI floods its
+/// transcript, see `Supervisor::update`). On a runtime worker that would hold up the views
+/// queued there.
+async fn off_runtime<T: Send + 'static>(
+    sup: &Supervisor,
+    f: impl FnOnce(&Supervisor) -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    let sup = sup.clone();
+    tokio::task::spawn_blocking(move || f(&sup))
+        .await
+        .map_err(|e| format!("the request failed: {e}"))?
 }
 
 #[async_trait]
@@ -200,5 +232,66 @@ impl Handler for Rpc {
 
     async fn handle_notify(&self, name: String, _args: Vec<Value>, _neovim: Neovim<ParentWriter>) {
         crate::log_warn!("ignored notification '{name}': every method is a request");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{finished_record, NoEditor};
+
+    /// Requests run off the runtime's threads: the write of the record a request changes can
+    /// take tens of ms (see `off_runtime`), and the views streaming meanwhile run there. Here
+    /// the runtime has one thread, and the record writer is held as a write stuck in fsync
+    /// would hold it while a resume waits to write its record.
+    #[test]
+    fn a_request_waiting_for_a_record_write_does_not_hold_up_the_runtime() {
+        let root = std::env::temp_dir().join(format!("ct-rpc-{}-held-write", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let project = root.join("project");
+        std::fs::create_dir_all(&project).unwrap();
+        let cwd = project.to_string_lossy().into_owned();
+        let store = Store::open(&root.join("state")).unwrap();
+        let (id, _) = store.allocate(&cwd).unwrap();
+        let mut rec = finished_record();
+        rec.id = id;
+        rec.cwd = cwd.clone();
+        // The follow-up's run fails at once; only the request's answer matters here.
+        rec.options.cmd = vec![root.join("no-such-cli").to_string_lossy().into_owned()];
+        store.write_record(&rec).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let rpc = Rpc::new(store.clone(), cwd.clone(), Arc::new(Payloads::default()));
+            let sup = Supervisor::new(store.clone(), Arc::new(NoEditor));
+            let (release, held_until) = std::sync::mpsc::channel();
+            let holder = sup.hold_record_writes(held_until);
+            let params = vec![Value::Map(vec![
+                (Value::from("cwd"), Value::from(cwd.as_str())),
+                (Value::from("id"), Value::from(id)),
+                (Value::from("prompt"), Value::from("and then?")),
+            ])];
+            let resuming = tokio::spawn({
+                let sup = sup.clone();
+                async move { rpc.dispatch(&sup, "resume", &params).await }
+            });
+            // The request runs before this task does again: on the runtime's thread it would
+            // block it there until the holder gives up.
+            tokio::task::yield_now().await;
+            let _ = release.send(());
+            assert!(
+                holder.join().unwrap(),
+                "the runtime waited for the request's record write"
+            );
+            let answer = resuming.await.unwrap().unwrap();
+            let status = answer
+                .as_map()
+                .and_then(|m| m.iter().find(|(k, _)| k.as_str() == Some("status")))
+                .and_then(|(_, v)| v.as_str().map(str::to_owned));
+            assert_eq!(status.as_deref(), Some("queued"));
+        });
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -330,6 +330,8 @@ impl Store {
     }
 
     /// Writes a file only the user can read (prompts can hold secrets), replacing any content.
+    /// Not synced: a reader sees it at once, and `sync_file` makes it durable when that matters
+    /// (a run's prompt is synced while its CLI starts, before the record that names the run).
     pub fn write_file_private(path: &Path, data: &[u8]) -> Result<(), StoreError> {
         let mut f = OpenOptions::new()
             .write(true)
@@ -342,8 +344,14 @@ impl Store {
         f.set_permissions(Permissions::from_mode(FILE_MODE))
             .map_err(|e| io_err("cannot set permissions of", path, e))?;
         f.write_all(data)
-            .map_err(|e| io_err("cannot write", path, e))?;
-        f.sync_all().map_err(|e| io_err("cannot sync", path, e))
+            .map_err(|e| io_err("cannot write", path, e))
+    }
+
+    /// Makes a file's content durable.
+    pub fn sync_file(path: &Path) -> Result<(), StoreError> {
+        File::open(path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io_err("cannot sync", path, e))
     }
 
     /// Opens (creating it 0600 if needed) a file for appending, e.g. `transcript.jsonl` and

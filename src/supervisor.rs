@@ -1,10 +1,11 @@
 //! The task supervisor: the table of this backend's tasks, the queue and its policies, one tokio
 //! task per running task (it owns the child process and the task's state machine), and the views
-//! attached to buffers. Requests only touch the table and return; spawning, waiting and file I/O
-//! happen in the tasks.
+//! attached to buffers. Requests only touch the table and records and return (the RPC layer runs
+//! them on the blocking pool); spawning, waiting and the transcripts' I/O happen in the tasks.
 //!
 //! Every change of a record is, in this order: applied to the task's `watch` channel (views read
-//! it), written to `task.json`, and sent to Lua as an event.
+//! it), written to `task.json`, and sent to Lua as an event. The writes never run on a runtime
+//! worker: an fsync can wait tens of ms for the journal (see `update`).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -244,14 +245,24 @@ impl Supervisor {
     }
 
     /// Applies `f` to the task's record, publishes it to views, persists it and returns it.
-    fn update(&self, key: &TaskKey, f: impl FnOnce(&mut TaskRecord)) -> Option<TaskRecord> {
+    ///
+    /// The write runs on the blocking pool. Its fsyncs wait for the journal, and on ext4 the
+    /// journal waits for the writeback of the files being written, the transcripts included:
+    /// 4–40 ms while a CLI floods its transcript. On a runtime worker that held up every task
+    /// queued behind it, and first of all the views this very update woke (the footer of a run
+    /// waited for its own record's fsync).
+    async fn update(&self, key: &TaskKey, f: impl FnOnce(&mut TaskRecord)) -> Option<TaskRecord> {
         let (rev, rec) = {
             let st = self.state();
             let entry = st.tasks.get(key)?;
             entry.record.send_modify(f);
             (self.next_revision(), entry.rec())
         };
-        self.persist_revision(key, rev, &rec);
+        let (this, k, r) = (self.clone(), key.clone(), rec.clone());
+        let written = tokio::task::spawn_blocking(move || this.persist_revision(&k, rev, &r));
+        if let Err(e) = written.await {
+            log_warn!("cannot write the record of task #{}: {e}", rec.id);
+        }
         Some(rec)
     }
 
@@ -274,6 +285,30 @@ impl Supervisor {
             self.persist(rec);
             *last = rev;
         }
+    }
+
+    /// Holds the record writer from another thread, as a write stuck in fsync would, until
+    /// `release` fires or 10 s have passed; returns once it is held. The thread's result says
+    /// whether it was released (a runtime held up by the write cannot release it in time).
+    #[cfg(test)]
+    pub(crate) fn hold_record_writes(
+        &self,
+        release: std::sync::mpsc::Receiver<()>,
+    ) -> std::thread::JoinHandle<bool> {
+        let shared = self.shared.clone();
+        let (held_tx, held) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            let _writing = shared
+                .written
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let _ = held_tx.send(());
+            release
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .is_ok()
+        });
+        let _ = held.recv();
+        holder
     }
 
     // ----------------------------------------------------------------------------- requests
@@ -798,12 +833,14 @@ impl Supervisor {
             .unwrap_or(0);
         let (summary, cancelled) = self.run_ended(&key, &dir, offset).await;
         let (status, error) = outcome(&summary, None, cancelled);
-        let rec = self.update(&key, |r| {
-            if let Some(res) = &summary.result {
-                apply_result(r, res);
-            }
-            finish_run(r, status, None, error);
-        });
+        let rec = self
+            .update(&key, |r| {
+                if let Some(res) = &summary.result {
+                    apply_result(r, res);
+                }
+                finish_run(r, status, None, error);
+            })
+            .await;
         if let Some(rec) = &rec {
             self.run_finished(rec).await;
             self.emit(status.as_str(), rec);
@@ -1026,11 +1063,13 @@ impl Supervisor {
         {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
-                self.fail_unstarted(key, n, &prompt, &format!("cannot write the prompt: {e}"));
+                self.fail_unstarted(key, n, &prompt, &format!("cannot write the prompt: {e}"))
+                    .await;
                 return;
             }
             Err(e) => {
-                self.fail_unstarted(key, n, &prompt, &format!("cannot write the prompt: {e}"));
+                self.fail_unstarted(key, n, &prompt, &format!("cannot write the prompt: {e}"))
+                    .await;
                 return;
             }
         };
@@ -1063,7 +1102,10 @@ impl Supervisor {
         if cancelled_early {
             // Cancelled while the run was being prepared (see `cancel`): it ends before it
             // starts, without a process.
-            if let Some(rec) = self.update(key, |r| finish_run(r, Status::Cancelled, None, None)) {
+            if let Some(rec) = self
+                .update(key, |r| finish_run(r, Status::Cancelled, None, None))
+                .await
+            {
                 log_info!("task #{} run {n} cancelled before its start", key.1);
                 self.emit("cancelled", &rec);
             }
@@ -1078,13 +1120,23 @@ impl Supervisor {
             env_remove: vec!["CLAUDECODE".into()],
             env: vec![],
         };
-        let process = match Process::spawn(&cfg) {
+        let spawned = Process::spawn(&cfg);
+        // The prompt was only written, not synced: the CLI reads it from the page cache, and an
+        // fsync here took 0.3-1.8 ms before every spawn. It is made durable while the CLI starts,
+        // before the record that says the run started (the record has only its title).
+        let synced = tokio::task::spawn_blocking(move || Store::sync_file(&cfg.stdin)).await;
+        if let Ok(Err(e)) = synced {
+            log_warn!("task #{}: {e}", key.1);
+        }
+        let process = match spawned {
             Ok(p) => p,
             Err(e) => {
                 let msg = e.to_string();
                 log_warn!("task #{}: {msg}", key.1);
                 let _ = append(&dir.join("stderr.log"), format!("{msg}\n").as_bytes());
-                let rec = self.update(key, |r| finish_run(r, Status::Failed, None, Some(msg)));
+                let rec = self
+                    .update(key, |r| finish_run(r, Status::Failed, None, Some(msg)))
+                    .await;
                 if let Some(rec) = rec {
                     self.emit("failed", &rec);
                 }
@@ -1098,7 +1150,7 @@ impl Supervisor {
             owner_start_time: self.shared.owner.1,
             marker: process.marker.clone(),
         };
-        if let Some(rec) = self.update(key, |r| r.process = Some(info)) {
+        if let Some(rec) = self.update(key, |r| r.process = Some(info)).await {
             log_info!(
                 "task #{} run {n} started: pid {} in {}",
                 key.1,
@@ -1118,15 +1170,17 @@ impl Supervisor {
         process.kill_leftovers();
         let (summary, cancelled) = self.run_ended(key, &dir, t_len).await;
         let (status, error) = outcome(&summary, Some(exit), cancelled);
-        let rec = self.update(key, |r| {
-            if let Some(res) = &summary.result {
-                apply_result(r, res);
-            }
-            if status == Status::Cancelled {
-                r.cancel_requested = true;
-            }
-            finish_run(r, status, Some(exit), error);
-        });
+        let rec = self
+            .update(key, |r| {
+                if let Some(res) = &summary.result {
+                    apply_result(r, res);
+                }
+                if status == Status::Cancelled {
+                    r.cancel_requested = true;
+                }
+                finish_run(r, status, Some(exit), error);
+            })
+            .await;
         if let Some(rec) = rec {
             log_info!("task #{} run {n} ended: {}", key.1, rec.status.as_str());
             self.run_finished(&rec).await;
@@ -1151,11 +1205,13 @@ impl Supervisor {
     }
 
     /// A run that could not even be prepared (its prompt could not be written).
-    fn fail_unstarted(&self, key: &TaskKey, n: u32, prompt: &str, msg: &str) {
-        let rec = self.update(key, |r| {
-            r.runs.push(Run::starting(n, prompt, 0, 0));
-            finish_run(r, Status::Failed, None, Some(msg.to_owned()));
-        });
+    async fn fail_unstarted(&self, key: &TaskKey, n: u32, prompt: &str, msg: &str) {
+        let rec = self
+            .update(key, |r| {
+                r.runs.push(Run::starting(n, prompt, 0, 0));
+                finish_run(r, Status::Failed, None, Some(msg.to_owned()));
+            })
+            .await;
         if let Some(rec) = rec {
             self.emit("failed", &rec);
         }
@@ -1225,7 +1281,8 @@ impl Supervisor {
                 self.update(&key, |r| {
                     r.status = status;
                     r.ended_at_ms = Some(now_ms());
-                });
+                })
+                .await;
             }
         }
         if policy == OnExit::Detach {
@@ -1680,5 +1737,60 @@ mod tests {
         assert!(summarize(&p, offset).result.is_none());
         assert!(summarize(&p, 0).result.is_some());
         let _ = std::fs::remove_file(&p);
+    }
+
+    /// A record's write can take tens of ms (its fsyncs wait for the transcripts' writeback,
+    /// see `update`). The runtime must go on meanwhile: the views the update woke render the
+    /// change (a run's footer) while it is being written. Here the runtime has one thread and
+    /// another thread holds the record writer, as a write stuck in fsync would.
+    #[test]
+    fn a_record_write_in_progress_does_not_hold_up_the_runtime() {
+        let root = tmp("slow-write");
+        let _ = std::fs::remove_dir_all(&root);
+        let store = Store::open(&root).unwrap();
+        let cwd = "/a/project".to_string();
+        let (id, _) = store.allocate(&cwd).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let sup = Supervisor::new(store, Arc::new(crate::testutil::NoEditor));
+            let key = (cwd.clone(), id);
+            let rec = TaskRecord::queued(
+                id,
+                "before".into(),
+                cwd.clone(),
+                "sid".into(),
+                Default::default(),
+                0,
+            );
+            sup.store().write_record(&rec).unwrap();
+            let mut seen = {
+                let entry = Entry::new(rec);
+                let rx = entry.record.subscribe();
+                sup.state().tasks.insert(key.clone(), entry);
+                rx
+            };
+            let (release_tx, release_rx) = std::sync::mpsc::channel();
+            let holder = sup.hold_record_writes(release_rx);
+            let updating = tokio::spawn({
+                let (sup, key) = (sup.clone(), key.clone());
+                async move { sup.update(&key, |r| r.name = "after".into()).await }
+            });
+            seen.changed().await.unwrap();
+            assert_eq!(seen.borrow().name, "after");
+            // The record is not written yet...
+            assert_eq!(sup.store().read_record(&cwd, id).unwrap().name, "before");
+            let _ = release_tx.send(());
+            assert!(
+                holder.join().unwrap(),
+                "the runtime waited for the record write"
+            );
+            // ... and is once the writer is free, before `update` returns.
+            assert_eq!(updating.await.unwrap().unwrap().name, "after");
+            assert_eq!(sup.store().read_record(&cwd, id).unwrap().name, "after");
+        });
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

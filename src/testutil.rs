@@ -1,7 +1,7 @@
 //! Helpers shared by the tests of this crate and of `tests/` (and `examples/pipeline`): a
 //! deterministic random generator (no extra crate, and a failure reproduces from its seed), whole
 //! lines, chunked framing, the recorded CLI transcripts, a text delta in the CLI's shape, a
-//! finished task's record.
+//! finished task's record, an editor that takes every write.
 
 use std::path::PathBuf;
 
@@ -94,5 +94,32 @@ impl Rng {
 
     pub fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next_u64() as u8).collect()
+    }
+}
+
+/// An editor for tests that need none: events go nowhere, every write is taken.
+pub struct NoEditor;
+
+#[async_trait::async_trait]
+impl crate::editor::Editor for NoEditor {
+    async fn event(&self, _ev: rmpv::Value) {}
+
+    async fn write_lines(
+        &self,
+        _buf: i64,
+        _start: usize,
+        _lines: &[String],
+        _sent: crate::outgoing::Sent,
+    ) -> Result<crate::editor::Written, crate::editor::WriteError> {
+        Ok(crate::editor::Written::Applied)
+    }
+
+    async fn write_fallback(
+        &self,
+        _buf: i64,
+        _start: usize,
+        _lines: &[String],
+    ) -> Result<(), crate::editor::WriteError> {
+        Ok(())
     }
 }
