@@ -1708,7 +1708,7 @@ mod tests {
             let clean = !d
                 .text
                 .bytes()
-                .any(|c| c != b'\n' && ((c < 0x20 && c != b'\t') || c == 0x7f));
+                .any(|c| c != b'\n' && crate::scan::is_unclean(c));
             assert_eq!(d.clean, clean, "{}", String::from_utf8_lossy(b));
         }
         match text_delta_line(b) {

@@ -244,8 +244,8 @@ mod tests {
     /// take tens of ms (see `off_runtime`), and the views streaming meanwhile run there. Here
     /// the runtime has one thread, and the record writer is held as a write stuck in fsync
     /// would hold it while a resume waits to write its record.
-    #[test]
-    fn a_request_waiting_for_a_record_write_does_not_hold_up_the_runtime() {
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_request_waiting_for_a_record_write_does_not_hold_up_the_runtime() {
         let root = std::env::temp_dir().join(format!("ct-rpc-{}-held-write", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let project = root.join("project");
@@ -259,39 +259,33 @@ mod tests {
         // The follow-up's run fails at once; only the request's answer matters here.
         rec.options.cmd = vec![root.join("no-such-cli").to_string_lossy().into_owned()];
         store.write_record(&rec).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let rpc = Rpc::new(store.clone(), cwd.clone(), Arc::new(Payloads::default()));
-            let sup = Supervisor::new(store.clone(), Arc::new(NoEditor));
-            let (release, held_until) = std::sync::mpsc::channel();
-            let holder = sup.hold_record_writes(held_until);
-            let params = vec![Value::Map(vec![
-                (Value::from("cwd"), Value::from(cwd.as_str())),
-                (Value::from("id"), Value::from(id)),
-                (Value::from("prompt"), Value::from("and then?")),
-            ])];
-            let resuming = tokio::spawn({
-                let sup = sup.clone();
-                async move { rpc.dispatch(&sup, "resume", &params).await }
-            });
-            // The request runs before this task does again: on the runtime's thread it would
-            // block it there until the holder gives up.
-            tokio::task::yield_now().await;
-            let _ = release.send(());
-            assert!(
-                holder.join().unwrap(),
-                "the runtime waited for the request's record write"
-            );
-            let answer = resuming.await.unwrap().unwrap();
-            let status = answer
-                .as_map()
-                .and_then(|m| m.iter().find(|(k, _)| k.as_str() == Some("status")))
-                .and_then(|(_, v)| v.as_str().map(str::to_owned));
-            assert_eq!(status.as_deref(), Some("queued"));
+        let rpc = Rpc::new(store.clone(), cwd.clone(), Arc::new(Payloads::default()));
+        let sup = Supervisor::new(store.clone(), Arc::new(NoEditor));
+        let (release, held_until) = std::sync::mpsc::channel();
+        let holder = sup.hold_record_writes(held_until);
+        let params = vec![Value::Map(vec![
+            (Value::from("cwd"), Value::from(cwd.as_str())),
+            (Value::from("id"), Value::from(id)),
+            (Value::from("prompt"), Value::from("and then?")),
+        ])];
+        let resuming = tokio::spawn({
+            let sup = sup.clone();
+            async move { rpc.dispatch(&sup, "resume", &params).await }
         });
+        // The request runs before this task does again: on the runtime's thread it would
+        // block it there until the holder gives up.
+        tokio::task::yield_now().await;
+        let _ = release.send(());
+        assert!(
+            holder.join().unwrap(),
+            "the runtime waited for the request's record write"
+        );
+        let answer = resuming.await.unwrap().unwrap();
+        let status = answer
+            .as_map()
+            .and_then(|m| m.iter().find(|(k, _)| k.as_str() == Some("status")))
+            .and_then(|(_, v)| v.as_str().map(str::to_owned));
+        assert_eq!(status.as_deref(), Some("queued"));
         let _ = std::fs::remove_dir_all(&root);
     }
 }

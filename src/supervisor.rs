@@ -1743,54 +1743,48 @@ mod tests {
     /// see `update`). The runtime must go on meanwhile: the views the update woke render the
     /// change (a run's footer) while it is being written. Here the runtime has one thread and
     /// another thread holds the record writer, as a write stuck in fsync would.
-    #[test]
-    fn a_record_write_in_progress_does_not_hold_up_the_runtime() {
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_record_write_in_progress_does_not_hold_up_the_runtime() {
         let root = tmp("slow-write");
         let _ = std::fs::remove_dir_all(&root);
         let store = Store::open(&root).unwrap();
         let cwd = "/a/project".to_string();
         let (id, _) = store.allocate(&cwd).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let sup = Supervisor::new(store, Arc::new(crate::testutil::NoEditor));
-            let key = (cwd.clone(), id);
-            let rec = TaskRecord::queued(
-                id,
-                "before".into(),
-                cwd.clone(),
-                "sid".into(),
-                Default::default(),
-                0,
-            );
-            sup.store().write_record(&rec).unwrap();
-            let mut seen = {
-                let entry = Entry::new(rec);
-                let rx = entry.record.subscribe();
-                sup.state().tasks.insert(key.clone(), entry);
-                rx
-            };
-            let (release_tx, release_rx) = std::sync::mpsc::channel();
-            let holder = sup.hold_record_writes(release_rx);
-            let updating = tokio::spawn({
-                let (sup, key) = (sup.clone(), key.clone());
-                async move { sup.update(&key, |r| r.name = "after".into()).await }
-            });
-            seen.changed().await.unwrap();
-            assert_eq!(seen.borrow().name, "after");
-            // The record is not written yet...
-            assert_eq!(sup.store().read_record(&cwd, id).unwrap().name, "before");
-            let _ = release_tx.send(());
-            assert!(
-                holder.join().unwrap(),
-                "the runtime waited for the record write"
-            );
-            // ... and is once the writer is free, before `update` returns.
-            assert_eq!(updating.await.unwrap().unwrap().name, "after");
-            assert_eq!(sup.store().read_record(&cwd, id).unwrap().name, "after");
+        let sup = Supervisor::new(store, Arc::new(crate::testutil::NoEditor));
+        let key = (cwd.clone(), id);
+        let rec = TaskRecord::queued(
+            id,
+            "before".into(),
+            cwd.clone(),
+            "sid".into(),
+            Default::default(),
+            0,
+        );
+        sup.store().write_record(&rec).unwrap();
+        let mut seen = {
+            let entry = Entry::new(rec);
+            let rx = entry.record.subscribe();
+            sup.state().tasks.insert(key.clone(), entry);
+            rx
+        };
+        let (release_tx, release_rx) = std::sync::mpsc::channel();
+        let holder = sup.hold_record_writes(release_rx);
+        let updating = tokio::spawn({
+            let (sup, key) = (sup.clone(), key.clone());
+            async move { sup.update(&key, |r| r.name = "after".into()).await }
         });
+        seen.changed().await.unwrap();
+        assert_eq!(seen.borrow().name, "after");
+        // The record is not written yet...
+        assert_eq!(sup.store().read_record(&cwd, id).unwrap().name, "before");
+        let _ = release_tx.send(());
+        assert!(
+            holder.join().unwrap(),
+            "the runtime waited for the record write"
+        );
+        // ... and is once the writer is free, before `update` returns.
+        assert_eq!(updating.await.unwrap().unwrap().name, "after");
+        assert_eq!(sup.store().read_record(&cwd, id).unwrap().name, "after");
         let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -679,20 +679,27 @@ impl WireEnv {
         let rec = self.sup.get(&self.cwd, id).unwrap();
         claude_tasks::view::render_all(&rec, &self.transcript(id)).unwrap()
     }
+
+    /// Starts a task running `cmd` and attaches a new buffer 5 to it.
+    async fn stream_to_buffer(&self, prompt: &str, cmd: Vec<String>) -> TaskRecord {
+        let rec = self
+            .sup
+            .start(request(prompt, &self.cwd, cmd))
+            .await
+            .expect("start");
+        self.screen.new_buf(5);
+        self.sup.attach(&self.cwd, rec.id, 5).expect("attach");
+        rec
+    }
 }
 
 /// Streams `cmd` into a buffer of a wire (see `serve_wire` for `busy`); checks that the buffer
 /// ends up as the rendered transcript, and that writes did overlap and did fall back.
 fn through_the_wire(name: &str, cmd: Vec<String>, busy: Duration) {
     let e = WireEnv::new(name, |s, rx| serve_wire(busy, s, rx));
-    let (screen, wire, sup, cwd) = (&e.screen, &e.ed, &e.sup, e.cwd.as_str());
+    let (screen, wire) = (&e.screen, &e.ed);
     rt().block_on(async {
-        let rec = sup
-            .start(request("a long answer", cwd, cmd))
-            .await
-            .expect("start");
-        screen.new_buf(5);
-        sup.attach(cwd, rec.id, 5).expect("attach");
+        let rec = e.stream_to_buffer("a long answer", cmd).await;
         screen.wait_event("completed", rec.id).await;
         // The end state, which later writes (a redo after a fallback) may still be reaching.
         screen.buffer_becomes(5, &e.rendered(rec.id)).await;
@@ -774,12 +781,7 @@ fn attaching_again_mid_flood_ends_with_the_rendered_transcript() {
             "--fake-lines=40000".into(),
             "--fake-line-bytes=60".into(),
         ];
-        let rec = sup
-            .start(request("a long answer", cwd, cmd))
-            .await
-            .expect("start");
-        screen.new_buf(5);
-        sup.attach(cwd, rec.id, 5).expect("attach");
+        let rec = e.stream_to_buffer("a long answer", cmd).await;
         screen
             .until("the first 5,000 lines", |s| s.lines(5).len() > 5_000)
             .await;
@@ -923,9 +925,7 @@ fn a_write_taken_before_a_refused_one_is_redone_after_it() {
     let (screen, sup, cwd) = (&e.screen, &e.sup, e.cwd.as_str());
     rt().block_on(async {
         let cmd = vec![FAKE.to_owned(), "--fake-silent-hang".into()];
-        let rec = sup.start(request("x", cwd, cmd)).await.expect("start");
-        screen.new_buf(5);
-        sup.attach(cwd, rec.id, 5).expect("attach");
+        let rec = e.stream_to_buffer("x", cmd).await;
         let mut t = HandWritten::begin(e.transcript(rec.id));
         t.delta("abc");
         screen
