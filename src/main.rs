@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use claude_tasks::outgoing::{Outgoing, Payloads};
+use claude_tasks::nvim::outgoing::{Outgoing, Payloads};
 use claude_tasks::rpc::{Rpc, VERSION};
 use claude_tasks::store::Store;
 use claude_tasks::{log_error, log_info};
@@ -116,7 +116,7 @@ fn run(cli: Cli) -> Result<(), String> {
         }
     }
     if let Some(n) = cli.nice {
-        claude_tasks::priority::lower(n);
+        claude_tasks::process::priority::lower(n);
     }
     tune_malloc();
     // A panic in a tokio task is otherwise silent: make it visible in the log.
@@ -165,7 +165,8 @@ fn connect(rpc: Rpc, payloads: Arc<Payloads>) -> std::io::Result<(Neovim<Outgoin
 }
 
 async fn serve(cli: Cli) -> Result<(), String> {
-    claude_tasks::reaper::init().map_err(|e| format!("cannot install the child reaper: {e}"))?;
+    claude_tasks::process::reaper::init()
+        .map_err(|e| format!("cannot install the child reaper: {e}"))?;
     let store = match Store::open(&cli.state_dir) {
         Ok(store) => store,
         Err(e) => {

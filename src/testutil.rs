@@ -5,8 +5,8 @@
 
 use std::path::PathBuf;
 
-use crate::framing::{Framer, Line};
 use crate::task::TaskRecord;
+use crate::transcript::framing::{Framer, Line};
 
 /// Where the real CLI's recorded runs are: one directory per scenario, each with a
 /// `stdout.jsonl`.
@@ -101,7 +101,7 @@ impl Rng {
 pub struct NoEditor;
 
 #[async_trait::async_trait]
-impl crate::editor::Editor for NoEditor {
+impl crate::nvim::editor::Editor for NoEditor {
     async fn event(&self, _ev: rmpv::Value) {}
 
     async fn write_lines(
@@ -109,9 +109,9 @@ impl crate::editor::Editor for NoEditor {
         _buf: i64,
         _start: usize,
         _lines: &[String],
-        _sent: crate::outgoing::Sent,
-    ) -> Result<crate::editor::Written, crate::editor::WriteError> {
-        Ok(crate::editor::Written::Applied)
+        _sent: crate::nvim::outgoing::Sent,
+    ) -> Result<crate::nvim::editor::Written, crate::nvim::editor::WriteError> {
+        Ok(crate::nvim::editor::Written::Applied)
     }
 
     async fn write_fallback(
@@ -119,7 +119,7 @@ impl crate::editor::Editor for NoEditor {
         _buf: i64,
         _start: usize,
         _lines: &[String],
-    ) -> Result<(), crate::editor::WriteError> {
+    ) -> Result<(), crate::nvim::editor::WriteError> {
         Ok(())
     }
 }

@@ -575,7 +575,7 @@ fn push_js_body(out: &mut String, s: &str) {
     use std::fmt::Write as _;
     let b = s.as_bytes();
     let mut run = 0;
-    while let Some(i) = claude_tasks::scan::find_special(b, run) {
+    while let Some(i) = claude_tasks::transcript::scan::find_special(b, run) {
         out.push_str(&s[run..i]);
         match b[i] {
             b'"' => out.push_str("\\\""),

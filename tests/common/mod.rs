@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use claude_tasks::proctree;
+use claude_tasks::process::proctree;
 use claude_tasks::task::TaskRecord;
 use nvim_rs::compat::tokio::Compat;
 use nvim_rs::{Handler, Neovim};

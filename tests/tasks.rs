@@ -11,11 +11,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use claude_tasks::editor::{Editor, WriteError, Written};
-use claude_tasks::outgoing::Sent;
+use claude_tasks::nvim::editor::{Editor, WriteError, Written};
+use claude_tasks::nvim::outgoing::Sent;
 use claude_tasks::store::Store;
-use claude_tasks::supervisor::{StartRequest, Supervisor};
 use claude_tasks::task::{Status, TaskOptions, TaskRecord};
+use claude_tasks::tasks::{StartRequest, Supervisor};
 use common::{living, read_pids, to_json, wait_file, Scratch, Screen, FAKE};
 use rmpv::Value;
 
@@ -25,7 +25,7 @@ const GUARD: Duration = Duration::from_secs(30);
 fn rt() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| {
-        claude_tasks::reaper::init().expect("reaper");
+        claude_tasks::process::reaper::init().expect("reaper");
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -143,7 +143,7 @@ fn request(prompt: &str, cwd: &str, cmd: Vec<String>) -> StartRequest {
 
 fn zombie_children() -> Vec<i32> {
     let me = std::process::id() as i32;
-    claude_tasks::proctree::list()
+    claude_tasks::process::proctree::list()
         .into_iter()
         .filter(|p| p.ppid == me && p.state == 'Z')
         .map(|p| p.pid)
@@ -294,7 +294,7 @@ fn queue_policy_runs_one_task_per_directory_in_order() {
 fn reject_policy_refuses_a_second_task_in_the_directory() {
     let e = env("reject");
     e.sup
-        .configure(|c| c.concurrency = claude_tasks::config::Concurrency::Reject);
+        .configure(|c| c.concurrency = claude_tasks::tasks::config::Concurrency::Reject);
     rt().block_on(async {
         let a = e.start("first", &["--fake-hang"]).await;
         e.ed.wait_event("started", a.id).await;
@@ -310,7 +310,7 @@ fn reject_policy_refuses_a_second_task_in_the_directory() {
 fn max_running_caps_parallel_tasks_and_a_queued_task_can_be_cancelled() {
     let e = env("maxrun");
     e.sup.configure(|c| {
-        c.concurrency = claude_tasks::config::Concurrency::Parallel;
+        c.concurrency = claude_tasks::tasks::config::Concurrency::Parallel;
         c.max_running = 2;
     });
     rt().block_on(async {

@@ -7,6 +7,8 @@
 //! it), written to `task.json`, and sent to Lua as an event. The writes never run on a runtime
 //! worker: an fsync can wait tens of ms for the journal (see `update`).
 
+pub mod config;
+
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,14 +16,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rmpv::Value;
 use tokio::sync::{mpsc, watch, Notify};
 
-use crate::claude::{self, SessionArg};
-use crate::config::{Concurrency, Config, OnExit};
-use crate::editor::Editor;
-use crate::framing::MAX_LINE;
-use crate::reaper::Exit;
-use crate::runner::{Process, SpawnConfig};
+use crate::nvim::editor::Editor;
+use crate::process::reaper::Exit;
+use crate::process::spawn::{Process, SpawnConfig};
 use crate::store::Store;
+use crate::stream_json::{self, SessionArg};
 use crate::task::{now_ms, title_of, ProcessInfo, Run, Status, TaskOptions, TaskRecord};
+use crate::tasks::config::{Concurrency, Config, OnExit};
+use crate::transcript::framing::MAX_LINE;
 use crate::view::View;
 use crate::{log_info, log_warn};
 
@@ -177,7 +179,7 @@ impl Supervisor {
             }
         });
         let pid = std::process::id() as i32;
-        let owner = (pid, crate::proctree::start_time(pid).unwrap_or(0));
+        let owner = (pid, crate::process::proctree::start_time(pid).unwrap_or(0));
         Supervisor {
             shared: Arc::new(Shared {
                 store,
@@ -689,7 +691,7 @@ impl Supervisor {
                 let alive = rec
                     .process
                     .as_ref()
-                    .is_some_and(|p| crate::proctree::is_alive(p.pid, p.start_time));
+                    .is_some_and(|p| crate::process::proctree::is_alive(p.pid, p.start_time));
                 if rec.status == Status::Running && alive {
                     self.adopt(rec, lock);
                 } else {
@@ -810,20 +812,20 @@ impl Supervisor {
     ) {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
         loop {
-            if !crate::proctree::is_alive(info.pid, info.start_time) {
+            if !crate::process::proctree::is_alive(info.pid, info.start_time) {
                 break;
             }
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = wait_true(&mut cancel) => {
                     let grace = self.state().config.cancel_grace;
-                    crate::runner::cancel_foreign(info.pid, info.start_time, &info.marker, grace).await;
+                    crate::process::spawn::cancel_foreign(info.pid, info.start_time, &info.marker, grace).await;
                     break;
                 }
             }
         }
         // Tool processes it left behind are ours to clean up, as after a run of our own.
-        crate::runner::kill_leftovers_of(info.pid, info.start_time, &info.marker);
+        crate::process::spawn::kill_leftovers_of(info.pid, info.start_time, &info.marker);
         let dir = self.shared.store.task_dir(&key.0, key.1);
         let offset = self
             .state()
@@ -945,7 +947,8 @@ impl Supervisor {
         };
         let grace = self.state().config.cancel_grace;
         tokio::spawn(async move {
-            crate::runner::cancel_foreign(info.pid, info.start_time, &info.marker, grace).await;
+            crate::process::spawn::cancel_foreign(info.pid, info.start_time, &info.marker, grace)
+                .await;
         });
         Ok(rec)
     }
@@ -1078,7 +1081,7 @@ impl Supervisor {
         } else {
             SessionArg::Resume(&rec.session_id)
         };
-        let argv = claude::argv(&rec.options, session);
+        let argv = stream_json::argv(&rec.options, session);
         // The run is published before the spawn so that a view reading the run's first bytes
         // already knows where the run began.
         let (cancel_tx, mut cancel_rx) = watch::channel(false);
@@ -1423,7 +1426,7 @@ fn modified_ms(path: &Path) -> Option<u64> {
 }
 
 /// Takes the numbers of a run's `result` line into the run.
-fn apply_result(r: &mut TaskRecord, res: &claude::ResultInfo) {
+fn apply_result(r: &mut TaskRecord, res: &stream_json::ResultInfo) {
     if let Some(run) = r.runs.last_mut() {
         run.cost_usd = res.total_cost_usd;
         run.num_turns = res.num_turns;
@@ -1464,7 +1467,7 @@ fn finish_run(r: &mut TaskRecord, status: Status, exit: Option<Exit>, error: Opt
 /// What the transcript says about one run: its `result` line, if it wrote one.
 #[derive(Default, Debug)]
 pub struct RunSummary {
-    pub result: Option<claude::ResultInfo>,
+    pub result: Option<stream_json::ResultInfo>,
     /// How many whole lines were examined: only the transcript's tail is read.
     pub lines: u64,
 }
@@ -1505,14 +1508,15 @@ pub fn summarize(path: &Path, offset: u64) -> RunSummary {
             continue;
         }
         let msg = if len <= MAX_LINE as u64 {
-            claude::parse_bytes(&read_at(&mut f, start, len))
+            stream_json::parse_bytes(&read_at(&mut f, start, len))
         } else {
-            match crate::longline::shorten_file(path, start, len, LONG_STRING, LONG_OUT) {
-                Ok(Some(short)) => claude::parse_bytes(&short.json),
+            match crate::transcript::longline::shorten_file(path, start, len, LONG_STRING, LONG_OUT)
+            {
+                Ok(Some(short)) => stream_json::parse_bytes(&short.json),
                 _ => continue,
             }
         };
-        if let claude::Msg::Result(r) = msg {
+        if let stream_json::Msg::Result(r) = msg {
             out.result = Some(r);
             break;
         }

@@ -11,10 +11,10 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::mem;
 
-use crate::claude::{self, one_line, tool_summary, Block, BlockKind, Event, Msg, ResultInfo};
-use crate::framing::Line;
+use crate::stream_json::{self, one_line, tool_summary, Block, BlockKind, Event, Msg, ResultInfo};
 use crate::task::Status;
 use crate::timefmt;
+use crate::transcript::framing::Line;
 
 /// Replace the buffer from line `start` (0-based) to its end with `lines`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +131,7 @@ impl Doc {
         self.push_clean(line);
     }
 
-    /// `push` of a line known to hold no control character (`claude::TextDelta::clean`).
+    /// `push` of a line known to hold no control character (`stream_json::TextDelta::clean`).
     fn push_known_clean(&mut self, line: &str) {
         let line = match clip(line) {
             Cow::Owned(cut) => cut,
@@ -241,7 +241,7 @@ impl TextBlock {
         }
     }
 
-    /// Adds `s` to the growing line; `clean` as in `claude::TextDelta`.
+    /// Adds `s` to the growing line; `clean` as in `stream_json::TextDelta`.
     fn extend_tail(&mut self, s: &str, clean: bool) {
         if s.is_empty() {
             return;
@@ -471,11 +471,11 @@ impl Renderer {
     }
 
     pub fn feed_line(&mut self, line: &Line) {
-        self.feed(&claude::parse(line));
+        self.feed(&stream_json::parse(line));
     }
 
     /// A line too long to hold, re-read from the file with its long strings cut
-    /// (`crate::longline`): rendered like any other, except that a cut text can neither confirm
+    /// (`crate::transcript::longline`): rendered like any other, except that a cut text can neither confirm
     /// nor replace what was streamed for it, so the streamed text stands as it is.
     pub fn feed_shortened(&mut self, msg: &Msg) {
         self.shortened = true;
@@ -483,9 +483,9 @@ impl Renderer {
         self.shortened = false;
     }
 
-    /// A text delta parsed in place (`claude::text_delta`): the same as feeding its `Msg`,
+    /// A text delta parsed in place (`stream_json::text_delta`): the same as feeding its `Msg`,
     /// without building one.
-    pub fn feed_text_delta(&mut self, d: &claude::TextDelta) {
+    pub fn feed_text_delta(&mut self, d: &stream_json::TextDelta) {
         // A subagent's stream would interleave with ours (as in `feed`).
         if d.parent_tool_use_id.is_none() {
             self.text_delta(d.index, &d.text, d.clean);
@@ -529,15 +529,15 @@ impl Renderer {
                 }
                 for b in &u.content {
                     match b {
-                        claude::UserBlock::ToolResult(r) => self.tool_result(r),
-                        claude::UserBlock::Text(t) => {
+                        stream_json::UserBlock::ToolResult(r) => self.tool_result(r),
+                        stream_json::UserBlock::Text(t) => {
                             if t.trim_start().starts_with("[Request interrupted by user") {
                                 self.begin(Kind::Notice);
                                 self.doc.push("■ interrupted by user");
                                 self.interrupted = true;
                             }
                         }
-                        claude::UserBlock::Other(_) => {}
+                        stream_json::UserBlock::Other(_) => {}
                     }
                 }
             }
@@ -831,7 +831,7 @@ impl Renderer {
         tb.extend_tail(rest, clean);
     }
 
-    fn assistant(&mut self, a: &claude::Assistant) {
+    fn assistant(&mut self, a: &stream_json::Assistant) {
         if let Some(parent) = &a.parent_tool_use_id {
             self.subagent(parent, a);
             return;
@@ -1008,7 +1008,7 @@ impl Renderer {
         });
     }
 
-    fn tool_result(&mut self, r: &claude::ToolResult) {
+    fn tool_result(&mut self, r: &stream_json::ToolResult) {
         let folded = fold_result(&r.content, r.is_error);
         if let Open::Tools(group) = &mut self.open {
             if let Some(i) = group.entries.iter().position(|e| e.id == r.tool_use_id) {
@@ -1051,7 +1051,7 @@ impl Renderer {
     }
 
     /// A subagent's tool calls are counted under the call that runs it, not shown one by one.
-    fn subagent(&mut self, parent: &str, a: &claude::Assistant) {
+    fn subagent(&mut self, parent: &str, a: &stream_json::Assistant) {
         let Open::Tools(group) = &mut self.open else {
             return;
         };
@@ -1256,7 +1256,7 @@ fn hash_line(h: u64, line: &str) -> u64 {
 /// characters shown as their Unicode pictures (tabs kept); after a carriage return only what a
 /// terminal would show last.
 pub fn sanitize(s: &str) -> Cow<'_, str> {
-    if crate::scan::is_clean(s.as_bytes()) {
+    if crate::transcript::scan::is_clean(s.as_bytes()) {
         return Cow::Borrowed(s);
     }
     let s = s.trim_end_matches('\r');
@@ -1317,7 +1317,7 @@ pub fn sanitize(s: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::claude::parse_bytes;
+    use crate::stream_json::parse_bytes;
     use std::path::{Path, PathBuf};
 
     use crate::testutil::line;
@@ -1361,7 +1361,8 @@ mod tests {
     macro_rules! fixture {
         ($name:literal) => {
             include_str!(concat!(
-                "../tests/fixtures/claude-cli-2.1.197/",
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/claude-cli-2.1.197/",
                 $name,
                 "/stdout.jsonl"
             ))
@@ -1991,7 +1992,7 @@ mod tests {
         let (mut in_place, mut parsed) = (Renderer::new(), Renderer::new());
         let (mut a, mut b) = (Vec::new(), Vec::new());
         for l in &lines {
-            let d = claude::text_delta(l.as_bytes()).expect("a text delta");
+            let d = stream_json::text_delta(l.as_bytes()).expect("a text delta");
             in_place.feed_text_delta(&d);
             parsed.feed_line(&line(l.as_bytes()));
             // Each update too: the growing line is shown as it grows.
@@ -2003,7 +2004,8 @@ mod tests {
             }
             assert_eq!(a, b, "after {l}");
             assert!(
-                a.iter().all(|l| crate::scan::is_clean(l.as_bytes())),
+                a.iter()
+                    .all(|l| crate::transcript::scan::is_clean(l.as_bytes())),
                 "{a:?}"
             );
         }
@@ -2047,7 +2049,7 @@ mod tests {
                 };
                 for l in fixture.lines() {
                     match parse_bytes(l.as_bytes()) {
-                        Msg::Stream(claude::Stream {
+                        Msg::Stream(stream_json::Stream {
                             event: Event::TextDelta { index: 0, text: t },
                             ..
                         }) => text.push_str(&t),
@@ -2094,7 +2096,7 @@ mod tests {
         for i in 0..1_000_000u32 {
             chunk.push_str(&format!("line {i}\n"));
             if i % 10 == 9 {
-                r.feed(&Msg::Stream(claude::Stream {
+                r.feed(&Msg::Stream(stream_json::Stream {
                     parent_tool_use_id: None,
                     event: Event::TextDelta {
                         index: 0,
@@ -2108,7 +2110,7 @@ mod tests {
                 }
             }
         }
-        r.feed(&Msg::Assistant(claude::Assistant {
+        r.feed(&Msg::Assistant(stream_json::Assistant {
             content: vec![Block::Text(full)],
             ..Default::default()
         }));
@@ -2143,6 +2145,7 @@ mod tests {
             Path::new(env!("CARGO_MANIFEST_DIR")).join(file)
         };
         let dir = src
+            .parent()?
             .parent()?
             .parent()?
             .join("../shared/fixtures/claude-cli-2.1.197");
@@ -2254,7 +2257,7 @@ mod tests {
         assert_eq!(all_lines(&mut r), vec!["first line", "second "]);
         feed(&mut r, &delta(0, "half"));
         let cut = assistant_text("first line\nsec… (99999999 bytes)");
-        r.feed_shortened(&claude::parse_bytes(cut.as_bytes()));
+        r.feed_shortened(&stream_json::parse_bytes(cut.as_bytes()));
         let mut buf = vec!["first line".to_string(), "second ".to_string()];
         while let Some(u) = r.take_update() {
             apply(&mut buf, u);
@@ -2273,7 +2276,7 @@ mod tests {
     fn a_shortened_assistant_line_without_streaming_shows_the_cut_text() {
         let mut r = Renderer::new();
         let cut = assistant_text("only line one\nline tw… (5000000 bytes)");
-        r.feed_shortened(&claude::parse_bytes(cut.as_bytes()));
+        r.feed_shortened(&stream_json::parse_bytes(cut.as_bytes()));
         assert_eq!(
             all_lines(&mut r),
             vec!["only line one", "line tw… (5000000 bytes)"]

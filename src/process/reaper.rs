@@ -9,7 +9,7 @@
 //! Reaping is done by one loop calling `waitpid(-1, WNOHANG)` on every `SIGCHLD`. That is also why
 //! `tokio::process` (and `std::process::Child::wait`) must not be used anywhere in the backend:
 //! both wait for specific pids, and whichever of the two waits first gets the status, the other
-//! one gets `ECHILD`. Start children with [`spawn`] (or `runner::Process::spawn`) and learn their
+//! one gets `ECHILD`. Start children with [`spawn`] (or `spawn::Process::spawn`) and learn their
 //! exit through [`watch`] / [`wait`].
 //!
 //! Registration cannot miss an exit: [`spawn`] forks while holding the lock the reaping loop
@@ -236,7 +236,7 @@ pub fn watch(pid: i32) -> watch::Receiver<Option<Exit>> {
         // now an unreaped child of ours (an adopted orphan that reused it), it is stale; with
         // the lock held the reaper cannot reap it while we look.
         let me = std::process::id() as i32;
-        let reused = matches!(crate::proctree::read(pid), Some(p) if p.ppid == me);
+        let reused = matches!(crate::process::proctree::read(pid), Some(p) if p.ppid == me);
         if !reused {
             return watch::channel(Some(exit)).1;
         }

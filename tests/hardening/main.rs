@@ -1,7 +1,7 @@
 //! Hardening: every bad situation the backend must survive, with the exact outcome asserted.
 //!
 //! The backend binary runs as a child process and the test plays Neovim over msgpack-RPC (the
-//! `common` module's `FakeNvim`, as in `backend_process.rs`): it answers `nvim_exec_lua` for
+//! `common` module's `FakeNvim`, as in `rpc.rs`): it answers `nvim_exec_lua` for
 //! events and buffer writes, so a buffer here is exactly what Neovim would show. The CLI is
 //! `fake-claude`.
 //!
@@ -14,6 +14,7 @@
 //! Waits are on recorded events or on process state; timeouts only turn a hang into a failure.
 //! Memory high-water marks of the backend are printed (`--nocapture` shows them).
 
+#[path = "../common/mod.rs"]
 mod common;
 
 use std::collections::HashMap;
@@ -23,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use claude_tasks::proctree;
+use claude_tasks::process::proctree;
 use claude_tasks::task::TaskRecord;
 use common::{
     cmd, id_of, ids_of, map, read_pids, s, start_in, to_json, transcript_of, Backend, Json, Launch,
@@ -1525,7 +1526,11 @@ async fn state_files_are_private_even_with_an_open_umask() {
 
 use claude_tasks::testutil::{fixtures, Rng};
 
-fn frame(data: &[u8], cuts: &[usize], max_line: usize) -> Vec<claude_tasks::framing::Line> {
+fn frame(
+    data: &[u8],
+    cuts: &[usize],
+    max_line: usize,
+) -> Vec<claude_tasks::transcript::framing::Line> {
     claude_tasks::testutil::frame_chunked(data, cuts, max_line, 0)
 }
 
@@ -1540,7 +1545,7 @@ fn render_chunked(data: &[u8], cuts: &[usize], max_line: usize) -> Vec<String> {
         cwd: "/p",
         started_at_ms: 0,
     });
-    let mut f = claude_tasks::framing::Framer::new(max_line, 0);
+    let mut f = claude_tasks::transcript::framing::Framer::new(max_line, 0);
     let mut lines = Vec::new();
     let mut out: Vec<String> = Vec::new();
     let apply = |r: &mut Renderer, out: &mut Vec<String>| {
@@ -1602,8 +1607,8 @@ fn fuzz_framing_and_rendering_are_independent_of_read_sizes() {
     std::fs::create_dir_all(&root).unwrap();
     let mut cases = 0;
     for (name, data) in fixtures() {
-        let whole_lines = frame(&data, &[], claude_tasks::framing::MAX_LINE);
-        let whole = render_chunked(&data, &[], claude_tasks::framing::MAX_LINE);
+        let whole_lines = frame(&data, &[], claude_tasks::transcript::framing::MAX_LINE);
+        let whole = render_chunked(&data, &[], claude_tasks::transcript::framing::MAX_LINE);
         // The reference: render_all on the same bytes in a file.
         let path = root.join(format!("{name}.jsonl"));
         std::fs::write(&path, &data).unwrap();
@@ -1624,12 +1629,12 @@ fn fuzz_framing_and_rendering_are_independent_of_read_sizes() {
         for round in 0..60 {
             let cuts = random_cuts(&mut rng, data.len());
             assert_eq!(
-                frame(&data, &cuts, claude_tasks::framing::MAX_LINE),
+                frame(&data, &cuts, claude_tasks::transcript::framing::MAX_LINE),
                 whole_lines,
                 "{name} round {round}: framing depends on the reads"
             );
             assert_eq!(
-                render_chunked(&data, &cuts, claude_tasks::framing::MAX_LINE),
+                render_chunked(&data, &cuts, claude_tasks::transcript::framing::MAX_LINE),
                 whole,
                 "{name} round {round}: rendering depends on the reads"
             );
@@ -1702,8 +1707,8 @@ fn mutate(rng: &mut Rng, v: &mut Json, depth: usize) {
 
 #[test]
 fn fuzz_the_parser_and_renderer_never_panic() {
-    use claude_tasks::framing::Line;
     use claude_tasks::render::Renderer;
+    use claude_tasks::transcript::framing::Line;
     let mut rng = Rng(0xF00D_FACE_0BAD_C0DE);
     let line = |b: Vec<u8>| Line {
         total_len: b.len(),
@@ -1720,7 +1725,7 @@ fn fuzz_the_parser_and_renderer_never_panic() {
     let mut fed = 0usize;
     let mut feed = |r: &mut Renderer, bytes: Vec<u8>| {
         let l = line(bytes);
-        let _ = claude_tasks::claude::parse(&l);
+        let _ = claude_tasks::stream_json::parse(&l);
         r.feed_line(&l);
         if rng_tick(&mut fed) {
             let _ = r.take_update();

@@ -29,8 +29,8 @@ use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::unistd::{access, AccessFlags, Pid};
 use tokio::sync::watch;
 
-use crate::proctree;
-use crate::reaper::{self, Exit};
+use crate::process::proctree;
+use crate::process::reaper::{self, Exit};
 
 /// Name of the environment variable that marks every process of a task.
 pub const MARKER_VAR: &str = "CLAUDE_TASKS_TASK";
@@ -193,7 +193,7 @@ impl Process {
                 nix::unistd::setsid().map_err(std::io::Error::from)?;
                 // A new session is a new autogroup, which would compete with Neovim as an
                 // equal whatever the process's own nice value (see `priority`).
-                crate::priority::autogroup_inherits_nice();
+                crate::process::priority::autogroup_inherits_nice();
                 // Ignored dispositions and the signal mask survive exec, and std resets
                 // neither (only SIGPIPE). The backend may have been started with SIGINT ignored
                 // (a non-interactive shell does that to background jobs) or spawn from a thread

@@ -9,7 +9,7 @@ use nvim_rs::error::CallError;
 use nvim_rs::Neovim;
 use rmpv::Value;
 
-use crate::outgoing::{Payloads, Sent};
+use crate::nvim::outgoing::{Payloads, Sent};
 
 #[derive(Debug)]
 pub enum WriteError {
@@ -57,7 +57,7 @@ pub trait Editor: Send + Sync + 'static {
 }
 
 /// The writer of a backend started by Neovim with `jobstart(..., {rpc = true})`: our stdout.
-pub type ParentWriter = crate::outgoing::Outgoing;
+pub type ParentWriter = crate::nvim::outgoing::Outgoing;
 
 pub struct NvimEditor {
     nvim: Neovim<ParentWriter>,
@@ -91,7 +91,7 @@ impl NvimEditor {
         // Encoded once, straight from the strings, which stay here for the fallback through Lua.
         let (text, token) = self
             .payloads
-            .add(crate::outgoing::encode_lines(lines), Some(sent));
+            .add(crate::nvim::outgoing::encode_lines(lines), Some(sent));
         let calls = vec![
             call(
                 "nvim_exec_lua",

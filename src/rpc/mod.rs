@@ -4,17 +4,19 @@
 
 use std::sync::{Arc, OnceLock};
 
+pub mod args;
+
 use async_trait::async_trait;
 use nvim_rs::{Handler, Neovim};
 use rmpv::Value;
 
-use crate::args::Args;
-use crate::config::{Concurrency, OnExit};
-use crate::editor::{NvimEditor, ParentWriter};
-use crate::outgoing::Payloads;
+use crate::nvim::editor::{NvimEditor, ParentWriter};
+use crate::nvim::outgoing::Payloads;
+use crate::rpc::args::Args;
 use crate::store::Store;
-use crate::supervisor::{record_value, StartRequest, Supervisor};
 use crate::task::TaskOptions;
+use crate::tasks::config::{Concurrency, OnExit};
+use crate::tasks::{record_value, StartRequest, Supervisor};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

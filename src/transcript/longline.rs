@@ -9,7 +9,7 @@
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
-use crate::scan::simple_escape;
+use crate::transcript::scan::simple_escape;
 
 /// A shortened copy of one over-long JSON line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,7 +202,7 @@ impl Machine {
     /// machine checks (a control character in what is cut away changes nothing); None when that
     /// is past the chunk. Skipping is the bulk of a huge line.
     fn skip_cut(&mut self, chunk: &[u8], i: usize) -> Option<usize> {
-        let end = crate::scan::skip_escaped(chunk, i);
+        let end = crate::transcript::scan::skip_escaped(chunk, i);
         self.raw += (end.unwrap_or(chunk.len()) - i) as u64;
         end
     }

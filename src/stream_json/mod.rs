@@ -9,9 +9,9 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::framing::{Line, LineRef};
-use crate::scan::string_run;
 use crate::task::TaskOptions;
+use crate::transcript::framing::{Line, LineRef};
+use crate::transcript::scan::string_run;
 
 /// Which Claude session a run belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -568,7 +568,7 @@ fn json_string<'a>(b: &'a [u8], decoded: &mut String) -> Option<JsonStr<'a>> {
                 clean &= decoded
                     .as_bytes()
                     .last()
-                    .is_some_and(|&c| c == b'\n' || !crate::scan::is_unclean(c));
+                    .is_some_and(|&c| c == b'\n' || !crate::transcript::scan::is_unclean(c));
                 run = string_run(b, from)?;
             }
             // A raw control character.
@@ -1708,7 +1708,7 @@ mod tests {
             let clean = !d
                 .text
                 .bytes()
-                .any(|c| c != b'\n' && crate::scan::is_unclean(c));
+                .any(|c| c != b'\n' && crate::transcript::scan::is_unclean(c));
             assert_eq!(d.clean, clean, "{}", String::from_utf8_lossy(b));
         }
         match text_delta_line(b) {

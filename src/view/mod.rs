@@ -6,6 +6,8 @@
 //! Memory stays bounded: we stop reading while more than `READ_AHEAD` bytes of rendered lines
 //! wait for Neovim, and the renderer keeps only lines that can still change.
 
+pub mod sink;
+
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,14 +15,14 @@ use std::time::Instant;
 
 use tokio::sync::{oneshot, watch};
 
-use crate::claude::DeltaParser;
-use crate::editor::{Editor, WriteError, Written};
-use crate::follow::Follower;
-use crate::framing::{Framer, LineRef, Piece, MAX_LINE};
-use crate::longline::Cutter;
+use crate::nvim::editor::{Editor, WriteError, Written};
 use crate::render::{Footer, Header, Renderer, Update};
-use crate::sink::Sink;
+use crate::stream_json::DeltaParser;
 use crate::task::{Status, TaskRecord};
+use crate::transcript::follow::Follower;
+use crate::transcript::framing::{Framer, LineRef, Piece, MAX_LINE};
+use crate::transcript::longline::Cutter;
+use crate::view::sink::Sink;
 
 /// Rendered bytes allowed to wait for Neovim before we stop reading the transcript.
 pub const READ_AHEAD: usize = 2 * 1024 * 1024;
@@ -439,7 +441,7 @@ impl LineFeed {
             let len = line.total_len as u64;
             let short = match long {
                 Some(cutter) => Ok(cutter.finish()),
-                None => crate::longline::shorten_file(
+                None => crate::transcript::longline::shorten_file(
                     &self.transcript,
                     line.offset,
                     len,
@@ -449,7 +451,7 @@ impl LineFeed {
             };
             match short {
                 Ok(Some(short)) => {
-                    renderer.feed_shortened(&crate::claude::parse_bytes(&short.json));
+                    renderer.feed_shortened(&crate::stream_json::parse_bytes(&short.json));
                     return;
                 }
                 Ok(None) => {}
@@ -464,7 +466,7 @@ impl LineFeed {
             renderer.feed_text_delta(&delta);
             return;
         }
-        renderer.feed(&crate::claude::parse_ref(line));
+        renderer.feed(&crate::stream_json::parse_ref(line));
     }
 }
 
@@ -555,8 +557,8 @@ pub fn render_all(rec: &TaskRecord, transcript: &std::path::Path) -> std::io::Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::framing::Line;
     use crate::testutil::{finished_record, fixture_dir, fixtures};
+    use crate::transcript::framing::Line;
 
     /// A Neovim buffer as far as writes go: every write applied in the order it came.
     #[derive(Default)]
@@ -608,7 +610,7 @@ mod tests {
             _buf: i64,
             start: usize,
             lines: &[String],
-            sent: crate::outgoing::Sent,
+            sent: crate::nvim::outgoing::Sent,
         ) -> Result<Written, WriteError> {
             let _ = sent.send(());
             self.apply(start, lines);
