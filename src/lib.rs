@@ -5,6 +5,7 @@
 
 pub mod log;
 
+pub mod cli;
 pub mod nvim;
 pub mod process;
 pub mod render;

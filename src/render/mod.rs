@@ -11,10 +11,13 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::mem;
 
-use crate::stream_json::{self, one_line, tool_summary, Block, BlockKind, Event, Msg, ResultInfo};
+mod tools;
+
+use crate::stream_json::{self, Block, BlockKind, Event, Msg, ResultInfo};
 use crate::task::Status;
 use crate::timefmt;
 use crate::transcript::framing::Line;
+use tools::{one_line, tool_summary};
 
 /// Replace the buffer from line `start` (0-based) to its end with `lines`.
 #[derive(Debug, Clone, PartialEq, Eq)]

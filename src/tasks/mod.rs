@@ -16,11 +16,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rmpv::Value;
 use tokio::sync::{mpsc, watch, Notify};
 
+use crate::cli::invoke::{self, SessionArg};
 use crate::nvim::editor::Editor;
 use crate::process::reaper::Exit;
 use crate::process::spawn::{Process, SpawnConfig};
 use crate::store::Store;
-use crate::stream_json::{self, SessionArg};
+use crate::stream_json;
 use crate::task::{now_ms, title_of, ProcessInfo, Run, Status, TaskOptions, TaskRecord};
 use crate::tasks::config::{Concurrency, Config, OnExit};
 use crate::transcript::framing::MAX_LINE;
@@ -1081,7 +1082,7 @@ impl Supervisor {
         } else {
             SessionArg::Resume(&rec.session_id)
         };
-        let argv = stream_json::argv(&rec.options, session);
+        let argv = invoke::argv(&rec.options, session);
         // The run is published before the spawn so that a view reading the run's first bytes
         // already knows where the run began.
         let (cancel_tx, mut cancel_rx) = watch::channel(false);

@@ -1,0 +1,3 @@
+//! The Claude Code CLI as a program we run: its command line.
+
+pub mod invoke;
