@@ -76,6 +76,13 @@ pub fn frame_chunked(data: &[u8], cuts: &[usize], max_line: usize, start: u64) -
     out
 }
 
+/// A path in the temporary directory for this process and `name`, with no file there.
+pub fn temp_path(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("ct-unit-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
 /// xorshift64*.
 pub struct Rng(pub u64);
 

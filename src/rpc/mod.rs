@@ -11,12 +11,13 @@ use nvim_rs::{Handler, Neovim};
 use rmpv::Value;
 
 use crate::nvim::editor::{NvimEditor, ParentWriter};
+use crate::nvim::encode::record_value;
 use crate::nvim::outgoing::Payloads;
 use crate::rpc::args::Args;
 use crate::store::Store;
 use crate::task::TaskOptions;
 use crate::tasks::config::{Concurrency, OnExit};
-use crate::tasks::{record_value, StartRequest, Supervisor};
+use crate::tasks::{StartRequest, Supervisor};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

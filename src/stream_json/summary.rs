@@ -1,0 +1,228 @@
+//! What the transcript says about how a run ended: its `result` line, read from the file's
+//! tail in bounded memory.
+
+use std::path::Path;
+
+use crate::stream_json;
+use crate::transcript::framing::MAX_LINE;
+
+/// What the transcript says about one run: its `result` line, if it wrote one.
+#[derive(Default, Debug)]
+pub struct RunSummary {
+    pub result: Option<stream_json::ResultInfo>,
+    /// How many whole lines were examined: only the transcript's tail is read.
+    pub lines: u64,
+}
+
+/// Reads a run's `result` line: the CLI's last line. The lines of the run's part of the file are
+/// walked backwards from the end, a few at most, so a 200 MB transcript costs a read of its
+/// last line; a result line too long to hold (a huge answer repeated in `result`) is re-read
+/// with its long strings cut, so its cost and turns still count.
+pub fn summarize(path: &Path, offset: u64) -> RunSummary {
+    let mut out = RunSummary::default();
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return out;
+    };
+    let Ok(end) = f.metadata().map(|m| m.len()) else {
+        return out;
+    };
+    // The last line first: finding where the lines before it begin can mean walking back over
+    // a huge assistant line, which only a run without a final result needs.
+    let mut lines = last_lines(&mut f, offset, end, 1);
+    let mut widened = false;
+    let mut next = 0;
+    loop {
+        let Some(&(start, len)) = lines.get(next) else {
+            if widened {
+                break;
+            }
+            widened = true;
+            // The same last lines again, and more: those already looked at are skipped.
+            lines = last_lines(&mut f, offset, end, SUMMARY_LINES);
+            continue;
+        };
+        next += 1;
+        out.lines += 1;
+        // The CLI writes `type` first; looking a little further keeps other key orders
+        // (a replayed or hand-made transcript) working without reading huge text lines.
+        let head = read_at(&mut f, start, len.min(RESULT_KEY_WINDOW as u64));
+        if !contains(&head, b"\"type\":\"result\"") {
+            continue;
+        }
+        let msg = if len <= MAX_LINE as u64 {
+            stream_json::parse_bytes(&read_at(&mut f, start, len))
+        } else {
+            match crate::transcript::longline::shorten_file(path, start, len, LONG_STRING, LONG_OUT)
+            {
+                Ok(Some(short)) => stream_json::parse_bytes(&short.json),
+                _ => continue,
+            }
+        };
+        if let stream_json::Msg::Result(r) = msg {
+            out.result = Some(r);
+            break;
+        }
+    }
+    out
+}
+
+/// How many of a run's last lines `summarize` looks at: the result is the last, but a line the
+/// CLI wrote after it (or a blank one) must not hide it.
+const SUMMARY_LINES: usize = 8;
+/// Long strings of a re-read over-long line are cut to this (the text is not needed here)...
+const LONG_STRING: usize = 64 * 1024;
+/// ... and a re-read line that still needs more than this is given up.
+const LONG_OUT: usize = 1024 * 1024;
+
+/// `len` bytes of `f` from `start` (fewer at EOF or on an error).
+fn read_at(f: &mut std::fs::File, start: u64, len: u64) -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut buf = Vec::new();
+    if f.seek(SeekFrom::Start(start)).is_ok() {
+        let _ = f.take(len).read_to_end(&mut buf);
+    }
+    buf
+}
+
+/// The last `max` non-empty lines in `from..end` of `f`, newest first, as (start, length)
+/// without the newline or a `\r` before it. Reads backwards in blocks: memory stays at one
+/// block whatever the lines' lengths.
+fn last_lines(f: &mut std::fs::File, from: u64, end: u64, max: usize) -> Vec<(u64, u64)> {
+    use std::io::{Read, Seek, SeekFrom};
+    const BLOCK: u64 = 64 * 1024;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; BLOCK as usize];
+    // The end of the line being looked for (exclusive), and where the next block read ends.
+    let mut line_end = end;
+    let mut pos = end;
+    let push = |start: u64, stop: u64, f: &mut std::fs::File, out: &mut Vec<(u64, u64)>| {
+        let mut stop = stop;
+        if stop > start && read_at(f, stop - 1, 1) == b"\r" {
+            stop -= 1;
+        }
+        if stop > start {
+            out.push((start, stop - start));
+        }
+    };
+    while pos > from && out.len() < max {
+        let begin = pos.saturating_sub(BLOCK).max(from);
+        let n = (pos - begin) as usize;
+        if f.seek(SeekFrom::Start(begin)).is_err() || f.read_exact(&mut buf[..n]).is_err() {
+            return out;
+        }
+        for i in (0..n).rev() {
+            if buf[i] == b'\n' {
+                let nl = begin + i as u64;
+                push(nl + 1, line_end, f, &mut out);
+                line_end = nl;
+                if out.len() == max {
+                    return out;
+                }
+            }
+        }
+        pos = begin;
+    }
+    if out.len() < max {
+        push(from, line_end, f, &mut out);
+    }
+    out
+}
+
+const RESULT_KEY_WINDOW: usize = 4096;
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::temp_path as tmp;
+
+    const RESULT: &str = r#"{"type":"result","subtype":"success","is_error":false,"num_turns":3,"total_cost_usd":0.5,"result":"ok"}"#;
+
+    #[test]
+    fn summarize_finds_the_result_at_the_end_of_a_large_transcript() {
+        let p = tmp("large");
+        let filler = format!("{}\n", "x".repeat(999));
+        let mut data = String::new();
+        // Far more than a block: only the last few lines are read.
+        while data.len() < 2 * MAX_LINE {
+            data.push_str(&filler);
+        }
+        data.push_str(RESULT);
+        data.push('\n');
+        std::fs::write(&p, &data).unwrap();
+        let s = summarize(&p, 0);
+        let r = s.result.expect("result");
+        assert_eq!((r.num_turns, r.is_error), (3, false));
+        assert_eq!(s.lines, 1);
+        let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
+    fn summarize_reads_a_result_line_longer_than_max_line() {
+        let p = tmp("huge-result");
+        let text = "answer line\n".repeat(MAX_LINE / 10);
+        // The CLI's key order: the huge text comes before the cost.
+        let huge = format!(
+            r#"{{"type":"result","subtype":"success","is_error":false,"num_turns":2,"result":{},"session_id":"s","total_cost_usd":0.25}}"#,
+            serde_json::Value::from(text)
+        );
+        let data = format!("{{\"type\":\"assistant\"}}\n{huge}\n");
+        assert!(data.len() > MAX_LINE + 1024);
+        std::fs::write(&p, &data).unwrap();
+        let r = summarize(&p, 0).result.expect("result");
+        assert_eq!((r.num_turns, r.total_cost_usd), (2, 0.25));
+        let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
+    fn last_lines_walks_back_over_blocks_crs_and_blank_lines() {
+        let p = tmp("last-lines");
+        let long = "y".repeat(150 * 1024);
+        let data = format!("a\r\n{long}\n\nlast-no-newline");
+        std::fs::write(&p, &data).unwrap();
+        let mut f = std::fs::File::open(&p).unwrap();
+        let end = data.len() as u64;
+        let got = last_lines(&mut f, 0, end, 8);
+        let text: Vec<String> = got
+            .iter()
+            .map(|&(s, l)| String::from_utf8(read_at(&mut f, s, l)).unwrap())
+            .collect();
+        assert_eq!(
+            text,
+            vec!["last-no-newline".to_string(), long.clone(), "a".into()]
+        );
+        // From an offset inside the file: nothing before it.
+        assert_eq!(last_lines(&mut f, 3, end, 8).len(), 2);
+        assert_eq!(last_lines(&mut f, 0, end, 1).len(), 1);
+        let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
+    fn summarize_finds_a_result_followed_by_other_lines() {
+        let p = tmp("after");
+        let data = format!("{{\"type\":\"assistant\"}}\n{RESULT}\n\n{{\"type\":\"system\"}}\n");
+        std::fs::write(&p, &data).unwrap();
+        let s = summarize(&p, 0);
+        assert!(s.result.is_some());
+        // The last line, then (widened) the result: the last line is not looked at twice.
+        assert_eq!(s.lines, 2);
+        let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
+    fn summarize_ignores_earlier_runs() {
+        let p = tmp("partial");
+        // A result before the run's offset belongs to an earlier run.
+        let earlier = format!("{RESULT}\n");
+        let mut data = earlier.clone();
+        let offset = data.len() as u64;
+        data.push_str("{\"type\":\"assistant\"}\n");
+        std::fs::write(&p, &data).unwrap();
+        assert!(summarize(&p, offset).result.is_none());
+        assert!(summarize(&p, 0).result.is_some());
+        let _ = std::fs::remove_file(&p);
+    }
+}

@@ -1,0 +1,341 @@
+//! Tasks this backend did not start: taken in from the store at start-up or on demand, settled
+//! from their transcript when nobody runs them any more, adopted when their process still runs,
+//! mirrored while another live backend owns them. The owner lock decides which.
+
+use std::path::Path;
+
+use tokio::sync::watch;
+
+use super::export::export_markdown;
+use super::record::{apply_result, end_run_at, finish_run, outcome};
+use super::{wait_true, Entry, Supervisor, TaskKey};
+use crate::store::Store;
+use crate::stream_json::summary::{summarize, RunSummary};
+use crate::task::{now_ms, ProcessInfo, Status, TaskRecord};
+use crate::{log_info, log_warn};
+
+impl Supervisor {
+    /// Puts a record read from disk into the table, deciding who owns it.
+    pub(super) fn take_in(&self, rec: TaskRecord) {
+        let _claim = self.claim();
+        let key = (rec.cwd.clone(), rec.id);
+        if self.state().tasks.contains_key(&key) {
+            return;
+        }
+        if rec.status.is_finished() {
+            self.state()
+                .tasks
+                .entry(key)
+                .or_insert_with(|| Entry::new(rec));
+            return;
+        }
+        let dir = self.shared.store.task_dir(&rec.cwd, rec.id);
+        match try_lock(&dir) {
+            None => {
+                // Another live backend owns it: mirror its record while it runs.
+                let mut entry = Entry::new(rec);
+                entry.foreign = true;
+                let mut st = self.state();
+                if st.tasks.contains_key(&key) {
+                    return;
+                }
+                st.tasks.insert(key.clone(), entry);
+                drop(st);
+                let me = self.clone();
+                tokio::spawn(async move { me.mirror(key).await });
+            }
+            Some(lock) => {
+                let alive = rec
+                    .process
+                    .as_ref()
+                    .is_some_and(|p| crate::process::proctree::is_alive(p.pid, p.start_time));
+                if rec.status == Status::Running && alive {
+                    self.adopt(rec, lock);
+                } else {
+                    self.settle_orphan(rec);
+                }
+            }
+        }
+    }
+
+    /// A task whose backend went away and whose process is gone: its transcript says how the
+    /// run ended; without a `result` line it was interrupted (and can be resumed).
+    fn settle_orphan(&self, mut rec: TaskRecord) {
+        let key = (rec.cwd.clone(), rec.id);
+        let transcript = self
+            .shared
+            .store
+            .task_dir(&rec.cwd, rec.id)
+            .join("transcript.jsonl");
+        let ran = rec.status == Status::Running;
+        let offset = rec.current_run().map_or(0, |r| r.transcript_offset);
+        let summary = if ran {
+            summarize(&transcript, offset)
+        } else {
+            RunSummary::default()
+        };
+        // A cancel asked for before the backend went away still counts as a cancel.
+        let cancelled = rec.cancel_requested
+            || self
+                .shared
+                .store
+                .task_dir(&rec.cwd, rec.id)
+                .join(CANCEL_REQUEST)
+                .exists();
+        // Settled before it enters the table, so no request ever sees the stale "running".
+        match &summary.result {
+            Some(res) => {
+                apply_result(&mut rec, res);
+                let (status, error) = outcome(&summary, None, cancelled);
+                finish_run(&mut rec, status, None, error);
+            }
+            None if ran && cancelled => finish_run(&mut rec, Status::Cancelled, None, None),
+            None if ran => finish_run(
+                &mut rec,
+                Status::Interrupted,
+                None,
+                Some("the editor that ran it went away before it ended".into()),
+            ),
+            None => {
+                // Queued when its editor went away: it never ran.
+                rec.status = Status::Interrupted;
+                rec.ended_at_ms = Some(now_ms());
+                rec.error = Some("the editor that queued it went away before it started".into());
+            }
+        }
+        if ran {
+            // It ended while nobody watched: when it wrote its last line, not when we noticed.
+            let started = rec.current_run().and_then(|r| r.started_at_ms);
+            let end = summary
+                .result
+                .as_ref()
+                .and_then(|r| r.duration_ms)
+                .zip(started)
+                .map(|(d, s)| s + d)
+                .or_else(|| modified_ms(&transcript));
+            if let Some(end) = end {
+                end_run_at(&mut rec, end);
+            }
+        }
+        self.persist(&rec);
+        self.state()
+            .tasks
+            .entry(key)
+            .or_insert_with(|| Entry::new(rec.clone()));
+        if ran && self.config().export_markdown {
+            export_markdown(&rec, &transcript);
+        }
+        log_info!(
+            "task #{} in {} settled as {}",
+            rec.id,
+            rec.cwd,
+            rec.status.as_str()
+        );
+        self.emit(rec.status.as_str(), &rec);
+    }
+
+    /// Takes over a running task whose backend died (crash, or `on_exit = 'detach'`): we are not
+    /// its parent, so its exit is seen by polling `/proc`; its output is in the transcript.
+    fn adopt(&self, mut rec: TaskRecord, lock: nix::fcntl::Flock<std::fs::File>) {
+        let key = (rec.cwd.clone(), rec.id);
+        let Some(mut info) = rec.process.clone() else {
+            return;
+        };
+        info.owner_pid = self.shared.owner.0;
+        info.owner_start_time = self.shared.owner.1;
+        rec.process = Some(info.clone());
+        self.persist(&rec);
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        {
+            let mut st = self.state();
+            let mut entry = Entry::new(rec.clone());
+            entry.active = true;
+            entry.lock = Some(lock);
+            entry.cancel = Some(cancel_tx);
+            st.tasks.insert(key.clone(), entry);
+            st.running += 1;
+        }
+        log_info!("task #{} in {}: adopted pid {}", rec.id, rec.cwd, info.pid);
+        self.emit("updated", &rec);
+        let me = self.clone();
+        tokio::spawn(async move { me.watch_adopted(key, info, cancel_rx).await });
+    }
+
+    async fn watch_adopted(
+        self,
+        key: TaskKey,
+        info: ProcessInfo,
+        mut cancel: watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
+        loop {
+            if !crate::process::proctree::is_alive(info.pid, info.start_time) {
+                break;
+            }
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = wait_true(&mut cancel) => {
+                    let grace = self.state().config.cancel_grace;
+                    crate::process::spawn::cancel_foreign(info.pid, info.start_time, &info.marker, grace).await;
+                    break;
+                }
+            }
+        }
+        // Tool processes it left behind are ours to clean up, as after a run of our own.
+        crate::process::spawn::kill_leftovers_of(info.pid, info.start_time, &info.marker);
+        let dir = self.shared.store.task_dir(&key.0, key.1);
+        let offset = self
+            .state()
+            .tasks
+            .get(&key)
+            .and_then(|e| e.record.borrow().current_run().map(|r| r.transcript_offset))
+            .unwrap_or(0);
+        let (summary, cancelled) = self.run_ended(&key, &dir, offset).await;
+        let (status, error) = outcome(&summary, None, cancelled);
+        let rec = self
+            .update(&key, |r| {
+                if let Some(res) = &summary.result {
+                    apply_result(r, res);
+                }
+                finish_run(r, status, None, error);
+            })
+            .await;
+        if let Some(rec) = &rec {
+            self.run_finished(rec).await;
+            self.emit(status.as_str(), rec);
+        }
+        // A follow-up asked for while it ran adopted: our driver takes the task (and its slot)
+        // from here, like any task of ours.
+        let follow_up = {
+            let mut st = self.state();
+            match st.tasks.get_mut(&key) {
+                Some(e) if !e.prompts.is_empty() && !cancelled => true,
+                Some(e) => {
+                    e.active = false;
+                    e.cancel = None;
+                    e.lock = None;
+                    st.running = st.running.saturating_sub(1);
+                    false
+                }
+                None => {
+                    st.running = st.running.saturating_sub(1);
+                    false
+                }
+            }
+        };
+        if follow_up {
+            self.drive(key).await;
+            return;
+        }
+        if let Some(rec) = rec {
+            self.prune(&rec.cwd);
+        }
+        self.shared.idle.notify_waiters();
+        self.schedule();
+    }
+
+    /// Follows the record of a task another backend runs, so views and `get` see its progress,
+    /// until it ends (or its backend dies, and we settle it).
+    async fn mirror(self, key: TaskKey) {
+        let dir = self.shared.store.task_dir(&key.0, key.1);
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let Ok(rec) = self.shared.store.read_record(&key.0, key.1) else {
+                return;
+            };
+            let finished = rec.status.is_finished();
+            {
+                let st = self.state();
+                let Some(entry) = st.tasks.get(&key) else {
+                    return;
+                };
+                if !entry.foreign {
+                    return;
+                }
+                entry.record.send_if_modified(|r| {
+                    if *r == rec {
+                        return false;
+                    }
+                    *r = rec.clone();
+                    true
+                });
+            }
+            if finished {
+                if let Some(e) = self.state().tasks.get_mut(&key) {
+                    e.foreign = false;
+                }
+                // Its outcome is the other editor's news (autocmds, notification); here it
+                // only refreshes what is shown.
+                self.emit("updated", &rec);
+                return;
+            }
+            let owner_gone = {
+                let _claim = self.claim();
+                try_lock(&dir).is_some()
+            };
+            if owner_gone {
+                // Its backend died while we watched: settle or adopt it ourselves.
+                self.state().tasks.remove(&key);
+                self.take_in(rec);
+                return;
+            }
+        }
+    }
+
+    pub(super) fn cancel_foreign(&self, rec: TaskRecord) -> Result<TaskRecord, String> {
+        let dir = self.shared.store.task_dir(&rec.cwd, rec.id);
+        Store::write_file_private(&dir.join(CANCEL_REQUEST), b"")
+            .map_err(|e| format!("cancel: {e}"))?;
+        let Some(info) = rec.process.clone() else {
+            return Err(format!("cancel: task #{} has no process yet", rec.id));
+        };
+        let grace = self.state().config.cancel_grace;
+        tokio::spawn(async move {
+            crate::process::spawn::cancel_foreign(info.pid, info.start_time, &info.marker, grace)
+                .await;
+        });
+        Ok(rec)
+    }
+
+    /// At start-up: settle every task that says queued or running but that no live backend
+    /// owns (the backend crashed, or detached on exit). Tasks of live backends are left alone.
+    pub fn recover(&self) {
+        let (recs, warnings) = self.shared.store.list(None);
+        for w in warnings {
+            log_warn!("{w}");
+        }
+        for rec in recs {
+            if !rec.status.is_finished() {
+                self.take_in(rec);
+            }
+        }
+        // Mirrored foreign tasks are loaded on demand only.
+        let mut st = self.state();
+        st.tasks.retain(|_, e| !e.foreign);
+    }
+}
+
+pub(super) const OWNER_LOCK: &str = "owner.lock";
+/// Created by a backend that cancels a task another backend runs, so that the owner reports the
+/// run as cancelled rather than failed.
+pub(super) const CANCEL_REQUEST: &str = "cancel-request";
+
+/// Takes ownership of a task directory; None when another live backend holds it.
+pub(super) fn try_lock(dir: &Path) -> Option<nix::fcntl::Flock<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(dir.join(OWNER_LOCK))
+        .ok()?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).ok()
+}
+
+fn modified_ms(path: &Path) -> Option<u64> {
+    let t = std::fs::metadata(path).ok()?.modified().ok()?;
+    t.duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_millis() as u64)
+}

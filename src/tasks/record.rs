@@ -1,0 +1,94 @@
+//! Record transitions of a run's end: its outcome, its numbers, its end time.
+
+use crate::process::reaper::Exit;
+use crate::stream_json;
+use crate::stream_json::summary::RunSummary;
+use crate::task::{now_ms, Status, TaskRecord};
+
+fn shorten(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Moves the end of the current run (and of the task) to `end_ms`, keeping the totals right.
+pub(super) fn end_run_at(r: &mut TaskRecord, end_ms: u64) {
+    if let Some(run) = r.runs.last_mut() {
+        let start = run.started_at_ms.unwrap_or(end_ms);
+        let end = end_ms.max(start);
+        run.ended_at_ms = Some(end);
+        run.duration_ms = Some(end - start);
+        r.ended_at_ms = Some(end);
+    }
+    r.duration_ms = Some(r.runs.iter().filter_map(|x| x.duration_ms).sum());
+}
+
+/// Takes the numbers of a run's `result` line into the run.
+pub(super) fn apply_result(r: &mut TaskRecord, res: &stream_json::ResultInfo) {
+    if let Some(run) = r.runs.last_mut() {
+        run.cost_usd = res.total_cost_usd;
+        run.num_turns = res.num_turns;
+    }
+    if let Some(text) = &res.result {
+        r.result = Some(shorten(text, 4096));
+    }
+}
+
+/// Ends the current run and rolls its numbers into the task's totals.
+pub(super) fn finish_run(
+    r: &mut TaskRecord,
+    status: Status,
+    exit: Option<Exit>,
+    error: Option<String>,
+) {
+    let now = now_ms();
+    if let Some(run) = r.runs.last_mut() {
+        run.status = status;
+        run.ended_at_ms = Some(now);
+        run.duration_ms = run.started_at_ms.map(|s| now.saturating_sub(s));
+        match exit {
+            Some(Exit::Code(c)) => run.exit_code = Some(c),
+            Some(Exit::Signal(s)) => run.signal = Some(s),
+            None => {}
+        }
+        run.error = error.clone();
+    }
+    r.status = status;
+    r.ended_at_ms = Some(now);
+    r.exit_code = match exit {
+        Some(Exit::Code(c)) => Some(c),
+        Some(Exit::Signal(s)) => Some(128 + s),
+        None => None,
+    };
+    r.error = error;
+    r.process = None;
+    r.duration_ms = Some(r.runs.iter().filter_map(|x| x.duration_ms).sum());
+    r.cost_usd = r.runs.iter().map(|x| x.cost_usd).sum();
+    r.num_turns = r.runs.iter().map(|x| x.num_turns).sum();
+}
+
+/// The run's status: the `result` line decides, except that a cancel we asked for is a cancel
+/// whatever the CLI wrote or its exit code said.
+/// `exit` is None for a re-adopted process, whose exit status only its late parent could see.
+pub fn outcome(s: &RunSummary, exit: Option<Exit>, cancelled: bool) -> (Status, Option<String>) {
+    if cancelled {
+        return (Status::Cancelled, None);
+    }
+    match &s.result {
+        Some(r) if !r.is_error => (Status::Completed, None),
+        Some(r) => (Status::Failed, r.error_message()),
+        None => {
+            let why = match exit {
+                Some(Exit::Code(0)) | None => "the CLI exited without a result".to_owned(),
+                Some(Exit::Code(c)) => format!("the CLI exited with code {c} without a result"),
+                Some(Exit::Signal(sig)) => format!("the CLI was killed by signal {sig}"),
+            };
+            (Status::Failed, Some(why))
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! One run of a task: its prompt written, the CLI spawned, waited for (or cancelled) and its
+//! record finished from what the transcript says.
+
+use std::path::{Path, PathBuf};
+
+use tokio::sync::watch;
+
+use super::adopt::CANCEL_REQUEST;
+use super::record::{apply_result, finish_run, outcome};
+use super::{wait_true, Entry, Supervisor, TaskKey};
+use crate::cli::invoke::{self, SessionArg};
+use crate::process::spawn::{Process, SpawnConfig};
+use crate::store::Store;
+use crate::stream_json::summary::{summarize, RunSummary};
+use crate::task::{now_ms, ProcessInfo, Run, Status};
+use crate::{log_info, log_warn};
+
+impl Supervisor {
+    pub(super) async fn run_once(&self, key: &TaskKey, prompt: String) {
+        let dir = self.shared.store.task_dir(&key.0, key.1);
+        let transcript = dir.join("transcript.jsonl");
+        let stderr = dir.join("stderr.log");
+        let Some(rec) = self.state().tasks.get(key).map(Entry::rec) else {
+            return;
+        };
+        let n = rec.runs.len() as u32 + 1;
+        let prompt_file = dir.join(format!("prompt-{n}.txt"));
+        let pf = prompt_file.clone();
+        let bytes = prompt.clone().into_bytes();
+        let stale_cancel = dir.join(CANCEL_REQUEST);
+        let (t_len, e_len) = match tokio::task::spawn_blocking(move || {
+            let _ = std::fs::remove_file(&stale_cancel);
+            Store::write_file_private(&pf, &bytes).map_err(|e| e.to_string())?;
+            let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+            Ok::<_, String>((len(&transcript), len(&stderr)))
+        })
+        .await
+        {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                self.fail_unstarted(key, n, &prompt, &format!("cannot write the prompt: {e}"))
+                    .await;
+                return;
+            }
+            Err(e) => {
+                self.fail_unstarted(key, n, &prompt, &format!("cannot write the prompt: {e}"))
+                    .await;
+                return;
+            }
+        };
+        let session = if n == 1 {
+            SessionArg::New(&rec.session_id)
+        } else {
+            SessionArg::Resume(&rec.session_id)
+        };
+        let argv = invoke::argv(&rec.options, session);
+        // The run is published before the spawn so that a view reading the run's first bytes
+        // already knows where the run began.
+        let (cancel_tx, mut cancel_rx) = watch::channel(false);
+        let cancelled_early;
+        {
+            let mut st = self.state();
+            let Some(entry) = st.tasks.get_mut(key) else {
+                return;
+            };
+            entry.cancel = Some(cancel_tx);
+            cancelled_early = entry.record.borrow().cancel_requested;
+            entry.record.send_modify(|r| {
+                r.runs.push(Run::starting(n, &prompt, t_len, e_len));
+                r.status = Status::Running;
+                r.started_at_ms.get_or_insert(now_ms());
+                r.ended_at_ms = None;
+                r.error = None;
+                r.exit_code = None;
+            });
+        }
+        if cancelled_early {
+            // Cancelled while the run was being prepared (see `cancel`): it ends before it
+            // starts, without a process.
+            if let Some(rec) = self
+                .update(key, |r| finish_run(r, Status::Cancelled, None, None))
+                .await
+            {
+                log_info!("task #{} run {n} cancelled before its start", key.1);
+                self.emit("cancelled", &rec);
+            }
+            return;
+        }
+        let cfg = SpawnConfig {
+            argv,
+            cwd: PathBuf::from(&key.0),
+            stdin: prompt_file,
+            stdout: dir.join("transcript.jsonl"),
+            stderr: dir.join("stderr.log"),
+            env_remove: vec!["CLAUDECODE".into()],
+            env: vec![],
+        };
+        let spawned = Process::spawn(&cfg);
+        // The prompt was only written, not synced: the CLI reads it from the page cache, and an
+        // fsync here took 0.3-1.8 ms before every spawn. It is made durable while the CLI starts,
+        // before the record that says the run started (the record has only its title).
+        let synced = tokio::task::spawn_blocking(move || Store::sync_file(&cfg.stdin)).await;
+        if let Ok(Err(e)) = synced {
+            log_warn!("task #{}: {e}", key.1);
+        }
+        let process = match spawned {
+            Ok(p) => p,
+            Err(e) => {
+                let msg = e.to_string();
+                log_warn!("task #{}: {msg}", key.1);
+                let _ = append(&dir.join("stderr.log"), format!("{msg}\n").as_bytes());
+                let rec = self
+                    .update(key, |r| finish_run(r, Status::Failed, None, Some(msg)))
+                    .await;
+                if let Some(rec) = rec {
+                    self.emit("failed", &rec);
+                }
+                return;
+            }
+        };
+        let info = ProcessInfo {
+            pid: process.pid,
+            start_time: process.start_time,
+            owner_pid: self.shared.owner.0,
+            owner_start_time: self.shared.owner.1,
+            marker: process.marker.clone(),
+        };
+        if let Some(rec) = self.update(key, |r| r.process = Some(info)).await {
+            log_info!(
+                "task #{} run {n} started: pid {} in {}",
+                key.1,
+                process.pid,
+                key.0
+            );
+            self.emit("started", &rec);
+        }
+        let exit = tokio::select! {
+            exit = process.wait() => exit,
+            _ = wait_true(&mut cancel_rx) => {
+                // Read now, not at spawn: shutdown shortens it.
+                let grace = self.state().config.cancel_grace;
+                process.cancel(grace).await
+            }
+        };
+        process.kill_leftovers();
+        let (summary, cancelled) = self.run_ended(key, &dir, t_len).await;
+        let (status, error) = outcome(&summary, Some(exit), cancelled);
+        let rec = self
+            .update(key, |r| {
+                if let Some(res) = &summary.result {
+                    apply_result(r, res);
+                }
+                if status == Status::Cancelled {
+                    r.cancel_requested = true;
+                }
+                finish_run(r, status, Some(exit), error);
+            })
+            .await;
+        if let Some(rec) = rec {
+            log_info!("task #{} run {n} ended: {}", key.1, rec.status.as_str());
+            self.run_finished(&rec).await;
+            self.emit(status.as_str(), &rec);
+        }
+    }
+
+    /// After a run's process is gone: what its part of the transcript says, and whether a
+    /// cancel was asked for (here, or by another backend through the cancel-request file).
+    pub(super) async fn run_ended(
+        &self,
+        key: &TaskKey,
+        dir: &Path,
+        offset: u64,
+    ) -> (RunSummary, bool) {
+        let path = dir.join("transcript.jsonl");
+        let summary = tokio::task::spawn_blocking(move || summarize(&path, offset))
+            .await
+            .unwrap_or_default();
+        let cancelled = self
+            .state()
+            .tasks
+            .get(key)
+            .is_some_and(|e| e.record.borrow().cancel_requested)
+            || dir.join(CANCEL_REQUEST).exists();
+        (summary, cancelled)
+    }
+
+    /// A run that could not even be prepared (its prompt could not be written).
+    async fn fail_unstarted(&self, key: &TaskKey, n: u32, prompt: &str, msg: &str) {
+        let rec = self
+            .update(key, |r| {
+                r.runs.push(Run::starting(n, prompt, 0, 0));
+                finish_run(r, Status::Failed, None, Some(msg.to_owned()));
+            })
+            .await;
+        if let Some(rec) = rec {
+            self.emit("failed", &rec);
+        }
+    }
+}
+
+fn append(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)?
+        .write_all(data)
+}
