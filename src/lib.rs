@@ -16,6 +16,7 @@ pub mod task;
 pub mod tasks;
 #[doc(hidden)]
 pub mod testutil;
+pub mod text;
 pub mod timefmt;
 pub mod transcript;
 pub mod view;

@@ -13,8 +13,10 @@ use std::mem;
 
 mod tools;
 
+use crate::stream_json::reader::Consumer;
 use crate::stream_json::{self, Block, BlockKind, Event, Msg, ResultInfo};
 use crate::task::Status;
+use crate::text::MAX_SHOWN_LINE;
 use crate::timefmt;
 use crate::transcript::framing::Line;
 use tools::{one_line, tool_summary};
@@ -62,10 +64,6 @@ const RESULT_LINE_CHARS: usize = 160;
 const MAX_OPEN_TOOLS: usize = 256;
 /// Tool calls whose result may still arrive after their group was closed.
 const MAX_LATE_TOOLS: usize = 64;
-/// Bytes of one line shown at most; the rest is counted in a `… (N bytes)` marker. A longer line
-/// (an answer without newlines, a minified file) would make every redraw slow, and a growing one
-/// would be sent again and again while it streams.
-pub const MAX_SHOWN_LINE: usize = 16 * 1024;
 
 /// `line` as shown: cut to `MAX_SHOWN_LINE` bytes (at a character boundary) with a marker.
 fn clip(line: &str) -> Cow<'_, str> {
@@ -1102,6 +1100,20 @@ impl Renderer {
             }
         }
         self.new_run();
+    }
+}
+
+impl Consumer for Renderer {
+    fn feed(&mut self, msg: &Msg) {
+        Renderer::feed(self, msg);
+    }
+
+    fn feed_shortened(&mut self, msg: &Msg) {
+        Renderer::feed_shortened(self, msg);
+    }
+
+    fn feed_text_delta(&mut self, d: &stream_json::TextDelta) {
+        Renderer::feed_text_delta(self, d);
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod delta;
 mod parse;
+pub mod reader;
 pub mod summary;
 #[cfg(test)]
 mod tests;

@@ -667,7 +667,7 @@ async fn a_fifty_megabyte_line_is_truncated_with_bounded_memory() {
         });
     assert!(cut.starts_with("lorem ipsum dolor sit amet"), "{cut}");
     assert!(
-        cut.len() <= claude_tasks::render::MAX_SHOWN_LINE,
+        cut.len() <= claude_tasks::text::MAX_SHOWN_LINE,
         "{}",
         cut.len()
     );

@@ -1,0 +1,255 @@
+//! A view's data path from transcript bytes to rendered lines: framing, the separators and
+//! footers of the record's runs, parsing, rendering.
+
+use super::CHUNK;
+use crate::render::{Footer, Header, Renderer};
+use crate::stream_json::reader::LineFeed;
+use crate::task::{Status, TaskRecord};
+use crate::transcript::framing::{Framer, LineRef, Piece, MAX_LINE};
+
+/// Where the view is in the task's list of runs: separators and footers are drawn from the
+/// record, at the transcript offsets where each run began.
+struct RunCursor {
+    /// Runs whose output has begun in the buffer (the header begins the first).
+    begun: usize,
+    /// Runs whose footer is in the buffer.
+    footed: usize,
+    /// A task that ended without any run (cancelled while queued) got its footer.
+    footed_runless: bool,
+}
+
+impl RunCursor {
+    /// Called before a line is rendered: a line at or past the offset where a later run began
+    /// means the earlier runs have ended.
+    fn before_line(&mut self, line: LineRef, rec: &TaskRecord, r: &mut Renderer) {
+        while self.begun < rec.runs.len() && line.offset >= rec.runs[self.begun].transcript_offset {
+            self.foot_through(self.begun, rec, r);
+            let run = &rec.runs[self.begun];
+            r.separator(run.n, &run.prompt_title);
+            self.begun += 1;
+        }
+    }
+
+    /// Footers (and separators for runs that wrote nothing) for every run that has finished,
+    /// once the transcript has been read to its end.
+    fn at_eof(&mut self, rec: &TaskRecord, r: &mut Renderer) {
+        // Only a task that never ran (cancelled or interrupted while queued) ends without runs.
+        let never_ran = rec.runs.is_empty()
+            && matches!(
+                rec.status,
+                Status::Cancelled | Status::Interrupted | Status::Failed
+            );
+        if never_ran && !self.footed_runless {
+            r.footer(&Footer {
+                status: rec.status,
+                duration_ms: None,
+                num_turns: 0,
+                cost_usd: 0.0,
+                error: rec.error.as_deref(),
+            });
+            self.footed_runless = true;
+        }
+        while self.footed < rec.runs.len() && rec.runs[self.footed].status.is_finished() {
+            if self.begun <= self.footed {
+                let run = &rec.runs[self.footed];
+                r.separator(run.n, &run.prompt_title);
+                self.begun = self.footed + 1;
+            }
+            self.foot_through(self.footed + 1, rec, r);
+        }
+    }
+
+    fn foot_through(&mut self, end: usize, rec: &TaskRecord, r: &mut Renderer) {
+        while self.footed < end {
+            let run = &rec.runs[self.footed];
+            r.footer(&Footer {
+                status: run.status,
+                duration_ms: run.duration_ms,
+                num_turns: run.num_turns,
+                cost_usd: run.cost_usd,
+                error: run.error.as_deref(),
+            });
+            self.footed += 1;
+        }
+    }
+}
+
+/// The data path of a view from transcript bytes to rendered lines: framing, the separators and
+/// footers of the record's runs, parsing, rendering. `View::run` pushes the file as it grows;
+/// `render_all` pushes a finished one.
+pub(super) struct Pipeline {
+    pub(super) renderer: Renderer,
+    cursor: RunCursor,
+    framer: Framer,
+    lines: LineFeed,
+}
+
+impl Pipeline {
+    pub(super) fn new(rec: &TaskRecord, transcript: &std::path::Path) -> Pipeline {
+        let mut renderer = Renderer::new();
+        renderer.header(&Header {
+            id: rec.id,
+            name: &rec.name,
+            cwd: &rec.cwd,
+            started_at_ms: rec.created_at_ms,
+        });
+        Pipeline {
+            renderer,
+            cursor: RunCursor {
+                begun: 1,
+                footed: 0,
+                footed_runless: false,
+            },
+            framer: Framer::new(MAX_LINE, 0),
+            lines: LineFeed::new(transcript),
+        }
+    }
+
+    /// The next bytes of the transcript; `rec` is at least as new as the read that got them.
+    pub(super) fn push(&mut self, chunk: &[u8], rec: &TaskRecord) {
+        self.framer.push_pieces(chunk, |piece| {
+            if let Piece::Line(line) = piece {
+                self.cursor.before_line(line, rec, &mut self.renderer);
+            }
+            self.lines.piece(&mut self.renderer, piece);
+        });
+    }
+
+    /// Everything written has been pushed, and `rec` was taken before the read that found no
+    /// more: a finished run's last line and the footers of the finished runs go in. Returns
+    /// whether a footer went in.
+    pub(super) fn caught_up(&mut self, rec: &TaskRecord) -> bool {
+        if rec
+            .runs
+            .get(self.cursor.footed)
+            .is_some_and(|r| r.status.is_finished())
+        {
+            // The run's process is gone: a last line without '\n' is complete.
+            self.framer
+                .finish_with(|line| self.lines.line(&mut self.renderer, line));
+        }
+        let footed = (self.cursor.footed, self.cursor.footed_runless);
+        self.cursor.at_eof(rec, &mut self.renderer);
+        footed != (self.cursor.footed, self.cursor.footed_runless)
+    }
+}
+
+/// Renders a whole transcript to lines, for `export_markdown`: a view's pipeline.
+pub fn render_all(rec: &TaskRecord, transcript: &std::path::Path) -> std::io::Result<Vec<String>> {
+    use std::io::Read;
+    let mut pipe = Pipeline::new(rec, transcript);
+    let mut file = std::fs::File::open(transcript)?;
+    let mut chunk = vec![0u8; CHUNK];
+    let mut out = Vec::new();
+    loop {
+        let n = file.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        pipe.push(&chunk[..n], rec);
+        if let Some(u) = pipe.renderer.take_update() {
+            u.apply_to(&mut out);
+        }
+    }
+    pipe.caught_up(rec);
+    if let Some(u) = pipe.renderer.take_update() {
+        u.apply_to(&mut out);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{fixture_dir, fixtures};
+    use crate::transcript::framing::Line;
+
+    /// The view's way (lines lent by the framer, text deltas rendered in place) must render
+    /// exactly what parsing every line into a message renders.
+    #[test]
+    fn lent_lines_and_in_place_deltas_render_like_parsed_messages() {
+        for (name, data) in fixtures() {
+            let path = fixture_dir().join(&name).join("stdout.jsonl");
+            // Odd read sizes, so that lines also come out of the framer's partial buffer.
+            let mut view = Renderer::new();
+            let mut framer = Framer::new(MAX_LINE, 0);
+            let mut feed = LineFeed::new(&path);
+            for chunk in data.chunks(777) {
+                framer.push_with(chunk, |l| feed.line(&mut view, l));
+            }
+            framer.finish_with(|l| feed.line(&mut view, l));
+            let mut parsed = Renderer::new();
+            let mut lines: Vec<Line> = Vec::new();
+            let mut framer = Framer::new(MAX_LINE, 0);
+            framer.push(&data, &mut lines);
+            framer.finish(&mut lines);
+            for l in &lines {
+                parsed.feed_line(l);
+            }
+            let a = view.take_update().map(|u| u.lines);
+            let b = parsed.take_update().map(|u| u.lines);
+            assert!(a.as_ref().is_some_and(|l| !l.is_empty()), "{name}");
+            assert_eq!(a, b, "{name}");
+        }
+    }
+
+    /// The view gives every written line's string back to the renderer; reusing them must not
+    /// change a single line.
+    #[test]
+    fn recycled_strings_render_the_same_lines() {
+        for (name, data) in fixtures() {
+            let path = fixture_dir().join(&name).join("stdout.jsonl");
+            let (mut plain, mut reused) = (Vec::new(), Vec::new());
+            let (mut a, mut b) = (Renderer::new(), Renderer::new());
+            // Strings with old text in them, as after a write.
+            b.recycle(vec!["stale text".repeat(20); 100]);
+            let mut framer = Framer::new(MAX_LINE, 0);
+            let (mut feed_a, mut feed_b) = (LineFeed::new(&path), LineFeed::new(&path));
+            for chunk in data.chunks(333) {
+                framer.push_with(chunk, |l| {
+                    feed_a.line(&mut a, l);
+                    feed_b.line(&mut b, l);
+                });
+                if let Some(u) = a.take_update() {
+                    u.apply_to(&mut plain);
+                }
+                if let Some(u) = b.take_update() {
+                    let lines = u.lines.clone();
+                    u.apply_to(&mut reused);
+                    b.recycle(lines);
+                }
+            }
+            assert!(!plain.is_empty(), "{name}");
+            assert_eq!(plain, reused, "{name}");
+        }
+    }
+
+    /// A long line cut on the way (its bytes handed over by the framer) renders exactly as one
+    /// re-read from the file. With a small cap, most lines of the fixtures are "long".
+    #[test]
+    fn long_lines_cut_on_the_way_render_as_re_read_ones() {
+        for (name, data) in fixtures() {
+            let path = fixture_dir().join(&name).join("stdout.jsonl");
+            for max_line in [40, 300, 2000] {
+                let (mut on_the_way, mut re_read) = (Renderer::new(), Renderer::new());
+                let (mut feed_a, mut feed_b) = (LineFeed::new(&path), LineFeed::new(&path));
+                let (mut fa, mut fb) = (Framer::new(max_line, 0), Framer::new(max_line, 0));
+                let mut truncated = 0;
+                for chunk in data.chunks(777) {
+                    fa.push_pieces(chunk, |p| {
+                        truncated += usize::from(matches!(p, Piece::Line(l) if l.truncated()));
+                        feed_a.piece(&mut on_the_way, p);
+                    });
+                    fb.push_with(chunk, |l| feed_b.line(&mut re_read, l));
+                }
+                assert!(feed_a.long.is_none(), "{name}");
+                if max_line < 300 {
+                    assert!(truncated > 0, "{name}");
+                }
+                let a = on_the_way.take_update().map(|u| u.lines);
+                let b = re_read.take_update().map(|u| u.lines);
+                assert_eq!(a, b, "{name} at {max_line}");
+            }
+        }
+    }
+}
