@@ -315,7 +315,7 @@ impl Supervisor {
     }
 }
 
-pub(super) const OWNER_LOCK: &str = "owner.lock";
+const OWNER_LOCK: &str = "owner.lock";
 /// Created by a backend that cancels a task another backend runs, so that the owner reports the
 /// run as cancelled rather than failed.
 pub(super) const CANCEL_REQUEST: &str = "cancel-request";
