@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use claude_tasks::process::proctree;
 use claude_tasks::process::reaper::{self, Exit};
-use claude_tasks::process::spawn::{self, Process, SpawnConfig, SpawnError};
+use claude_tasks::process::spawn::{Process, SpawnConfig, SpawnError};
+use claude_tasks::process::stop;
 
 const FAKE: &str = env!("CARGO_BIN_EXE_fake-claude");
 /// Failure guard for anything we poll for; never a synchronisation delay.
@@ -761,7 +762,7 @@ async fn cancel_foreign_polls_a_process_it_cannot_wait_for() {
     let kids = grandchildren(&dir, 2).await;
     wait_transcript(&dir, r#"{"type":"message_stop"}"#).await;
     let gone =
-        spawn::cancel_foreign(p.pid, p.start_time, &p.marker, Duration::from_millis(100)).await;
+        stop::cancel_foreign(p.pid, p.start_time, &p.marker, Duration::from_millis(100)).await;
     assert!(gone);
     // It was our child after all: the reaper saw the SIGKILL.
     assert_eq!(wait_exit(&p).await, Exit::Signal(9));

@@ -4,3 +4,4 @@ pub mod priority;
 pub mod proctree;
 pub mod reaper;
 pub mod spawn;
+pub mod stop;

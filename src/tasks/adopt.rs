@@ -176,13 +176,13 @@ impl Supervisor {
                 _ = tick.tick() => {}
                 _ = wait_true(&mut cancel) => {
                     let grace = self.state().config.cancel_grace;
-                    crate::process::spawn::cancel_foreign(info.pid, info.start_time, &info.marker, grace).await;
+                    crate::process::stop::cancel_foreign(info.pid, info.start_time, &info.marker, grace).await;
                     break;
                 }
             }
         }
         // Tool processes it left behind are ours to clean up, as after a run of our own.
-        crate::process::spawn::kill_leftovers_of(info.pid, info.start_time, &info.marker);
+        crate::process::stop::kill_leftovers_of(info.pid, info.start_time, &info.marker);
         let dir = self.shared.store.task_dir(&key.0, key.1);
         let offset = self
             .state()
@@ -291,7 +291,7 @@ impl Supervisor {
         };
         let grace = self.state().config.cancel_grace;
         tokio::spawn(async move {
-            crate::process::spawn::cancel_foreign(info.pid, info.start_time, &info.marker, grace)
+            crate::process::stop::cancel_foreign(info.pid, info.start_time, &info.marker, grace)
                 .await;
         });
         Ok(rec)
