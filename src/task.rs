@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::text::title_of;
+
 /// Version of the on-disk record layout; a record with another version is skipped with a warning.
 pub const RECORD_SCHEMA: u32 = 1;
 
@@ -211,30 +213,4 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// A short title for a prompt: its first non-blank line, at most `max` characters.
-pub fn title_of(prompt: &str, max: usize) -> String {
-    let line = prompt
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("");
-    let mut out: String = line.chars().take(max).collect();
-    if line.chars().count() > max {
-        out.push('…');
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn title_is_first_nonblank_line_shortened() {
-        assert_eq!(title_of("\n  fix the test \nmore", 40), "fix the test");
-        assert_eq!(title_of("abcdef", 3), "abc…");
-        assert_eq!(title_of("   ", 3), "");
-    }
 }

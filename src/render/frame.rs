@@ -1,9 +1,9 @@
 //! The lines the renderer draws around a run's output: the header, follow-up separators and
 //! the footer of each run.
 
-use super::tools::one_line;
 use super::{Kind, Renderer};
 use crate::task::Status;
+use crate::text::one_line;
 use crate::timefmt;
 
 pub struct Header<'a> {

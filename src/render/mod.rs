@@ -20,10 +20,11 @@ use std::mem;
 
 use crate::stream_json::reader::Consumer;
 use crate::stream_json::{self, Block, BlockKind, Event, Msg, ResultInfo};
+use crate::text::one_line;
 use crate::transcript::framing::Line;
 use doc::{hash_line, Doc, Kind, Mark, HASH_START};
 use text::{TextBlock, ThinkingBlock};
-use tools::{one_line, tool_summary, ToolEntry, ToolGroup, MAX_LATE_TOOLS};
+use tools::{tool_summary, ToolEntry, ToolGroup, MAX_LATE_TOOLS};
 
 pub use frame::{Footer, Header};
 pub use sanitize::sanitize;

@@ -4,9 +4,8 @@
 use std::mem;
 
 use super::doc::{hash_line, marked, LineHasher, Mark, HASH_START};
-use super::tools::one_line;
 use super::{strip_cr, trim_body, Kind, Open, Renderer};
-use crate::text::MAX_SHOWN_LINE;
+use crate::text::{one_line, MAX_SHOWN_LINE};
 
 /// Assistant text streamed by deltas and not yet confirmed by its `assistant` line.
 pub(super) struct TextBlock {

@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::doc::{Doc, Mark};
 use super::{sanitize, strip_cr, Kind, Open, Renderer};
 use crate::stream_json::{self, Block, Denial};
+use crate::text::{cut_chars, one_line};
 
 impl Denial {
     /// `Write(/path)`, as in the tool call line.
@@ -70,32 +71,6 @@ fn first_string_field(input: &Value) -> Option<&str> {
         .filter_map(|k| map.get(*k).and_then(Value::as_str))
         .chain(map.values().filter_map(Value::as_str))
         .find(|s| !s.trim().is_empty())
-}
-
-/// The first non-blank line of `s`, trimmed, control characters as spaces, at most `max`
-/// characters; `…` marks anything cut (more characters or more lines).
-pub fn one_line(s: &str, max: usize) -> String {
-    let mut lines = s.lines().map(str::trim).filter(|l| !l.is_empty());
-    let first = lines.next().unwrap_or("");
-    let more_lines = lines.next().is_some();
-    let mut out = String::with_capacity(first.len().min(max * 4));
-    let mut count = 0;
-    let mut cut = more_lines;
-    for c in first.chars() {
-        if count == max {
-            cut = true;
-            break;
-        }
-        out.push(if c.is_control() { ' ' } else { c });
-        count += 1;
-    }
-    if cut {
-        if count == max {
-            out.pop();
-        }
-        out.push('…');
-    }
-    out
 }
 
 /// Result lines shown under a tool call: the first one, then this many more.
@@ -342,10 +317,10 @@ fn fold_result(content: &str, is_error: bool) -> Vec<String> {
         Some(l) if !l.is_empty() || !content.trim().is_empty() => l,
         _ => return vec![format!("{marker}(no output)")],
     };
-    let mut out = vec![format!("{marker}{}", shorten(&first, RESULT_LINE_CHARS))];
+    let mut out = vec![format!("{marker}{}", cut_chars(&first, RESULT_LINE_CHARS))];
     for l in lines.by_ref().take(RESULT_MORE_LINES) {
         out.push(
-            format!("    {}", shorten(&l, RESULT_LINE_CHARS))
+            format!("    {}", cut_chars(&l, RESULT_LINE_CHARS))
                 .trim_end()
                 .to_string(),
         );
@@ -356,14 +331,4 @@ fn fold_result(content: &str, is_error: bool) -> Vec<String> {
         out.push(format!("  … {more} more {unit}"));
     }
     out
-}
-
-fn shorten(s: &str, max: usize) -> Cow<'_, str> {
-    match s.char_indices().nth(max) {
-        None => Cow::Borrowed(s),
-        Some(_) => {
-            let cut: String = s.chars().take(max - 1).collect();
-            Cow::Owned(cut + "…")
-        }
-    }
 }

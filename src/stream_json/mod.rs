@@ -16,6 +16,8 @@ mod tests;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::text::first_line;
+
 pub use delta::{text_delta, DeltaParser, TextDelta};
 pub use parse::{parse, parse_bytes, parse_ref};
 
@@ -228,8 +230,4 @@ impl ResultInfo {
             },
         )
     }
-}
-
-fn first_line(s: &str) -> &str {
-    s.trim().lines().next().unwrap_or("").trim()
 }

@@ -26,8 +26,9 @@ use crate::log_warn;
 use crate::nvim::editor::Editor;
 use crate::nvim::encode::record_value;
 use crate::store::Store;
-use crate::task::{now_ms, title_of, Status, TaskOptions, TaskRecord};
+use crate::task::{now_ms, Status, TaskOptions, TaskRecord};
 use crate::tasks::config::{Concurrency, Config};
+use crate::text::title_of;
 use crate::view::View;
 use adopt::try_lock;
 

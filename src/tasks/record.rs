@@ -4,17 +4,7 @@ use crate::process::reaper::Exit;
 use crate::stream_json;
 use crate::stream_json::summary::RunSummary;
 use crate::task::{now_ms, Status, TaskRecord};
-
-fn shorten(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
-}
+use crate::text::cut_bytes;
 
 /// Moves the end of the current run (and of the task) to `end_ms`, keeping the totals right.
 pub(super) fn end_run_at(r: &mut TaskRecord, end_ms: u64) {
@@ -35,7 +25,7 @@ pub(super) fn apply_result(r: &mut TaskRecord, res: &stream_json::ResultInfo) {
         run.num_turns = res.num_turns;
     }
     if let Some(text) = &res.result {
-        r.result = Some(shorten(text, 4096));
+        r.result = Some(cut_bytes(text, 4096));
     }
 }
 
