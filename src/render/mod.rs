@@ -109,8 +109,8 @@ impl Renderer {
     }
 
     /// A line too long to hold, re-read from the file with its long strings cut
-    /// (`crate::transcript::longline`): rendered like any other, except that a cut text can neither confirm
-    /// nor replace what was streamed for it, so the streamed text stands as it is.
+    /// (`transcript::longline`): rendered like any other, except that a cut text can neither
+    /// confirm nor replace what was streamed for it, so the streamed text stands as it is.
     pub fn feed_shortened(&mut self, msg: &Msg) {
         self.shortened = true;
         self.feed(msg);

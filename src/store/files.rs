@@ -72,8 +72,9 @@ pub(super) fn create_private_dir(path: &Path, ok_if_exists: bool) -> Result<(), 
     }
 }
 
-/// Temp file in the same dir (so `rename` is atomic), fsync, rename, fsync the dir.
-pub(super) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
+/// Replaces the file at `path` with `data`, atomically: a temp file in the same dir (so
+/// `rename` is atomic), fsync, rename, fsync the dir. Readers see the old content or the new.
+pub(super) fn replace_file(path: &Path, data: &[u8]) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()

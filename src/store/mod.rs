@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::task::{TaskRecord, RECORD_SCHEMA};
-use files::{create_private_dir, next_unique, set_mode, sync_dir, write_atomic};
+use files::{create_private_dir, next_unique, replace_file, set_mode, sync_dir};
 
 const DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
@@ -212,7 +212,7 @@ impl Store {
                 io::Error::new(io::ErrorKind::InvalidData, e),
             )
         })?;
-        write_atomic(&path, &data).map_err(|e| if dir.is_dir() { e } else { not_found() })
+        replace_file(&path, &data).map_err(|e| if dir.is_dir() { e } else { not_found() })
     }
 
     pub fn read_record(&self, cwd: &str, id: u64) -> Result<TaskRecord, StoreError> {
@@ -361,7 +361,7 @@ fn ensure_project_file(project: &Path, cwd: &str) -> Result<(), StoreError> {
             io::Error::new(io::ErrorKind::InvalidData, e),
         )
     })?;
-    write_atomic(&path, &data)
+    replace_file(&path, &data)
 }
 
 /// What a project dir says about ids in use.

@@ -64,7 +64,7 @@ impl LineFeed {
             let len = line.total_len as u64;
             let short = match long {
                 Some(cutter) => Ok(cutter.finish()),
-                None => crate::transcript::longline::shorten_file(
+                None => crate::transcript::longline::cut_long_strings_in_file(
                     &self.transcript,
                     line.offset,
                     len,

@@ -52,8 +52,13 @@ pub fn summarize(path: &Path, offset: u64) -> RunSummary {
         let msg = if len <= MAX_LINE as u64 {
             stream_json::parse_bytes(&read_at(&mut f, start, len))
         } else {
-            match crate::transcript::longline::shorten_file(path, start, len, LONG_STRING, LONG_OUT)
-            {
+            match crate::transcript::longline::cut_long_strings_in_file(
+                path,
+                start,
+                len,
+                LONG_STRING,
+                LONG_OUT,
+            ) {
                 Ok(Some(short)) => stream_json::parse_bytes(&short.json),
                 _ => continue,
             }

@@ -5,7 +5,7 @@
 //! bytes and only counts the rest.
 
 /// The default cap on the stored part of one line. A longer line is copied with its long strings
-/// cut as it is read (`crate::transcript::longline`), so this bounds memory, not what is understood.
+/// cut as it is read (`longline`), so this bounds memory, not what is understood.
 pub const MAX_LINE: usize = 4 * 1024 * 1024;
 
 /// One line of the stream, without its `\n` and without a `\r` just before it.

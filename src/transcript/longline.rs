@@ -4,7 +4,7 @@
 //! the huge part (a `result` line's cost comes after its huge text). So such a line is copied,
 //! in bounded memory, with every long string cut, which keeps the copy valid JSON that the
 //! normal parser can read: on the way, as a view reads it (`Cutter`), or re-read from the
-//! transcript file, the truth (`shorten_file`).
+//! transcript file, the truth (`cut_long_strings_in_file`).
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
@@ -38,7 +38,7 @@ const READ_BUF: usize = 64 * 1024;
 /// I/O errors are returned as Err; a reader that ends before `len` bytes is an
 /// `ErrorKind::UnexpectedEof` error, because the caller's idea of the line no longer matches the
 /// file. Memory use is bounded by `max_out` + a fixed read buffer (64 KiB), whatever `len` is.
-fn shorten(
+fn cut_long_strings(
     mut r: impl Read,
     len: u64,
     max_string: usize,
@@ -71,16 +71,16 @@ fn shorten(
 
 /// The same on bytes already in memory.
 #[cfg(test)]
-fn shorten_bytes(bytes: &[u8], max_string: usize, max_out: usize) -> Option<Shortened> {
+fn cut_long_strings_in_bytes(bytes: &[u8], max_string: usize, max_out: usize) -> Option<Shortened> {
     let mut c = Cutter::new(max_string, max_out);
     c.feed(bytes);
     c.finish()
 }
 
-/// `shorten` fed piece by piece, for a line that passes by anyway: the view's framer hands over
-/// the bytes of an over-long line as it reads them, so the line need not be read a second
-/// time (for a 80 MB answer that second read came after everything else, and the buffer's last
-/// lines waited 20–35 ms for it).
+/// `cut_long_strings` fed piece by piece, for a line that passes by anyway: the view's framer
+/// hands over the bytes of an over-long line as it reads them, so the line need not be read a
+/// second time (for a 80 MB answer that second read came after everything else, and the
+/// buffer's last lines waited 20–35 ms for it).
 pub struct Cutter {
     m: Machine,
     rejected: bool,
@@ -101,8 +101,8 @@ impl Cutter {
         }
     }
 
-    /// As `shorten`'s result: None when the line is not a JSON object or array, or its copy
-    /// would be too large.
+    /// As `cut_long_strings`'s result: None when the line is not a JSON object or array, or its
+    /// copy would be too large.
     pub fn finish(self) -> Option<Shortened> {
         if self.rejected {
             return None;
@@ -111,8 +111,8 @@ impl Cutter {
     }
 }
 
-/// Convenience: open `path`, seek to `offset`, shorten `len` bytes.
-pub fn shorten_file(
+/// Convenience: open `path`, seek to `offset`, cut the long strings of `len` bytes.
+pub fn cut_long_strings_in_file(
     path: &Path,
     offset: u64,
     len: u64,
@@ -121,7 +121,7 @@ pub fn shorten_file(
 ) -> io::Result<Option<Shortened>> {
     let mut f = std::fs::File::open(path)?;
     f.seek(SeekFrom::Start(offset))?;
-    shorten(f, len, max_string, max_out)
+    cut_long_strings(f, len, max_string, max_out)
 }
 
 /// Where the machine is inside an escape sequence of a string.

@@ -21,7 +21,7 @@ impl Read for Chunky<'_> {
 
 fn chunked(data: &[u8], sizes: &[usize], max_string: usize, max_out: usize) -> Option<Shortened> {
     let r = Chunky { data, sizes, i: 0 };
-    shorten(r, data.len() as u64, max_string, max_out).unwrap()
+    cut_long_strings(r, data.len() as u64, max_string, max_out).unwrap()
 }
 
 const READ_SIZES: [&[usize]; 6] = [&[1], &[2], &[3], &[7], &[4096], &[1, 2, 3, 7, 4096, 5]];
@@ -62,7 +62,7 @@ fn check_string(orig: &str, got: &str, max_string: usize) {
 #[test]
 fn small_line_is_copied_byte_identical() {
     let line = br#" {"type":"system","n":[1, 2.5e3, true, null, {"k":"v\n\u00e9"}], "s":""} "#;
-    let s = shorten_bytes(line, 64, 1 << 20).unwrap();
+    let s = cut_long_strings_in_bytes(line, 64, 1 << 20).unwrap();
     assert_eq!(s.cut, 0);
     assert_eq!(s.json, line);
     let s = chunked(line, &[1], 64, 1 << 20).unwrap();
@@ -88,7 +88,7 @@ fn huge_assistant_text_is_cut_and_the_rest_kept() {
     });
     let line = serde_json::to_vec(&v).unwrap();
     let max_string = 64 * 1024;
-    let s = shorten_bytes(&line, max_string, 1 << 20).unwrap();
+    let s = cut_long_strings_in_bytes(&line, max_string, 1 << 20).unwrap();
     assert_eq!(s.cut, 1);
     assert!(s.json.len() < max_string + 200);
     let got: Value = serde_json::from_slice(&s.json).unwrap();
@@ -116,7 +116,7 @@ fn result_line_keeps_what_follows_the_huge_result() {
         "usage": {"input_tokens": 3, "output_tokens": 9},
     });
     let line = serde_json::to_vec(&v).unwrap();
-    let s = shorten_bytes(&line, 1000, 1 << 20).unwrap();
+    let s = cut_long_strings_in_bytes(&line, 1000, 1 << 20).unwrap();
     assert_eq!(s.cut, 1);
     let got: Value = serde_json::from_slice(&s.json).unwrap();
     assert_eq!(got["total_cost_usd"], 0.25);
@@ -138,7 +138,7 @@ fn reads_of_any_size_give_the_same_output_at_every_cut_position() {
     let orig_after = orig["after"][1].as_str().unwrap();
     // From 5 on, so that the keys ("after") stay whole and can be looked up.
     for max_string in 5..=content.len() + 2 {
-        let s = shorten_bytes(line.as_bytes(), max_string, 1 << 20).unwrap();
+        let s = cut_long_strings_in_bytes(line.as_bytes(), max_string, 1 << 20).unwrap();
         for sizes in READ_SIZES {
             assert_eq!(
                 chunked(line.as_bytes(), sizes, max_string, 1 << 20).as_ref(),
@@ -181,7 +181,7 @@ fn reads_of_any_size_give_the_same_output_at_every_cut_position() {
 fn the_kept_part_is_as_long_as_it_safely_can_be() {
     let line = |content: &str| format!(r#"["{content}"]"#);
     let kept = |content: &str, max_string: usize| {
-        let s = shorten_bytes(line(content).as_bytes(), max_string, 1 << 20).unwrap();
+        let s = cut_long_strings_in_bytes(line(content).as_bytes(), max_string, 1 << 20).unwrap();
         let v: Value = serde_json::from_slice(&s.json).unwrap();
         let got = v[0].as_str().unwrap().to_string();
         got[..got.rfind('…').unwrap()].to_string()
@@ -211,7 +211,7 @@ fn lone_surrogates_and_broken_utf8_are_cut_like_anything_else() {
     line.extend_from_slice(content);
     line.extend_from_slice(b"\",1]");
     for max_string in 0..=content.len() + 1 {
-        let s = shorten_bytes(&line, max_string, 1 << 20).unwrap();
+        let s = cut_long_strings_in_bytes(&line, max_string, 1 << 20).unwrap();
         for sizes in READ_SIZES {
             assert_eq!(
                 chunked(&line, sizes, max_string, 1 << 20).as_ref(),
@@ -254,17 +254,20 @@ fn deep_nesting_is_fine() {
         let line = format!("{}{}", "[{\"a\":".repeat(depth), "}]".repeat(depth));
         let line = line.replace(":}", ":1}");
         assert_eq!(
-            shorten_bytes(line.as_bytes(), 8, 1 << 24).map(|s| s.json),
+            cut_long_strings_in_bytes(line.as_bytes(), 8, 1 << 24).map(|s| s.json),
             Some(line.clone().into_bytes())
         );
         let mismatched = format!("{}}}", &line[..line.len() - 1]);
-        assert_eq!(shorten_bytes(mismatched.as_bytes(), 8, 1 << 24), None);
+        assert_eq!(
+            cut_long_strings_in_bytes(mismatched.as_bytes(), 8, 1 << 24),
+            None
+        );
     }
 }
 
 #[test]
 fn keys_are_cut_too() {
-    let s = shorten_bytes(br#"{"abcdefgh":1,"ab":2}"#, 4, 1 << 20).unwrap();
+    let s = cut_long_strings_in_bytes(br#"{"abcdefgh":1,"ab":2}"#, 4, 1 << 20).unwrap();
     assert_eq!(s.cut, 1);
     assert_eq!(s.json, r#"{"abcd… (8 bytes)":1,"ab":2}"#.as_bytes());
 }
@@ -342,7 +345,7 @@ fn random_json_stays_valid() {
             serde_json::to_vec(&v).unwrap()
         };
         let max_string = rng.below(48);
-        let s = shorten_bytes(&line, max_string, 1 << 20).unwrap();
+        let s = cut_long_strings_in_bytes(&line, max_string, 1 << 20).unwrap();
         let got: Value = serde_json::from_slice(&s.json)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&s.json)));
         if s.cut == 0 {
@@ -386,7 +389,7 @@ fn not_json_is_none() {
     for &case in cases {
         for max_string in [0, 1, 2, 100] {
             assert_eq!(
-                shorten_bytes(case, max_string, 1 << 20),
+                cut_long_strings_in_bytes(case, max_string, 1 << 20),
                 None,
                 "{:?}",
                 String::from_utf8_lossy(case)
@@ -414,7 +417,7 @@ fn random_bytes_never_panic() {
             })
             .collect();
         let max_string = rng.below(10);
-        let s = shorten_bytes(&bytes, max_string, 64);
+        let s = cut_long_strings_in_bytes(&bytes, max_string, 64);
         assert_eq!(chunked(&bytes, &[1 + rng.below(5)], max_string, 64), s);
     }
 }
@@ -423,19 +426,25 @@ fn random_bytes_never_panic() {
 fn too_much_output_is_none() {
     let many: String = format!("[{}1]", "\"ab\",".repeat(10_000));
     assert_eq!(
-        shorten_bytes(many.as_bytes(), 64, many.len()).map(|s| s.json),
+        cut_long_strings_in_bytes(many.as_bytes(), 64, many.len()).map(|s| s.json),
         Some(many.clone().into_bytes())
     );
-    assert_eq!(shorten_bytes(many.as_bytes(), 64, many.len() - 1), None);
+    assert_eq!(
+        cut_long_strings_in_bytes(many.as_bytes(), 64, many.len() - 1),
+        None
+    );
     assert_eq!(chunked(many.as_bytes(), &[4096], 64, 1000), None);
     // Cut strings count with their marker.
     let line = format!(r#"["{}"]"#, "x".repeat(100));
-    let s = shorten_bytes(line.as_bytes(), 10, 1 << 20).unwrap();
+    let s = cut_long_strings_in_bytes(line.as_bytes(), 10, 1 << 20).unwrap();
     assert_eq!(
-        shorten_bytes(line.as_bytes(), 10, s.json.len()),
+        cut_long_strings_in_bytes(line.as_bytes(), 10, s.json.len()),
         Some(s.clone())
     );
-    assert_eq!(shorten_bytes(line.as_bytes(), 10, s.json.len() - 1), None);
+    assert_eq!(
+        cut_long_strings_in_bytes(line.as_bytes(), 10, s.json.len() - 1),
+        None
+    );
 }
 
 #[test]
@@ -446,7 +455,7 @@ fn early_eof_is_an_error() {
         sizes: &[3],
         i: 0,
     };
-    let e = shorten(r, line.len() as u64 + 5, 64, 1 << 20).unwrap_err();
+    let e = cut_long_strings(r, line.len() as u64 + 5, 64, 1 << 20).unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
 }
 
@@ -459,7 +468,7 @@ fn reads_exactly_len_bytes() {
         sizes: &[4096],
         i: 0,
     };
-    let s = shorten(r, 7, 64, 1 << 20).unwrap().unwrap();
+    let s = cut_long_strings(r, 7, 64, 1 << 20).unwrap().unwrap();
     assert_eq!(s.json, b"{\"a\":1}");
 }
 
@@ -479,7 +488,7 @@ fn shortens_a_line_in_a_file() {
     data.extend_from_slice(&second);
     data.extend_from_slice(b"\n{\"type\":\"user\"}\n");
     std::fs::write(&path, &data).unwrap();
-    let got = shorten_file(
+    let got = cut_long_strings_in_file(
         &path,
         first.len() as u64,
         second.len() as u64,
