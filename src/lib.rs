@@ -5,6 +5,8 @@
 
 pub mod log;
 
+pub mod hash;
+
 pub mod cli;
 pub mod nvim;
 pub mod process;

@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 
 use super::sanitize;
+use crate::hash::FNV_OFFSET;
 use crate::text::MAX_SHOWN_LINE;
 
 /// `line` as shown: cut to `MAX_SHOWN_LINE` bytes (at a character boundary) with a marker.
@@ -142,7 +143,8 @@ pub(super) struct Mark {
     pub(super) last_blank: bool,
 }
 
-pub(super) const HASH_START: u64 = 0xcbf2_9ce4_8422_2325;
+/// Where a line hash starts: the hash of no lines.
+pub(super) const HASH_START: u64 = FNV_OFFSET;
 
 /// A line hash chained over lines: identical line sequences give equal hashes however the text
 /// was split into deltas. Eight bytes at a time (a byte-wise hash was ~8 % of a flood's CPU),

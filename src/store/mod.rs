@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::hash::fnv1a64;
 use crate::task::{TaskRecord, RECORD_SCHEMA};
 use files::{create_private_dir, next_unique, replace_file, set_mode, sync_dir};
 
@@ -332,15 +333,6 @@ impl Store {
         }
         fs::remove_dir_all(&trash).map_err(|e| io_err("cannot delete", &trash, e))
     }
-}
-
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
 }
 
 fn ensure_project_file(project: &Path, cwd: &str) -> Result<(), StoreError> {
