@@ -70,7 +70,7 @@ pub enum SpawnError {
     },
     BadCwd {
         cwd: String,
-        reason: String,
+        reason: BadCwd,
     },
     Io {
         what: String,
@@ -138,7 +138,10 @@ pub struct Process {
 impl Process {
     /// Starts `cfg.argv` (see the module docs for how). Also initialises the reaper.
     pub fn spawn(cfg: &SpawnConfig) -> Result<Process, SpawnError> {
-        check_cwd(&cfg.cwd)?;
+        check_cwd(&cfg.cwd).map_err(|reason| SpawnError::BadCwd {
+            cwd: cfg.cwd.display().to_string(),
+            reason,
+        })?;
         let program = match cfg.argv.first() {
             Some(p) if !p.is_empty() => p,
             _ => {
@@ -227,28 +230,53 @@ impl Process {
     }
 }
 
-fn check_cwd(cwd: &Path) -> Result<(), SpawnError> {
-    let bad = |reason: &str| SpawnError::BadCwd {
-        cwd: cwd.display().to_string(),
-        reason: reason.to_string(),
-    };
+/// Why a directory cannot be a task's working directory. `Display` ends the sentence that
+/// begins "cwd '<dir>' ". A bare "Not a directory" would seem to be about the cwd itself, and
+/// "Permission denied" would not say which.
+#[derive(Debug)]
+pub enum BadCwd {
+    Missing,
+    /// A component of its path is a file.
+    ParentNotDir,
+    /// It may not be entered, or a directory on its path may not be searched.
+    NoAccess,
+    NotDir,
+    /// It may not be listed.
+    Unreadable(std::io::Error),
+    Other(std::io::Error),
+}
+
+impl fmt::Display for BadCwd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BadCwd::Missing => write!(f, "does not exist"),
+            BadCwd::ParentNotDir => write!(f, "does not exist (a parent is not a directory)"),
+            BadCwd::NoAccess => write!(f, "is not accessible (permission denied)"),
+            BadCwd::NotDir => write!(f, "is not a directory"),
+            BadCwd::Unreadable(e) => write!(f, "is not readable: {e}"),
+            BadCwd::Other(e) => write!(f, "cannot be used: {e}"),
+        }
+    }
+}
+
+/// Whether `cwd` can be a task's working directory: a directory the CLI may list (it reads the
+/// project) and enter (its chdir). Checked when a task is started, to refuse it at once, and
+/// again at every spawn, as the directory may have changed since.
+pub fn check_cwd(cwd: &Path) -> Result<(), BadCwd> {
     match std::fs::metadata(cwd) {
-        Ok(m) if !m.is_dir() => return Err(bad("is not a directory")),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(bad("does not exist")),
-        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
-            return Err(bad("does not exist (a parent is not a directory)"))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            return Err(bad("is not accessible (permission denied)"))
-        }
-        Err(e) => return Err(bad(&format!("cannot be used: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(BadCwd::Missing),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Err(BadCwd::ParentNotDir),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(BadCwd::NoAccess),
+        Err(e) => Err(BadCwd::Other(e)),
+        Ok(m) if !m.is_dir() => Err(BadCwd::NotDir),
+        Ok(_) => match std::fs::read_dir(cwd) {
+            // Listing needs r, entering it needs x: without x a task would be accepted and
+            // then fail at the spawn.
+            Ok(_) if access(cwd, AccessFlags::X_OK).is_err() => Err(BadCwd::NoAccess),
+            Ok(_) => Ok(()),
+            Err(e) => Err(BadCwd::Unreadable(e)),
+        },
     }
-    // chdir needs search (x) permission; the CLI also lists and reads the project (r).
-    if access(cwd, AccessFlags::R_OK | AccessFlags::X_OK).is_err() {
-        return Err(bad("is not accessible (permission denied)"));
-    }
-    Ok(())
 }
 
 /// The `PATH` the child will see: ours, unless the config removes or overrides it.

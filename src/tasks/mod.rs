@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use crate::log_warn;
 use crate::nvim::editor::Editor;
 use crate::nvim::encode::record_value;
+use crate::process::spawn;
 use crate::store::Store;
 use crate::task::{now_ms, Status, TaskOptions, TaskRecord};
 use crate::tasks::config::{Concurrency, Config};
@@ -639,30 +640,7 @@ fn check_cwd(cwd: &str) -> Result<(), String> {
     if !p.is_absolute() {
         return Err(format!("start: cwd '{cwd}' is not an absolute path"));
     }
-    match std::fs::metadata(p) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(format!("start: cwd '{cwd}' does not exist"))
-        }
-        // Same wording as the runner's check: a bare "Not a directory" would seem to be about
-        // the cwd itself, and "Permission denied" would not say which.
-        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Err(format!(
-            "start: cwd '{cwd}' does not exist (a parent is not a directory)"
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(format!(
-            "start: cwd '{cwd}' is not accessible (permission denied)"
-        )),
-        Err(e) => Err(format!("start: cwd '{cwd}': {e}")),
-        Ok(m) if !m.is_dir() => Err(format!("start: cwd '{cwd}' is not a directory")),
-        Ok(_) => match std::fs::read_dir(p) {
-            // Listing needs r, entering it (the CLI's chdir) needs x: without x the task would
-            // be accepted here and then fail at the spawn.
-            Ok(_) if nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_err() => Err(
-                format!("start: cwd '{cwd}' is not accessible (permission denied)"),
-            ),
-            Ok(_) => Ok(()),
-            Err(e) => Err(format!("start: cwd '{cwd}' is not readable: {e}")),
-        },
-    }
+    spawn::check_cwd(p).map_err(|why| format!("start: cwd '{cwd}' {why}"))
 }
 
 async fn wait_true(rx: &mut watch::Receiver<bool>) {
