@@ -1,6 +1,6 @@
 //! Values as Lua receives them: a task record (in answers and events) and JSON as msgpack.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use rmpv::Value;
 
@@ -13,13 +13,10 @@ pub fn record_value(store: &Store, rec: &TaskRecord) -> Value {
     let mut v = serde_json::to_value(rec).map_or(Value::Nil, json_to_msgpack);
     let dir = store.task_dir(&rec.cwd, rec.id);
     if let Value::Map(m) = &mut v {
-        let path = |p: PathBuf| Value::from(p.to_string_lossy().into_owned());
-        m.push((
-            Value::from("transcript"),
-            path(dir.join("transcript.jsonl")),
-        ));
-        m.push((Value::from("stderr"), path(dir.join("stderr.log"))));
-        m.push((Value::from("dir"), path(dir)));
+        let path = |p: &Path| Value::from(p.to_string_lossy().into_owned());
+        m.push((Value::from("transcript"), path(&dir.transcript())));
+        m.push((Value::from("stderr"), path(&dir.stderr())));
+        m.push((Value::from("dir"), path(dir.path())));
     }
     v
 }

@@ -5,6 +5,7 @@
 //! so one bad directory cannot hide every other task.
 
 mod files;
+mod task_dir;
 #[cfg(test)]
 mod tests;
 
@@ -20,10 +21,11 @@ use serde::{Deserialize, Serialize};
 use crate::hash::fnv1a64;
 use crate::task::{TaskRecord, RECORD_SCHEMA};
 use files::{create_private_dir, next_unique, replace_file, set_mode, sync_dir};
+pub use task_dir::TaskDir;
+use task_dir::RECORD_FILE;
 
 const DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
-const RECORD_FILE: &str = "task.json";
 const PROJECT_FILE: &str = "project.json";
 /// High-water mark of ids: an empty file `last-id-<n>`. The value lives in the name, not the
 /// content, so raising it is a single atomic create and concurrent writers can never lower it
@@ -161,13 +163,13 @@ impl Store {
         self.root.join(Self::project_key(cwd))
     }
 
-    pub fn task_dir(&self, cwd: &str, id: u64) -> PathBuf {
-        self.project_dir(cwd).join(id.to_string())
+    pub fn task_dir(&self, cwd: &str, id: u64) -> TaskDir {
+        TaskDir::new(self.project_dir(cwd).join(id.to_string()))
     }
 
     /// Reserves the next id of the project by creating its directory. `mkdir` is the arbiter:
     /// two backends racing for the same id cannot both succeed, the loser takes the next one.
-    pub fn allocate(&self, cwd: &str) -> Result<(u64, PathBuf), StoreError> {
+    pub fn allocate(&self, cwd: &str) -> Result<(u64, TaskDir), StoreError> {
         let project = self.project_dir(cwd);
         create_private_dir(&project, true)?;
         ensure_project_file(&project, cwd)?;
@@ -180,7 +182,7 @@ impl Store {
                     // Best effort: if this fails the dir itself still holds the id, and
                     // `remove` raises the mark before deleting anything.
                     let _ = raise_high_water(&project, id, &scan.markers, false);
-                    return Ok((id, dir));
+                    return Ok((id, TaskDir::new(dir)));
                 }
                 Err(StoreError::Io(e)) if e.kind() == io::ErrorKind::AlreadyExists => id += 1,
                 Err(e) => return Err(e),
@@ -205,7 +207,7 @@ impl Store {
         if !dir.is_dir() {
             return Err(not_found());
         }
-        let path = dir.join(RECORD_FILE);
+        let path = dir.record();
         let data = serde_json::to_vec_pretty(rec).map_err(|e| {
             io_err(
                 "cannot serialize",
@@ -217,7 +219,7 @@ impl Store {
     }
 
     pub fn read_record(&self, cwd: &str, id: u64) -> Result<TaskRecord, StoreError> {
-        let path = self.task_dir(cwd, id).join(RECORD_FILE);
+        let path = self.task_dir(cwd, id).record();
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -492,8 +494,8 @@ fn list_project(
         let Some(id) = name.to_str().and_then(parse_id) else {
             continue;
         };
-        let dir = entry.path();
-        let path = dir.join(RECORD_FILE);
+        let dir = TaskDir::new(entry.path());
+        let path = dir.record();
         match fs::read(&path) {
             Ok(bytes) => match parse_record(&bytes, id, key) {
                 Ok(rec) => records.push(rec),

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use super::export::export_markdown;
 use super::record::{apply_result, end_run_at, finish_run, outcome};
 use super::{wait_true, Entry, Supervisor, TaskKey};
-use crate::store::Store;
+use crate::store::{Store, TaskDir};
 use crate::stream_json::summary::{summarize, RunSummary};
 use crate::task::{now_ms, ProcessInfo, Status, TaskRecord};
 use crate::{log_info, log_warn};
@@ -62,11 +62,7 @@ impl Supervisor {
     /// run ended; without a `result` line it was interrupted (and can be resumed).
     fn settle_orphan(&self, mut rec: TaskRecord) {
         let key = (rec.cwd.clone(), rec.id);
-        let transcript = self
-            .shared
-            .store
-            .task_dir(&rec.cwd, rec.id)
-            .join("transcript.jsonl");
+        let transcript = self.shared.store.task_dir(&rec.cwd, rec.id).transcript();
         let ran = rec.status == Status::Running;
         let offset = rec.current_run().map_or(0, |r| r.transcript_offset);
         let summary = if ran {
@@ -80,7 +76,7 @@ impl Supervisor {
                 .shared
                 .store
                 .task_dir(&rec.cwd, rec.id)
-                .join(CANCEL_REQUEST)
+                .cancel_request()
                 .exists();
         // Settled before it enters the table, so no request ever sees the stale "running".
         match &summary.result {
@@ -284,7 +280,7 @@ impl Supervisor {
 
     pub(super) fn cancel_foreign(&self, rec: TaskRecord) -> Result<TaskRecord, String> {
         let dir = self.shared.store.task_dir(&rec.cwd, rec.id);
-        Store::write_file_private(&dir.join(CANCEL_REQUEST), b"")
+        Store::write_file_private(&dir.cancel_request(), b"")
             .map_err(|e| format!("cancel: {e}"))?;
         let Some(info) = rec.process.clone() else {
             return Err(format!("cancel: task #{} has no process yet", rec.id));
@@ -315,20 +311,15 @@ impl Supervisor {
     }
 }
 
-const OWNER_LOCK: &str = "owner.lock";
-/// Created by a backend that cancels a task another backend runs, so that the owner reports the
-/// run as cancelled rather than failed.
-pub(super) const CANCEL_REQUEST: &str = "cancel-request";
-
 /// Takes ownership of a task directory; None when another live backend holds it.
-pub(super) fn try_lock(dir: &Path) -> Option<nix::fcntl::Flock<std::fs::File>> {
+pub(super) fn try_lock(dir: &TaskDir) -> Option<nix::fcntl::Flock<std::fs::File>> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
-        .open(dir.join(OWNER_LOCK))
+        .open(dir.owner_lock())
         .ok()?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).ok()
 }

@@ -11,11 +11,7 @@ impl Supervisor {
     pub(super) async fn run_finished(&self, rec: &TaskRecord) {
         if self.config().export_markdown {
             let r2 = rec.clone();
-            let transcript = self
-                .shared
-                .store
-                .task_dir(&rec.cwd, rec.id)
-                .join("transcript.jsonl");
+            let transcript = self.shared.store.task_dir(&rec.cwd, rec.id).transcript();
             let _ = tokio::task::spawn_blocking(move || export_markdown(&r2, &transcript)).await;
         }
     }

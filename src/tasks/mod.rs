@@ -331,9 +331,9 @@ impl Supervisor {
         let r2 = rec.clone();
         tokio::task::spawn_blocking(move || {
             let dir = store.task_dir(&r2.cwd, r2.id);
-            let made = ["transcript.jsonl", "stderr.log"]
+            let made = [dir.transcript(), dir.stderr()]
                 .iter()
-                .try_for_each(|name| Store::open_append_private(&dir.join(name)).map(drop))
+                .try_for_each(|path| Store::open_append_private(path).map(drop))
                 .and_then(|()| store.write_record(&r2));
             if made.is_err() {
                 // E.g. a full disk: leave no half-made task dir behind (it would be listed as
@@ -572,7 +572,7 @@ impl Supervisor {
             gate,
             generation,
             buf,
-            transcript: self.shared.store.task_dir(cwd, id).join("transcript.jsonl"),
+            transcript: self.shared.store.task_dir(cwd, id).transcript(),
             record: entry.record.subscribe(),
             stop: stop_rx,
         };

@@ -5,12 +5,11 @@ use std::path::{Path, PathBuf};
 
 use tokio::sync::watch;
 
-use super::adopt::CANCEL_REQUEST;
 use super::record::{apply_result, finish_run, outcome};
 use super::{wait_true, Entry, Supervisor, TaskKey};
 use crate::cli::invoke::{self, SessionArg};
 use crate::process::spawn::{Process, SpawnConfig};
-use crate::store::Store;
+use crate::store::{Store, TaskDir};
 use crate::stream_json::summary::{summarize, RunSummary};
 use crate::task::{now_ms, ProcessInfo, Run, Status};
 use crate::{log_info, log_warn};
@@ -18,16 +17,16 @@ use crate::{log_info, log_warn};
 impl Supervisor {
     pub(super) async fn run_once(&self, key: &TaskKey, prompt: String) {
         let dir = self.shared.store.task_dir(&key.0, key.1);
-        let transcript = dir.join("transcript.jsonl");
-        let stderr = dir.join("stderr.log");
+        let transcript = dir.transcript();
+        let stderr = dir.stderr();
         let Some(rec) = self.state().tasks.get(key).map(Entry::rec) else {
             return;
         };
         let n = rec.runs.len() as u32 + 1;
-        let prompt_file = dir.join(format!("prompt-{n}.txt"));
+        let prompt_file = dir.prompt(n);
         let pf = prompt_file.clone();
         let bytes = prompt.clone().into_bytes();
-        let stale_cancel = dir.join(CANCEL_REQUEST);
+        let stale_cancel = dir.cancel_request();
         let (t_len, e_len) = match tokio::task::spawn_blocking(move || {
             let _ = std::fs::remove_file(&stale_cancel);
             Store::write_file_private(&pf, &bytes).map_err(|e| e.to_string())?;
@@ -90,8 +89,8 @@ impl Supervisor {
             argv,
             cwd: PathBuf::from(&key.0),
             stdin: prompt_file,
-            stdout: dir.join("transcript.jsonl"),
-            stderr: dir.join("stderr.log"),
+            stdout: dir.transcript(),
+            stderr: dir.stderr(),
             env_remove: vec!["CLAUDECODE".into()],
             env: vec![],
         };
@@ -108,7 +107,7 @@ impl Supervisor {
             Err(e) => {
                 let msg = e.to_string();
                 log_warn!("task #{}: {msg}", key.1);
-                let _ = append(&dir.join("stderr.log"), format!("{msg}\n").as_bytes());
+                let _ = append(&dir.stderr(), format!("{msg}\n").as_bytes());
                 let rec = self
                     .update(key, |r| finish_run(r, Status::Failed, None, Some(msg)))
                     .await;
@@ -168,10 +167,10 @@ impl Supervisor {
     pub(super) async fn run_ended(
         &self,
         key: &TaskKey,
-        dir: &Path,
+        dir: &TaskDir,
         offset: u64,
     ) -> (RunSummary, bool) {
-        let path = dir.join("transcript.jsonl");
+        let path = dir.transcript();
         let summary = tokio::task::spawn_blocking(move || summarize(&path, offset))
             .await
             .unwrap_or_default();
@@ -180,7 +179,7 @@ impl Supervisor {
             .tasks
             .get(key)
             .is_some_and(|e| e.record.borrow().cancel_requested)
-            || dir.join(CANCEL_REQUEST).exists();
+            || dir.cancel_request().exists();
         (summary, cancelled)
     }
 

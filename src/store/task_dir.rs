@@ -1,0 +1,68 @@
+//! One task's directory, and the name of every file in it.
+
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+
+/// The record's file name; the store's listings look for it in every task directory.
+pub(super) const RECORD_FILE: &str = "task.json";
+
+/// `<root>/<project key>/<id>/`: a task's record, the CLI's output and the files through which
+/// backends coordinate. Every file name of a task directory is spelled here. It derefs to its
+/// path for what is not a file of its own (listing it, removing it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskDir(PathBuf);
+
+impl TaskDir {
+    pub(super) fn new(path: PathBuf) -> TaskDir {
+        TaskDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// `task.json`, the task's record (`Store::write_record`).
+    pub fn record(&self) -> PathBuf {
+        self.0.join(RECORD_FILE)
+    }
+
+    /// The CLI's stdout, every run appended: the truth about what the agent did.
+    pub fn transcript(&self) -> PathBuf {
+        self.0.join("transcript.jsonl")
+    }
+
+    /// The CLI's stderr, every run appended.
+    pub fn stderr(&self) -> PathBuf {
+        self.0.join("stderr.log")
+    }
+
+    /// The prompt of run `n` (1-based), the CLI's stdin.
+    pub fn prompt(&self, n: u32) -> PathBuf {
+        self.0.join(format!("prompt-{n}.txt"))
+    }
+
+    /// Locked (`flock`) by the backend that owns the task while it does.
+    pub fn owner_lock(&self) -> PathBuf {
+        self.0.join("owner.lock")
+    }
+
+    /// Created by a backend that cancels a task another backend runs, so that the owner reports
+    /// the run as cancelled rather than failed.
+    pub fn cancel_request(&self) -> PathBuf {
+        self.0.join("cancel-request")
+    }
+}
+
+impl Deref for TaskDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TaskDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
