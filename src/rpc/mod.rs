@@ -15,7 +15,7 @@ use crate::nvim::encode::record_value;
 use crate::nvim::outgoing::Payloads;
 use crate::rpc::args::Args;
 use crate::store::Store;
-use crate::task::TaskOptions;
+use crate::task::{TaskOptions, TaskRecord};
 use crate::tasks::config::{Concurrency, OnExit};
 use crate::tasks::{StartRequest, Supervisor};
 
@@ -70,6 +70,7 @@ impl Rpc {
             .unwrap_or_else(|| self.default_cwd.clone()))
     }
 
+    /// Answers one request: its arguments decoded, one method of the supervisor called.
     pub async fn dispatch(
         &self,
         sup: &Supervisor,
@@ -83,121 +84,148 @@ impl Rpc {
             ));
         }
         let a = Args::new(method, params)?;
-        let rec = |r| record_value(&self.store, &r);
         match method {
             "version" => Ok(Value::from(VERSION)),
-            "configure" => {
-                let on_exit = a.opt_choice("on_exit", &["cancel", "detach"])?;
-                let concurrency = a.opt_choice("concurrency", &["queue", "reject", "parallel"])?;
-                let max_running = a.opt_u64("max_running")?;
-                if max_running == Some(0) {
-                    return Err("configure: 'max_running' must be at least 1".into());
-                }
-                let grace = a.opt_u64("cancel_grace_ms")?;
-                let keep = a.opt_u64("keep")?;
-                let export = a.opt_bool("export_markdown")?;
-                sup.configure(|c| {
-                    if let Some(v) = on_exit.as_deref().and_then(OnExit::parse) {
-                        c.on_exit = v;
-                    }
-                    if let Some(v) = concurrency.as_deref().and_then(Concurrency::parse) {
-                        c.concurrency = v;
-                    }
-                    if let Some(v) = max_running {
-                        c.max_running = v as usize;
-                    }
-                    if let Some(v) = grace {
-                        c.cancel_grace = std::time::Duration::from_millis(v);
-                    }
-                    if let Some(v) = keep {
-                        c.keep = v as usize;
-                    }
-                    if let Some(v) = export {
-                        c.export_markdown = v;
-                    }
-                });
-                Ok(Value::Boolean(true))
-            }
-            "start" => {
-                let prompt = a.str("prompt")?;
-                let cwd = self.cwd(&a)?;
-                let mut cmd = a.opt_str_list("cmd", true)?.unwrap_or_default();
-                if cmd.is_empty() {
-                    cmd.push("claude".into());
-                }
-                if cmd[0].is_empty() {
-                    return Err("start: 'cmd' names an empty program".into());
-                }
-                let options = TaskOptions {
-                    cmd,
-                    model: a.opt_str("model")?.filter(|m| !m.is_empty()),
-                    permission_mode: a
-                        .opt_str("permission_mode")?
-                        .unwrap_or_else(|| "acceptEdits".into()),
-                    allowed_tools: a.opt_str_list("allowed_tools", false)?.unwrap_or_default(),
-                    args: a.opt_str_list("args", false)?.unwrap_or_default(),
-                };
-                let req = StartRequest {
-                    prompt,
-                    cwd,
-                    name: a.opt_str("name")?,
-                    options,
-                };
-                sup.start(req).await.map(rec)
-            }
-            "cancel" => {
-                let (cwd, id) = (self.cwd(&a)?, a.u64("id")?);
-                off_runtime(sup, move |s| s.cancel(&cwd, id)).await.map(rec)
-            }
-            "resume" => {
-                let (cwd, id, prompt) = (self.cwd(&a)?, a.u64("id")?, a.str("prompt")?);
-                off_runtime(sup, move |s| s.resume(&cwd, id, prompt))
-                    .await
-                    .map(rec)
-            }
-            "dispose" => {
-                let (cwd, id) = (self.cwd(&a)?, a.u64("id")?);
-                off_runtime(sup, move |s| s.dispose(&cwd, id))
-                    .await
-                    .map(|()| Value::Boolean(true))
-            }
-            "get" => {
-                let (cwd, id) = (self.cwd(&a)?, a.u64("id")?);
-                off_runtime(sup, move |s| s.get(&cwd, id)).await.map(rec)
-            }
-            "list" => {
-                let all = a.opt_bool("all")?.unwrap_or(false);
-                let cwd = self.cwd(&a)?;
-                let recs = off_runtime(sup, move |s| {
-                    Ok(s.list(if all { None } else { Some(&cwd) }))
-                })
-                .await?;
-                Ok(Value::Array(recs.into_iter().map(rec).collect()))
-            }
-            "attach" | "detach" => {
-                let (cwd, id) = (self.cwd(&a)?, a.u64("id")?);
-                let buf = a
-                    .opt_i64("buf")?
-                    .ok_or_else(|| a.missing("buf", "a buffer number"))?;
-                if buf <= 0 {
-                    return Err(format!(
-                        "{method}: 'buf' must be a buffer number, got {buf}"
-                    ));
-                }
-                let attach = method == "attach";
-                off_runtime(sup, move |s| {
-                    if attach {
-                        s.attach(&cwd, id, buf)
-                    } else {
-                        s.detach(&cwd, id, buf)
-                    }
-                })
-                .await?;
-                Ok(Value::Boolean(true))
-            }
+            "configure" => configure(sup, &a),
+            "start" => self.start(sup, &a).await,
+            "cancel" => self.cancel(sup, &a).await,
+            "resume" => self.resume(sup, &a).await,
+            "dispose" => self.dispose(sup, &a).await,
+            "get" => self.get(sup, &a).await,
+            "list" => self.list(sup, &a).await,
+            "attach" | "detach" => self.attach(sup, &a, method == "attach").await,
             _ => Err(format!("unknown method '{method}'")),
         }
     }
+
+    /// A record as the answer to a request.
+    fn rec(&self, r: TaskRecord) -> Value {
+        record_value(&self.store, &r)
+    }
+
+    async fn start(&self, sup: &Supervisor, a: &Args<'_>) -> Result<Value, String> {
+        let prompt = a.str("prompt")?;
+        let cwd = self.cwd(a)?;
+        let mut cmd = a.opt_str_list("cmd", true)?.unwrap_or_default();
+        if cmd.is_empty() {
+            cmd.push("claude".into());
+        }
+        if cmd[0].is_empty() {
+            return Err("start: 'cmd' names an empty program".into());
+        }
+        let options = TaskOptions {
+            cmd,
+            model: a.opt_str("model")?.filter(|m| !m.is_empty()),
+            permission_mode: a
+                .opt_str("permission_mode")?
+                .unwrap_or_else(|| "acceptEdits".into()),
+            allowed_tools: a.opt_str_list("allowed_tools", false)?.unwrap_or_default(),
+            args: a.opt_str_list("args", false)?.unwrap_or_default(),
+        };
+        let req = StartRequest {
+            prompt,
+            cwd,
+            name: a.opt_str("name")?,
+            options,
+        };
+        sup.start(req).await.map(|r| self.rec(r))
+    }
+
+    async fn cancel(&self, sup: &Supervisor, a: &Args<'_>) -> Result<Value, String> {
+        let (cwd, id) = (self.cwd(a)?, a.u64("id")?);
+        off_runtime(sup, move |s| s.cancel(&cwd, id))
+            .await
+            .map(|r| self.rec(r))
+    }
+
+    async fn resume(&self, sup: &Supervisor, a: &Args<'_>) -> Result<Value, String> {
+        let (cwd, id, prompt) = (self.cwd(a)?, a.u64("id")?, a.str("prompt")?);
+        off_runtime(sup, move |s| s.resume(&cwd, id, prompt))
+            .await
+            .map(|r| self.rec(r))
+    }
+
+    async fn dispose(&self, sup: &Supervisor, a: &Args<'_>) -> Result<Value, String> {
+        let (cwd, id) = (self.cwd(a)?, a.u64("id")?);
+        off_runtime(sup, move |s| s.dispose(&cwd, id))
+            .await
+            .map(|()| Value::Boolean(true))
+    }
+
+    async fn get(&self, sup: &Supervisor, a: &Args<'_>) -> Result<Value, String> {
+        let (cwd, id) = (self.cwd(a)?, a.u64("id")?);
+        off_runtime(sup, move |s| s.get(&cwd, id))
+            .await
+            .map(|r| self.rec(r))
+    }
+
+    async fn list(&self, sup: &Supervisor, a: &Args<'_>) -> Result<Value, String> {
+        let all = a.opt_bool("all")?.unwrap_or(false);
+        let cwd = self.cwd(a)?;
+        let recs = off_runtime(sup, move |s| {
+            Ok(s.list(if all { None } else { Some(&cwd) }))
+        })
+        .await?;
+        Ok(Value::Array(
+            recs.into_iter().map(|r| self.rec(r)).collect(),
+        ))
+    }
+
+    /// `attach` and `detach`, which take the same arguments.
+    async fn attach(&self, sup: &Supervisor, a: &Args<'_>, attach: bool) -> Result<Value, String> {
+        let (cwd, id) = (self.cwd(a)?, a.u64("id")?);
+        let buf = a
+            .opt_i64("buf")?
+            .ok_or_else(|| a.missing("buf", "a buffer number"))?;
+        if buf <= 0 {
+            let method = if attach { "attach" } else { "detach" };
+            return Err(format!(
+                "{method}: 'buf' must be a buffer number, got {buf}"
+            ));
+        }
+        off_runtime(sup, move |s| {
+            if attach {
+                s.attach(&cwd, id, buf)
+            } else {
+                s.detach(&cwd, id, buf)
+            }
+        })
+        .await?;
+        Ok(Value::Boolean(true))
+    }
+}
+
+fn configure(sup: &Supervisor, a: &Args) -> Result<Value, String> {
+    let on_exit = a.opt_choice("on_exit", &["cancel", "detach"])?;
+    let concurrency = a.opt_choice("concurrency", &["queue", "reject", "parallel"])?;
+    let max_running = a.opt_u64("max_running")?;
+    if max_running == Some(0) {
+        return Err("configure: 'max_running' must be at least 1".into());
+    }
+    let grace = a.opt_u64("cancel_grace_ms")?;
+    let keep = a.opt_u64("keep")?;
+    let export = a.opt_bool("export_markdown")?;
+    sup.configure(|c| {
+        if let Some(v) = on_exit.as_deref().and_then(OnExit::parse) {
+            c.on_exit = v;
+        }
+        if let Some(v) = concurrency.as_deref().and_then(Concurrency::parse) {
+            c.concurrency = v;
+        }
+        if let Some(v) = max_running {
+            c.max_running = v as usize;
+        }
+        if let Some(v) = grace {
+            c.cancel_grace = std::time::Duration::from_millis(v);
+        }
+        if let Some(v) = keep {
+            c.keep = v as usize;
+        }
+        if let Some(v) = export {
+            c.export_markdown = v;
+        }
+    });
+    Ok(Value::Boolean(true))
 }
 
 /// Runs a request on the blocking pool: requests read and write records, and a record's write
