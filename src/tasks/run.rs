@@ -8,24 +8,48 @@ use tokio::sync::watch;
 use super::record::{apply_result, finish_run, outcome};
 use super::{wait_true, Entry, Supervisor, TaskKey};
 use crate::cli::invoke::{self, SessionArg};
+use crate::process::reaper::Exit;
 use crate::process::spawn::{Process, SpawnConfig};
 use crate::store::{Store, TaskDir};
 use crate::stream_json::summary::{summarize, RunSummary};
 use crate::task::{now_ms, ProcessInfo, Run, Status};
 use crate::{log_info, log_warn};
 
+/// A run that is ready to spawn: its prompt is written and the run is in the record.
+struct Prepared {
+    n: u32,
+    dir: TaskDir,
+    prompt_file: PathBuf,
+    /// Where the run's output begins in the transcript.
+    transcript_offset: u64,
+    argv: Vec<String>,
+    cancel: watch::Receiver<bool>,
+}
+
 impl Supervisor {
+    /// One run: prepared, its CLI spawned, waited for (or cancelled), its record finished.
     pub(super) async fn run_once(&self, key: &TaskKey, prompt: String) {
+        let Some(mut run) = self.prepare(key, &prompt).await else {
+            return;
+        };
+        let Some(process) = self.spawn_cli(key, &run).await else {
+            return;
+        };
+        let exit = self.wait_for_exit(&process, &mut run.cancel).await;
+        self.finish(key, &run, exit).await;
+    }
+
+    /// Writes the prompt and publishes the run; None when the run ended already (the prompt
+    /// could not be written, or a cancel came while it was being prepared).
+    async fn prepare(&self, key: &TaskKey, prompt: &str) -> Option<Prepared> {
         let dir = self.shared.store.task_dir(&key.0, key.1);
         let transcript = dir.transcript();
         let stderr = dir.stderr();
-        let Some(rec) = self.state().tasks.get(key).map(Entry::rec) else {
-            return;
-        };
+        let rec = self.state().tasks.get(key).map(Entry::rec)?;
         let n = rec.runs.len() as u32 + 1;
         let prompt_file = dir.prompt(n);
         let pf = prompt_file.clone();
-        let bytes = prompt.clone().into_bytes();
+        let bytes = prompt.as_bytes().to_vec();
         let stale_cancel = dir.cancel_request();
         let (t_len, e_len) = match tokio::task::spawn_blocking(move || {
             let _ = std::fs::remove_file(&stale_cancel);
@@ -37,14 +61,14 @@ impl Supervisor {
         {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
-                self.fail_unstarted(key, n, &prompt, &format!("cannot write the prompt: {e}"))
+                self.fail_unstarted(key, n, prompt, &format!("cannot write the prompt: {e}"))
                     .await;
-                return;
+                return None;
             }
             Err(e) => {
-                self.fail_unstarted(key, n, &prompt, &format!("cannot write the prompt: {e}"))
+                self.fail_unstarted(key, n, prompt, &format!("cannot write the prompt: {e}"))
                     .await;
-                return;
+                return None;
             }
         };
         let session = if n == 1 {
@@ -55,17 +79,15 @@ impl Supervisor {
         let argv = invoke::argv(&rec.options, session);
         // The run is published before the spawn so that a view reading the run's first bytes
         // already knows where the run began.
-        let (cancel_tx, mut cancel_rx) = watch::channel(false);
+        let (cancel_tx, cancel_rx) = watch::channel(false);
         let cancelled_early;
         {
             let mut st = self.state();
-            let Some(entry) = st.tasks.get_mut(key) else {
-                return;
-            };
+            let entry = st.tasks.get_mut(key)?;
             entry.cancel = Some(cancel_tx);
             cancelled_early = entry.record.borrow().cancel_requested;
             entry.record.send_modify(|r| {
-                r.runs.push(Run::starting(n, &prompt, t_len, e_len));
+                r.runs.push(Run::starting(n, prompt, t_len, e_len));
                 r.status = Status::Running;
                 r.started_at_ms.get_or_insert(now_ms());
                 r.ended_at_ms = None;
@@ -83,14 +105,28 @@ impl Supervisor {
                 log_info!("task #{} run {n} cancelled before its start", key.1);
                 self.emit("cancelled", &rec);
             }
-            return;
+            return None;
         }
-        let cfg = SpawnConfig {
+        Some(Prepared {
+            n,
+            dir,
+            prompt_file,
+            transcript_offset: t_len,
             argv,
+            cancel: cancel_rx,
+        })
+    }
+
+    /// Starts the run's CLI and records its process; None when it could not start (the run
+    /// then failed, with the reason in the record and in `stderr.log`).
+    async fn spawn_cli(&self, key: &TaskKey, run: &Prepared) -> Option<Process> {
+        let n = run.n;
+        let cfg = SpawnConfig {
+            argv: run.argv.clone(),
             cwd: PathBuf::from(&key.0),
-            stdin: prompt_file,
-            stdout: dir.transcript(),
-            stderr: dir.stderr(),
+            stdin: run.prompt_file.clone(),
+            stdout: run.dir.transcript(),
+            stderr: run.dir.stderr(),
             env_remove: vec!["CLAUDECODE".into()],
             env: vec![],
         };
@@ -107,14 +143,14 @@ impl Supervisor {
             Err(e) => {
                 let msg = e.to_string();
                 log_warn!("task #{}: {msg}", key.1);
-                let _ = append(&dir.stderr(), format!("{msg}\n").as_bytes());
+                let _ = append(&run.dir.stderr(), format!("{msg}\n").as_bytes());
                 let rec = self
                     .update(key, |r| finish_run(r, Status::Failed, None, Some(msg)))
                     .await;
                 if let Some(rec) = rec {
                     self.emit("failed", &rec);
                 }
-                return;
+                return None;
             }
         };
         let info = ProcessInfo {
@@ -133,16 +169,26 @@ impl Supervisor {
             );
             self.emit("started", &rec);
         }
+        Some(process)
+    }
+
+    /// The CLI's exit, or its cancel when one is asked for; then no process of its tree is left.
+    async fn wait_for_exit(&self, process: &Process, cancel: &mut watch::Receiver<bool>) -> Exit {
         let exit = tokio::select! {
             exit = process.wait() => exit,
-            _ = wait_true(&mut cancel_rx) => {
+            _ = wait_true(cancel) => {
                 // Read now, not at spawn: shutdown shortens it.
                 let grace = self.state().config.cancel_grace;
                 process.cancel(grace).await
             }
         };
         process.kill_leftovers();
-        let (summary, cancelled) = self.run_ended(key, &dir, t_len).await;
+        exit
+    }
+
+    /// Finishes the run's record from what its part of the transcript says.
+    async fn finish(&self, key: &TaskKey, run: &Prepared, exit: Exit) {
+        let (summary, cancelled) = self.run_ended(key, &run.dir, run.transcript_offset).await;
         let (status, error) = outcome(&summary, Some(exit), cancelled);
         let rec = self
             .update(key, |r| {
@@ -156,7 +202,12 @@ impl Supervisor {
             })
             .await;
         if let Some(rec) = rec {
-            log_info!("task #{} run {n} ended: {}", key.1, rec.status.as_str());
+            log_info!(
+                "task #{} run {} ended: {}",
+                key.1,
+                run.n,
+                rec.status.as_str()
+            );
             self.run_finished(&rec).await;
             self.emit(status.as_str(), &rec);
         }
