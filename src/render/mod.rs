@@ -164,8 +164,8 @@ impl Renderer {
                 for b in &u.content {
                     match b {
                         stream_json::UserBlock::ToolResult(r) => self.tool_result(r),
-                        stream_json::UserBlock::Text(t) => {
-                            if t.trim_start().starts_with("[Request interrupted by user") {
+                        stream_json::UserBlock::Text(_) => {
+                            if b.is_interruption() {
                                 self.begin(Kind::Notice);
                                 self.doc.push("■ interrupted by user");
                                 self.interrupted = true;

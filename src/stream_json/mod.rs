@@ -108,6 +108,14 @@ pub enum UserBlock {
     Other(String),
 }
 
+impl UserBlock {
+    /// The note the CLI adds when the user interrupted the run (`[Request interrupted by
+    /// user]`, or `... by user for tool use]`).
+    pub fn is_interruption(&self) -> bool {
+        matches!(self, UserBlock::Text(t) if t.trim_start().starts_with("[Request interrupted by user"))
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ToolResult {
     pub tool_use_id: String,
