@@ -1,11 +1,15 @@
-//! claude-tasks: the backend of claude-tasks.nvim. See doc/protocol.md for the RPC surface and
-//! ../shared/DESIGN.md for the architecture. Data flows one way: the CLI writes its transcript
-//! file -> `follow` -> `framing` -> `stream_json` -> `render` -> `sink` -> `editor`
-//! (through `outgoing`) -> Neovim.
+//! claude-tasks: the backend of claude-tasks.nvim; doc/protocol.md is its RPC surface. Two
+//! paths run through it, one way each (ARCHITECTURE.md describes them and every room):
+//!
+//! - data: the CLI appends to `transcript.jsonl` -> `transcript` (follow, framing) ->
+//!   `stream_json` (parse) -> `render` -> `view` (sink) -> `nvim` (editor) -> a Neovim buffer;
+//! - control: Neovim's requests -> `rpc` -> `tasks` -> `process` (spawn, stop) and `store`.
+//!
+//! A room imports only rooms below it on these paths, never one above (`tests/layering.rs`
+//! checks it).
 
+// First: its macros are used everywhere.
 pub mod log;
-
-pub mod hash;
 
 pub mod cli;
 pub mod nvim;
@@ -14,11 +18,14 @@ pub mod render;
 pub mod rpc;
 pub mod store;
 pub mod stream_json;
-pub mod task;
 pub mod tasks;
-#[doc(hidden)]
-pub mod testutil;
-pub mod text;
-pub mod timefmt;
 pub mod transcript;
 pub mod view;
+
+pub mod hash;
+pub mod task;
+pub mod text;
+pub mod timefmt;
+
+#[doc(hidden)]
+pub mod testutil;

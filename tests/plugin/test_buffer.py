@@ -372,7 +372,7 @@ AFTER = "return require('claude-tasks.buffer').after_write(...)"
 
 
 def atomic_write(child, buf, start, new_lines):
-    """The backend's usual write (src/editor.rs): one nvim_call_atomic; returns its error."""
+    """The backend's usual write (src/nvim/editor.rs): one nvim_call_atomic; returns its error."""
     res = child.nvim.request(
         "nvim_call_atomic",
         [
