@@ -11,6 +11,7 @@ pub mod config;
 pub mod editor;
 pub mod follow;
 pub mod framing;
+pub mod git;
 pub mod longline;
 pub mod outgoing;
 pub mod priority;
