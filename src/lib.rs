@@ -6,6 +6,7 @@
 pub mod log;
 
 pub mod args;
+pub mod changes;
 pub mod claude;
 pub mod config;
 pub mod editor;
