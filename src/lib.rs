@@ -30,3 +30,4 @@ pub mod task;
 pub mod testutil;
 pub mod timefmt;
 pub mod view;
+pub mod worktree;
