@@ -188,6 +188,16 @@ fn run(o: &Opts) -> Result<(), String> {
     let touched: Vec<PathBuf> = (0..5)
         .map(|k| root.join(file_path(k * 9973 % o.files)))
         .collect();
+    let run_dir = state.join("run");
+    let any = Place {
+        git: &git,
+        cwd: &root,
+        index_dir: &state,
+        run_dir: &run_dir,
+        refs: &refs,
+        id: 0,
+        run: 1,
+    };
     for i in 0..o.runs {
         for (row, seeded) in [(0, true), (1, false)] {
             let index_dir = state.join(format!("first-{i}-{seeded}"));
@@ -197,13 +207,9 @@ fn run(o: &Opts) -> Result<(), String> {
                 fs::create_dir_all(&index_dir).map_err(|e| e.to_string())?;
             }
             let place = Place {
-                git: &git,
-                cwd: &root,
                 index_dir: &index_dir,
-                run_dir: &state.join("run"),
-                refs: &refs,
                 id: 1000 + i as u64,
-                run: 1,
+                ..any
             };
             let t = Instant::now();
             if seeded {
@@ -216,13 +222,9 @@ fn run(o: &Opts) -> Result<(), String> {
         }
         let index_dir = state.join("index");
         let place = Place {
-            git: &git,
-            cwd: &root,
             index_dir: &index_dir,
-            run_dir: &state.join("run"),
-            refs: &refs,
             id: i as u64 + 1,
-            run: 1,
+            ..any
         };
         // Warm: the project's private index exists from an earlier run.
         if i == 0 {

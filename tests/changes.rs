@@ -437,6 +437,68 @@ fn a_task_in_a_subdirectory_or_a_linked_worktree_records_its_whole_work_tree() {
 }
 
 #[test]
+fn a_user_in_the_middle_of_a_merge_keeps_their_conflicted_index() {
+    let w = World::repo("mid-merge");
+    w.git(&["checkout", "-q", "-b", "other"]);
+    w.write("README", "theirs\n");
+    w.commit_all("other");
+    w.git(&["checkout", "-q", "main"]);
+    w.write("README", "ours\n");
+    w.commit_all("ours");
+    let merged = w
+        .git
+        .cmd(&w.root)
+        .args(["merge", "-q", "other"])
+        .output()
+        .unwrap();
+    assert!(!merged.success(), "a conflict was wanted");
+    let before = w.capture();
+    let snaps = Run::new(&w, 1, 1).around(|_| {
+        // The task resolves the conflict in the file (not in the index).
+        w.write("README", "resolved\n");
+    });
+    let c = changes::run_changes(&w.git, &snaps).unwrap();
+    assert_eq!(c.files.len(), 1);
+    changes::revert(&w.git, &snaps, &labels()).unwrap();
+    assert!(w.read("README").contains("<<<<<<< HEAD"));
+    assert_eq!(
+        w.git(&["ls-files", "-u"]).lines().count(),
+        3,
+        "still unmerged"
+    );
+    before.assert_same(&w.capture(), &[]);
+}
+
+#[test]
+fn a_failing_snapshot_falls_back_to_the_named_files_and_says_why() {
+    let w = World::repo("snap-fails");
+    let not_a_dir = w.state.join("index-is-a-file");
+    fs::write(&not_a_dir, "").unwrap();
+    let run = Run {
+        index_dir: not_a_dir,
+        ..Run::new(&w, 1, 1)
+    };
+    let before = w.capture();
+    let start = run.begin();
+    let RunStart::Files { why, .. } = &start else {
+        panic!("the fallback was expected: {start:?}")
+    };
+    assert!(
+        why.starts_with("git snapshot failed: cannot create directory"),
+        "{why}"
+    );
+    changes::before_edit(&w.git, &start, &[w.path("README")]).unwrap();
+    w.write("README", "edited\n");
+    let snaps = run.finish(&start);
+    assert_eq!(snaps.method(), Method::Files);
+    assert_eq!(
+        changes::run_changes(&w.git, &snaps).unwrap().files[0].path,
+        "README"
+    );
+    before.assert_same(&w.capture(), &["README"]);
+}
+
+#[test]
 fn revert_undoes_a_clean_run() {
     let w = World::repo("revert-clean");
     let before = w.capture();
@@ -697,19 +759,12 @@ fn hostile_user_configuration_changes_nothing() {
     let w = World::repo("hostile");
     w.write("ünï.txt", "a\n");
     w.commit_all("u");
-    let hooks = w.tmp.0.join("hooks");
-    fs::create_dir_all(&hooks).unwrap();
-    for hook in [
+    let hooks = w.failing_hooks(&[
         "post-checkout",
         "post-index-change",
         "pre-commit",
         "post-commit",
-    ] {
-        let p = hooks.join(hook);
-        fs::write(&p, "#!/bin/sh\ntouch \"$HOME/hook-ran\"\nexit 1\n").unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    ]);
     let mut config = fs::read_to_string(&w.gitconfig).unwrap();
     config.push_str(&format!(
         "[color]\n\tui = always\n[core]\n\tquotePath = true\n\thooksPath = {}\n\tpager = false\n\
@@ -730,9 +785,9 @@ fn hostile_user_configuration_changes_nothing() {
     assert!(!patch.contains('\x1b'), "no colour");
     assert!(patch.contains("diff --git a/ünï.txt b/ünï.txt"), "{patch}");
     assert!(c.files.iter().any(|f| f.status == Status::Renamed));
-    assert!(!w.tmp.0.join("hook-ran").exists(), "a hook ran");
+    assert!(!w.hook_ran(), "a hook ran");
     changes::revert(&w.git, &snaps, &labels()).unwrap();
-    assert!(!w.tmp.0.join("hook-ran").exists(), "a hook ran");
+    assert!(!w.hook_ran(), "a hook ran");
     before.assert_same(&w.capture(), &[]);
 }
 

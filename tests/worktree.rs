@@ -510,19 +510,12 @@ fn an_existing_path_is_refused_and_leaves_nothing() {
 #[test]
 fn no_hook_fires_when_a_worktree_is_made_and_applied() {
     let w = World::repo("wt-hooks");
-    let hooks = w.tmp.0.join("hooks");
-    fs::create_dir_all(&hooks).unwrap();
-    for hook in [
+    let hooks = w.failing_hooks(&[
         "post-checkout",
         "post-index-change",
         "reference-transaction",
         "post-commit",
-    ] {
-        let p = hooks.join(hook);
-        fs::write(&p, "#!/bin/sh\ntouch \"$HOME/hook-ran\"\nexit 1\n").unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    ]);
     w.git(&["config", "core.hooksPath", hooks.to_str().unwrap()]);
     let wt = create(&w, 1);
     wt_write(&wt, "README", "changed\n");
@@ -535,5 +528,5 @@ fn no_hook_fires_when_a_worktree_is_made_and_applied() {
         },
     );
     worktree::discard(&w.git, &w.root, &wt, &refs(), 1).unwrap();
-    assert!(!w.tmp.0.join("hook-ran").exists(), "a hook ran");
+    assert!(!w.hook_ran(), "a hook ran");
 }

@@ -206,59 +206,14 @@ pub fn diff(repo: &Repo, from: &str, to: &str) -> Result<Changes> {
 
 /// `diff` with another bound on the patch's size.
 pub fn diff_limited(repo: &Repo, from: &str, to: &str, max_patch: usize) -> Result<Changes> {
-    let cmd = repo.cmd().args([
-        "diff-tree",
-        "-r",
-        "-z",
-        "--raw",
-        "--numstat",
-        "-p",
-        "-M",
-        "--no-abbrev",
-        "--no-color",
-        "--no-ext-diff",
-        "--no-textconv",
-        "--submodule=short",
-        "-U3",
-        "--inter-hunk-context=0",
-        "--src-prefix=a/",
-        "--dst-prefix=b/",
-        from,
-        to,
-        "--",
-    ]);
-    let command = cmd.display();
     // The raw and numstat records come first; the bound is on what follows them.
-    let out = cmd
-        .max_stdout(max_patch.saturating_add(MAX_PATCH))
-        .output()?;
-    if !out.success() {
-        return Err(crate::git::failed(command, repo.top.clone(), &out));
-    }
+    let (out, command) = diff_tree(repo, from, to, true, max_patch.saturating_add(MAX_PATCH))?;
     parse(&out.stdout, out.truncated, max_patch).map_err(|reason| Error::Parse { command, reason })
 }
 
 /// The changed files from `from` to `to`, without the patch (what a merge needs).
 pub fn files(repo: &Repo, from: &str, to: &str) -> Result<Vec<FileChange>> {
-    let cmd = repo.cmd().args([
-        "diff-tree",
-        "-r",
-        "-z",
-        "--raw",
-        "--numstat",
-        "-M",
-        "--no-abbrev",
-        "--no-ext-diff",
-        "--no-textconv",
-        from,
-        to,
-        "--",
-    ]);
-    let command = cmd.display();
-    let out = cmd.output()?;
-    if !out.success() {
-        return Err(crate::git::failed(command, repo.top.clone(), &out));
-    }
+    let (out, command) = diff_tree(repo, from, to, false, crate::git::STDOUT_DEFAULT_MAX)?;
     if out.truncated {
         return Err(Error::Refused(format!(
             "{command}: too many changed files to handle"
@@ -267,6 +222,46 @@ pub fn files(repo: &Repo, from: &str, to: &str) -> Result<Vec<FileChange>> {
     parse(&out.stdout, false, 0)
         .map(|c| c.files)
         .map_err(|reason| Error::Parse { command, reason })
+}
+
+/// `git diff-tree` of two commits with renames, as `parse` reads it; with the patch or not.
+/// Every option that the user's configuration could change is given.
+fn diff_tree(
+    repo: &Repo,
+    from: &str,
+    to: &str,
+    patch: bool,
+    max_stdout: usize,
+) -> Result<(crate::git::Output, String)> {
+    let mut cmd = repo.cmd().args([
+        "diff-tree",
+        "-r",
+        "-z",
+        "--raw",
+        "--numstat",
+        "-M",
+        "--no-abbrev",
+        "--no-color",
+        "--no-ext-diff",
+        "--no-textconv",
+        "--submodule=short",
+    ]);
+    if patch {
+        cmd = cmd.args([
+            "-p",
+            "-U3",
+            "--inter-hunk-context=0",
+            "--src-prefix=a/",
+            "--dst-prefix=b/",
+        ]);
+    }
+    let cmd = cmd.args([from, to, "--"]).max_stdout(max_stdout);
+    let command = cmd.display();
+    let out = cmd.output()?;
+    if !out.success() {
+        return Err(crate::git::failed(command, repo.top.clone(), &out));
+    }
+    Ok((out, command))
 }
 
 /// Parses `diff-tree -z --raw --numstat [-p]` output.

@@ -183,13 +183,13 @@ impl RunSnapshots {
 }
 
 /// Records the start of a run: a snapshot if the task's directory is in a git work tree, else
-/// an empty fallback that [`before_edit`] fills. Errors other than "not a work tree" (git
-/// missing, a broken repository) are errors: the caller runs the task without a record.
+/// (or if the snapshot fails) an empty fallback that [`before_edit`] fills. An error (git
+/// missing, the directory gone) means no record at all: the caller runs the task without one.
 pub fn begin(place: &Place<'_>) -> Result<RunStart> {
-    match Repo::discover(place.git, place.cwd) {
+    let why = match Repo::discover(place.git, place.cwd) {
         Ok(repo) => {
             let ref_name = place.refs.run(place.id, place.run, End::Start);
-            let start = PrivateIndex::new(place.index_dir).snapshot(
+            let taken = PrivateIndex::new(place.index_dir).snapshot(
                 &repo,
                 &Take {
                     ref_name: &ref_name,
@@ -197,19 +197,23 @@ pub fn begin(place: &Place<'_>) -> Result<RunStart> {
                     parent: None,
                     message: &place.message(End::Start),
                 },
-            )?;
-            Ok(RunStart::Git { start })
+            );
+            match taken {
+                Ok(start) => return Ok(RunStart::Git { start }),
+                // An unreadable file, a broken repository: the named files are still worth
+                // keeping, and `why` says why the whole tree is not.
+                Err(e) => format!("git snapshot failed: {e}"),
+            }
         }
-        Err(e @ (Error::NotAWorkTree { .. } | Error::Bare { .. })) => {
-            FileBackup::create(place.git, place.cwd, place.run_dir)?;
-            Ok(RunStart::Files {
-                root: place.cwd.to_path_buf(),
-                dir: place.run_dir.to_path_buf(),
-                why: e.to_string(),
-            })
-        }
-        Err(e) => Err(e),
-    }
+        Err(e @ (Error::NotAWorkTree { .. } | Error::Bare { .. })) => e.to_string(),
+        Err(e) => return Err(e),
+    };
+    FileBackup::create(place.git, place.cwd, place.run_dir)?;
+    Ok(RunStart::Files {
+        root: place.cwd.to_path_buf(),
+        dir: place.run_dir.to_path_buf(),
+        why,
+    })
 }
 
 /// For the fallback: keeps `paths` (absolute, or relative to the task's directory) as they are

@@ -76,6 +76,11 @@ impl Scratch {
         Ok(Scratch { dir })
     }
 
+    /// A path in the directory (nothing is created).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
     pub fn write(&self, name: &str, bytes: &[u8]) -> Result<PathBuf> {
         let path = self.dir.join(name);
         fs::write(&path, bytes).map_err(|e| io_error("write", &path, e))?;

@@ -196,8 +196,7 @@ fn empty_tree(repo: &Repo) -> Result<String> {
 /// (their identity; signed if they sign their commits).
 fn make_commit(user: &Repo, head: Option<&str>, info: &[u8], message: &str) -> Result<String> {
     let scratch = Scratch::new()?;
-    let index = scratch.write("index", b"")?;
-    std::fs::remove_file(&index).map_err(|e| crate::git::io_error("remove", &index, e))?;
+    let index = scratch.path("index");
     let mut read = user.cmd().arg("read-tree").index(&index);
     read = match head {
         Some(h) => read.arg(h),

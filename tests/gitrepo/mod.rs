@@ -148,6 +148,23 @@ impl World {
         self.git(&["rev-parse", "HEAD"]).trim().to_string()
     }
 
+    /// A hooks directory whose `names` hooks fail and leave `$HOME/hook-ran` behind; see
+    /// [`World::hook_ran`].
+    pub fn failing_hooks(&self, names: &[&str]) -> PathBuf {
+        let hooks = self.tmp.0.join("hooks");
+        fs::create_dir_all(&hooks).unwrap();
+        for hook in names {
+            let p = hooks.join(hook);
+            fs::write(&p, "#!/bin/sh\ntouch \"$HOME/hook-ran\"\nexit 1\n").unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        hooks
+    }
+
+    pub fn hook_ran(&self) -> bool {
+        self.tmp.0.join("hook-ran").exists()
+    }
+
     pub fn capture(&self) -> UserState {
         UserState::capture(self, &self.root)
     }
