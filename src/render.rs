@@ -2133,7 +2133,8 @@ mod tests {
         assert!(max_retained < 64 * 1024, "retained {max_retained} bytes");
     }
 
-    fn shared_fixtures() -> Option<PathBuf> {
+    /// The shared recordings' directory of every CLI version (`claude-cli-<version>`), sorted.
+    fn shared_fixtures() -> Vec<PathBuf> {
         // Resolved from this source file, so it also works when the module is compiled into
         // another crate; CI has `shared/` beside the repository.
         let file = Path::new(file!());
@@ -2142,11 +2143,22 @@ mod tests {
         } else {
             Path::new(env!("CARGO_MANIFEST_DIR")).join(file)
         };
-        let dir = src
-            .parent()?
-            .parent()?
-            .join("../shared/fixtures/claude-cli-2.1.197");
-        dir.is_dir().then_some(dir)
+        let Some(root) = src.parent().and_then(Path::parent) else {
+            return Vec::new();
+        };
+        let Ok(entries) = std::fs::read_dir(root.join("../shared/fixtures")) else {
+            return Vec::new();
+        };
+        let mut dirs: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.is_dir()
+                    && p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("claude-cli-"))
+            })
+            .collect();
+        dirs.sort();
+        dirs
     }
 
     fn read_stdout(dir: &Path) -> Option<Vec<u8>> {
@@ -2167,13 +2179,17 @@ mod tests {
 
     #[test]
     fn every_shared_fixture_renders() {
-        let Some(root) = shared_fixtures() else {
+        let roots = shared_fixtures();
+        if roots.is_empty() {
             eprintln!("shared fixtures not found: skipped");
             return;
-        };
+        }
         let mut count = 0;
-        for entry in std::fs::read_dir(&root).unwrap() {
-            let dir = entry.unwrap().path();
+        let dirs = roots
+            .iter()
+            .flat_map(|root| std::fs::read_dir(root).unwrap())
+            .map(|entry| entry.unwrap().path());
+        for dir in dirs {
             let Some(bytes) = read_stdout(&dir) else {
                 continue;
             };
@@ -2218,7 +2234,8 @@ mod tests {
 
     #[test]
     fn flood_fixture_keeps_its_20000_lines() {
-        let Some(root) = shared_fixtures() else {
+        let roots = shared_fixtures();
+        let Some(root) = roots.iter().find(|r| r.ends_with("claude-cli-2.1.197")) else {
             return;
         };
         let Some(bytes) = read_stdout(&root.join("flood-stream-json-partial")) else {

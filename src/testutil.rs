@@ -8,24 +8,53 @@ use std::path::PathBuf;
 use crate::framing::{Framer, Line};
 use crate::task::TaskRecord;
 
-/// Where the real CLI's recorded runs are: one directory per scenario, each with a
-/// `stdout.jsonl`.
-pub fn fixture_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/claude-cli-2.1.197")
+/// Where the real CLI's recorded runs are: one directory per CLI version
+/// (`claude-cli-<version>`), each with one directory per scenario holding its `stdout.jsonl`.
+pub fn fixtures_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-/// Every recorded transcript (scenario name, its `stdout.jsonl`), sorted by name.
+/// The runs recorded from CLI 2.1.197, for tests of one exact scenario.
+pub fn fixture_dir() -> PathBuf {
+    fixtures_root().join("claude-cli-2.1.197")
+}
+
+/// Every recorded transcript of every CLI version, as (`claude-cli-<version>/<scenario>`, its
+/// `stdout.jsonl`), sorted by name: a version recorded later is covered without a change here.
+/// `fixtures_root().join(name)` is the scenario's directory.
 pub fn fixtures() -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir(fixture_dir()).expect("the fixtures directory") {
-        let dir = e.expect("a fixture").path();
-        if let Ok(b) = std::fs::read(dir.join("stdout.jsonl")) {
-            let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
-            out.push((name.unwrap_or_default(), b));
+    let mut versions = 0;
+    for v in std::fs::read_dir(fixtures_root()).expect("the fixtures directory") {
+        let version = v.expect("a fixture version").path();
+        let Some(vname) = version
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+        else {
+            continue;
+        };
+        if !vname.starts_with("claude-cli-") || !version.is_dir() {
+            continue;
         }
+        versions += 1;
+        let before = out.len();
+        for e in std::fs::read_dir(&version).expect("a fixture version's directory") {
+            let dir = e.expect("a fixture").path();
+            if let Ok(b) = std::fs::read(dir.join("stdout.jsonl")) {
+                let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+                out.push((format!("{vname}/{}", name.unwrap_or_default()), b));
+            }
+        }
+        // A version whose scenarios hold no `stdout.jsonl` (renamed, compressed) would
+        // otherwise go untested without anyone noticing.
+        assert!(
+            out.len() > before,
+            "no stdout.jsonl under {}",
+            version.display()
+        );
     }
     out.sort();
-    assert!(out.len() >= 10, "fixtures: {}", out.len());
+    assert!(versions >= 1 && out.len() >= 10, "fixtures: {}", out.len());
     out
 }
 

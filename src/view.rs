@@ -556,7 +556,7 @@ pub fn render_all(rec: &TaskRecord, transcript: &std::path::Path) -> std::io::Re
 mod tests {
     use super::*;
     use crate::framing::Line;
-    use crate::testutil::{finished_record, fixture_dir, fixtures};
+    use crate::testutil::{finished_record, fixture_dir, fixtures, fixtures_root};
 
     /// A Neovim buffer as far as writes go: every write applied in the order it came.
     #[derive(Default)]
@@ -675,7 +675,7 @@ mod tests {
     #[test]
     fn lent_lines_and_in_place_deltas_render_like_parsed_messages() {
         for (name, data) in fixtures() {
-            let path = fixture_dir().join(&name).join("stdout.jsonl");
+            let path = fixtures_root().join(&name).join("stdout.jsonl");
             // Odd read sizes, so that lines also come out of the framer's partial buffer.
             let mut view = Renderer::new();
             let mut framer = Framer::new(MAX_LINE, 0);
@@ -704,7 +704,7 @@ mod tests {
     #[test]
     fn recycled_strings_render_the_same_lines() {
         for (name, data) in fixtures() {
-            let path = fixture_dir().join(&name).join("stdout.jsonl");
+            let path = fixtures_root().join(&name).join("stdout.jsonl");
             let (mut plain, mut reused) = (Vec::new(), Vec::new());
             let (mut a, mut b) = (Renderer::new(), Renderer::new());
             // Strings with old text in them, as after a write.
@@ -735,7 +735,7 @@ mod tests {
     #[test]
     fn long_lines_cut_on_the_way_render_as_re_read_ones() {
         for (name, data) in fixtures() {
-            let path = fixture_dir().join(&name).join("stdout.jsonl");
+            let path = fixtures_root().join(&name).join("stdout.jsonl");
             for max_line in [40, 300, 2000] {
                 let (mut on_the_way, mut re_read) = (Renderer::new(), Renderer::new());
                 let (mut feed_a, mut feed_b) = (LineFeed::new(&path), LineFeed::new(&path));
