@@ -390,7 +390,7 @@ pub struct TextDelta<'a> {
 pub fn text_delta(b: &[u8]) -> Option<TextDelta<'_>> {
     let mut decoded = String::new();
     let (index, text) = delta_head(b, &mut decoded)?;
-    let (parent, _) = delta_tail(text.rest)?;
+    let parent = delta_tail(text.rest, |_, _| {})?;
     Some(TextDelta {
         index,
         text: text.raw.map_or(Cow::Owned(decoded), Cow::Borrowed),
@@ -399,51 +399,59 @@ pub fn text_delta(b: &[u8]) -> Option<TextDelta<'_>> {
     })
 }
 
-/// `text_delta` with a memory of the last tail it checked. The CLI writes the same session id and
-/// keys on every line and only the uuid changes, so a tail that starts with the same bytes as the
-/// last one needs only its last value checked; anything else takes the whole check (and becomes
-/// the new memory). Same results as `text_delta`, line for line.
+/// `text_delta` with a memory of the last tail it checked in full. The CLI writes the same keys
+/// and values after the event on every line of a message but one string, which changes on every
+/// line: the uuid, last in 2.1.197, followed by `api_message_id` in 2.1.332. So a tail that is
+/// the remembered one with one string under a key that does not matter changed, wherever it
+/// is, needs only that string checked; anything else takes the whole check (and becomes the new
+/// memory). Same results as `text_delta`, line for line.
 #[derive(Default)]
 pub struct DeltaParser {
-    /// The last checked tail up to its last value's opening quote; empty when it cannot be
-    /// reused (its last value was null, or named something that matters).
-    prefix: Vec<u8>,
-    /// Where `parent_tool_use_id`'s string is within `prefix`, if it is one.
+    /// The last tail that passed the whole check; empty when there is none to reuse.
+    tail: Vec<u8>,
+    /// The contents of the string values under keys that do not matter in `tail`, as the index
+    /// of their first byte and of their closing quote, in order.
+    free: Vec<(usize, usize)>,
+    /// Where `parent_tool_use_id`'s string is within `tail`, if it is one.
     parent: Option<(usize, usize)>,
+    /// Lines whose tail took the short check (what the benchmarks report).
+    reused: u64,
     /// The text of a delta with escapes (nearly every one: a line ends in `\n`), decoded here
     /// rather than into a new `String` per line.
     decoded: String,
 }
 
+/// A longer tail is checked whole every time rather than kept (the CLI's are ~150 bytes).
+const MAX_REMEMBERED_TAIL: usize = 4096;
+
 impl DeltaParser {
     pub fn parse<'a>(&'a mut self, b: &'a [u8]) -> Option<TextDelta<'a>> {
         let (index, JsonStr { raw, clean, rest }) = delta_head(b, &mut self.decoded)?;
         let text = Cow::Borrowed(raw.unwrap_or(self.decoded.as_str()));
-        if !self.prefix.is_empty() {
-            if let Some(last) = rest.strip_prefix(self.prefix.as_slice()) {
-                if plain_string(last).is_some_and(|(_, end)| end == b"}") {
-                    let parent = match self.parent {
-                        Some((from, to)) => Some(std::str::from_utf8(&rest[from..to]).ok()?),
-                        None => None,
-                    };
-                    return Some(TextDelta {
-                        index,
-                        text,
-                        clean,
-                        parent_tool_use_id: parent,
-                    });
+        let parent = match self.reuse(rest) {
+            Some(parent) => {
+                self.reused += 1;
+                match parent {
+                    Some((from, to)) => Some(std::str::from_utf8(&rest[from..to]).ok()?),
+                    None => None,
                 }
             }
-        }
-        let (parent, last_value) = delta_tail(rest)?;
-        self.prefix.clear();
-        if let Some(at) = last_value {
-            self.prefix.extend_from_slice(&rest[..at]);
-            self.parent = parent.map(|p| {
-                let from = p.as_ptr() as usize - rest.as_ptr() as usize;
-                (from, from + p.len())
-            });
-        }
+            None => {
+                let (tail, free) = (&mut self.tail, &mut self.free);
+                free.clear();
+                let parent = delta_tail(rest, |from, to| free.push((from, to)));
+                tail.clear();
+                if parent.is_some() && rest.len() <= MAX_REMEMBERED_TAIL {
+                    tail.extend_from_slice(rest);
+                }
+                let parent = parent?;
+                self.parent = parent.map(|p| {
+                    let from = p.as_ptr() as usize - rest.as_ptr() as usize;
+                    (from, from + p.len())
+                });
+                parent
+            }
+        };
         Some(TextDelta {
             index,
             text,
@@ -451,6 +459,55 @@ impl DeltaParser {
             parent_tool_use_id: parent,
         })
     }
+
+    /// How many lines' tails were found to be the remembered one but for one free string.
+    pub fn reused(&self) -> u64 {
+        self.reused
+    }
+
+    /// Whether `rest` is the remembered tail with at most one of its free strings replaced by
+    /// another string without escapes: then it passes `delta_tail` as the remembered one did
+    /// (the same keys, in the same order, with values of the same kinds). Returns where the
+    /// `parent_tool_use_id` string is in `rest`.
+    fn reuse(&self, rest: &[u8]) -> Option<Option<(usize, usize)>> {
+        if self.tail.is_empty() {
+            return None;
+        }
+        let same = common_prefix(rest, &self.tail);
+        if same == rest.len() && same == self.tail.len() {
+            return Some(self.parent);
+        }
+        // The first difference is inside a free string's content or at its closing quote, so
+        // everything before that string's opening quote is the same.
+        let &(from, to) = self.free.iter().find(|&&(f, t)| f <= same && same <= t)?;
+        let (value, after) = plain_string(&rest[from - 1..])?;
+        if after != &self.tail[to + 1..] {
+            return None;
+        }
+        let end = from + value.len();
+        Some(self.parent.map(|(a, b)| {
+            if a > to {
+                (a + end - to, b + end - to)
+            } else {
+                (a, b)
+            }
+        }))
+    }
+}
+
+/// How many bytes `a` and `b` have in common from their starts.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    const W: usize = 16;
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    // Whole blocks first: a tail differs only near its end or in one id.
+    while i + W <= n && a[i..i + W] == b[i..i + W] {
+        i += W;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
 }
 
 /// A delta line up to its text: the index, and the text as `json_string` gives it, with what
@@ -464,22 +521,21 @@ fn delta_head<'a>(b: &'a [u8], decoded: &mut String) -> Option<(u64, JsonStr<'a>
     Some((index, text))
 }
 
-/// The rest of the top-level object after the event, when it is only strings without escapes
-/// and nulls: the `parent_tool_use_id`, and where the last value begins (its opening quote) when
-/// that value is a string under a key that does not matter here, so that a later line's tail
-/// with the same bytes before it needs only that value checked (`DeltaParser`).
-fn delta_tail(all: &[u8]) -> Option<(Option<&str>, Option<usize>)> {
+/// The `parent_tool_use_id` of the rest of the top-level object after the event, when it is
+/// only strings without escapes and nulls. `free` is told where each string value under a key
+/// that does not matter here is (its content's first byte and its closing quote): a later line's
+/// tail that differs from this one only inside one of them passes as this one does
+/// (`DeltaParser`).
+fn delta_tail(all: &[u8], mut free: impl FnMut(usize, usize)) -> Option<Option<&str>> {
     let mut rest = all;
     let mut parent = None;
     let mut seen_parent = false;
-    let mut last_value = None;
     loop {
         match rest {
             [b'}'] => break,
             [b',', tail @ ..] => {
                 let (key, tail) = plain_string(tail)?;
                 let tail = tail.strip_prefix(b":")?;
-                let at = all.len() - tail.len();
                 let (value, tail) = match tail.strip_prefix(b"null") {
                     Some(tail) => (None, tail),
                     None => {
@@ -487,11 +543,9 @@ fn delta_tail(all: &[u8]) -> Option<(Option<&str>, Option<usize>)> {
                         (Some(v), tail)
                     }
                 };
-                last_value = value.map(|_| at);
                 match key {
                     b"parent_tool_use_id" if !seen_parent => {
                         seen_parent = true;
-                        last_value = None;
                         parent = match value {
                             Some(v) => Some(std::str::from_utf8(v).ok()?),
                             None => None,
@@ -499,14 +553,19 @@ fn delta_tail(all: &[u8]) -> Option<(Option<&str>, Option<usize>)> {
                     }
                     // serde rejects a repeated known field (unknown ones it skips).
                     b"parent_tool_use_id" | b"type" | b"event" => return None,
-                    _ => {}
+                    _ => {
+                        if let Some(v) = value {
+                            let from = v.as_ptr() as usize - all.as_ptr() as usize;
+                            free(from, from + v.len());
+                        }
+                    }
                 }
                 rest = tail;
             }
             _ => return None,
         }
     }
-    Some((parent, last_value))
+    Some(parent)
 }
 
 /// A plain JSON u64. Leading zeros are invalid JSON, and serde reads an overflow as a float.
@@ -1829,6 +1888,10 @@ mod tests {
             ),
             (r#","parent_tool_use_id":"toolu_1"}"#, true),
             (
+                r#","session_id":"s","parent_tool_use_id":null,"uuid":"u","api_message_id":"msg_1"}"#,
+                true,
+            ),
+            (
                 r#","uuid":"u","parent_tool_use_id":"p","session_id":"s"}"#,
                 true,
             ),
@@ -1906,7 +1969,7 @@ mod tests {
             let text: String = (0..next() % 12)
                 .map(|_| pieces[next() % pieces.len()])
                 .collect();
-            let tail = tails[next() % 4].0;
+            let tail = tails[next() % 5].0;
             fast += usize::from(same_as_general(delta_line("1", &text, tail).as_bytes()));
         }
         assert!(fast > 500, "{fast}");
@@ -1941,20 +2004,139 @@ mod tests {
         }
     }
 
+    /// A text delta as 2.1.332 writes it: `api_message_id` after the uuid, which changes on every
+    /// line.
+    const SAMPLE_DELTA_332: &str = r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello from the mock Anthrop"}},"session_id":"3c51411a-8ca3-48d4-9bc6-8982346afca4","parent_tool_use_id":null,"uuid":"dbce6dee-3144-486a-a1b2-f2542b89e525","api_message_id":"msg_mock_2793bd3ce77144d7b637eedf"}"#;
+
+    /// `DeltaParser` parses `b` as `text_delta` does alone, and as the general path does (the
+    /// fast path's own reference); returns whether it reused its memory for it.
+    fn check(p: &mut DeltaParser, b: &[u8]) -> bool {
+        let before = p.reused();
+        assert_eq!(p.parse(b), text_delta(b), "{}", String::from_utf8_lossy(b));
+        same_as_general(b);
+        p.reused() > before
+    }
+
+    /// The lines of one message from either CLI, the uuid new on every line: all but the first
+    /// take the short check.
+    #[test]
+    fn delta_parser_reuses_the_tail_of_both_clis_lines() {
+        for sample in [SAMPLE_DELTA, SAMPLE_DELTA_332] {
+            let mut p = DeltaParser::default();
+            let uuid = sample.find(r#""uuid":""#).unwrap() + r#""uuid":""#.len();
+            for i in 0..100u64 {
+                let mut line = sample.to_string();
+                line.replace_range(uuid..uuid + 36, &format!("{:036x}", i * 7919));
+                assert!(text_delta(line.as_bytes()).is_some(), "{line}");
+                assert_eq!(check(&mut p, line.as_bytes()), i > 0, "{line}");
+            }
+        }
+    }
+
+    /// Tails of five fields in every order, the changing string in every position: the memory
+    /// is reused for a changed free string wherever it sits, and for nothing else (the parent's
+    /// string, two changed strings, a changed key, a string that became null, an escape, a
+    /// number), and every line parses as it parses alone.
+    #[test]
+    fn delta_parser_reuses_the_tail_whatever_the_changing_values_position() {
+        const SESSION: &str = r#""3c51411a-8ca3-48d4-9bc6-8982346afca4""#;
+        for parent in ["null", r#""toolu_01""#] {
+            let fields = [
+                ("session_id", SESSION),
+                ("parent_tool_use_id", parent),
+                ("uuid", r#""dbce6dee-3144-486a-a1b2-f2542b89e525""#),
+                ("api_message_id", r#""msg_mock_2793bd3ce77144d7b637eedf""#),
+                ("note", r#""""#),
+            ];
+            let n = fields.len();
+            let orders = (0..n.pow(n as u32)).filter_map(|mut code| {
+                let order: Vec<usize> = (0..n)
+                    .map(|_| {
+                        let i = code % n;
+                        code /= n;
+                        i
+                    })
+                    .collect();
+                let distinct = (0..n).all(|i| order.contains(&i));
+                distinct.then_some(order)
+            });
+            let mut orders_seen = 0;
+            for order in orders {
+                orders_seen += 1;
+                let line = |changed: &[(usize, &str)], key_of: Option<usize>| {
+                    let mut tail = String::new();
+                    for &i in &order {
+                        let (key, value) = fields[i];
+                        let value = changed
+                            .iter()
+                            .find(|(c, _)| *c == i)
+                            .map_or(value, |(_, v)| *v);
+                        let key = if key_of == Some(i) { "other_key" } else { key };
+                        tail.push_str(&format!(r#","{key}":{value}"#));
+                    }
+                    tail.push('}');
+                    delta_line("0", r"a line\n", &tail)
+                };
+                let base = line(&[], None);
+                // Whether the line right after the base line reuses the base's memory.
+                let after_base = |b: &str| {
+                    let mut p = DeltaParser::default();
+                    assert!(!check(&mut p, base.as_bytes()), "{base}");
+                    check(&mut p, b.as_bytes())
+                };
+                for (i, (key, _)) in fields.iter().enumerate() {
+                    let is_free = *key != "parent_tool_use_id";
+                    // Another string, of any length, in the free field: reused.
+                    for v in [r#""x""#, r#""a longer value é 漢""#, r#""""#] {
+                        let b = line(&[(i, v)], None);
+                        let same = b == base;
+                        assert_eq!(after_base(&b), is_free || same, "{b}");
+                    }
+                    // Changes the short check must not take: each checked whole.
+                    let others = [
+                        line(&[(i, r#""a\nb""#)], None),
+                        line(&[(i, "null")], None),
+                        line(&[(i, "1")], None),
+                        line(&[(i, r#""x"#)], None),
+                        line(&[], Some(i)),
+                        line(&[(i, r#""x""#), ((i + 1) % n, r#""z""#)], None),
+                    ];
+                    for b in others.iter().filter(|b| **b != base) {
+                        assert!(!after_base(b), "{b}");
+                    }
+                }
+                // The parent's string changed: a different result, never the remembered one.
+                if parent != "null" {
+                    let b = line(&[(1, r#""toolu_02""#)], None);
+                    assert!(!after_base(&b), "{b}");
+                    let mut p = DeltaParser::default();
+                    p.parse(base.as_bytes());
+                    let d = p.parse(b.as_bytes()).expect("a delta");
+                    assert_eq!(d.parent_tool_use_id, Some("toolu_02"));
+                }
+                // A message's lines, each with a new uuid, whatever the order.
+                let mut p = DeltaParser::default();
+                for k in 0..20 {
+                    let uuid = format!(r#""u-{k}""#);
+                    assert_eq!(check(&mut p, line(&[(2, &uuid)], None).as_bytes()), k > 0);
+                }
+            }
+            assert_eq!(orders_seen, 120);
+        }
+    }
+
     /// The memory of `DeltaParser` never changes a result: every line, in any order, parses as
     /// `text_delta` parses it alone.
     #[test]
     fn delta_parser_with_memory_matches_text_delta() {
-        fn check(p: &mut DeltaParser, b: &[u8]) {
-            assert_eq!(p.parse(b), text_delta(b), "{}", String::from_utf8_lossy(b));
-        }
         let mut p = DeltaParser::default();
         // The fixtures, in order.
         for (_, data) in crate::testutil::fixtures() {
-            data.split(|&c| c == b'\n').for_each(|l| check(&mut p, l));
+            for l in data.split(|&c| c == b'\n') {
+                check(&mut p, l);
+            }
         }
-        // Lines that share the remembered tail up to their last value, or part of it.
-        let base = SAMPLE_DELTA.as_bytes();
+        // Lines that share the remembered tail but for one value, or part of it.
         let with_parent = delta_line(
             "1",
             "x",
@@ -1996,20 +2178,44 @@ mod tests {
                 "y",
                 r#","session_id":"s","parent_tool_use_id":"toolu_1","uuid":"u""#,
             ),
+            delta_line(
+                "0",
+                "y",
+                r#","session_id":"s","parent_tool_use_id":"toolu_1","uuid":"u2","api_message_id":"m"}"#,
+            ),
+            delta_line(
+                "0",
+                "y",
+                r#","session_id":"s","parent_tool_use_id":"toolu_1","uuid":"u1","api_message_id":"m"}"#,
+            ),
+            delta_line(
+                "0",
+                "y",
+                r#","session_id":"s","parent_tool_use_id":"toolu_1","uuid":"u2","api_message_id":"m2"}"#,
+            ),
+            delta_line(
+                "0",
+                "y",
+                r#","session_id":"s","parent_tool_use_id":"toolu_1","uuid":"u2","api_message_id":null}"#,
+            ),
         ];
         for v in &variants {
             check(&mut p, with_parent.as_bytes());
             check(&mut p, v.as_bytes());
+            check(&mut p, v.as_bytes());
         }
-        check(&mut p, base);
-        assert!(!p.prefix.is_empty(), "the CLI's line is remembered");
-        // The mutations of the fast path's own test, each after a line that sets the memory.
+        check(&mut p, SAMPLE_DELTA.as_bytes());
+        assert!(!p.tail.is_empty(), "the CLI's line is remembered");
+        // The mutations of the fast path's own test, each after a line that sets the memory (the
+        // unchanged line, or the mutation before it).
         let mut rng = crate::testutil::Rng(0x9e37_79b9_7f4a_7c15);
         let interesting = b"\"\\{}:,0123456789unlx \x00\x1f\x7f\x80\xc3\xa9\xed";
-        for _ in 0..20_000 {
+        let mut previous = Vec::new();
+        for round in 0..40_000 {
+            let base = [SAMPLE_DELTA, SAMPLE_DELTA_332][round % 2].as_bytes();
             let mut b = base.to_vec();
             // Mostly in the tail, where the memory is used.
-            let tail_from = b.len() - 120;
+            let tail_from = b.len() - 200;
             for _ in 0..rng.below(3) + 1 {
                 let pos = tail_from + rng.below(b.len() - tail_from + 1);
                 let byte = interesting[rng.below(interesting.len())];
@@ -2021,8 +2227,13 @@ mod tests {
                     _ => b.insert(pos, byte),
                 }
             }
-            check(&mut p, base);
+            if rng.below(2) == 0 {
+                check(&mut p, base);
+            } else {
+                check(&mut p, &previous);
+            }
             check(&mut p, &b);
+            previous = b;
         }
     }
 
@@ -2030,6 +2241,7 @@ mod tests {
     fn text_delta_fast_path_matches_cut_and_mutated_lines() {
         let samples = [
             SAMPLE_DELTA.to_string(),
+            SAMPLE_DELTA_332.to_string(),
             delta_line(
                 "12",
                 r#"a\"\\\/\n\u00e9\ud83d\ude00é"#,
@@ -2048,7 +2260,7 @@ mod tests {
         let interesting = b"\"\\{}:,0123456789unlx \x00\x1f\x7f\x80\xc3\xa9\xed";
         let mut fast = 0;
         for _ in 0..20_000 {
-            let mut b = samples[(next() % 2) as usize].as_bytes().to_vec();
+            let mut b = samples[(next() % 3) as usize].as_bytes().to_vec();
             for _ in 0..next() % 3 + 1 {
                 let pos = (next() as usize) % (b.len() + 1);
                 let byte = if next() % 4 == 0 {
