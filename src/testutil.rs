@@ -1,7 +1,8 @@
 //! Helpers shared by the tests of this crate and of `tests/` (and `examples/pipeline`): a
 //! deterministic random generator (no extra crate, and a failure reproduces from its seed), whole
-//! lines, chunked framing, the recorded CLI transcripts, a text delta in the CLI's shape, a
-//! finished task's record, an editor that takes every write.
+//! lines, chunked framing, the recorded CLI transcripts, a text delta in the CLI's shape, lines
+//! in other key orders (2.1.332's result, `type` last), a finished task's record, an editor that
+//! takes every write.
 
 use std::path::PathBuf;
 
@@ -64,6 +65,63 @@ pub fn delta_line(index: &str, text: &str, tail: &str) -> String {
     format!(
         r#"{{"type":"stream_event","event":{{"type":"content_block_delta","index":{index},"delta":{{"type":"text_delta","text":"{text}"}}}}{tail}"#
     )
+}
+
+/// A successful `result` line in 2.1.332's key order: `type` late, after the whole answer.
+/// `answer_json` is the answer as a JSON string literal (quotes included), so a test can build
+/// a huge one without escaping it again.
+pub fn result_line_2_1_332(answer_json: &str, cost: f64, turns: u64) -> String {
+    format!(
+        r#"{{"duration_api_ms":160,"stop_reason":"end_turn","session_id":"3c51411a-8ca3-48d4-9bc6-8982346afca4","total_cost_usd":{cost},"usage":{{"input_tokens":12305,"output_tokens":34,"service_tier":"standard","iterations":[],"speed":"standard","fallback_credit":null}},"modelUsage":{{"claude-opus-5-5":{{"inputTokens":12305,"outputTokens":34,"costUSD":{cost}}}}},"permission_denials":[],"terminal_reason":"completed","fast_mode_state":"off","fast_mode_disabled_reason":"sdk_opt_in_required","subagent_stats":{{"spawned":0,"killed":{{"parent":0,"user":0,"system":0}},"by_type":{{}}}},"safety_stops":0,"is_error":false,"num_turns":{turns},"subtype":"success","api_error_status":null,"result":{answer_json},"ttft_ms":289,"type":"result","duration_ms":485,"uuid":"dd0e3518-ea31-4515-b9f1-fac6a08b97e6","begun_message_ids":["msg_1"],"ttft_stream_ms":266,"time_to_request_ms":222,"first_content_frame_ms":267,"queued_turn_count":0,"result_index":0,"model_usage_since_last_result":{{}}}}"#
+    )
+}
+
+/// `line`, a JSON object whose first member is `type` (as every line of 2.1.197 and most of
+/// 2.1.332 begin), with that member moved to the end after `pad` bytes of a string under the
+/// key `padding` (none when 0): the same message with its kind known only at its end, after a
+/// long string. `None` for a line that does not begin with `{"type":"…",`. Works on the text,
+/// so every other byte stays as it was.
+pub fn type_last(line: &str, pad: usize) -> Option<String> {
+    let rest = line.strip_prefix(r#"{"type":""#)?;
+    let end = rest.find('"')?;
+    let (kind, rest) = rest.split_at(end);
+    let body = rest.strip_prefix("\",")?.strip_suffix('}')?;
+    let padding = if pad > 0 {
+        format!(r#","padding":"{}""#, "p".repeat(pad))
+    } else {
+        String::new()
+    };
+    Some(format!(r#"{{{body}{padding},"type":"{kind}"}}"#))
+}
+
+/// The keys of a JSON object's top level, in the order the line has them (`serde_json::Value`
+/// sorts them); empty for anything else.
+pub fn top_level_keys(line: &[u8]) -> Vec<String> {
+    struct Keys(Vec<String>);
+    impl<'de> serde::Deserialize<'de> for Keys {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Keys, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Keys;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut m: A,
+                ) -> Result<Keys, A::Error> {
+                    let mut keys = Vec::new();
+                    while let Some(k) = m.next_key::<String>()? {
+                        m.next_value::<serde::de::IgnoredAny>()?;
+                        keys.push(k);
+                    }
+                    Ok(Keys(keys))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+    serde_json::from_slice::<Keys>(line).map_or_else(|_| Vec::new(), |k| k.0)
 }
 
 /// The record of a task with one completed run whose output starts at offset 0: what renders
