@@ -1370,6 +1370,71 @@ mod tests {
 
     const INIT_DEFAULT: &str = "model: claude-opus-4-8[1m] · permission: default";
 
+    /// What 2.1.332 writes differently renders on purpose: its model in the init line; its
+    /// `status` and `permission_denied` lines show nothing (the refused call's result and the
+    /// run's denials say it already); its new fields change nothing; text whose stream was
+    /// abandoned goes when the retry comes, as any unconfirmed text; an API failure shows its
+    /// text once although the result repeats it with `type` after it.
+    #[test]
+    fn the_lines_of_2_1_332_render_on_purpose() {
+        use crate::testutil::cli_2_1_332 as v;
+        let denied = [
+            v::INIT,
+            v::STATUS,
+            v::ASSISTANT_WRITE,
+            v::PERMISSION_DENIED,
+            v::USER_DENIED,
+            v::STATUS,
+            v::RESULT_DENIED,
+        ];
+        let want_denied = [
+            "model: claude-opus-5-5 · permission: default",
+            "",
+            "● Write(/tmp/proj/hello.txt)",
+            "  ✗ Claude requested permissions to write to /tmp/proj/hello.txt, but you haven't granted it yet.",
+            "",
+            "⚠ permission denied: Write(/tmp/proj/hello.txt)",
+        ];
+        assert_eq!(render(&denied.join("\n")), want_denied);
+        let without_new_kinds = [
+            v::INIT,
+            v::ASSISTANT_WRITE,
+            v::USER_DENIED,
+            v::RESULT_DENIED,
+        ];
+        assert_eq!(render(&without_new_kinds.join("\n")), want_denied);
+        // A stream broken after one delta: shown while it lasts, dropped by the retry.
+        let cut = [v::INIT, v::STATUS, v::MESSAGE_START, v::DELTA];
+        let streamed = render(&cut.join("\n"));
+        assert_eq!(
+            streamed.last().map(String::as_str),
+            Some("Hello from the mock Anthrop")
+        );
+        let retried = [&cut[..], &[v::MESSAGE_STOP_ABANDONED, v::API_RETRY]].concat();
+        assert_eq!(
+            render(&retried.join("\n")),
+            [
+                "model: claude-opus-5-5 · permission: default",
+                "",
+                "↻ API error: unknown, retry 1/10 in 0.6s",
+            ]
+        );
+        let failed = [
+            v::INIT,
+            v::STATUS,
+            v::ASSISTANT_API_ERROR,
+            v::RESULT_API_ERROR,
+        ];
+        assert_eq!(
+            render(&failed.join("\n")),
+            [
+                "model: claude-opus-5-5 · permission: default",
+                "",
+                "✗ API Error: 500 Mock error 500 (api_error). This is a server-side issue, usually temporary — try again in a moment.",
+            ]
+        );
+    }
+
     #[test]
     fn hello_without_partial_messages() {
         assert_eq!(

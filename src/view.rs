@@ -730,6 +730,58 @@ mod tests {
         }
     }
 
+    /// Every line of the recordings with `type` moved last after a long string, the first line
+    /// of each kind after one longer than the framer's cap (cut on the way): the view renders
+    /// what it renders for the recording. Nothing is told by a line's first bytes.
+    #[test]
+    fn lines_whose_type_comes_last_after_a_long_string_render_the_same() {
+        use crate::testutil::type_last;
+        let dir = std::env::temp_dir().join(format!("ct-view-{}-type-last", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rec = finished_record();
+        let mut over_cap = std::collections::HashSet::new();
+        for (i, (name, data)) in fixtures().into_iter().enumerate() {
+            let mut moved = Vec::with_capacity(data.len());
+            for (k, l) in data.split(|&c| c == b'\n').enumerate() {
+                let kind = format!("{:?}", crate::claude::parse_bytes(l));
+                let kind = kind.split(['(', ' ', '{']).next().unwrap_or("").to_owned();
+                // Only lines without long strings of their own, which the cut would change.
+                let pad = if l.len() < LONG_STRING && over_cap.insert(kind) {
+                    MAX_LINE + 1
+                } else {
+                    [0, 100, 8 * 1024, 100 * 1024][k % 4]
+                };
+                match std::str::from_utf8(l).ok().and_then(|t| type_last(t, pad)) {
+                    Some(m) => moved.extend_from_slice(m.as_bytes()),
+                    None => moved.extend_from_slice(l),
+                }
+                moved.push(b'\n');
+            }
+            moved.pop();
+            let (a, b) = (
+                dir.join(format!("{i}.jsonl")),
+                dir.join(format!("{i}-moved.jsonl")),
+            );
+            std::fs::write(&a, &data).unwrap();
+            std::fs::write(&b, &moved).unwrap();
+            let want = render_all(&rec, &a).unwrap();
+            assert!(want.len() > 3, "{name}");
+            assert_eq!(render_all(&rec, &b).unwrap(), want, "{name}");
+        }
+        for kind in [
+            "Init",
+            "ApiRetry",
+            "System",
+            "Assistant",
+            "User",
+            "Stream",
+            "Result",
+        ] {
+            assert!(over_cap.contains(kind), "{kind} missing from {over_cap:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// A long line cut on the way (its bytes handed over by the framer) renders exactly as one
     /// re-read from the file. With a small cap, most lines of the fixtures are "long".
     #[test]
