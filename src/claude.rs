@@ -407,13 +407,7 @@ pub fn text_delta(b: &[u8]) -> Option<TextDelta<'_>> {
 /// memory). Same results as `text_delta`, line for line.
 #[derive(Default)]
 pub struct DeltaParser {
-    /// The last tail that passed the whole check; empty when there is none to reuse.
-    tail: Vec<u8>,
-    /// The contents of the string values under keys that do not matter in `tail`, as the index
-    /// of their first byte and of their closing quote, in order.
-    free: Vec<(usize, usize)>,
-    /// Where `parent_tool_use_id`'s string is within `tail`, if it is one.
-    parent: Option<(usize, usize)>,
+    memory: TailMemory,
     /// Lines whose tail took the short check (what the benchmarks report).
     reused: u64,
     /// The text of a delta with escapes (nearly every one: a line ends in `\n`), decoded here
@@ -428,7 +422,7 @@ impl DeltaParser {
     pub fn parse<'a>(&'a mut self, b: &'a [u8]) -> Option<TextDelta<'a>> {
         let (index, JsonStr { raw, clean, rest }) = delta_head(b, &mut self.decoded)?;
         let text = Cow::Borrowed(raw.unwrap_or(self.decoded.as_str()));
-        let parent = match self.reuse(rest) {
+        let parent = match self.memory.reuse(rest) {
             Some(parent) => {
                 self.reused += 1;
                 match parent {
@@ -437,15 +431,15 @@ impl DeltaParser {
                 }
             }
             None => {
-                let (tail, free) = (&mut self.tail, &mut self.free);
-                free.clear();
-                let parent = delta_tail(rest, |from, to| free.push((from, to)));
-                tail.clear();
+                let m = &mut self.memory;
+                m.free.clear();
+                let parent = delta_tail(rest, |from, to| m.free.push((from, to)));
+                m.tail.clear();
                 if parent.is_some() && rest.len() <= MAX_REMEMBERED_TAIL {
-                    tail.extend_from_slice(rest);
+                    m.tail.extend_from_slice(rest);
                 }
                 let parent = parent?;
-                self.parent = parent.map(|p| {
+                m.parent = parent.map(|p| {
                     let from = p.as_ptr() as usize - rest.as_ptr() as usize;
                     (from, from + p.len())
                 });
@@ -468,47 +462,91 @@ impl DeltaParser {
     /// Drops the remembered tail: the next line takes the whole check, as every line would if
     /// its tail changed in more than one place (the benchmarks' reference).
     pub fn forget_tail(&mut self) {
-        self.tail.clear();
+        self.memory.tail.clear();
     }
+}
 
+/// The last tail `DeltaParser` checked whole, and where its free strings are.
+#[derive(Default)]
+struct TailMemory {
+    /// The last tail that passed the whole check; empty when there is none to reuse.
+    tail: Vec<u8>,
+    /// The contents of the string values under keys that do not matter in `tail`, as the index
+    /// of their first byte and of their closing quote, in order.
+    free: Vec<(usize, usize)>,
+    /// Where `parent_tool_use_id`'s string is within `tail`, if it is one.
+    parent: Option<(usize, usize)>,
+    /// Which of `free` was the one changed in the last tail reused: likely the one changed in
+    /// the next, so it is tried first.
+    changed: usize,
+}
+
+impl TailMemory {
     /// Whether `rest` is the remembered tail with at most one of its free strings replaced by
     /// another string without escapes: then it passes `delta_tail` as the remembered one did
     /// (the same keys, in the same order, with values of the same kinds). Returns where the
     /// `parent_tool_use_id` string is in `rest`.
-    fn reuse(&self, rest: &[u8]) -> Option<Option<(usize, usize)>> {
+    fn reuse(&mut self, rest: &[u8]) -> Option<Option<(usize, usize)>> {
         if self.tail.is_empty() {
             return None;
+        }
+        // Two comparisons (before and after the string) when the same string changed again.
+        if let Some(&(from, to)) = self.free.get(self.changed) {
+            if let Some(end) = self.only_changed(rest, from, to) {
+                return Some(self.parent_in(end, to));
+            }
         }
         let same = common_prefix(rest, &self.tail);
         if same == rest.len() && same == self.tail.len() {
             return Some(self.parent);
         }
-        // The first difference is inside a free string's content or at its closing quote, so
-        // everything before that string's opening quote is the same.
-        let &(from, to) = self.free.iter().find(|&&(f, t)| f <= same && same <= t)?;
-        let (value, after) = plain_string(&rest[from - 1..])?;
-        if after != &self.tail[to + 1..] {
+        // The first difference is inside a free string's content or at its closing quote.
+        let k = self
+            .free
+            .iter()
+            .position(|&(f, t)| f <= same && same <= t)?;
+        let (from, to) = self.free[k];
+        let end = self.only_changed(rest, from, to)?;
+        self.changed = k;
+        Some(self.parent_in(end, to))
+    }
+
+    /// Where the closing quote of the string at `from` is in `rest`, when `rest` is the
+    /// remembered tail but for that string (whose closing quote was at `to`), which has no
+    /// escapes.
+    fn only_changed(&self, rest: &[u8], from: usize, to: usize) -> Option<usize> {
+        if rest.get(..from)? != &self.tail[..from] {
             return None;
         }
-        let end = from + value.len();
-        Some(self.parent.map(|(a, b)| {
+        // From its opening quote, the same in both.
+        let (value, after) = plain_string(&rest[from - 1..])?;
+        (after == &self.tail[to + 1..]).then_some(from + value.len())
+    }
+
+    /// The parent's string in a tail whose changed string closes at `end` instead of `to`.
+    fn parent_in(&self, end: usize, to: usize) -> Option<(usize, usize)> {
+        self.parent.map(|(a, b)| {
             if a > to {
                 (a + end - to, b + end - to)
             } else {
                 (a, b)
             }
-        }))
+        })
     }
 }
 
 /// How many bytes `a` and `b` have in common from their starts.
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
-    const W: usize = 16;
     let n = a.len().min(b.len());
     let mut i = 0;
-    // Whole blocks first: a tail differs only near its end or in one id.
-    while i + W <= n && a[i..i + W] == b[i..i + W] {
-        i += W;
+    // Eight bytes at a time: the first differing byte is the lowest set byte of the xor.
+    while i + 8 <= n {
+        let word = |s: &[u8]| u64::from_le_bytes(s[i..i + 8].try_into().unwrap_or([0; 8]));
+        let x = word(a) ^ word(b);
+        if x != 0 {
+            return i + x.trailing_zeros() as usize / 8;
+        }
+        i += 8;
     }
     while i < n && a[i] == b[i] {
         i += 1;
@@ -2173,6 +2211,25 @@ mod tests {
         }
     }
 
+    #[test]
+    fn common_prefix_finds_the_first_difference() {
+        let mut rng = crate::testutil::Rng(0x51ed_2701);
+        for _ in 0..20_000 {
+            let n = rng.below(40);
+            let a = rng.bytes(n);
+            let mut b = a.clone();
+            b.truncate(rng.below(a.len() + 1));
+            if !b.is_empty() && rng.below(2) == 0 {
+                let i = rng.below(b.len());
+                b[i] ^= 1 << rng.below(8);
+            }
+            let more = rng.below(5);
+            b.extend(rng.bytes(more));
+            let naive = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+            assert_eq!(common_prefix(&a, &b), naive, "{a:?} {b:?}");
+        }
+    }
+
     /// A text delta as 2.1.332 writes it: `api_message_id` after the uuid, which changes on every
     /// line.
     const SAMPLE_DELTA_332: &str = r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello from the mock Anthrop"}},"session_id":"3c51411a-8ca3-48d4-9bc6-8982346afca4","parent_tool_use_id":null,"uuid":"dbce6dee-3144-486a-a1b2-f2542b89e525","api_message_id":"msg_mock_2793bd3ce77144d7b637eedf"}"#;
@@ -2289,6 +2346,15 @@ mod tests {
                     let uuid = format!(r#""u-{k}""#);
                     assert_eq!(check(&mut p, line(&[(2, &uuid)], None).as_bytes()), k > 0);
                 }
+                // The changed string in turn in each free field, against the same memory (the
+                // first of those lines).
+                for k in 0..30 {
+                    let field = [0, 2, 3, 4][k % 4];
+                    let value = format!(r#""v-{k}""#);
+                    let mut changed = vec![(2, r#""u-0""#), (field, value.as_str())];
+                    changed.retain(|&(f, v)| f != field || v == value);
+                    assert!(check(&mut p, line(&changed, None).as_bytes()), "{k}");
+                }
             }
             assert_eq!(orders_seen, 120);
         }
@@ -2374,7 +2440,7 @@ mod tests {
             check(&mut p, v.as_bytes());
         }
         check(&mut p, SAMPLE_DELTA.as_bytes());
-        assert!(!p.tail.is_empty(), "the CLI's line is remembered");
+        assert!(!p.memory.tail.is_empty(), "the CLI's line is remembered");
         // The mutations of the fast path's own test, each after a line that sets the memory (the
         // unchanged line, or the mutation before it).
         let mut rng = crate::testutil::Rng(0x9e37_79b9_7f4a_7c15);
