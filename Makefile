@@ -37,6 +37,7 @@ test-e2e: build-debug
 bench: build
 	$(CARGO) build --release --example pipeline
 	scripts/bench.sh
+	$(CARGO) run --release --example snapshots
 
 STYLUA := $(DEPS)/stylua/bin/stylua
 

@@ -47,6 +47,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BACKEND = os.path.join(ROOT, "target/release/claude-tasks")
 FAKE = os.path.join(ROOT, "target/release/fake-claude")
+# The CLI versions whose line shapes fake-claude writes (`--fake-cli-version`): the flood runs in
+# the first; the recorded flood's parsing and the backend's pipeline run in both, side by side.
+OLD_CLI, NEW_CLI = "2.1.197", "2.1.332"
 # `--nice N`: the plugin's `nice` option for every run (None: the plugin's default).
 NICE = None
 BENCH_LUA = os.path.join(HERE, "lua/bench.lua")
@@ -363,24 +366,26 @@ class Bench:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def fake_cmd(self, n, line_bytes=80):
-        return [FAKE, "--fake-lines=%d" % n, "--fake-line-bytes=%d" % line_bytes]
+    def fake_cmd(self, n, line_bytes=80, cli=OLD_CLI):
+        """The fake's flood of n lines, in the line shapes of CLI version `cli`."""
+        cmd = [FAKE, "--fake-lines=%d" % n, "--fake-line-bytes=%d" % line_bytes]
+        return cmd if cli == OLD_CLI else cmd + ["--fake-cli-version=" + cli]
 
-    def recorded(self, n):
+    def recorded(self, n, cli=OLD_CLI):
         """A transcript recorded from the fake (the same bytes it streams live), replayed by
         `cat` at disk speed: the plugin's cost without the producer's."""
-        if n not in self.transcripts:
-            path = os.path.join(self.tmp, "transcript-%d.jsonl" % n)
+        if (n, cli) not in self.transcripts:
+            path = os.path.join(self.tmp, "transcript-%d-%s.jsonl" % (n, cli))
             with open(path, "wb") as f, open(os.devnull, "rb") as null:
                 t0 = time.monotonic()
-                subprocess.run(self.fake_cmd(n), stdin=null, stdout=f, check=True)
-                self.fake_alone[n] = (time.monotonic() - t0) * 1000
-            self.transcripts[n] = path
-        return self.transcripts[n]
+                subprocess.run(self.fake_cmd(n, cli=cli), stdin=null, stdout=f, check=True)
+                self.fake_alone[(n, cli)] = (time.monotonic() - t0) * 1000
+            self.transcripts[(n, cli)] = path
+        return self.transcripts[(n, cli)]
 
-    def replay_cmd(self, n):
+    def replay_cmd(self, n, cli=OLD_CLI):
         # Extra arguments the backend appends (the CLI's flags) become sh's $1...: ignored.
-        return ["/bin/sh", "-c", "exec cat " + shlex.quote(self.recorded(n)), "sh"]
+        return ["/bin/sh", "-c", "exec cat " + shlex.quote(self.recorded(n, cli)), "sh"]
 
     def plugin_stream(self, cmd, count=1, timeout=120, extra=None, floor=False, probes=False,
                       summary=False, **opts):
@@ -490,10 +495,11 @@ class Bench:
             label = size_label(n)
             self.recorded(n)
             self.res.add("stream", "fake-claude alone, %s lines, to a file (1 run)" % label, "ms",
-                         [self.fake_alone[n]], fmt="%.0f",
+                         [self.fake_alone[(n, OLD_CLI)]], fmt="%.0f",
                          note="the producer's own time: a floor for the live runs")
             plugin, peer, floor, replay, replay_floor, peer_replay, hwm, cpu_replay = (
                 [] for _ in range(8))
+            replay_new = []
             lines_seen = None
             for i in range(self.runs):
                 log("  run %d/%d, %s lines" % (i + 1, self.runs, label))
@@ -510,6 +516,8 @@ class Bench:
                     cpu_replay.append(rr["cpu_ms"])
                 replay.append(rr["ms"])
                 replay_floor.append(rr["floor_ms"])
+                rn = self.plugin_stream(self.replay_cmd(n, NEW_CLI), timeout=600)
+                replay_new.append(rn["ms"])
                 p = self.peer_stream(self.fake_cmd(n), self.args.peer_timeout)
                 peer.append({"gt": T} if p.get("timeout") else p["ms"])
                 pr = self.peer_stream(self.replay_cmd(n), self.args.peer_timeout)
@@ -535,6 +543,13 @@ class Bench:
             self.res.add("stream", "plugin / floor, %s recorded" % label, "×",
                          [a / b for a, b in zip(replay, replay_floor)], target=1.3, cmp="le",
                          fmt="%.1f")
+            self.res.add("stream", "plugin, %s lines, recorded transcript (cat), CLI %s shapes"
+                         % (label, NEW_CLI), "ms", replay_new, fmt="%.0f",
+                         note="api_message_id on every line, the answer again in the result "
+                              "line before its type")
+            self.res.add("stream", "plugin, %s recorded, CLI %s / %s shapes" % (label, NEW_CLI,
+                                                                               OLD_CLI), "×",
+                         [a / b for a, b in zip(replay_new, replay)], fmt="%.2f")
             if cpu_replay:
                 # Where the CPU went in the recorded runs, and what that implies on this many
                 # cores even with perfect overlap: (sum of CPU) / cores, and never less than
@@ -565,26 +580,61 @@ class Bench:
                          note="pre-encoded msgpack from a raw socket client, send to answer, "
                               "3 runs")
             # The backend's own chain without Neovim, the RPC or the scheduling: what the
-            # backend's side of a run costs at least.
-            alone = self.pipeline_alone(n)
-            if alone:
+            # backend's side of a run costs at least; and its parsing alone, in both CLIs'
+            # line shapes.
+            for cli in (OLD_CLI, NEW_CLI):
+                alone = self.pipeline_alone(n, cli)
+                if not alone:
+                    break
+                shapes = "" if cli == OLD_CLI else ", CLI %s shapes" % cli
                 self.res.add("stream", "&nbsp;&nbsp;backend's pipeline alone (read, frame, parse, "
-                             "render), %s recorded" % label, "ms", alone, fmt="%.0f",
+                             "render), %s recorded%s" % (label, shapes), "ms",
+                             alone["render_all"], fmt="%.0f",
                              note="examples/pipeline: render_all of the recorded transcript, "
-                                  "one thread, %d runs" % len(alone))
-                self.res.add("stream", "&nbsp;&nbsp;backend's pipeline alone / floor, %s" % label,
-                             "×", [a / statistics.median(replay_floor) for a in alone], fmt="%.2f")
+                                  "one thread, %d runs" % len(alone["render_all"]))
+                if cli == OLD_CLI:
+                    self.res.add("stream", "&nbsp;&nbsp;backend's pipeline alone / floor, %s"
+                                 % label, "×", [a / statistics.median(replay_floor)
+                                                for a in alone["render_all"]], fmt="%.2f")
+                d = alone["deltas"]
+                self.res.add("stream", "&nbsp;&nbsp;parse, %s lines, CLI %s shapes" % (label, cli),
+                             "ms", alone["parse"], fmt="%.0f",
+                             note="examples/pipeline: every line of the recorded transcript in "
+                                  "memory as a view parses it; %d text deltas, %d took the "
+                                  "tail memory's short check" % (d[0], d[1]))
+                self.res.add("stream", "&nbsp;&nbsp;parse without the tail memory, %s lines, "
+                             "CLI %s shapes" % (label, cli), "ms", alone["parse_whole"],
+                             fmt="%.0f", note="every text delta's tail checked whole")
+                self.res.add("stream", "&nbsp;&nbsp;cut and parse of the lines over the "
+                             "framer's cap, %s lines, CLI %s shapes" % (label, cli), "ms",
+                             alone["cut"], fmt="%.0f", note=alone["cut_note"])
 
-    def pipeline_alone(self, n):
-        """Times of examples/pipeline over the recorded transcript of n lines; [] without it."""
+    def pipeline_alone(self, n, cli=OLD_CLI):
+        """Times of examples/pipeline over the recorded transcript of n lines in the shapes of
+        CLI `cli`, by what it timed; {} without it."""
         exe = os.path.join(os.path.dirname(BACKEND), "examples", "pipeline")
         if not os.access(exe, os.X_OK):
             log("  (no %s: 'cargo build --release --example pipeline' for the pipeline rows)"
                 % exe)
-            return []
-        out = subprocess.run([exe, self.recorded(n), str(self.runs)], check=True,
+            return {}
+        out = subprocess.run([exe, self.recorded(n, cli), str(self.runs)], check=True,
                              capture_output=True, text=True).stdout
-        return [float(l.split()[-2]) for l in out.splitlines() if l.endswith(" ms")]
+        got = {"render_all": [], "parse": [], "parse_whole": [], "cut": []}
+        for l in out.splitlines():
+            what, _, rest = l.partition(": ")
+            words = rest.split()
+            ms = float(words[-2])
+            if what == "render_all":
+                got["render_all"].append(ms)
+            elif what == "parse":
+                got["parse"].append(ms)
+                got["deltas"] = (int(words[2]), int(words[4]))
+            elif what == "parse without the tail memory":
+                got["parse_whole"].append(ms)
+            elif what == "cut and parse":
+                got["cut"].append(ms)
+                got["cut_note"] = "%s lines, %.0f MB" % (words[0], int(words[2]) / 1e6)
+        return got
 
     def rpc_floor_lines(self, n):
         """The rendered lines as in the plugin's buffer: header, model line, text, footer."""

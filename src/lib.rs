@@ -11,7 +11,9 @@
 // First: its macros are used everywhere.
 pub mod log;
 
+pub mod changes;
 pub mod cli;
+pub mod git;
 pub mod nvim;
 pub mod process;
 pub mod render;
@@ -21,6 +23,7 @@ pub mod stream_json;
 pub mod tasks;
 pub mod transcript;
 pub mod view;
+pub mod worktree;
 
 pub mod hash;
 pub mod task;

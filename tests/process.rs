@@ -387,6 +387,160 @@ async fn fake_output_modes() {
     );
 }
 
+/// `--fake-cli-version=2.1.332` writes that CLI's shapes, as a recording of the real one has
+/// them: the keys of each kind of line in its order (`api_message_id` after every stream
+/// event's uuid, `type` late in the result, after the whole answer), `status` before the
+/// request, its init fields and default model.
+#[tokio::test]
+async fn fake_writes_the_shapes_of_2_1_332() {
+    use claude_tasks::testutil::top_level_keys;
+    // From real 2.1.332 transcripts (hello, and a cancelled Bash call for the error).
+    const RESULT: &[&str] = &[
+        "duration_api_ms",
+        "stop_reason",
+        "session_id",
+        "total_cost_usd",
+        "usage",
+        "modelUsage",
+        "permission_denials",
+        "terminal_reason",
+        "fast_mode_state",
+        "fast_mode_disabled_reason",
+        "subagent_stats",
+        "safety_stops",
+        "is_error",
+        "num_turns",
+        "subtype",
+        "api_error_status",
+        "result",
+        "ttft_ms",
+        "type",
+        "duration_ms",
+        "uuid",
+        "begun_message_ids",
+        "ttft_stream_ms",
+        "time_to_request_ms",
+        "first_content_frame_ms",
+        "queued_turn_count",
+        "result_index",
+        "model_usage_since_last_result",
+    ];
+    const ERROR_RESULT: &[&str] = &[
+        "duration_api_ms",
+        "stop_reason",
+        "session_id",
+        "total_cost_usd",
+        "usage",
+        "modelUsage",
+        "permission_denials",
+        "terminal_reason",
+        "fast_mode_state",
+        "fast_mode_disabled_reason",
+        "subagent_stats",
+        "safety_stops",
+        "is_error",
+        "num_turns",
+        "subtype",
+        "errors",
+        "type",
+        "duration_ms",
+        "uuid",
+        "begun_message_ids",
+        "queued_turn_count",
+        "result_index",
+        "model_usage_since_last_result",
+    ];
+    const EVENT: &[&str] = &[
+        "type",
+        "event",
+        "session_id",
+        "parent_tool_use_id",
+        "uuid",
+        "api_message_id",
+    ];
+    const MESSAGE_START: &[&str] = &[
+        "type",
+        "event",
+        "session_id",
+        "parent_tool_use_id",
+        "uuid",
+        "ttft_ms",
+        "thinking_display",
+        "api_message_id",
+    ];
+    const ASSISTANT: &[&str] = &[
+        "type",
+        "message",
+        "parent_tool_use_id",
+        "session_id",
+        "uuid",
+        "timestamp",
+        "request_id",
+    ];
+    const STATUS: &[&str] = &["type", "subtype", "status", "session_id", "uuid"];
+    let modes: [&[&str]; 5] = [
+        &["--fake-lines=50"],
+        &["--fake-echo-stdin"],
+        &[],
+        &["--fake-huge-line=5000"],
+        &["--fake-lines=5", "--fake-exit=3"],
+    ];
+    for mode in modes {
+        let dir = TempDir::new("shapes-332");
+        let mut args = vec!["--fake-cli-version=2.1.332"];
+        args.extend_from_slice(mode);
+        let p = spawn(&config(&dir, &args, b"an echoed prompt"));
+        wait_exit(&p).await;
+        let raw = std::fs::read_to_string(dir.path("transcript.jsonl")).unwrap();
+        let lines = transcript_lines(&dir);
+        let keys: Vec<Vec<String>> = raw.lines().map(|l| top_level_keys(l.as_bytes())).collect();
+        let init = &lines[0];
+        assert_eq!(init["subtype"], "init", "{mode:?}");
+        assert_eq!(init["claude_code_version"], "2.1.332-fake");
+        assert_eq!(init["model"], "claude-opus-5-5");
+        assert!(init["tools"]
+            .as_array()
+            .unwrap()
+            .contains(&"Monitor".into()));
+        assert!(init["capabilities"].is_array() && init["original_cwd"].is_string());
+        assert_eq!(
+            (&lines[1]["type"], &lines[1]["subtype"]),
+            (&"system".into(), &"status".into())
+        );
+        let mut message = None;
+        for (v, k) in lines.iter().zip(&keys) {
+            let want: &[&str] = match (v["type"].as_str(), v["event"]["type"].as_str()) {
+                (Some("stream_event"), Some("message_start")) => {
+                    message = v["event"]["message"]["id"].as_str();
+                    MESSAGE_START
+                }
+                (Some("stream_event"), _) => {
+                    assert_eq!(v["api_message_id"].as_str(), message, "{v}");
+                    EVENT
+                }
+                (Some("assistant"), _) => ASSISTANT,
+                (Some("result"), _) if v["is_error"] == true => ERROR_RESULT,
+                (Some("result"), _) => RESULT,
+                (Some("system"), _) if v["subtype"] == "status" => STATUS,
+                _ => continue,
+            };
+            assert_eq!(k, want, "{mode:?}: {v}");
+        }
+        let result = lines.last().unwrap();
+        assert_eq!(result["type"], "result", "{mode:?}");
+        if result["is_error"] == false {
+            // The whole answer again, as the real CLI repeats it.
+            let answer = lines
+                .iter()
+                .rev()
+                .filter(|v| v["type"] == "assistant")
+                .find_map(|v| v["message"]["content"][0]["text"].as_str())
+                .unwrap();
+            assert_eq!(result["result"].as_str(), Some(answer), "{mode:?}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn spawn_errors_are_clear() {
     init();

@@ -143,6 +143,62 @@ async fn a_task_outlives_a_sigkilled_backend_and_is_readopted_whole() {
     b2.quit().await;
 }
 
+/// CLI 2.1.332 writes its result's `type` after the whole answer: a task re-adopted by a new
+/// backend still ends completed with its cost, whether it ends while adopted (a 24 KB answer)
+/// or while no backend runs (a 60 MiB one, settled from the transcript).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_of_cli_2_1_332_outliving_its_backend_ends_with_its_cost() {
+    let w = world("readopt-332");
+    let b = w.backend().await;
+    b.configure(vec![("concurrency", s("parallel"))]).await;
+    let adopted = b
+        .start(w.start_args(
+            "adopted",
+            &[
+                "--fake-cli-version=2.1.332",
+                "--fake-lines=300",
+                "--fake-delay-ms=10",
+            ],
+        ))
+        .await;
+    let orphan = b
+        .start(w.start_args(
+            "settled",
+            &[
+                "--fake-cli-version=2.1.332",
+                "--fake-huge-line=62914560",
+                "--fake-delay-ms=200",
+            ],
+        ))
+        .await;
+    let mut pids = Vec::new();
+    for id in [adopted, orphan] {
+        let started = w.fake.wait_event("started", id).await;
+        pids.push(started["process"]["pid"].as_i64().unwrap() as i32);
+    }
+    b.signal(nix::sys::signal::Signal::SIGKILL);
+    b.exit().await;
+    assert!(alive(pids[0]), "the CLI must outlive its backend");
+    // The huge one ends with nobody watching.
+    wait_gone(&pids[1..]).await;
+
+    let b2 = w.backend().await;
+    let settled = b2.req("get", w.id_args(orphan)).await;
+    assert_eq!(settled["status"], "completed", "{}", settled["error"]);
+    let (kind, done) = w.fake.wait_end(adopted).await;
+    assert_eq!(kind, "completed", "{}", done["error"]);
+    for rec in [&settled, &done] {
+        assert_eq!(rec["cost_usd"], 0.0042, "{}", rec["id"]);
+        assert_eq!(rec["num_turns"], 1);
+    }
+    assert!(settled["result"]
+        .as_str()
+        .unwrap()
+        .starts_with("lorem ipsum"));
+    assert!(done["result"].as_str().unwrap().starts_with("line 000001 "));
+    b2.quit().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn detach_on_exit_leaves_the_task_running_for_the_next_backend() {
     let w = world("detach");

@@ -188,6 +188,44 @@ fn start_runs_to_completion_and_renders_into_an_attached_buffer() {
     });
 }
 
+/// A long answer from CLI 2.1.332, whose result line repeats it before `type`: the task
+/// completes with its cost counted and the buffer shows it, whatever its size (8 KB; 4.8 MB, a
+/// result line over the framer's cap; 60 MiB in one assistant line).
+#[test]
+fn a_long_answer_of_cli_2_1_332_completes_with_its_cost() {
+    let e = env("long-332");
+    rt().block_on(async {
+        let cases: [(&str, &str); 3] = [
+            ("--fake-lines=100", "line 000100 "),
+            ("--fake-lines=60000", "line 060000 "),
+            ("--fake-huge-line=62914560", "lorem ipsum dolor sit amet "),
+        ];
+        for (buf, (size, last)) in (1..).zip(cases) {
+            let rec = e
+                .start("a long answer", &["--fake-cli-version=2.1.332", size])
+                .await;
+            e.attach(rec.id, buf);
+            let (kind, done) = e.ed.wait_end(rec.id).await;
+            assert_eq!(
+                (kind.as_str(), done.error.as_deref()),
+                ("completed", None),
+                "{size}"
+            );
+            assert_eq!(done.num_turns, 1);
+            assert!(
+                (done.cost_usd - 0.0042).abs() < 1e-9,
+                "{size}: {}",
+                done.cost_usd
+            );
+            let kept = done.result.as_deref().unwrap_or("");
+            assert!(kept.starts_with(&last[..5]), "{size}: {kept:?}");
+            let lines = e.ed.footer(buf, "✓ done in").await;
+            assert!(lines.iter().any(|l| l.starts_with(last)), "{size}");
+            assert_eq!(lines[3], "model: claude-opus-5-5 · permission: acceptEdits");
+        }
+    });
+}
+
 #[test]
 fn a_buffer_attached_after_the_end_gets_the_same_lines() {
     let e = env("replay");

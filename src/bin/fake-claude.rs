@@ -36,6 +36,12 @@
 //! --fake-kill-self=SIG      after the output, die from signal SIG (a number, or a name such
 //!                           as KILL / SIGSEGV) instead of exiting, like a crashing CLI (not
 //!                           with --fake-hang, which never gets there)
+//! --fake-cli-version=V      the CLI whose line shapes to write: 2.1.197 (default) or 2.1.332
+//!                           (`api_message_id` after the uuid of every stream event, `status`
+//!                           lines before each request, its init fields and default model
+//!                           `claude-opus-5-5`, and a `result` line in its key order: `type`
+//!                           late, after the whole answer, which it repeats in `result` in
+//!                           every mode, as the real CLI does)
 //! ```
 //!
 //! Signals, as the real CLI (fixtures `signal-*`): SIGINT stops the turn, kills the grandchildren,
@@ -79,12 +85,21 @@ struct Opts {
     raw: Option<PathBuf>,
     raw_chunk: Option<usize>,
     kill_self: Option<Signal>,
+    cli: Cli,
     // Real CLI flags that change the output.
     session_id: Option<String>,
     resume: Option<String>,
     model: Option<String>,
     permission_mode: Option<String>,
     prompt_arg: Option<String>,
+}
+
+/// The CLI version whose line shapes are written.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+enum Cli {
+    #[default]
+    V2_1_197,
+    V2_1_332,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -111,6 +126,7 @@ const FAKE_OPTS: &[(&str, Kind)] = &[
     ("raw", Kind::Value),
     ("raw-chunk", Kind::Value),
     ("kill-self", Kind::Value),
+    ("cli-version", Kind::Value),
 ];
 
 /// Real CLI options that take a value (`--name value` or `--name=value`).
@@ -198,6 +214,13 @@ fn set_fake(o: &mut Opts, name: &str, v: &str) -> Result<(), String> {
         "raw" => o.raw = Some(PathBuf::from(v)),
         "raw-chunk" => o.raw_chunk = Some(parse_num::<usize>(name, v)?.max(1)),
         "kill-self" => o.kill_self = Some(parse_signal(v)?),
+        "cli-version" => {
+            o.cli = match v.trim() {
+                "2.1.197" => Cli::V2_1_197,
+                "2.1.332" => Cli::V2_1_332,
+                _ => return Err(format!("--fake-cli-version: not 2.1.197 or 2.1.332: {v:?}")),
+            }
+        }
         _ => return Err(format!("unknown option --fake-{name}")),
     }
     Ok(())
@@ -421,6 +444,7 @@ struct Ctx {
     cwd: String,
     model: String,
     permission_mode: String,
+    cli: Cli,
     t0: Instant,
 }
 
@@ -437,6 +461,20 @@ impl Ctx {
         errors: &[String],
     ) -> String {
         let errors: Vec<String> = errors.iter().map(|e| js(e)).collect();
+        if self.cli == Cli::V2_1_332 {
+            return format!(
+                r#"{{"duration_api_ms":0,"stop_reason":{},"session_id":{},"total_cost_usd":0,"usage":{},"modelUsage":{{}},"permission_denials":[],"terminal_reason":{},"fast_mode_state":"off","fast_mode_disabled_reason":"sdk_opt_in_required","subagent_stats":{},"safety_stops":0,"is_error":true,"num_turns":{},"subtype":"error_during_execution","errors":[{}],"type":"result","duration_ms":{},"uuid":{},"begun_message_ids":[],"queued_turn_count":0,"result_index":0,"model_usage_since_last_result":{{}}}}"#,
+                stop_reason,
+                js(&self.sid),
+                result_usage(0, 0),
+                js(terminal),
+                SUBAGENT_STATS,
+                turns,
+                errors.join(","),
+                self.elapsed_ms(),
+                js(&uuid()),
+            );
+        }
         format!(
             r#"{{"type":"result","subtype":"error_during_execution","duration_ms":{},"duration_api_ms":0,"is_error":true,"num_turns":{},"stop_reason":{},"session_id":{},"total_cost_usd":0,"usage":{},"modelUsage":{{}},"permission_denials":[],"terminal_reason":{},"fast_mode_state":"off","uuid":{},"errors":[{}]}}"#,
             self.elapsed_ms(),
@@ -452,6 +490,25 @@ impl Ctx {
 
     fn success_result(&self, turns: u32, text: &str, cost: f64) -> String {
         let ms = self.elapsed_ms();
+        if self.cli == Cli::V2_1_332 {
+            return format!(
+                r#"{{"duration_api_ms":{},"stop_reason":"end_turn","session_id":{},"total_cost_usd":{},"usage":{},"modelUsage":{},"permission_denials":[],"terminal_reason":"completed","fast_mode_state":"off","fast_mode_disabled_reason":"sdk_opt_in_required","subagent_stats":{},"safety_stops":0,"is_error":false,"num_turns":{},"subtype":"success","api_error_status":null,"result":{},"ttft_ms":{},"type":"result","duration_ms":{},"uuid":{},"begun_message_ids":[],"ttft_stream_ms":{},"time_to_request_ms":1,"first_content_frame_ms":{},"queued_turn_count":0,"result_index":0,"model_usage_since_last_result":{}}}"#,
+                ms / 2,
+                js(&self.sid),
+                cost,
+                result_usage(2400, 60),
+                self.model_usage(cost),
+                SUBAGENT_STATS,
+                turns,
+                js(text),
+                ms / 4,
+                ms,
+                js(&uuid()),
+                ms / 4,
+                ms / 4,
+                self.model_usage(cost),
+            );
+        }
         format!(
             r#"{{"type":"result","subtype":"success","is_error":false,"api_error_status":null,"duration_ms":{},"duration_api_ms":{},"num_turns":{},"result":{},"stop_reason":"end_turn","session_id":{},"total_cost_usd":{},"usage":{},"modelUsage":{{{}:{{"inputTokens":2400,"outputTokens":60,"cacheReadInputTokens":0,"cacheCreationInputTokens":0,"webSearchRequests":0,"costUSD":{},"contextWindow":200000,"maxOutputTokens":64000}}}},"permission_denials":[],"terminal_reason":"completed","fast_mode_state":"off","uuid":{}}}"#,
             ms,
@@ -468,6 +525,17 @@ impl Ctx {
     }
 
     fn init(&self) -> String {
+        if self.cli == Cli::V2_1_332 {
+            return format!(
+                r#"{{"type":"system","subtype":"init","cwd":{},"session_id":{},"tools":["Task","Bash","CronCreate","CronDelete","CronList","Edit","EnterWorktree","ExitWorktree","ListAgents","Monitor","NotebookEdit","Read","ScheduleWakeup","SendMessage","Skill","TaskStop","ToolSearch","WebFetch","WebSearch","Workflow","Write"],"mcp_servers":[],"model":{},"permissionMode":{},"slash_commands":[],"terminal_slash_commands":[],"apiKeySource":"none","claude_code_version":"2.1.332-fake","output_style":"default","agents":[],"skills":[],"plugins":[],"capabilities":["interrupt_receipt_v1"],"analytics_disabled":true,"product_feedback_disabled":true,"served_by_anthropic":false,"uuid":{},"sandbox_enabled":false,"memory_paths":{{}},"original_cwd":{},"additional_directories":[],"fast_mode_state":"off","fast_mode_disabled_reason":"sdk_opt_in_required","per_turn_effort_active":true,"ultrathink_available":false,"ultrathink_typed_raises":false,"view_mode":"default"}}"#,
+                js(&self.cwd),
+                js(&self.sid),
+                js(&self.model),
+                js(&self.permission_mode),
+                js(&uuid()),
+                js(&self.cwd),
+            );
+        }
         format!(
             r#"{{"type":"system","subtype":"init","cwd":{},"session_id":{},"tools":["Task","Bash","Edit","Glob","Grep","Read","WebFetch","WebSearch","Write"],"mcp_servers":[],"model":{},"permissionMode":{},"slash_commands":[],"apiKeySource":"none","claude_code_version":"2.1.197-fake","output_style":"default","agents":[],"skills":[],"plugins":[],"uuid":{}}}"#,
             js(&self.cwd),
@@ -479,6 +547,13 @@ impl Ctx {
     }
 
     fn status_requesting(&self) -> String {
+        if self.cli == Cli::V2_1_332 {
+            return format!(
+                r#"{{"type":"system","subtype":"status","status":"requesting","session_id":{},"uuid":{}}}"#,
+                js(&self.sid),
+                js(&uuid())
+            );
+        }
         format!(
             r#"{{"type":"system","subtype":"status","status":"requesting","uuid":{},"session_id":{}}}"#,
             js(&uuid()),
@@ -486,42 +561,85 @@ impl Ctx {
         )
     }
 
-    fn stream_event(&self, event: &str) -> String {
-        let mut s = String::with_capacity(event.len() + 160);
-        self.push_stream_event(&mut s, |s| s.push_str(event));
+    /// What 2.1.332 writes before each API request (2.1.197: nothing in these modes).
+    fn status_before_request(&self) -> Option<String> {
+        (self.cli == Cli::V2_1_332).then(|| self.status_requesting())
+    }
+
+    /// The `modelUsage` of a result line.
+    fn model_usage(&self, cost: f64) -> String {
+        format!(
+            r#"{{{}:{{"inputTokens":2400,"outputTokens":60,"cacheReadInputTokens":0,"cacheCreationInputTokens":0,"webSearchRequests":0,"costUSD":{},"contextWindow":200000,"maxOutputTokens":64000}}}}"#,
+            js(&self.model),
+            cost
+        )
+    }
+
+    /// A `stream_event` line of the message `msg_id`.
+    fn stream_event(&self, msg_id: &str, event: &str) -> String {
+        let mut s = String::with_capacity(event.len() + 200);
+        self.push_stream_event(&mut s, msg_id, "", |s| s.push_str(event));
         s
     }
 
-    /// A `stream_event` line appended to `s`, its event written by `event`. Built by pushes,
-    /// not `format!`: a flood writes one per line. A uuid needs no escaping.
-    fn push_stream_event(&self, s: &mut String, event: impl FnOnce(&mut String)) {
+    /// A `stream_event` line appended to `s`, its event written by `event`; 2.1.332 adds `extra`
+    /// (`,"key":value...`) and the message's id after the uuid. Built by pushes, not
+    /// `format!`: a flood writes one per line. A uuid needs no escaping.
+    fn push_stream_event(
+        &self,
+        s: &mut String,
+        msg_id: &str,
+        extra: &str,
+        event: impl FnOnce(&mut String),
+    ) {
         s.push_str(r#"{"type":"stream_event","event":"#);
         event(s);
         s.push_str(r#","session_id":"#);
         push_js(s, &self.sid);
         s.push_str(r#","parent_tool_use_id":null,"uuid":""#);
         push_uuid(s);
-        s.push_str(r#""}"#);
+        s.push('"');
+        if self.cli == Cli::V2_1_332 {
+            s.push_str(extra);
+            s.push_str(r#","api_message_id":"#);
+            push_js(s, msg_id);
+        }
+        s.push('}');
     }
 
     fn message_start(&self, msg_id: &str) -> String {
-        self.stream_event(&format!(
-            r#"{{"type":"message_start","message":{{"id":{},"type":"message","role":"assistant","model":{},"content":[],"stop_reason":null,"stop_sequence":null,"usage":{}}}}}"#,
-            js(msg_id),
-            js(&self.model),
-            message_usage(1)
-        ))
+        let mut s = String::new();
+        self.push_stream_event(
+            &mut s,
+            msg_id,
+            r#","ttft_ms":1,"thinking_display":"updates""#,
+            |s| {
+                s.push_str(&format!(
+                    r#"{{"type":"message_start","message":{{"id":{},"type":"message","role":"assistant","model":{},"content":[],"stop_reason":null,"stop_sequence":null,"usage":{}}}}}"#,
+                    js(msg_id),
+                    js(&self.model),
+                    message_usage(1)
+                ))
+            },
+        );
+        s
     }
 
     fn assistant(&self, msg_id: &str, content: &str) -> String {
+        // 2.1.332 adds the time; the fixed-size one keeps a huge line's length exact.
+        let timestamp = match self.cli {
+            Cli::V2_1_197 => String::new(),
+            Cli::V2_1_332 => format!(r#","timestamp":{}"#, js(&now_iso())),
+        };
         format!(
-            r#"{{"type":"assistant","message":{{"id":{},"type":"message","role":"assistant","model":{},"content":[{}],"stop_reason":null,"stop_sequence":null,"usage":{},"context_management":null}},"parent_tool_use_id":null,"session_id":{},"uuid":{},"request_id":{}}}"#,
+            r#"{{"type":"assistant","message":{{"id":{},"type":"message","role":"assistant","model":{},"content":[{}],"stop_reason":null,"stop_sequence":null,"usage":{},"context_management":null}},"parent_tool_use_id":null,"session_id":{},"uuid":{}{},"request_id":{}}}"#,
             js(msg_id),
             js(&self.model),
             content,
             message_usage(1),
             js(&self.sid),
             js(&uuid()),
+            timestamp,
             js(&format!("req_fake_{}", hex(12)))
         )
     }
@@ -530,17 +648,23 @@ impl Ctx {
         self.assistant(msg_id, &format!(r#"{{"type":"text","text":{}}}"#, js(text)))
     }
 
-    fn message_end(&self, stop_reason: &str, output_tokens: usize) -> [String; 2] {
+    fn message_end(&self, msg_id: &str, stop_reason: &str, output_tokens: usize) -> [String; 2] {
         [
-            self.stream_event(&format!(
-                r#"{{"type":"message_delta","delta":{{"stop_reason":{},"stop_sequence":null}},"usage":{{"input_tokens":1200,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":{}}}}}"#,
-                js(stop_reason),
-                output_tokens
-            )),
-            self.stream_event(r#"{"type":"message_stop"}"#),
+            self.stream_event(
+                msg_id,
+                &format!(
+                    r#"{{"type":"message_delta","delta":{{"stop_reason":{},"stop_sequence":null}},"usage":{{"input_tokens":1200,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":{}}}}}"#,
+                    js(stop_reason),
+                    output_tokens
+                ),
+            ),
+            self.stream_event(msg_id, r#"{"type":"message_stop"}"#),
         ]
     }
 }
+
+/// 2.1.332's `subagent_stats` of a result line, for a run without subagents.
+const SUBAGENT_STATS: &str = r#"{"spawned":0,"requested":{"background":0,"foreground":0,"unset":0},"started_in_background":0,"max_depth":0,"spawned_by_subagents":0,"completed":0,"failed":0,"killed":{"parent":0,"user":0,"system":0},"refused":{"depth_limit":0,"concurrency_limit":0,"budget":0},"by_type":{}}"#;
 
 fn message_usage(output_tokens: usize) -> String {
     format!(
@@ -729,19 +853,26 @@ impl Emitter {
 
     /// One streamed text block (`content_block_start`, deltas, the `assistant` line, stop).
     fn text_block(&mut self, ctx: &Ctx, msg_id: &str, index: usize, text: &str, chunk: usize) {
-        self.line(&ctx.stream_event(&format!(
-            r#"{{"type":"content_block_start","index":{index},"content_block":{{"type":"text","text":""}}}}"#
-        )));
+        self.line(&ctx.stream_event(
+            msg_id,
+            &format!(
+                r#"{{"type":"content_block_start","index":{index},"content_block":{{"type":"text","text":""}}}}"#
+            ),
+        ));
         for piece in chunks(text, chunk) {
-            self.line(&ctx.stream_event(&format!(
-                r#"{{"type":"content_block_delta","index":{index},"delta":{{"type":"text_delta","text":{}}}}}"#,
-                js(piece)
-            )));
+            self.line(&ctx.stream_event(
+                msg_id,
+                &format!(
+                    r#"{{"type":"content_block_delta","index":{index},"delta":{{"type":"text_delta","text":{}}}}}"#,
+                    js(piece)
+                ),
+            ));
         }
         self.line(&ctx.assistant_text(msg_id, text));
-        self.line(&ctx.stream_event(&format!(
-            r#"{{"type":"content_block_stop","index":{index}}}"#
-        )));
+        self.line(&ctx.stream_event(
+            msg_id,
+            &format!(r#"{{"type":"content_block_stop","index":{index}}}"#),
+        ));
     }
 }
 
@@ -787,11 +918,18 @@ fn run(o: &Opts, args: &[String]) -> Result<(), String> {
             .or_else(|| o.resume.clone())
             .unwrap_or_else(uuid),
         cwd: cwd.clone(),
-        model: o.model.clone().unwrap_or_else(|| "claude-fake".into()),
+        model: o.model.clone().unwrap_or_else(|| {
+            match o.cli {
+                Cli::V2_1_197 => "claude-fake",
+                Cli::V2_1_332 => "claude-opus-5-5",
+            }
+            .into()
+        }),
         permission_mode: o
             .permission_mode
             .clone()
             .unwrap_or_else(|| "default".into()),
+        cli: o.cli,
         t0: Instant::now(),
     };
     // A private duplicate of fd 1, so the buffered writer is ours alone (std's stdout would add
@@ -903,9 +1041,10 @@ fn run(o: &Opts, args: &[String]) -> Result<(), String> {
     } else if o.echo_stdin {
         let text = String::from_utf8_lossy(&prompt).into_owned();
         em.line(&ctx.init());
+        em.lines(ctx.status_before_request());
         em.line(&ctx.message_start("msg_fake_echo"));
         em.text_block(&ctx, "msg_fake_echo", 0, &text, 4096);
-        em.lines(ctx.message_end("end_turn", text.len() / 4 + 1));
+        em.lines(ctx.message_end("msg_fake_echo", "end_turn", text.len() / 4 + 1));
         em.with(|out| out.turns = 1);
         if with_result {
             em.line(&if o.exit == 0 {
@@ -916,9 +1055,12 @@ fn run(o: &Opts, args: &[String]) -> Result<(), String> {
         }
     } else if let Some(n) = o.lines {
         let b = o.line_bytes.unwrap_or(80).max(1);
+        const MSG: &str = "msg_fake_lines";
         em.line(&ctx.init());
-        em.line(&ctx.message_start("msg_fake_lines"));
+        em.lines(ctx.status_before_request());
+        em.line(&ctx.message_start(MSG));
         em.line(&ctx.stream_event(
+            MSG,
             r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
         ));
         // One buffer for every line, and lines handed over in batches: a flood is what this
@@ -931,7 +1073,7 @@ fn run(o: &Opts, args: &[String]) -> Result<(), String> {
         for i in 0..n {
             piece.clear();
             push_numbered_line(&mut piece, i + 1, b);
-            ctx.push_stream_event(&mut batch, |s| {
+            ctx.push_stream_event(&mut batch, MSG, "", |s| {
                 s.push_str(
                     r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"#,
                 );
@@ -945,45 +1087,37 @@ fn run(o: &Opts, args: &[String]) -> Result<(), String> {
                 batch.push('\n');
             }
         }
+        drop((batch, piece));
         // The same text again, generated a second time as it is written: holding a flood's
         // whole text and its escaped copy (twice the output) cost the producer more in page
-        // faults than generating it. Under the output lock, so the line stays whole.
-        let frame = ctx.assistant_text("msg_fake_lines", "");
-        let open = frame
-            .find(r#""text":"""#)
-            .expect("an assistant text frame holds an empty text");
-        // Between the empty text's quotes.
-        let (head, tail) = frame.split_at(open + r#""text":""#.len());
-        em.with(|out| {
-            out.part(head);
-            for i in 0..n {
-                batch.clear();
-                piece.clear();
-                push_numbered_line(&mut piece, i + 1, b);
-                push_js_body(&mut batch, &piece);
-                out.part(&batch);
-            }
-            out.line(tail);
-        });
-        em.line(&ctx.stream_event(r#"{"type":"content_block_stop","index":0}"#));
-        em.lines(ctx.message_end("end_turn", n.saturating_mul(b) / 4 + 1));
+        // faults than generating it.
+        with_numbered_lines(&em, &ctx.assistant_text(MSG, ""), "text", n, b);
+        em.line(&ctx.stream_event(MSG, r#"{"type":"content_block_stop","index":0}"#));
+        em.lines(ctx.message_end(MSG, "end_turn", n.saturating_mul(b) / 4 + 1));
         em.with(|out| out.turns = 1);
         if with_result {
-            em.line(&if o.exit == 0 {
-                ctx.success_result(1, &format!("Streamed {n} lines."), 0.0042)
+            if o.exit != 0 {
+                em.line(&result_error(1));
+            } else if ctx.cli == Cli::V2_1_332 {
+                // The whole answer again, before `type`, as 2.1.332 writes it.
+                with_numbered_lines(&em, &ctx.success_result(1, "", 0.0042), "result", n, b);
             } else {
-                result_error(1)
-            });
+                em.line(&ctx.success_result(1, &format!("Streamed {n} lines."), 0.0042));
+            }
         }
     } else if let Some(bytes) = o.huge_line {
         em.line(&ctx.init());
-        em.line(&huge_assistant_line(&ctx, bytes));
+        em.lines(ctx.status_before_request());
+        let (line, text) = huge_assistant_line(&ctx, bytes);
+        em.line(&line);
+        drop(line);
         em.with(|out| out.turns = 1);
         if with_result {
-            em.line(&if o.exit == 0 {
-                ctx.success_result(1, "Wrote one huge line.", 0.0042)
-            } else {
-                result_error(1)
+            em.line(&match (o.exit, ctx.cli) {
+                (0, Cli::V2_1_197) => ctx.success_result(1, "Wrote one huge line.", 0.0042),
+                // The whole answer again, before `type`, as 2.1.332 writes it.
+                (0, Cli::V2_1_332) => ctx.success_result(1, &text, 0.0042),
+                _ => result_error(1),
             });
         }
     } else {
@@ -1062,15 +1196,21 @@ fn builtin_script(
     em.line(&ctx.status_requesting());
     em.line(&ctx.message_start(&msg1));
     em.text_block(ctx, &msg1, 0, "I'll look at the project first.", 6);
-    em.line(&ctx.stream_event(&format!(
-        r#"{{"type":"content_block_start","index":1,"content_block":{{"type":"tool_use","id":{},"name":"Bash","input":{{}}}}}}"#,
-        js(&tool_id)
-    )));
+    em.line(&ctx.stream_event(
+        &msg1,
+        &format!(
+            r#"{{"type":"content_block_start","index":1,"content_block":{{"type":"tool_use","id":{},"name":"Bash","input":{{}}}}}}"#,
+            js(&tool_id)
+        ),
+    ));
     for piece in chunks(r#"{"command": "ls", "description": "List files"}"#, 16) {
-        em.line(&ctx.stream_event(&format!(
-            r#"{{"type":"content_block_delta","index":1,"delta":{{"type":"input_json_delta","partial_json":{}}}}}"#,
-            js(piece)
-        )));
+        em.line(&ctx.stream_event(
+            &msg1,
+            &format!(
+                r#"{{"type":"content_block_delta","index":1,"delta":{{"type":"input_json_delta","partial_json":{}}}}}"#,
+                js(piece)
+            ),
+        ));
     }
     em.line(&ctx.assistant(
         &msg1,
@@ -1079,8 +1219,8 @@ fn builtin_script(
             js(&tool_id)
         ),
     ));
-    em.line(&ctx.stream_event(r#"{"type":"content_block_stop","index":1}"#));
-    em.lines(ctx.message_end("tool_use", 23));
+    em.line(&ctx.stream_event(&msg1, r#"{"type":"content_block_stop","index":1}"#));
+    em.lines(ctx.message_end(&msg1, "tool_use", 23));
     em.with(|out| {
         out.turns = 1;
         out.pending_tool = Some(tool_id.clone());
@@ -1115,7 +1255,7 @@ fn builtin_script(
     );
     em.line(&ctx.message_start(&msg2));
     em.text_block(ctx, &msg2, 0, &summary, 6);
-    em.lines(ctx.message_end("end_turn", 14));
+    em.lines(ctx.message_end(&msg2, "end_turn", 14));
     em.with(|out| out.turns = 2);
     if with_result {
         em.line(&if o.exit == 0 {
@@ -1166,9 +1306,33 @@ fn push_numbered_line(out: &mut String, i: usize, bytes: usize) {
     out.push('\n');
 }
 
+/// Writes `frame`, a line with the empty string `"key":""`, with the `n` numbered lines of `b`
+/// bytes in that string, generated as they are written. Under the output lock, so the line stays
+/// whole.
+fn with_numbered_lines(em: &Emitter, frame: &str, key: &str, n: usize, b: usize) {
+    let empty = format!(r#""{key}":"""#);
+    let open = frame
+        .find(&empty)
+        .expect("the frame holds an empty string for the text");
+    // Between the empty string's quotes.
+    let (head, tail) = frame.split_at(open + empty.len() - 1);
+    let (mut batch, mut piece) = (String::new(), String::new());
+    em.with(|out| {
+        out.part(head);
+        for i in 0..n {
+            batch.clear();
+            piece.clear();
+            push_numbered_line(&mut piece, i + 1, b);
+            push_js_body(&mut batch, &piece);
+            out.part(&batch);
+        }
+        out.line(tail);
+    });
+}
+
 /// An `assistant` text line of exactly `bytes` bytes when `bytes` exceeds the JSON framing
-/// (ASCII filler without characters that need escaping, so the length is exact).
-fn huge_assistant_line(ctx: &Ctx, bytes: usize) -> String {
+/// (ASCII filler without characters that need escaping, so the length is exact), and its text.
+fn huge_assistant_line(ctx: &Ctx, bytes: usize) -> (String, String) {
     let frame = ctx.assistant_text("msg_fake_huge", "");
     let fill_len = bytes.saturating_sub(frame.len());
     let pattern = "lorem ipsum dolor sit amet ";
@@ -1178,7 +1342,7 @@ fn huge_assistant_line(ctx: &Ctx, bytes: usize) -> String {
         text.push_str(&pattern[..take]);
     }
     // The frame has the same length whatever the ids (fixed-size hex), so this is exact.
-    ctx.assistant_text("msg_fake_huge", &text)
+    (ctx.assistant_text("msg_fake_huge", &text), text)
 }
 
 /// Replaces every `"session_id":"…"` value with `sid` (the compact form the CLI writes).

@@ -59,6 +59,71 @@ macro_rules! fixture {
 
 const INIT_DEFAULT: &str = "model: claude-opus-4-8[1m] · permission: default";
 
+/// What 2.1.332 writes differently renders on purpose: its model in the init line; its
+/// `status` and `permission_denied` lines show nothing (the refused call's result and the
+/// run's denials say it already); its new fields change nothing; text whose stream was
+/// abandoned goes when the retry comes, as any unconfirmed text; an API failure shows its
+/// text once although the result repeats it with `type` after it.
+#[test]
+fn the_lines_of_2_1_332_render_on_purpose() {
+    use crate::testutil::cli_2_1_332 as v;
+    let denied = [
+        v::INIT,
+        v::STATUS,
+        v::ASSISTANT_WRITE,
+        v::PERMISSION_DENIED,
+        v::USER_DENIED,
+        v::STATUS,
+        v::RESULT_DENIED,
+    ];
+    let want_denied = [
+        "model: claude-opus-5-5 · permission: default",
+        "",
+        "● Write(/tmp/proj/hello.txt)",
+        "  ✗ Claude requested permissions to write to /tmp/proj/hello.txt, but you haven't granted it yet.",
+        "",
+        "⚠ permission denied: Write(/tmp/proj/hello.txt)",
+    ];
+    assert_eq!(render(&denied.join("\n")), want_denied);
+    let without_new_kinds = [
+        v::INIT,
+        v::ASSISTANT_WRITE,
+        v::USER_DENIED,
+        v::RESULT_DENIED,
+    ];
+    assert_eq!(render(&without_new_kinds.join("\n")), want_denied);
+    // A stream broken after one delta: shown while it lasts, dropped by the retry.
+    let cut = [v::INIT, v::STATUS, v::MESSAGE_START, v::DELTA];
+    let streamed = render(&cut.join("\n"));
+    assert_eq!(
+        streamed.last().map(String::as_str),
+        Some("Hello from the mock Anthrop")
+    );
+    let retried = [&cut[..], &[v::MESSAGE_STOP_ABANDONED, v::API_RETRY]].concat();
+    assert_eq!(
+        render(&retried.join("\n")),
+        [
+            "model: claude-opus-5-5 · permission: default",
+            "",
+            "↻ API error: unknown, retry 1/10 in 0.6s",
+        ]
+    );
+    let failed = [
+        v::INIT,
+        v::STATUS,
+        v::ASSISTANT_API_ERROR,
+        v::RESULT_API_ERROR,
+    ];
+    assert_eq!(
+        render(&failed.join("\n")),
+        [
+            "model: claude-opus-5-5 · permission: default",
+            "",
+            "✗ API Error: 500 Mock error 500 (api_error). This is a server-side issue, usually temporary — try again in a moment.",
+        ]
+    );
+}
+
 #[test]
 fn hello_without_partial_messages() {
     assert_eq!(
@@ -821,7 +886,8 @@ fn memory_stays_bounded_on_a_huge_stream() {
     assert!(max_retained < 64 * 1024, "retained {max_retained} bytes");
 }
 
-fn shared_fixtures() -> Option<PathBuf> {
+/// The shared recordings' directory of every CLI version (`claude-cli-<version>`), sorted.
+fn shared_fixtures() -> Vec<PathBuf> {
     // Resolved from this source file, so it also works when the module is compiled into
     // another crate; CI has `shared/` beside the repository.
     let file = Path::new(file!());
@@ -830,12 +896,23 @@ fn shared_fixtures() -> Option<PathBuf> {
     } else {
         Path::new(env!("CARGO_MANIFEST_DIR")).join(file)
     };
-    let dir = src
-        .parent()?
-        .parent()?
-        .parent()?
-        .join("../shared/fixtures/claude-cli-2.1.197");
-    dir.is_dir().then_some(dir)
+    // src/render/tests.rs: the repository is three levels up.
+    let Some(root) = src.parent().and_then(Path::parent).and_then(Path::parent) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(root.join("../shared/fixtures")) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("claude-cli-"))
+        })
+        .collect();
+    dirs.sort();
+    dirs
 }
 
 fn read_stdout(dir: &Path) -> Option<Vec<u8>> {
@@ -856,13 +933,17 @@ fn read_stdout(dir: &Path) -> Option<Vec<u8>> {
 
 #[test]
 fn every_shared_fixture_renders() {
-    let Some(root) = shared_fixtures() else {
+    let roots = shared_fixtures();
+    if roots.is_empty() {
         eprintln!("shared fixtures not found: skipped");
         return;
-    };
+    }
     let mut count = 0;
-    for entry in std::fs::read_dir(&root).unwrap() {
-        let dir = entry.unwrap().path();
+    let dirs = roots
+        .iter()
+        .flat_map(|root| std::fs::read_dir(root).unwrap())
+        .map(|entry| entry.unwrap().path());
+    for dir in dirs {
         let Some(bytes) = read_stdout(&dir) else {
             continue;
         };
@@ -907,7 +988,8 @@ fn every_shared_fixture_renders() {
 
 #[test]
 fn flood_fixture_keeps_its_20000_lines() {
-    let Some(root) = shared_fixtures() else {
+    let roots = shared_fixtures();
+    let Some(root) = roots.iter().find(|r| r.ends_with("claude-cli-2.1.197")) else {
         return;
     };
     let Some(bytes) = read_stdout(&root.join("flood-stream-json-partial")) else {

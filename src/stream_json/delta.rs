@@ -39,7 +39,7 @@ pub struct TextDelta<'a> {
 pub fn text_delta(b: &[u8]) -> Option<TextDelta<'_>> {
     let mut decoded = String::new();
     let (index, text) = delta_head(b, &mut decoded)?;
-    let (parent, _) = delta_tail(text.rest)?;
+    let parent = delta_tail(text.rest, |_, _| {})?;
     Some(TextDelta {
         index,
         text: text.raw.map_or(Cow::Owned(decoded), Cow::Borrowed),
@@ -48,51 +48,53 @@ pub fn text_delta(b: &[u8]) -> Option<TextDelta<'_>> {
     })
 }
 
-/// `text_delta` with a memory of the last tail it checked. The CLI writes the same session id and
-/// keys on every line and only the uuid changes, so a tail that starts with the same bytes as the
-/// last one needs only its last value checked; anything else takes the whole check (and becomes
-/// the new memory). Same results as `text_delta`, line for line.
+/// `text_delta` with a memory of the last tail it checked in full. The CLI writes the same keys
+/// and values after the event on every line of a message but one string, which changes on every
+/// line: the uuid, last in 2.1.197, followed by `api_message_id` in 2.1.332. So a tail that is
+/// the remembered one with one string under a key that does not matter changed, wherever it
+/// is, needs only that string checked; anything else takes the whole check (and becomes the new
+/// memory). Same results as `text_delta`, line for line.
 #[derive(Default)]
 pub struct DeltaParser {
-    /// The last checked tail up to its last value's opening quote; empty when it cannot be
-    /// reused (its last value was null, or named something that matters).
-    pub(super) prefix: Vec<u8>,
-    /// Where `parent_tool_use_id`'s string is within `prefix`, if it is one.
-    parent: Option<(usize, usize)>,
+    pub(super) memory: TailMemory,
+    /// Lines whose tail took the short check (what the benchmarks report).
+    reused: u64,
     /// The text of a delta with escapes (nearly every one: a line ends in `\n`), decoded here
     /// rather than into a new `String` per line.
     decoded: String,
 }
 
+/// A longer tail is checked whole every time rather than kept (the CLI's are ~150 bytes).
+const MAX_REMEMBERED_TAIL: usize = 4096;
+
 impl DeltaParser {
     pub fn parse<'a>(&'a mut self, b: &'a [u8]) -> Option<TextDelta<'a>> {
         let (index, JsonStr { raw, clean, rest }) = delta_head(b, &mut self.decoded)?;
         let text = Cow::Borrowed(raw.unwrap_or(self.decoded.as_str()));
-        if !self.prefix.is_empty() {
-            if let Some(last) = rest.strip_prefix(self.prefix.as_slice()) {
-                if plain_string(last).is_some_and(|(_, end)| end == b"}") {
-                    let parent = match self.parent {
-                        Some((from, to)) => Some(std::str::from_utf8(&rest[from..to]).ok()?),
-                        None => None,
-                    };
-                    return Some(TextDelta {
-                        index,
-                        text,
-                        clean,
-                        parent_tool_use_id: parent,
-                    });
+        let parent = match self.memory.reuse(rest) {
+            Some(parent) => {
+                self.reused += 1;
+                match parent {
+                    Some((from, to)) => Some(std::str::from_utf8(&rest[from..to]).ok()?),
+                    None => None,
                 }
             }
-        }
-        let (parent, last_value) = delta_tail(rest)?;
-        self.prefix.clear();
-        if let Some(at) = last_value {
-            self.prefix.extend_from_slice(&rest[..at]);
-            self.parent = parent.map(|p| {
-                let from = p.as_ptr() as usize - rest.as_ptr() as usize;
-                (from, from + p.len())
-            });
-        }
+            None => {
+                let m = &mut self.memory;
+                m.free.clear();
+                let parent = delta_tail(rest, |from, to| m.free.push((from, to)));
+                m.tail.clear();
+                if parent.is_some() && rest.len() <= MAX_REMEMBERED_TAIL {
+                    m.tail.extend_from_slice(rest);
+                }
+                let parent = parent?;
+                m.parent = parent.map(|p| {
+                    let from = p.as_ptr() as usize - rest.as_ptr() as usize;
+                    (from, from + p.len())
+                });
+                parent
+            }
+        };
         Some(TextDelta {
             index,
             text,
@@ -100,6 +102,105 @@ impl DeltaParser {
             parent_tool_use_id: parent,
         })
     }
+
+    /// How many lines' tails were found to be the remembered one but for one free string.
+    pub fn reused(&self) -> u64 {
+        self.reused
+    }
+
+    /// Drops the remembered tail: the next line takes the whole check, as every line would if
+    /// its tail changed in more than one place (the benchmarks' reference).
+    pub fn forget_tail(&mut self) {
+        self.memory.tail.clear();
+    }
+}
+
+/// The last tail `DeltaParser` checked whole, and where its free strings are.
+#[derive(Default)]
+pub(super) struct TailMemory {
+    /// The last tail that passed the whole check; empty when there is none to reuse.
+    pub(super) tail: Vec<u8>,
+    /// The contents of the string values under keys that do not matter in `tail`, as the index
+    /// of their first byte and of their closing quote, in order.
+    free: Vec<(usize, usize)>,
+    /// Where `parent_tool_use_id`'s string is within `tail`, if it is one.
+    parent: Option<(usize, usize)>,
+    /// Which of `free` was the one changed in the last tail reused: likely the one changed in
+    /// the next, so it is tried first.
+    changed: usize,
+}
+
+impl TailMemory {
+    /// Whether `rest` is the remembered tail with at most one of its free strings replaced by
+    /// another string without escapes: then it passes `delta_tail` as the remembered one did
+    /// (the same keys, in the same order, with values of the same kinds). Returns where the
+    /// `parent_tool_use_id` string is in `rest`.
+    fn reuse(&mut self, rest: &[u8]) -> Option<Option<(usize, usize)>> {
+        if self.tail.is_empty() {
+            return None;
+        }
+        // Two comparisons (before and after the string) when the same string changed again.
+        if let Some(&(from, to)) = self.free.get(self.changed) {
+            if let Some(end) = self.only_changed(rest, from, to) {
+                return Some(self.parent_in(end, to));
+            }
+        }
+        let same = common_prefix(rest, &self.tail);
+        if same == rest.len() && same == self.tail.len() {
+            return Some(self.parent);
+        }
+        // The first difference is inside a free string's content or at its closing quote.
+        let k = self
+            .free
+            .iter()
+            .position(|&(f, t)| f <= same && same <= t)?;
+        let (from, to) = self.free[k];
+        let end = self.only_changed(rest, from, to)?;
+        self.changed = k;
+        Some(self.parent_in(end, to))
+    }
+
+    /// Where the closing quote of the string at `from` is in `rest`, when `rest` is the
+    /// remembered tail but for that string (whose closing quote was at `to`), which has no
+    /// escapes.
+    fn only_changed(&self, rest: &[u8], from: usize, to: usize) -> Option<usize> {
+        if rest.get(..from)? != &self.tail[..from] {
+            return None;
+        }
+        // From its opening quote, the same in both.
+        let (value, after) = plain_string(&rest[from - 1..])?;
+        (after == &self.tail[to + 1..]).then_some(from + value.len())
+    }
+
+    /// The parent's string in a tail whose changed string closes at `end` instead of `to`.
+    fn parent_in(&self, end: usize, to: usize) -> Option<(usize, usize)> {
+        self.parent.map(|(a, b)| {
+            if a > to {
+                (a + end - to, b + end - to)
+            } else {
+                (a, b)
+            }
+        })
+    }
+}
+
+/// How many bytes `a` and `b` have in common from their starts.
+pub(super) fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    // Eight bytes at a time: the first differing byte is the lowest set byte of the xor.
+    while i + 8 <= n {
+        let word = |s: &[u8]| u64::from_le_bytes(s[i..i + 8].try_into().unwrap_or([0; 8]));
+        let x = word(a) ^ word(b);
+        if x != 0 {
+            return i + x.trailing_zeros() as usize / 8;
+        }
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
 }
 
 /// A delta line up to its text: the index, and the text as `json_string` gives it, with what
@@ -113,22 +214,21 @@ fn delta_head<'a>(b: &'a [u8], decoded: &mut String) -> Option<(u64, JsonStr<'a>
     Some((index, text))
 }
 
-/// The rest of the top-level object after the event, when it is only strings without escapes
-/// and nulls: the `parent_tool_use_id`, and where the last value begins (its opening quote) when
-/// that value is a string under a key that does not matter here, so that a later line's tail
-/// with the same bytes before it needs only that value checked (`DeltaParser`).
-fn delta_tail(all: &[u8]) -> Option<(Option<&str>, Option<usize>)> {
+/// The `parent_tool_use_id` of the rest of the top-level object after the event, when it is
+/// only strings without escapes and nulls. `free` is told where each string value under a key
+/// that does not matter here is (its content's first byte and its closing quote): a later line's
+/// tail that differs from this one only inside one of them passes as this one does
+/// (`DeltaParser`).
+fn delta_tail(all: &[u8], mut free: impl FnMut(usize, usize)) -> Option<Option<&str>> {
     let mut rest = all;
     let mut parent = None;
     let mut seen_parent = false;
-    let mut last_value = None;
     loop {
         match rest {
             [b'}'] => break,
             [b',', tail @ ..] => {
                 let (key, tail) = plain_string(tail)?;
                 let tail = tail.strip_prefix(b":")?;
-                let at = all.len() - tail.len();
                 let (value, tail) = match tail.strip_prefix(b"null") {
                     Some(tail) => (None, tail),
                     None => {
@@ -136,11 +236,9 @@ fn delta_tail(all: &[u8]) -> Option<(Option<&str>, Option<usize>)> {
                         (Some(v), tail)
                     }
                 };
-                last_value = value.map(|_| at);
                 match key {
                     b"parent_tool_use_id" if !seen_parent => {
                         seen_parent = true;
-                        last_value = None;
                         parent = match value {
                             Some(v) => Some(std::str::from_utf8(v).ok()?),
                             None => None,
@@ -148,14 +246,19 @@ fn delta_tail(all: &[u8]) -> Option<(Option<&str>, Option<usize>)> {
                     }
                     // serde rejects a repeated known field (unknown ones it skips).
                     b"parent_tool_use_id" | b"type" | b"event" => return None,
-                    _ => {}
+                    _ => {
+                        if let Some(v) = value {
+                            let from = v.as_ptr() as usize - all.as_ptr() as usize;
+                            free(from, from + v.len());
+                        }
+                    }
                 }
                 rest = tail;
             }
             _ => return None,
         }
     }
-    Some((parent, last_value))
+    Some(parent)
 }
 
 /// A plain JSON u64. Leading zeros are invalid JSON, and serde reads an overflow as a float.

@@ -22,9 +22,9 @@ pub trait Consumer {
 /// Long strings of a line too long to hold are cut to this in its copy: what one shown
 /// line holds, with room for the marker. Such a line's text was nearly always streamed (and the
 /// streamed text stands); a tool result shows only a few lines anyway...
-const LONG_STRING: usize = MAX_SHOWN_LINE - 64;
+pub const LONG_STRING: usize = MAX_SHOWN_LINE - 64;
 /// ... and a copy that would still be larger than this is shown as a truncated line.
-const LONG_OUT: usize = 2 * 1024 * 1024;
+pub const LONG_OUT: usize = 2 * 1024 * 1024;
 
 /// From framed lines to a consumer: text deltas parsed in place, a line longer than the framer
 /// holds read with its long strings cut (so it is still understood: its tool calls, its result's

@@ -16,8 +16,9 @@ pub struct RunSummary {
 
 /// Reads a run's `result` line: the CLI's last line. The lines of the run's part of the file are
 /// walked backwards from the end, a few at most, so a 200 MB transcript costs a read of its
-/// last line; a result line too long to hold (a huge answer repeated in `result`) is re-read
-/// with its long strings cut, so its cost and turns still count.
+/// last line. Each is parsed to tell what it is, whatever the order of its keys (2.1.332 writes
+/// `type` after the whole answer); one too long to hold (a huge answer repeated in `result`) is
+/// re-read with its long strings cut, so its cost and turns still count in bounded memory.
 pub fn summarize(path: &Path, offset: u64) -> RunSummary {
     let mut out = RunSummary::default();
     let Ok(mut f) = std::fs::File::open(path) else {
@@ -43,12 +44,6 @@ pub fn summarize(path: &Path, offset: u64) -> RunSummary {
         };
         next += 1;
         out.lines += 1;
-        // The CLI writes `type` first; looking a little further keeps other key orders
-        // (a replayed or hand-made transcript) working without reading huge text lines.
-        let head = read_at(&mut f, start, len.min(RESULT_KEY_WINDOW as u64));
-        if !contains(&head, b"\"type\":\"result\"") {
-            continue;
-        }
         let msg = if len <= MAX_LINE as u64 {
             stream_json::parse_bytes(&read_at(&mut f, start, len))
         } else {
@@ -133,12 +128,6 @@ fn last_lines(f: &mut std::fs::File, from: u64, end: u64, max: usize) -> Vec<(u6
     out
 }
 
-const RESULT_KEY_WINDOW: usize = 4096;
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +168,79 @@ mod tests {
         std::fs::write(&p, &data).unwrap();
         let r = summarize(&p, 0).result.expect("result");
         assert_eq!((r.num_turns, r.total_cost_usd), (2, 0.25));
+        let _ = std::fs::remove_file(&p);
+    }
+
+    /// 2.1.332 writes the result's `type` after its whole answer. The result is found whatever
+    /// the answer's size: read whole under the framer's cap, and over it re-read with its long
+    /// strings cut (bounded memory: the kept answer is cut, with its size).
+    #[test]
+    fn summarize_finds_a_result_whose_type_comes_after_a_huge_answer() {
+        use crate::testutil::result_line_2_1_332;
+        const PIECE: &str = r#"an answer line, \u00e9 \ud83d\ude00 \"quoted\"\n"#;
+        for size in [8 * 1024, 4_000_000, 4 * 1024 * 1024, 60 * 1024 * 1024] {
+            let p = tmp(&format!("type-last-{size}"));
+            let answer = format!("\"{}\"", PIECE.repeat(size / PIECE.len() + 1));
+            let line = result_line_2_1_332(&answer, 0.25, 2);
+            assert!(line.find(r#""type":"result""#) > line.find(&answer));
+            std::fs::write(&p, format!("{{\"type\":\"assistant\"}}\n{line}\n")).unwrap();
+            let r = summarize(&p, 0).result.expect("the result");
+            assert_eq!(
+                (r.num_turns, r.total_cost_usd, r.is_error),
+                (2, 0.25, false)
+            );
+            let text = r.result.expect("the answer");
+            assert!(
+                text.starts_with("an answer line, é 😀 \"quoted\"\n"),
+                "{size}"
+            );
+            if line.len() > MAX_LINE {
+                assert!(text.len() < LONG_STRING + 64, "{size}: {}", text.len());
+                assert!(text.ends_with(&format!("… ({} bytes)", answer.len() - 2)));
+            } else {
+                assert_eq!(text, serde_json::from_str::<String>(&answer).unwrap());
+            }
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+
+    /// The lines after a result (a CLI may write some) are told apart by parsing too, each kind
+    /// with `type` last after a long string, one of them longer than the framer's cap.
+    #[test]
+    fn summarize_skips_other_kinds_whose_type_comes_last() {
+        use crate::testutil::{result_line_2_1_332, type_last};
+        let p = tmp("kinds-type-last");
+        let mut data = result_line_2_1_332(r#""done""#, 0.5, 3);
+        for (line, pad) in [
+            (
+                r#"{"type":"assistant","message":{"id":"m","content":[{"type":"text","text":"hi"}]},"parent_tool_use_id":null}"#,
+                8 * 1024,
+            ),
+            (
+                r#"{"type":"user","message":{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":"x"}]}}"#,
+                5 * 1024 * 1024,
+            ),
+            (
+                r#"{"type":"system","subtype":"status","status":"requesting"}"#,
+                100,
+            ),
+            (
+                r#"{"type":"stream_event","event":{"type":"message_stop"},"parent_tool_use_id":null}"#,
+                4096,
+            ),
+        ] {
+            data.push('\n');
+            data.push_str(&type_last(line, pad).expect("a line that begins with its type"));
+        }
+        data.push('\n');
+        std::fs::write(&p, &data).unwrap();
+        let s = summarize(&p, 0);
+        let r = s.result.expect("the result");
+        assert_eq!(
+            (r.num_turns, r.total_cost_usd, r.result.as_deref()),
+            (3, 0.5, Some("done"))
+        );
+        assert_eq!(s.lines, 5);
         let _ = std::fs::remove_file(&p);
     }
 

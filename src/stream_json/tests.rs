@@ -1,7 +1,7 @@
 use super::*;
 use serde_json::json;
 
-use super::delta::{text_delta_line, DELTA_HEAD};
+use super::delta::{common_prefix, text_delta_line, DELTA_HEAD};
 use super::parse::{from_value, parse_bytes_general, TRUNCATED_PREFIX_CHARS};
 use crate::testutil::{delta_line, line};
 use crate::transcript::framing::Line;
@@ -294,6 +294,169 @@ fn parses_results() {
     assert_eq!(r.permission_denials[0].summary(), "Write(/p/h.txt)");
 }
 
+/// What 2.1.332 writes differently, each read on purpose: its new `system` subtypes are
+/// `System` lines (the renderer shows none), its new fields are ignored, its result is read
+/// with `type` after the answer.
+#[test]
+fn parses_the_lines_of_2_1_332() {
+    use crate::testutil::cli_2_1_332 as v;
+    assert_eq!(
+        p(v::INIT),
+        Msg::Init(Init {
+            session_id: "de382825-553f-47f3-9a37-bcf93dde753c".into(),
+            model: "claude-opus-5-5".into(),
+            cwd: "/tmp/proj".into(),
+            permission_mode: "default".into(),
+        })
+    );
+    for (line, subtype) in [
+        (v::STATUS, "status"),
+        (v::PERMISSION_DENIED, "permission_denied"),
+    ] {
+        assert_eq!(
+            p(line),
+            Msg::System {
+                subtype: subtype.into()
+            }
+        );
+    }
+    let stream = |event| {
+        Msg::Stream(Stream {
+            parent_tool_use_id: None,
+            event,
+        })
+    };
+    assert_eq!(
+        p(v::MESSAGE_START),
+        stream(Event::MessageStart {
+            id: "msg_mock_2793bd3ce77144d7b637eedf".into()
+        })
+    );
+    assert_eq!(
+        p(v::DELTA),
+        stream(Event::TextDelta {
+            index: 0,
+            text: "Hello from the mock Anthrop".into()
+        })
+    );
+    assert!(
+        same_as_general(v::DELTA.as_bytes()),
+        "the fast path takes it"
+    );
+    assert_eq!(p(v::MESSAGE_STOP_ABANDONED), stream(Event::MessageStop));
+    assert_eq!(
+        p(v::API_RETRY),
+        Msg::ApiRetry(ApiRetry {
+            attempt: 1,
+            max_retries: 10,
+            retry_delay_ms: 570.0,
+            error_status: None,
+            error: "unknown".into(),
+        })
+    );
+    let Msg::Assistant(a) = p(v::ASSISTANT_API_ERROR) else {
+        panic!("not an assistant line")
+    };
+    assert_eq!(a.error.as_deref(), Some("server_error"));
+    assert!(matches!(&a.content[..], [Block::Text(t)] if t.starts_with("API Error: 500 ")));
+    let Msg::User(u) = p(v::USER_DENIED) else {
+        panic!("not a user line")
+    };
+    assert!(
+        matches!(&u.content[..], [UserBlock::ToolResult(r)] if r.is_error
+            && r.tool_use_id == "toolu_mock_a13d993b046745d5bde69747")
+    );
+    let Msg::Result(r) = p(v::RESULT_API_ERROR) else {
+        panic!("not a result")
+    };
+    assert_eq!(
+        (r.is_error, r.api_error_status, r.terminal_reason.as_deref()),
+        (true, Some(500), Some("api_error"))
+    );
+    assert!(r
+        .error_message()
+        .unwrap()
+        .starts_with("API Error: 500 Mock error 500"));
+    let Msg::Result(r) = p(v::RESULT_DENIED) else {
+        panic!("not a result")
+    };
+    assert_eq!(
+        (r.is_error, r.num_turns, r.total_cost_usd),
+        (false, 2, 0.10068)
+    );
+    assert_eq!(
+        r.permission_denials[0].summary(),
+        "Write(/tmp/proj/hello.txt)"
+    );
+    assert_eq!(r.result.as_deref(), Some("Write step finished."));
+}
+
+/// Every line of every recording, and 2.1.332's lines, with `type` moved last after a
+/// string of up to 1 MiB: the same message. No kind is told by its first bytes.
+#[test]
+fn every_kind_parses_the_same_whatever_the_key_order() {
+    use crate::testutil::{cli_2_1_332 as v, type_last};
+    let mut lines: Vec<Vec<u8>> = crate::testutil::fixtures()
+        .into_iter()
+        .flat_map(|(_, data)| {
+            data.split(|&c| c == b'\n')
+                .map(<[u8]>::to_vec)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for l in [
+        v::INIT,
+        v::STATUS,
+        v::PERMISSION_DENIED,
+        v::MESSAGE_START,
+        v::DELTA,
+    ]
+    .into_iter()
+    .chain([v::MESSAGE_STOP_ABANDONED, v::API_RETRY, v::ASSISTANT_WRITE])
+    .chain([v::USER_DENIED, v::ASSISTANT_API_ERROR])
+    {
+        lines.push(l.as_bytes().to_vec());
+    }
+    let mut kinds = std::collections::HashSet::new();
+    for (i, l) in lines.iter().enumerate() {
+        let Ok(text) = std::str::from_utf8(l) else {
+            continue;
+        };
+        let pad = [0, 100, 8 * 1024, 64 * 1024][i % 4];
+        let Some(moved) = type_last(text, pad) else {
+            continue;
+        };
+        let want = parse_bytes(l);
+        assert!(!matches!(want, Msg::Text(_) | Msg::Other { .. }), "{text}");
+        assert_eq!(parse_bytes(moved.as_bytes()), want, "{moved}");
+        let kind = format!("{want:?}");
+        kinds.insert(kind.split(['(', ' ', '{']).next().unwrap_or("").to_owned());
+    }
+    // One line of each kind with a long string, in full.
+    let huge = [
+        v::INIT,
+        v::STATUS,
+        v::DELTA,
+        v::ASSISTANT_WRITE,
+        v::USER_DENIED,
+    ];
+    for l in huge {
+        let moved = type_last(l, 1 << 20).unwrap();
+        assert_eq!(parse_bytes(moved.as_bytes()), parse_bytes(l.as_bytes()));
+    }
+    for kind in [
+        "Init",
+        "ApiRetry",
+        "System",
+        "Assistant",
+        "User",
+        "Stream",
+        "Result",
+    ] {
+        assert!(kinds.contains(kind), "{kind} missing from {kinds:?}");
+    }
+}
+
 #[test]
 fn result_error_messages() {
     let r = |s: &str| match p(s) {
@@ -581,6 +744,10 @@ fn text_delta_fast_path_matches_generated_lines() {
         ),
         (r#","parent_tool_use_id":"toolu_1"}"#, true),
         (
+            r#","session_id":"s","parent_tool_use_id":null,"uuid":"u","api_message_id":"msg_1"}"#,
+            true,
+        ),
+        (
             r#","uuid":"u","parent_tool_use_id":"p","session_id":"s"}"#,
             true,
         ),
@@ -658,7 +825,7 @@ fn text_delta_fast_path_matches_generated_lines() {
         let text: String = (0..next() % 12)
             .map(|_| pieces[next() % pieces.len()])
             .collect();
-        let tail = tails[next() % 4].0;
+        let tail = tails[next() % 5].0;
         fast += usize::from(same_as_general(delta_line("1", &text, tail).as_bytes()));
     }
     assert!(fast > 500, "{fast}");
@@ -693,20 +860,167 @@ fn text_delta_fast_path_matches_generated_lines() {
     }
 }
 
+#[test]
+fn common_prefix_finds_the_first_difference() {
+    let mut rng = crate::testutil::Rng(0x51ed_2701);
+    for _ in 0..20_000 {
+        let n = rng.below(40);
+        let a = rng.bytes(n);
+        let mut b = a.clone();
+        b.truncate(rng.below(a.len() + 1));
+        if !b.is_empty() && rng.below(2) == 0 {
+            let i = rng.below(b.len());
+            b[i] ^= 1 << rng.below(8);
+        }
+        let more = rng.below(5);
+        b.extend(rng.bytes(more));
+        let naive = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+        assert_eq!(common_prefix(&a, &b), naive, "{a:?} {b:?}");
+    }
+}
+
+/// A text delta as 2.1.332 writes it: `api_message_id` after the uuid, which changes on every
+/// line.
+const SAMPLE_DELTA_332: &str = r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello from the mock Anthrop"}},"session_id":"3c51411a-8ca3-48d4-9bc6-8982346afca4","parent_tool_use_id":null,"uuid":"dbce6dee-3144-486a-a1b2-f2542b89e525","api_message_id":"msg_mock_2793bd3ce77144d7b637eedf"}"#;
+
+/// `DeltaParser` parses `b` as `text_delta` does alone, and as the general path does (the
+/// fast path's own reference); returns whether it reused its memory for it.
+fn check(p: &mut DeltaParser, b: &[u8]) -> bool {
+    let before = p.reused();
+    assert_eq!(p.parse(b), text_delta(b), "{}", String::from_utf8_lossy(b));
+    same_as_general(b);
+    p.reused() > before
+}
+
+/// The lines of one message from either CLI, the uuid new on every line: all but the first
+/// take the short check.
+#[test]
+fn delta_parser_reuses_the_tail_of_both_clis_lines() {
+    for sample in [SAMPLE_DELTA, SAMPLE_DELTA_332] {
+        let mut p = DeltaParser::default();
+        let uuid = sample.find(r#""uuid":""#).unwrap() + r#""uuid":""#.len();
+        for i in 0..100u64 {
+            let mut line = sample.to_string();
+            line.replace_range(uuid..uuid + 36, &format!("{:036x}", i * 7919));
+            assert!(text_delta(line.as_bytes()).is_some(), "{line}");
+            assert_eq!(check(&mut p, line.as_bytes()), i > 0, "{line}");
+        }
+    }
+}
+
+/// Tails of five fields in every order, the changing string in every position: the memory
+/// is reused for a changed free string wherever it sits, and for nothing else (the parent's
+/// string, two changed strings, a changed key, a string that became null, an escape, a
+/// number), and every line parses as it parses alone.
+#[test]
+fn delta_parser_reuses_the_tail_whatever_the_changing_values_position() {
+    const SESSION: &str = r#""3c51411a-8ca3-48d4-9bc6-8982346afca4""#;
+    for parent in ["null", r#""toolu_01""#] {
+        let fields = [
+            ("session_id", SESSION),
+            ("parent_tool_use_id", parent),
+            ("uuid", r#""dbce6dee-3144-486a-a1b2-f2542b89e525""#),
+            ("api_message_id", r#""msg_mock_2793bd3ce77144d7b637eedf""#),
+            ("note", r#""""#),
+        ];
+        let n = fields.len();
+        let orders = (0..n.pow(n as u32)).filter_map(|mut code| {
+            let order: Vec<usize> = (0..n)
+                .map(|_| {
+                    let i = code % n;
+                    code /= n;
+                    i
+                })
+                .collect();
+            let distinct = (0..n).all(|i| order.contains(&i));
+            distinct.then_some(order)
+        });
+        let mut orders_seen = 0;
+        for order in orders {
+            orders_seen += 1;
+            let line = |changed: &[(usize, &str)], key_of: Option<usize>| {
+                let mut tail = String::new();
+                for &i in &order {
+                    let (key, value) = fields[i];
+                    let value = changed
+                        .iter()
+                        .find(|(c, _)| *c == i)
+                        .map_or(value, |(_, v)| *v);
+                    let key = if key_of == Some(i) { "other_key" } else { key };
+                    tail.push_str(&format!(r#","{key}":{value}"#));
+                }
+                tail.push('}');
+                delta_line("0", r"a line\n", &tail)
+            };
+            let base = line(&[], None);
+            // Whether the line right after the base line reuses the base's memory.
+            let after_base = |b: &str| {
+                let mut p = DeltaParser::default();
+                assert!(!check(&mut p, base.as_bytes()), "{base}");
+                check(&mut p, b.as_bytes())
+            };
+            for (i, (key, _)) in fields.iter().enumerate() {
+                let is_free = *key != "parent_tool_use_id";
+                // Another string, of any length, in the free field: reused.
+                for v in [r#""x""#, r#""a longer value é 漢""#, r#""""#] {
+                    let b = line(&[(i, v)], None);
+                    let same = b == base;
+                    assert_eq!(after_base(&b), is_free || same, "{b}");
+                }
+                // Changes the short check must not take: each checked whole.
+                let others = [
+                    line(&[(i, r#""a\nb""#)], None),
+                    line(&[(i, "null")], None),
+                    line(&[(i, "1")], None),
+                    line(&[(i, r#""x"#)], None),
+                    line(&[], Some(i)),
+                    line(&[(i, r#""x""#), ((i + 1) % n, r#""z""#)], None),
+                ];
+                for b in others.iter().filter(|b| **b != base) {
+                    assert!(!after_base(b), "{b}");
+                }
+            }
+            // The parent's string changed: a different result, never the remembered one.
+            if parent != "null" {
+                let b = line(&[(1, r#""toolu_02""#)], None);
+                assert!(!after_base(&b), "{b}");
+                let mut p = DeltaParser::default();
+                p.parse(base.as_bytes());
+                let d = p.parse(b.as_bytes()).expect("a delta");
+                assert_eq!(d.parent_tool_use_id, Some("toolu_02"));
+            }
+            // A message's lines, each with a new uuid, whatever the order.
+            let mut p = DeltaParser::default();
+            for k in 0..20 {
+                let uuid = format!(r#""u-{k}""#);
+                assert_eq!(check(&mut p, line(&[(2, &uuid)], None).as_bytes()), k > 0);
+            }
+            // The changed string in turn in each free field, against the same memory (the
+            // first of those lines).
+            for k in 0..30 {
+                let field = [0, 2, 3, 4][k % 4];
+                let value = format!(r#""v-{k}""#);
+                let mut changed = vec![(2, r#""u-0""#), (field, value.as_str())];
+                changed.retain(|&(f, v)| f != field || v == value);
+                assert!(check(&mut p, line(&changed, None).as_bytes()), "{k}");
+            }
+        }
+        assert_eq!(orders_seen, 120);
+    }
+}
+
 /// The memory of `DeltaParser` never changes a result: every line, in any order, parses as
 /// `text_delta` parses it alone.
 #[test]
 fn delta_parser_with_memory_matches_text_delta() {
-    fn check(p: &mut DeltaParser, b: &[u8]) {
-        assert_eq!(p.parse(b), text_delta(b), "{}", String::from_utf8_lossy(b));
-    }
     let mut p = DeltaParser::default();
     // The fixtures, in order.
     for (_, data) in crate::testutil::fixtures() {
-        data.split(|&c| c == b'\n').for_each(|l| check(&mut p, l));
+        for l in data.split(|&c| c == b'\n') {
+            check(&mut p, l);
+        }
     }
-    // Lines that share the remembered tail up to their last value, or part of it.
-    let base = SAMPLE_DELTA.as_bytes();
+    // Lines that share the remembered tail but for one value, or part of it.
     let with_parent = delta_line(
         "1",
         "x",
@@ -748,20 +1062,44 @@ fn delta_parser_with_memory_matches_text_delta() {
             "y",
             r#","session_id":"s","parent_tool_use_id":"toolu_1","uuid":"u""#,
         ),
+        delta_line(
+            "0",
+            "y",
+            r#","session_id":"s","parent_tool_use_id":"toolu_1","uuid":"u2","api_message_id":"m"}"#,
+        ),
+        delta_line(
+            "0",
+            "y",
+            r#","session_id":"s","parent_tool_use_id":"toolu_1","uuid":"u1","api_message_id":"m"}"#,
+        ),
+        delta_line(
+            "0",
+            "y",
+            r#","session_id":"s","parent_tool_use_id":"toolu_1","uuid":"u2","api_message_id":"m2"}"#,
+        ),
+        delta_line(
+            "0",
+            "y",
+            r#","session_id":"s","parent_tool_use_id":"toolu_1","uuid":"u2","api_message_id":null}"#,
+        ),
     ];
     for v in &variants {
         check(&mut p, with_parent.as_bytes());
         check(&mut p, v.as_bytes());
+        check(&mut p, v.as_bytes());
     }
-    check(&mut p, base);
-    assert!(!p.prefix.is_empty(), "the CLI's line is remembered");
-    // The mutations of the fast path's own test, each after a line that sets the memory.
+    check(&mut p, SAMPLE_DELTA.as_bytes());
+    assert!(!p.memory.tail.is_empty(), "the CLI's line is remembered");
+    // The mutations of the fast path's own test, each after a line that sets the memory (the
+    // unchanged line, or the mutation before it).
     let mut rng = crate::testutil::Rng(0x9e37_79b9_7f4a_7c15);
     let interesting = b"\"\\{}:,0123456789unlx \x00\x1f\x7f\x80\xc3\xa9\xed";
-    for _ in 0..20_000 {
+    let mut previous = Vec::new();
+    for round in 0..40_000 {
+        let base = [SAMPLE_DELTA, SAMPLE_DELTA_332][round % 2].as_bytes();
         let mut b = base.to_vec();
         // Mostly in the tail, where the memory is used.
-        let tail_from = b.len() - 120;
+        let tail_from = b.len() - 200;
         for _ in 0..rng.below(3) + 1 {
             let pos = tail_from + rng.below(b.len() - tail_from + 1);
             let byte = interesting[rng.below(interesting.len())];
@@ -773,8 +1111,13 @@ fn delta_parser_with_memory_matches_text_delta() {
                 _ => b.insert(pos, byte),
             }
         }
-        check(&mut p, base);
+        if rng.below(2) == 0 {
+            check(&mut p, base);
+        } else {
+            check(&mut p, &previous);
+        }
         check(&mut p, &b);
+        previous = b;
     }
 }
 
@@ -782,6 +1125,7 @@ fn delta_parser_with_memory_matches_text_delta() {
 fn text_delta_fast_path_matches_cut_and_mutated_lines() {
     let samples = [
         SAMPLE_DELTA.to_string(),
+        SAMPLE_DELTA_332.to_string(),
         delta_line(
             "12",
             r#"a\"\\\/\n\u00e9\ud83d\ude00é"#,
@@ -800,7 +1144,7 @@ fn text_delta_fast_path_matches_cut_and_mutated_lines() {
     let interesting = b"\"\\{}:,0123456789unlx \x00\x1f\x7f\x80\xc3\xa9\xed";
     let mut fast = 0;
     for _ in 0..20_000 {
-        let mut b = samples[(next() % 2) as usize].as_bytes().to_vec();
+        let mut b = samples[(next() % 3) as usize].as_bytes().to_vec();
         for _ in 0..next() % 3 + 1 {
             let pos = (next() as usize) % (b.len() + 1);
             let byte = if next() % 4 == 0 {

@@ -161,7 +161,8 @@ pub fn render_all(rec: &TaskRecord, transcript: &std::path::Path) -> std::io::Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{fixture_dir, fixtures};
+    use crate::stream_json::reader::LONG_STRING;
+    use crate::testutil::{finished_record, fixtures, fixtures_root};
     use crate::transcript::framing::Line;
 
     /// The view's way (lines lent by the framer, text deltas rendered in place) must render
@@ -169,7 +170,7 @@ mod tests {
     #[test]
     fn lent_lines_and_in_place_deltas_render_like_parsed_messages() {
         for (name, data) in fixtures() {
-            let path = fixture_dir().join(&name).join("stdout.jsonl");
+            let path = fixtures_root().join(&name).join("stdout.jsonl");
             // Odd read sizes, so that lines also come out of the framer's partial buffer.
             let mut view = Renderer::new();
             let mut framer = Framer::new(MAX_LINE, 0);
@@ -198,7 +199,7 @@ mod tests {
     #[test]
     fn recycled_strings_render_the_same_lines() {
         for (name, data) in fixtures() {
-            let path = fixture_dir().join(&name).join("stdout.jsonl");
+            let path = fixtures_root().join(&name).join("stdout.jsonl");
             let (mut plain, mut reused) = (Vec::new(), Vec::new());
             let (mut a, mut b) = (Renderer::new(), Renderer::new());
             // Strings with old text in them, as after a write.
@@ -224,12 +225,64 @@ mod tests {
         }
     }
 
+    /// Every line of the recordings with `type` moved last after a long string, the first line
+    /// of each kind after one longer than the framer's cap (cut on the way): the view renders
+    /// what it renders for the recording. Nothing is told by a line's first bytes.
+    #[test]
+    fn lines_whose_type_comes_last_after_a_long_string_render_the_same() {
+        use crate::testutil::type_last;
+        let dir = std::env::temp_dir().join(format!("ct-view-{}-type-last", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rec = finished_record();
+        let mut over_cap = std::collections::HashSet::new();
+        for (i, (name, data)) in fixtures().into_iter().enumerate() {
+            let mut moved = Vec::with_capacity(data.len());
+            for (k, l) in data.split(|&c| c == b'\n').enumerate() {
+                let kind = format!("{:?}", crate::stream_json::parse_bytes(l));
+                let kind = kind.split(['(', ' ', '{']).next().unwrap_or("").to_owned();
+                // Only lines without long strings of their own, which the cut would change.
+                let pad = if l.len() < LONG_STRING && over_cap.insert(kind) {
+                    MAX_LINE + 1
+                } else {
+                    [0, 100, 8 * 1024, 100 * 1024][k % 4]
+                };
+                match std::str::from_utf8(l).ok().and_then(|t| type_last(t, pad)) {
+                    Some(m) => moved.extend_from_slice(m.as_bytes()),
+                    None => moved.extend_from_slice(l),
+                }
+                moved.push(b'\n');
+            }
+            moved.pop();
+            let (a, b) = (
+                dir.join(format!("{i}.jsonl")),
+                dir.join(format!("{i}-moved.jsonl")),
+            );
+            std::fs::write(&a, &data).unwrap();
+            std::fs::write(&b, &moved).unwrap();
+            let want = render_all(&rec, &a).unwrap();
+            assert!(want.len() > 3, "{name}");
+            assert_eq!(render_all(&rec, &b).unwrap(), want, "{name}");
+        }
+        for kind in [
+            "Init",
+            "ApiRetry",
+            "System",
+            "Assistant",
+            "User",
+            "Stream",
+            "Result",
+        ] {
+            assert!(over_cap.contains(kind), "{kind} missing from {over_cap:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// A long line cut on the way (its bytes handed over by the framer) renders exactly as one
     /// re-read from the file. With a small cap, most lines of the fixtures are "long".
     #[test]
     fn long_lines_cut_on_the_way_render_as_re_read_ones() {
         for (name, data) in fixtures() {
-            let path = fixture_dir().join(&name).join("stdout.jsonl");
+            let path = fixtures_root().join(&name).join("stdout.jsonl");
             for max_line in [40, 300, 2000] {
                 let (mut on_the_way, mut re_read) = (Renderer::new(), Renderer::new());
                 let (mut feed_a, mut feed_b) = (LineFeed::new(&path), LineFeed::new(&path));

@@ -91,7 +91,8 @@ fn fuzz_framing_and_rendering_are_independent_of_read_sizes() {
         let whole_lines = frame(&data, &[], claude_tasks::transcript::framing::MAX_LINE);
         let whole = render_chunked(&data, &[], claude_tasks::transcript::framing::MAX_LINE);
         // The reference: render_all on the same bytes in a file.
-        let path = root.join(format!("{name}.jsonl"));
+        // The name holds the CLI version's directory: one file per fixture, flat.
+        let path = root.join(format!("{}.jsonl", name.replace('/', "_")));
         std::fs::write(&path, &data).unwrap();
         let mut rec = TaskRecord::queued(
             1,

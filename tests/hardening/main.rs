@@ -154,8 +154,8 @@ fn js(text: &str) -> String {
     Json::from(text).to_string()
 }
 
-// The lines below are written the way the CLI writes them: compact, keys in its order, `type`
-// first (the backend looks for `"type":"result"` at the start of a line).
+// The lines below are written the way CLI 2.1.197 writes them: compact, keys in its order,
+// `type` first (2.1.332 writes its result's `type` after the answer; the backend parses either).
 
 fn init_line() -> String {
     format!(

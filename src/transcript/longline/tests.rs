@@ -116,9 +116,13 @@ fn result_line_keeps_what_follows_the_huge_result() {
         "usage": {"input_tokens": 3, "output_tokens": 9},
     });
     let line = serde_json::to_vec(&v).unwrap();
+    // Keys sorted: `type` comes after the huge text, as 2.1.332 writes it.
+    let at = |k: &str| line.windows(k.len()).position(|w| w == k.as_bytes());
+    assert!(at(r#""type":"result""#) > at(r#""result":""#));
     let s = cut_long_strings_in_bytes(&line, 1000, 1 << 20).unwrap();
     assert_eq!(s.cut, 1);
     let got: Value = serde_json::from_slice(&s.json).unwrap();
+    assert_eq!(got["type"], "result");
     assert_eq!(got["total_cost_usd"], 0.25);
     assert_eq!(got["usage"]["output_tokens"], 9);
     assert_eq!(got["subtype"], "success");
