@@ -13,6 +13,7 @@ const TEXT_HEAD: &[u8] = br#","delta":{"type":"text_delta","text":""#;
 
 /// A text delta in exactly the shape the CLI writes it, parsed by hand. `None` for anything else,
 /// so the general path decides: this accepts only lines that serde reads the same way.
+#[inline]
 pub(super) fn text_delta_line(b: &[u8]) -> Option<Stream> {
     let d = text_delta(b)?;
     Some(Stream {
