@@ -1,8 +1,16 @@
 """pytest fixtures for end-to-end tests against the real Claude Code CLI and the mock API.
 
+The real CLI: every test that uses it (through ``cli``, ``claude_bin``, ``claude`` or
+``cli_editors``) runs once per CLI under test (``helpers.clis_under_test()``: each version pinned
+in claude-versions.txt), with the test id ``cli-<version>``. ``@pytest.mark.cli_xfail(version,
+..., reason=...)`` marks the test a strict xfail on those versions only: a known failure there
+that must turn into a pass (its XPASS fails the run, so the mark goes once the fix is in).
+
 Fixtures:
 
-* ``claude_bin``   -> Path of the CLI (skips the test when missing, fails if E2E_REQUIRED=1).
+* ``cli``          -> the ``helpers.Cli`` under test (version, path); skips the test when it is
+                      not installed (fails if E2E_REQUIRED=1).
+* ``claude_bin``   -> its path.
 * ``mock_server``  -> a running ``helpers.MockServer`` (``.url``, ``.log_path``, ``.requests()``,
                       ``.message_requests()``), stopped after the test.
 * ``claude_home``  -> a throwaway HOME directory.
@@ -37,9 +45,34 @@ import nvim_helpers  # noqa: E402
 from helpers import ClaudeProcess, ClaudeRun, MockServer  # noqa: E402
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "cli_xfail(*versions, reason): a strict xfail on these CLI versions only")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "cli" in metafunc.fixturenames:
+        specs = helpers.clis_under_test()
+        metafunc.parametrize("cli", specs, ids=[f"cli-{s}" for s in specs], indirect=True,
+                             scope="session")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        spec = getattr(getattr(item, "callspec", None), "params", {}).get("cli")
+        for mark in item.iter_markers("cli_xfail"):
+            if spec in mark.args:
+                item.add_marker(pytest.mark.xfail(reason=mark.kwargs["reason"], strict=True))
+
+
 @pytest.fixture(scope="session")
-def claude_bin() -> Path:
-    return helpers.require_claude_bin()
+def cli(request: pytest.FixtureRequest) -> helpers.Cli:
+    return helpers.require_cli(request.param)
+
+
+@pytest.fixture(scope="session")
+def claude_bin(cli: helpers.Cli) -> Path:
+    return cli.path
 
 
 @pytest.fixture
