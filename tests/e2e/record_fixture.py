@@ -75,7 +75,8 @@ class Step:
     """One CLI run. ``args`` may hold ``{sid}`` (the recipe's session id); ``prompt`` goes on
     stdin from a regular file unless ``args`` has ``--input-format stream-json`` (then stdin is
     a pipe that ``drive`` writes with ``run.send``). ``drive(run)`` acts while the CLI runs
-    (signals, stdin); without one the run is waited for."""
+    (signals, stdin); when it returns (or without one), stdin is closed and the exit waited
+    for, ``timeout`` seconds at most (then the CLI and its tools are killed)."""
 
     name: str
     args: list[str]
@@ -342,6 +343,7 @@ def record_step(step: Step, cli: helpers.Cli, out: Path, *, home: Path, proj: Pa
     except Exception as e:  # noqa: BLE001 - recorded, then the run is ended
         error = f"{type(e).__name__}: {e}"
         run.note(f"driver failed: {error}")
+    run.close_stdin()  # the CLI waits for more input while its stdin is open
     rc = run.wait_exit(step.timeout)
     time.sleep(0.5)  # what the CLI left behind is looked at half a second after its exit
     leftovers = run.leftovers()
