@@ -2,9 +2,7 @@
 
 The real CLI: every test that uses it (through ``cli``, ``claude_bin``, ``claude`` or
 ``cli_editors``) runs once per CLI under test (``helpers.clis_under_test()``: each version pinned
-in claude-versions.txt), with the test id ``cli-<version>``. ``@pytest.mark.cli_xfail(version,
-..., reason=...)`` marks the test a strict xfail on those versions only: a known failure there
-that must turn into a pass (its XPASS fails the run, so the mark goes once the fix is in).
+in claude-versions.txt), with the test id ``cli-<version>``.
 
 Fixtures:
 
@@ -45,24 +43,11 @@ import nvim_helpers  # noqa: E402
 from helpers import ClaudeProcess, ClaudeRun, MockServer  # noqa: E402
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "cli_xfail(*versions, reason): a strict xfail on these CLI versions only")
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "cli" in metafunc.fixturenames:
         specs = helpers.clis_under_test()
         metafunc.parametrize("cli", specs, ids=[f"cli-{s}" for s in specs], indirect=True,
                              scope="session")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        spec = getattr(getattr(item, "callspec", None), "params", {}).get("cli")
-        for mark in item.iter_markers("cli_xfail"):
-            if spec in mark.args:
-                item.add_marker(pytest.mark.xfail(reason=mark.kwargs["reason"], strict=True))
 
 
 @pytest.fixture(scope="session")

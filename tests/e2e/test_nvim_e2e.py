@@ -29,10 +29,6 @@ HELLO_LINES = [
     "This is line two of the hello scenario.",
     "And this is line three. Bye.",
 ]
-# A strict xfail on 2.1.332 until the backend's fix for issue 18 lands (then it must pass).
-RESULT_AFTER_4K = pytest.mark.cli_xfail("2.1.332", reason=(
-    "issue 18: 2.1.332 writes the result line's `type` after its `result` text, and "
-    "supervisor::summarize looks for it in the first 4 KiB only: the task is reported failed"))
 DONE_KEYS = {"id", "name", "status", "cwd", "exit_code", "duration_ms", "session_id",
              "cost_usd", "num_turns", "result"}
 
@@ -290,7 +286,6 @@ def test_cancel_long_bash_leaves_no_process(make_nvim):
     assert nv.get(task_id)["status"] == "cancelled"
 
 
-@RESULT_AFTER_4K
 @on_nvims()
 def test_long_answer_completes_with_its_cost(make_nvim):
     # 150 lines of 80 bytes: a final answer of ~12 KB, past any prefix window of the result line
@@ -307,7 +302,6 @@ def test_long_answer_completes_with_its_cost(make_nvim):
     assert content_before_footer(lines)[-1] == "END OF BIG ANSWER"
 
 
-@RESULT_AFTER_4K
 @on_nvims()
 def test_big_answer_reaches_the_buffer_whole(make_nvim):
     nv = make_nvim()
