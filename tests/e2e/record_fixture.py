@@ -8,8 +8,9 @@ the layout of the 2.1.197 fixtures.
                                                      [--force] [--script FILE.py] [NAME ...]
 
 ``--cli`` is a pinned version (installed by scripts/install-claude.sh; default: the newest in
-claude-versions.txt) or the path of a binary. Without names, every recipe is recorded; an
-existing directory is kept unless ``--force``. ``--script FILE.py`` adds the recipes of its
+claude-versions.txt) or the path of a binary. Without names, every recipe but the
+``by_name_only`` ones (stream-json input, see default_recipes) is recorded; an existing
+directory is kept unless ``--force``. ``--script FILE.py`` adds the recipes of its
 ``RECIPES`` list (``Recipe`` objects from this module), e.g. permission prompts driven over
 stream-json. INDEX.txt and help.txt (the CLI's ``--help``) are written next to the runs
 (``--no-runs``: help.txt only).
@@ -89,8 +90,12 @@ class Step:
 
 @dataclass
 class Recipe:
+    """Steps sharing a HOME, a project and a session id. ``by_name_only``: not recorded by
+    default, only when named (see default_recipes)."""
+
     name: str
     steps: list[Step]
+    by_name_only: bool = False
 
     def dir_names(self) -> list[str]:
         if len(self.steps) == 1:
@@ -98,8 +103,9 @@ class Recipe:
         return [f"{self.name}-{i}-{s.name}" for i, s in enumerate(self.steps, 1)]
 
 
-def one(name: str, args: list[str], prompt: str = "", **kw: Any) -> Recipe:
-    return Recipe(name, [Step(name, args, prompt, **kw)])
+def one(name: str, args: list[str], prompt: str = "", *, by_name_only: bool = False,
+        **kw: Any) -> Recipe:
+    return Recipe(name, [Step(name, args, prompt, **kw)], by_name_only)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -543,6 +549,11 @@ def interrupt_tool(run: Run) -> None:
 
 
 def default_recipes() -> list[Recipe]:
+    """The runs of tests/fixtures/claude-cli-<version>/: the plugin's flags, the prompt on
+    stdin from a file. The stream-json input ones (input-*, control-*) show how to drive a run
+    and are recorded only when named: they write control_* lines, which the backend does not
+    read yet, and the Rust tests parse every line of every run under tests/fixtures/ as a
+    kind the backend knows."""
     default, accept = ["--permission-mode", "default"], ["--permission-mode", "acceptEdits"]
     new = ["--session-id={sid}"]
     bash_allowed = ["--allowedTools", "Bash"]
@@ -609,10 +620,10 @@ def default_recipes() -> list[Recipe]:
         one("session-resume-unknown-id", PARTIAL + default + ["--resume={sid}"],
             "SCENARIO:hello", notes="--resume of a session that does not exist: exit 1."),
         one("input-stream-json-hello", STREAM_INPUT + default + new, drive=input_hello,
-            notes="--input-format stream-json: initialize, a user message, stdin closed after "
+            by_name_only=True, notes="--input-format stream-json: initialize, a user message, stdin closed after "
                   "the result."),
         one("control-interrupt-tool", STREAM_INPUT + default + bash_allowed + new,
-            drive=interrupt_tool,
+            drive=interrupt_tool, by_name_only=True,
             notes="--input-format stream-json: an interrupt control request while the Bash "
                   "tool's `sleep 300` runs, then a second turn in the same process."),
     ]
@@ -662,7 +673,8 @@ def main(argv: list[str] | None = None) -> int:
     by_name = {r.name: r for r in recipes}
     if args.list:
         for r in recipes:
-            print(r.name, "->", ", ".join(r.dir_names()))
+            only = " (only by name)" if r.by_name_only else ""
+            print(r.name, "->", ", ".join(r.dir_names()) + only)
         return 0
     unknown = [n for n in args.names if n not in by_name]
     if unknown:
@@ -672,7 +684,8 @@ def main(argv: list[str] | None = None) -> int:
     out_root = Path(args.out) if args.out else (
         helpers.REPO / "tests" / "fixtures" / f"claude-cli-{cli.version}")
     out_root.mkdir(parents=True, exist_ok=True)
-    chosen = [by_name[n] for n in args.names] if args.names else recipes
+    chosen = ([by_name[n] for n in args.names] if args.names
+              else [r for r in recipes if not r.by_name_only])
     if args.no_runs:
         chosen = []
     for recipe in chosen:
