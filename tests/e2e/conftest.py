@@ -1,8 +1,14 @@
 """pytest fixtures for end-to-end tests against the real Claude Code CLI and the mock API.
 
+The real CLI: every test that uses it (through ``cli``, ``claude_bin``, ``claude`` or
+``cli_editors``) runs once per CLI under test (``helpers.clis_under_test()``: each version pinned
+in claude-versions.txt), with the test id ``cli-<version>``.
+
 Fixtures:
 
-* ``claude_bin``   -> Path of the CLI (skips the test when missing, fails if E2E_REQUIRED=1).
+* ``cli``          -> the ``helpers.Cli`` under test (version, path); skips the test when it is
+                      not installed (fails if E2E_REQUIRED=1).
+* ``claude_bin``   -> its path.
 * ``mock_server``  -> a running ``helpers.MockServer`` (``.url``, ``.log_path``, ``.requests()``,
                       ``.message_requests()``), stopped after the test.
 * ``claude_home``  -> a throwaway HOME directory.
@@ -37,9 +43,21 @@ import nvim_helpers  # noqa: E402
 from helpers import ClaudeProcess, ClaudeRun, MockServer  # noqa: E402
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "cli" in metafunc.fixturenames:
+        specs = helpers.clis_under_test()
+        metafunc.parametrize("cli", specs, ids=[f"cli-{s}" for s in specs], indirect=True,
+                             scope="session")
+
+
 @pytest.fixture(scope="session")
-def claude_bin() -> Path:
-    return helpers.require_claude_bin()
+def cli(request: pytest.FixtureRequest) -> helpers.Cli:
+    return helpers.require_cli(request.param)
+
+
+@pytest.fixture(scope="session")
+def claude_bin(cli: helpers.Cli) -> Path:
+    return cli.path
 
 
 @pytest.fixture

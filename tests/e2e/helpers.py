@@ -3,9 +3,12 @@ Messages API in ``mock_anthropic.py`` (Python stdlib only; pytest is used only f
 
 Main pieces:
 
-* ``CLAUDE_VERSION``, ``claude_bin()`` / ``require_claude_bin()``: where the CLI is (env
-  ``CLAUDE_BIN``, else ``<repo>/.deps/claude/node_modules/.bin/claude`` from
-  ``scripts/install-claude.sh``); missing -> skip, or fail when ``E2E_REQUIRED=1``.
+* The CLIs under test: ``pinned_versions()`` (``<repo>/claude-versions.txt``),
+  ``clis_under_test()`` (every pinned version, each at
+  ``<repo>/.deps/claude-<version>/node_modules/.bin/claude`` from ``scripts/install-claude.sh``;
+  env ``E2E_CLAUDE_VERSIONS`` picks some of them, env ``CLAUDE_BIN`` one other binary instead),
+  ``require_cli(spec)`` -> ``Cli`` (version, path); missing -> skip, or fail when
+  ``E2E_REQUIRED=1``. ``version_key(v)`` orders versions.
 * ``MockServer``: starts ``mock_anthropic.py`` as a subprocess on a free port; ``.url``,
   ``.port``, ``.log_path``, ``.requests()``, ``.message_requests()``, ``.events()``, ``.stop()``.
 * ``claude_env(home, base_url, **extra)``: a clean environment for the CLI (nothing inherited
@@ -32,10 +35,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import selectors
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -45,24 +50,93 @@ from typing import Any, Callable, Iterable, NoReturn
 E2E_DIR = Path(__file__).resolve().parent
 REPO = E2E_DIR.parent.parent
 MOCK_SCRIPT = E2E_DIR / "mock_anthropic.py"
-CLAUDE_VERSION = "2.1.197"
-DEFAULT_CLAUDE_BIN = REPO / ".deps" / "claude" / "node_modules" / ".bin" / "claude"
+PINS_FILE = REPO / "claude-versions.txt"
+DEPS = REPO / ".deps"
 
 STREAM_JSON_ARGS = ["-p", "--output-format", "stream-json", "--verbose",
                     "--include-partial-messages"]
 
 
 # ---------------------------------------------------------------------------------------------
-# Locating the CLI
+# Locating the CLIs
 
 
-def claude_bin() -> Path | None:
-    """The CLI to test: env CLAUDE_BIN, else the one scripts/install-claude.sh installs."""
-    env = os.environ.get("CLAUDE_BIN")
-    path = Path(env) if env else DEFAULT_CLAUDE_BIN
-    if path.is_file() and os.access(path, os.X_OK):
-        return path
-    return None
+def pinned_versions(path: Path = PINS_FILE) -> list[str]:
+    """The CLI versions the suite runs on, oldest first: the lines of claude-versions.txt that
+    are not blank or comments. A line that is not an explicit x.y.z version is an error (a tag
+    such as "latest" would make a test run depend on the day)."""
+    out = []
+    for n, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not re.fullmatch(r"\d+\.\d+\.\d+", line):
+            raise ValueError(f"{path}:{n}: {line!r} is not an explicit version (x.y.z)")
+        out.append(line)
+    if not out:
+        raise ValueError(f"{path}: no versions")
+    return sorted(out, key=version_key)
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """Sort key of an x.y.z version (ValueError if it is not one)."""
+    m = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)", version)
+    if not m:
+        raise ValueError(f"not an x.y.z version: {version!r}")
+    return tuple(int(g) for g in m.groups())
+
+
+def installed_claude(version: str) -> Path:
+    """Where scripts/install-claude.sh puts a version's CLI."""
+    return DEPS / f"claude-{version}" / "node_modules" / ".bin" / "claude"
+
+
+@dataclass(frozen=True)
+class Cli:
+    """One CLI under test: its version ("2.1.332") and its executable."""
+
+    version: str
+    path: Path
+
+
+CUSTOM_CLI = "bin"  # the spec of the one binary CLAUDE_BIN names
+
+
+def clis_under_test() -> list[str]:
+    """Specs of the CLIs to run the suite on (test ids ``cli-<spec>``): every pinned version,
+    or those env E2E_CLAUDE_VERSIONS lists (comma or space separated); or only CUSTOM_CLI when
+    env CLAUDE_BIN names a binary (a version to try before it is pinned)."""
+    if os.environ.get("CLAUDE_BIN"):
+        return [CUSTOM_CLI]
+    chosen = os.environ.get("E2E_CLAUDE_VERSIONS", "").replace(",", " ").split()
+    for v in chosen:
+        version_key(v)
+    return chosen or pinned_versions()
+
+
+def cli_version(path: Path) -> str:
+    """The version a CLI binary reports (``claude --version``: "2.1.332 (Claude Code)"), run in
+    a throwaway HOME."""
+    with tempfile.TemporaryDirectory() as home:
+        out = subprocess.run([str(path), "--version"], cwd=home, env=claude_env(home),
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                             timeout=60)
+    m = re.match(r"\s*(\d+\.\d+\.\d+)", out.stdout)
+    if out.returncode != 0 or not m:
+        fail(f"{path} --version: exit {out.returncode}, {out.stdout!r} {out.stderr[-500:]!r}")
+    return m.group(1)
+
+
+def require_cli(spec: str) -> Cli:
+    """The CLI of a spec from clis_under_test(), or skip the test (fail instead when
+    E2E_REQUIRED=1). A pinned version's binary must report that version."""
+    path = Path(os.environ["CLAUDE_BIN"]) if spec == CUSTOM_CLI else installed_claude(spec)
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        missing(f"claude CLI {spec} not found at {path}; run scripts/install-claude.sh")
+    version = cli_version(path)
+    if spec != CUSTOM_CLI and version != spec:
+        fail(f"{path} reports version {version}, expected {spec}; run scripts/install-claude.sh")
+    return Cli(version, path)
 
 
 def env_flag(name: str) -> bool:
@@ -92,15 +166,6 @@ def missing(msg: str) -> NoReturn:
     except ImportError:
         raise RuntimeError(msg) from None
     pytest.skip(msg)
-
-
-def require_claude_bin() -> Path:
-    """The CLI path, or skip the test (fail instead when E2E_REQUIRED=1)."""
-    path = claude_bin()
-    if path is None:
-        where = os.environ.get("CLAUDE_BIN") or str(DEFAULT_CLAUDE_BIN)
-        missing(f"claude CLI not found at {where}; run scripts/install-claude.sh")
-    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -563,8 +628,7 @@ class ClaudeProcess:
     _counter = 0
 
     def __init__(self, prompt: str, *, cwd: Path | str, env: dict, args: list[str],
-                 out_dir: Path | str, bin_path: Path | str | None = None,
-                 name: str | None = None):
+                 out_dir: Path | str, bin_path: Path | str, name: str | None = None):
         ClaudeProcess._counter += 1
         self.name = name or f"run{ClaudeProcess._counter}"
         self.out_dir = Path(out_dir)
@@ -573,7 +637,7 @@ class ClaudeProcess:
         self.stdout_path = self.out_dir / f"{self.name}-stdout.jsonl"
         self.stderr_path = self.out_dir / f"{self.name}-stderr.log"
         self.prompt_path.write_text(prompt)
-        self.bin_path = Path(bin_path) if bin_path else require_claude_bin()
+        self.bin_path = Path(bin_path)
         self.argv = [str(self.bin_path), *args]
         self.cwd = Path(cwd)
         self.known_descendants: set[int] = set()
@@ -676,13 +740,13 @@ class ClaudeRun:
                 f"result={json.dumps(self.result)[:1500]} stderr={self.stderr[-1500:]!r}")
 
 
-def start_claude(prompt: str, *, cwd: Path | str, home: Path | str, base_url: str,
-                 out_dir: Path | str | None = None, env: dict | None = None,
-                 extra_env: dict | None = None, bin_path: Path | str | None = None,
-                 name: str | None = None, **arg_opts: Any) -> ClaudeProcess:
-    """Start the CLI. ``arg_opts`` go to ``claude_args`` (permission_mode, session_id, resume,
-    model, allowed_tools, extra); a session id is generated when neither session_id nor resume
-    is given."""
+def start_claude(prompt: str, *, bin_path: Path | str, cwd: Path | str, home: Path | str,
+                 base_url: str, out_dir: Path | str | None = None, env: dict | None = None,
+                 extra_env: dict | None = None, name: str | None = None,
+                 **arg_opts: Any) -> ClaudeProcess:
+    """Start the CLI at bin_path. ``arg_opts`` go to ``claude_args`` (permission_mode,
+    session_id, resume, model, allowed_tools, extra); a session id is generated when neither
+    session_id nor resume is given."""
     if not arg_opts.get("resume") and not arg_opts.get("session_id"):
         arg_opts["session_id"] = str(uuid.uuid4())
     if env is None:

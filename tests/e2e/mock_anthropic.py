@@ -2,7 +2,7 @@
 """Mock Anthropic Messages API for driving the real Claude Code CLI in tests.
 
 Python 3.11 standard library only. Listens on 127.0.0.1 (port 0 = a free port by default) and
-speaks what `claude -p` needs (verified with Claude Code 2.1.197):
+speaks what `claude -p` needs (verified with Claude Code 2.1.197 and 2.1.332):
 
 * ``POST /v1/messages?beta=true`` with ``"stream": true``: Server-Sent Events ``message_start``,
   ``content_block_start``, ``content_block_delta`` (``text_delta`` / ``input_json_delta``),
@@ -24,12 +24,17 @@ CLI makes the next request step 1. Scenarios:
 
   hello                     3 lines of text, end_turn.
   write [path=/abs/file] [content=...]
-                            step 0: text + tool_use Write {file_path: path or <cwd>/hello.txt,
+                            step 0: text + tool_use Write {file_path: path or <cwd>/hello.txt
+                            (<cwd>: the CLI's working directory, from its environment block),
                             content: "hello from the mock\\n"}, stop tool_use;
                             step 1: "Write step finished.\\ntool_result is_error=<bool>: <result>".
   bash [cmd=...]            step 0: text + tool_use Bash {command: cmd or "echo from-bash"};
                             step 1: "Bash step finished.\\ntool_result is_error=<bool>: <result>".
-  longbash [cmd=...]        like bash with cmd "sleep 300" (timeout 600000 ms): for cancel tests.
+  longbash [cmd=...]        like bash with cmd "sh -c 'exec sleep 300'" (timeout 600000 ms): for
+                            cancel tests. Not a bare "sleep 300": 2.1.332's Bash tool refuses a
+                            command that starts with `sleep N` ("Blocked: standalone sleep
+                            300"); `exec` leaves one process, `sleep 300`, as with 2.1.197. The
+                            command needs permission (--allowedTools Bash), unlike a bare sleep.
   slow [chunks=20] [delay=0.5]
                             "slow chunk NN" lines, one text_delta per chunk, delay s apart.
   big [lines=31250] [width=80] [chunk=400]
@@ -76,6 +81,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 MARKER_RE = re.compile(r"SCENARIO:([A-Za-z0-9_-]+)")
+# The CLI's environment block names its working directory: 2.1.197 in the system prompt,
+# 2.1.332 in a `role: "system"` entry of `messages` (after the first prompt). Both are searched:
+# the system prompt, then the `system` entries, then the other messages' text blocks.
 CWD_RES = [
     re.compile(r"Primary working directory:\s*(\S+)"),
     re.compile(r"Working directory:\s*(\S+)"),
@@ -88,6 +96,7 @@ HELLO_TEXT = (
     "And this is line three. Bye."
 )
 BIG_LAST_LINE = "END OF BIG ANSWER"
+LONG_COMMAND = "sh -c 'exec sleep 300'"
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -171,10 +180,12 @@ def _system_text(body: dict) -> str:
 
 
 def _find_cwd(body: dict) -> str | None:
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    # The CLI's own system entries before the user's prompts, which could quote such a line.
+    messages.sort(key=lambda m: m.get("role") != "system")
     haystacks = [_system_text(body)]
-    for m in body.get("messages") or []:
-        if isinstance(m, dict):
-            haystacks.extend(b.get("text", "") for b in _blocks(m) if b.get("type") == "text")
+    for m in messages:
+        haystacks.extend(b.get("text", "") for b in _blocks(m) if b.get("type") == "text")
     for text in haystacks:
         for rx in CWD_RES:
             m = rx.search(text)
@@ -344,7 +355,7 @@ def decide(conv: Conversation) -> Reply | ErrorReply:
                      tool_block("Bash", {"command": cmd, "description": "Run a mock command"})],
                     "tool_use",
                 )
-            cmd = p.get("cmd", "sleep 300")
+            cmd = p.get("cmd", LONG_COMMAND)
             return Reply(
                 [text_block("Starting a long-running command."),
                  tool_block("Bash", {"command": cmd, "description": "Run a long command",

@@ -4,8 +4,8 @@ Messages API (``mock_anthropic.py``), or the fake CLI (target/debug/fake-claude)
 
 * ``nvim_bins()``: the Neovim binaries under test (env ``NVIM_BINS``, colon-separated, else the
   two local installs under ``.deps/``), ``bin_id(path)`` a short test id for one;
-  ``on_nvims(subset=...)`` parametrizes ``nvim_bin`` over them (all for the subset, else the
-  first; ``E2E_NVIM_ALL=1``: all everywhere), ``require_nvim(path)`` skips (or fails) without it.
+  ``on_nvims()`` parametrizes ``nvim_bin`` over all of them, ``require_nvim(path)`` skips (or
+  fails) without it.
 * ``backend_bin()``: the backend (env ``CLAUDE_TASKS_BIN``, else ``target/debug/claude-tasks``).
 * ``nvim_env(home, base_url, root, **extra)``: the child's whole environment (nothing inherited
   but ``PATH``): throwaway ``HOME``, ``XDG_*`` dirs under ``root``, the mock's URL, dummy key.
@@ -14,8 +14,8 @@ Messages API (``mock_anthropic.py``), or the fake CLI (target/debug/fake-claude)
   project, ``User ClaudeTask*`` autocmds and ``vim.notify`` recorded. Helpers:
   ``lua(code, *args)``, ``wait_for(lua_expr)``, ``setup(**opts)``, ``events(id)``,
   ``wait_done(id, n)``, ``buffer_lines(id)``, ``wait_footer(id, n)``, ``wait_line(id, pat)``,
-  ``get(id)``, ``task_pid(id)``, ``backend_pid()``, ``wait_new_backend(old)``,
-  ``log_file()``, ``diagnostics(id)``, ``close()``.
+  ``get(id)``, ``wait_owned(id, backend_pid)``, ``task_pid(id)``, ``backend_pid()``,
+  ``wait_new_backend(old)``, ``log_file()``, ``diagnostics(id)``, ``close()``.
 * ``Editors``: child Neovims sharing one environment and one project (the ``editors`` and
   ``make_nvim`` fixtures), ``fresh_render(id)``: the task's output as a new Neovim shows it.
 * fake-claude: ``fake_line(n)``, ``transcript_lines(path)``, ``assert_fake_lines_transcript``,
@@ -68,14 +68,11 @@ def bin_id(path: str) -> str:
 
 
 BINS, EXPLICIT_BINS = nvim_bins()
-ALL_EVERYWHERE = helpers.env_flag("E2E_NVIM_ALL")
 
 
-def on_nvims(*, subset: bool):
-    """Parametrize ``nvim_bin`` over the Neovim binaries: all of them for the subset, else the
-    first."""
-    bins = BINS if (subset or ALL_EVERYWHERE) else BINS[:1]
-    return pytest.mark.parametrize("nvim_bin", bins, ids=[bin_id(b) for b in bins])
+def on_nvims():
+    """Parametrize ``nvim_bin`` over every Neovim binary under test."""
+    return pytest.mark.parametrize("nvim_bin", BINS, ids=[bin_id(b) for b in BINS])
 
 
 def require_nvim(nvim_bin: str) -> None:
@@ -239,6 +236,14 @@ class ChildNvim:
             "(function(id) local t = require('claude-tasks').get(id);"
             " return t and t.status == 'running' and type(t.process) == 'table' and t.process.pid"
             " end)(...)", id_, timeout=timeout, what=f"task {id_}'s CLI pid")
+
+    def wait_owned(self, id_: int, owner: int, timeout: float = 10) -> dict:
+        """Waits until task id runs under the backend ``owner`` (its record's
+        ``process.owner_pid``: re-adopted there); its record."""
+        return self.wait_for(
+            "(function(id, owner) local t = require('claude-tasks').get(id);"
+            " return t and type(t.process) == 'table' and t.process.owner_pid == owner and t"
+            " end)(...)", id_, owner, timeout=timeout, what=f"task {id_} owned by {owner}")
 
     def get(self, id_: int) -> dict:
         res = self.lua(

@@ -1,5 +1,7 @@
 """The real Claude Code CLI against the mock Messages API, without the plugin: proves that the
-mock speaks what the CLI needs and pins down the CLI behaviour the plugin relies on.
+mock speaks what the CLI needs and pins down the CLI behaviour the plugin relies on, on every
+pinned CLI version (claude-versions.txt; each test id ends in ``cli-<version>``). Where the
+versions differ, the test states what holds for both, or names the version.
 
 Run: .deps/venv/bin/pytest tests/e2e/test_cli_mock.py   (after scripts/install-claude.sh)
 """
@@ -116,7 +118,25 @@ def test_mock_protocol_without_cli(tmp_path):
 # The real CLI
 
 
-def test_hello(claude, mock_server):
+def test_mock_finds_the_cwd_where_either_cli_puts_it(tmp_path):
+    # 2.1.197: the environment block is in the system prompt (see _body); 2.1.332: in a
+    # `role: "system"` message after the first prompt. A prompt quoting such a line loses.
+    prompt = {"role": "user", "content": [
+        {"type": "text", "text": "SCENARIO:write\nPrimary working directory: /not/this"}]}
+    env = {"role": "system", "content": [{"type": "text", "text": (
+        "# Environment\nYou have been invoked in the following environment: \n"
+        " - Primary working directory: /y/proj\n - Is a git repository: false\n")}]}
+    body = _body("", True, [prompt, env])
+    del body["system"]
+    with MockServer(tmp_path / "mock") as server:
+        status, raw, _ = _http(server.url + "/v1/messages?beta=true", "POST", body)
+    assert status == 200
+    partial = "".join(d["delta"]["partial_json"] for e, d in _sse_events(raw)
+                      if e == "content_block_delta" and d["delta"]["type"] == "input_json_delta")
+    assert json.loads(partial)["file_path"] == "/y/proj/hello.txt"
+
+
+def test_hello(claude, mock_server, cli):
     sid = str(uuid.uuid4())
     run = claude.run("SCENARIO:hello say hi\n", permission_mode="default", session_id=sid)
     result = _assert_success(run)
@@ -129,7 +149,7 @@ def test_hello(claude, mock_server):
     ]
     init = run.transcript.init
     assert init["session_id"] == sid and init["cwd"] == str(claude.cwd)
-    assert init["permissionMode"] == "default" and init["claude_code_version"] == "2.1.197"
+    assert init["permissionMode"] == "default" and init["claude_code_version"] == cli.version
     # partial messages: raw API events, text deltas that add up to the assistant text
     assert "".join(run.transcript.text_deltas()) == result["result"]
     assert run.transcript.assistant_texts() == [result["result"]]
@@ -211,9 +231,11 @@ def test_multi_tool_uses_and_model_echo(claude, mock_server):
     assert sorted(r["content"] for r in run.transcript.tool_results()) == ["one", "two"]
     assert result["result"].startswith("Both commands finished.\n")
     reqs = mock_server.message_requests()
-    assert len(reqs) == 2 and reqs[0]["body"]["model"] == "claude-sonnet-5"
-    assert {ln["message"]["model"] for ln in run.transcript.of_type("assistant")} == {
-        "claude-sonnet-5"}
+    # the alias resolves to the CLI's own sonnet (2.1.197: claude-sonnet-5, 2.1.332:
+    # claude-sonnet-5-5), and the answers carry the model the request named
+    model = reqs[0]["body"]["model"]
+    assert len(reqs) == 2 and model.startswith("claude-sonnet-"), model
+    assert {ln["message"]["model"] for ln in run.transcript.of_type("assistant")} == {model}
 
 
 def test_slow_stream_is_seen_before_the_end(claude):
@@ -295,20 +317,30 @@ def test_cut_stream_falls_back_to_non_streaming(claude, mock_server):
                      extra_env={"CLAUDE_CODE_MAX_RETRIES": "2"})
     result = _assert_success(run)
     assert result["result"] == "This answer will be cut by a closed connection"
-    # the partial text already streamed is not retracted: the assistant line is the truth
-    assert run.transcript.text_deltas() == ["This answer "]
-    assert [r["stream"] for r in mock_server.message_requests()] == [True, False]
-    assert [e["event"] for e in mock_server.events()][0] == "stream_cut"
+    # 2.1.197 falls back to a non-streaming request at once; 2.1.332 first streams again up to
+    # CLAUDE_CODE_MAX_RETRIES times (an api_retry line with error_status null before each).
+    # Either way every stream was cut and the last request did not stream.
+    streams = [r["stream"] for r in mock_server.message_requests()]
+    assert streams in ([True, False], [True, True, True, False]), streams
+    attempts = len(streams) - 1
+    assert [e["event"] for e in mock_server.events()][:attempts] == ["stream_cut"] * attempts
+    retries = run.transcript.of_type("system", "api_retry")
+    assert [r["error_status"] for r in retries] == [None] * (attempts - 1)
+    # the partial text already streamed is not retracted (each attempt's message_start starts
+    # a new message): the assistant line is the truth
+    assert run.transcript.text_deltas() == ["This answer "] * attempts
+    assert len(run.transcript.stream_events("message_start")) == attempts
+    assert run.transcript.assistant_texts() == [result["result"]]
 
 
 def test_longbash_sigint_cancels_and_reaps_tool(claude):
-    p = claude.start("SCENARIO:longbash", permission_mode="default")
+    p = claude.start("SCENARIO:longbash", permission_mode="default", allowed_tools=["Bash"])
     p.wait_for_line(lambda ln: any(b.get("type") == "tool_use"
                                    for b in (ln.get("message") or {}).get("content") or []
                                    if ln.get("type") == "assistant"), 30, "the Bash tool_use")
     sleeper = helpers.wait_for(
         lambda: [d for d in p.descendants() if helpers.cmdline(d) == ["sleep", "300"]], 30,
-        "the `sleep 300` tool process")[0]
+        "the `sh -c 'exec sleep 300'` tool process")[0]
     assert helpers.pid_alive(sleeper)
     p.signal(signal.SIGINT)
     rc = p.wait(15)
@@ -319,3 +351,26 @@ def test_longbash_sigint_cancels_and_reaps_tool(claude):
     assert result["subtype"] == "error_during_execution" and result["is_error"] is True
     helpers.wait_for(lambda: not helpers.pid_alive(sleeper), 10, "the sleep to be gone")
     assert p.leftover_processes() == []
+
+
+def test_bare_long_sleep(claude, cli):
+    """Why the mock's long command is `sh -c 'exec sleep 300'`: 2.1.332's Bash tool refuses a
+    command that is a bare long `sleep` (short ones run) before running anything, so no tool
+    would be there to cancel; 2.1.197 runs it."""
+    p = claude.start("SCENARIO:bash cmd='sleep 300'", permission_mode="default",
+                     allowed_tools=["Bash"])
+    if helpers.version_key(cli.version) >= (2, 1, 332):
+        assert p.wait(30) == 0
+        [tool_result] = p.transcript().tool_results()
+        assert tool_result["is_error"] is True
+        assert tool_result["content"].startswith(
+            "<tool_use_error>Blocked: standalone sleep 300."), tool_result
+        assert p.transcript().result["subtype"] == "success"
+        return
+    [sleeper] = helpers.wait_for(lambda: [d for d in p.descendants()
+                                          if helpers.cmdline(d) == ["sleep", "300"]],
+                                 30, "`sleep 300`")
+    p.signal(signal.SIGINT)
+    p.wait(15)
+    assert p.transcript().result["subtype"] == "error_during_execution"
+    helpers.wait_for(lambda: not helpers.pid_alive(sleeper), 10, "the sleep to be gone")

@@ -36,8 +36,8 @@ only guards failures; where a task must still be running when another editor loo
 CLI is held with SIGSTOP and released with SIGCONT (never a sleep).
 
 Neovim binaries: ``NVIM_BINS`` (colon-separated) or the two local installs; every test runs on
-the first (0.10.4), those marked ``subset=True`` on the others too (``E2E_NVIM_ALL=1``: all on
-all). Missing backend / fake / Neovim / CLI: skipped, or failed when ``E2E_REQUIRED=1``.
+each, and test 6 also on each pinned CLI version (conftest.py). Missing backend / fake / Neovim
+/ CLI: skipped, or failed when ``E2E_REQUIRED=1``.
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ end
 """
 
 
-@on_nvims(subset=True)
+@on_nvims()
 def test_history_picker_replay_list_all_and_retention(editors, fake, project_dir, tmp_path):
     # Neovim A runs two tasks (the built-in script, then 30 streamed lines) and quits.
     a = editors.new()
@@ -254,7 +254,7 @@ def test_history_picker_replay_list_all_and_retention(editors, fake, project_dir
 # 2. Detach on exit, then re-adoption by the next editor
 
 
-@on_nvims(subset=True)
+@on_nvims()
 def test_detached_task_is_readopted_and_followed_live(editors, fake):
     n = 200
     cmd = [str(fake), f"--fake-lines={n}", "--fake-delay-ms=20"]
@@ -320,7 +320,7 @@ def test_detached_task_is_readopted_and_followed_live(editors, fake):
     assert error_notes(b) == []
 
 
-@on_nvims(subset=False)
+@on_nvims()
 def test_readopted_task_leaves_no_tool_process(editors, fake, tmp_path):
     pids_file = tmp_path / "pids"
     cmd = [str(fake), "--fake-lines=50", "--fake-delay-ms=20", "--fake-grandchildren=1",
@@ -336,7 +336,7 @@ def test_readopted_task_leaves_no_tool_process(editors, fake, tmp_path):
         editors.quit(a)
         b = editors.new()
         b.command(f"ClaudeTasks open {task_id}")
-        assert b.get(task_id)["process"]["owner_pid"] == b.backend_pid()
+        b.wait_owned(task_id, b.backend_pid())
     assert b.wait_done(task_id)["status"] == "completed", b.diagnostics(task_id)
     # As after a run the backend started itself: the CLI's leftover tool processes are killed.
     wait_gone(tree, None, 3, "the re-adopted task's tree after it ended")
@@ -346,7 +346,7 @@ def test_readopted_task_leaves_no_tool_process(editors, fake, tmp_path):
 # 3. Follow-ups: after a completed run, after an interrupted one
 
 
-@on_nvims(subset=False)
+@on_nvims()
 def test_follow_up_after_completed_resumes_the_session(editors, fake, tmp_path):
     record = tmp_path / "rec"
     argv_file, stdin_file = Path(f"{record}.argv"), Path(f"{record}.stdin")
@@ -397,7 +397,7 @@ def test_follow_up_after_completed_resumes_the_session(editors, fake, tmp_path):
     assert editors.fresh_render(task_id) == lines
 
 
-@on_nvims(subset=True)
+@on_nvims()
 def test_follow_up_after_interrupted_resumes_the_session(editors, fake, tmp_path):
     record, pids_file = tmp_path / "rec", tmp_path / "pids"
     argv_file, stdin_file = Path(f"{record}.argv"), Path(f"{record}.stdin")
@@ -499,7 +499,7 @@ _DONE_OF = r"""(function(ids)
 end)(...)"""
 
 
-@on_nvims(subset=True)
+@on_nvims()
 def test_two_editors_share_one_project(editors, fake, tmp_path):
     opts = {"concurrency": "parallel", "max_running": 20}
     a = editors.new(**opts)
@@ -611,7 +611,7 @@ def check_export(path: Path, rec: dict, buffer_lines: list[str]) -> None:
     assert body == buffer_lines
 
 
-@on_nvims(subset=False)
+@on_nvims()
 def test_export_markdown_on_completion(editors, project_dir):
     a = editors.new(export_markdown=True)
     a.command("ClaudeTask export me")
@@ -633,7 +633,7 @@ def test_export_markdown_on_completion(editors, project_dir):
     assert "── follow-up #2: and again ──" in lines
 
 
-@on_nvims(subset=False)
+@on_nvims()
 def test_export_markdown_after_readoption(editors, fake, project_dir):
     n = 50
     cmd = [str(fake), f"--fake-lines={n}", "--fake-delay-ms=20"]
@@ -647,7 +647,7 @@ def test_export_markdown_after_readoption(editors, fake, project_dir):
         editors.quit(a)
         b = editors.new(export_markdown=True, cmd=cmd)
         b.command(f"ClaudeTasks open {task_id}")
-        assert b.get(task_id)["process"]["owner_pid"] == b.backend_pid()
+        b.wait_owned(task_id, b.backend_pid())
     assert b.wait_done(task_id)["status"] == "completed", b.diagnostics(task_id)
     lines = b.wait_footer(task_id)
     assert_shows_fake_lines(lines, n, once=True)
@@ -659,7 +659,7 @@ def test_export_markdown_after_readoption(editors, fake, project_dir):
 # 6. The real CLI: the backend SIGKILLed mid-stream, restarted at once, the task re-adopted
 
 
-@on_nvims(subset=False)
+@on_nvims()
 def test_real_cli_backend_killed_mid_stream_is_readopted(cli_editors, project_dir):
     nv = cli_editors.new()
     nv.command("ClaudeTask SCENARIO:slow chunks=20 delay=0.3")

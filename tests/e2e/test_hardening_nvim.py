@@ -20,8 +20,8 @@ Row 1 uses the real Claude Code CLI against the mock Messages API (conftest.py);
 fake CLI (target/debug/fake-claude), whose flags make hangs, grandchildren, ignored signals and
 floods deterministic. Every wait polls state with a timeout that only guards failures.
 
-Neovim binaries: ``NVIM_BINS`` or the two local installs; every test runs on the first (0.10.4),
-the subset marked ``subset=True`` also on the others (``E2E_NVIM_ALL=1``: all on all).
+Neovim binaries: ``NVIM_BINS`` or the two local installs; every test runs on each, and row 1
+also on each pinned CLI version (conftest.py).
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def wait_done_same_backend(nv: ChildNvim, task_id: int, backend_pid: int,
 # 1. Cancel during the real CLI's API retry backoff
 
 
-@on_nvims(subset=True)
+@on_nvims()
 def test_cancel_during_api_retry_backoff(cli_editors, mock_server):
     # Default retries (CLAUDE_CODE_MAX_RETRIES unset: the child's environment is not inherited):
     # the mock answers 500 every time and the CLI backs off 0.5 s, 1 s, 2 s, ... between
@@ -162,7 +162,7 @@ def test_cancel_during_api_retry_backoff(cli_editors, mock_server):
 # 2. :qa! with three running tasks
 
 
-@on_nvims(subset=True)
+@on_nvims()
 def test_quit_with_three_running_tasks_leaves_no_survivors(editors, fake, tmp_path):
     grace_ms = 2000
     nv = editors.new(concurrency="parallel", on_exit="cancel", cancel_grace_ms=grace_ms)
@@ -218,7 +218,7 @@ def test_quit_with_three_running_tasks_leaves_no_survivors(editors, fake, tmp_pa
 # 3. The backend SIGKILLed while a task streams
 
 
-@on_nvims(subset=True)
+@on_nvims()
 def test_backend_killed_while_streaming_restarts_and_loses_nothing(editors, fake):
     n = 400
     nv = editors.new(cmd=[str(editors.cmd[0]), f"--fake-lines={n}", "--fake-delay-ms=10"])
@@ -273,7 +273,7 @@ def test_backend_killed_while_streaming_restarts_and_loses_nothing(editors, fake
 # 4. Neovim SIGKILLed while a task streams (on_exit = "cancel", the default)
 
 
-@on_nvims(subset=False)
+@on_nvims()
 def test_editor_killed_leaves_the_task_to_the_next_editor(editors, fake):
     n = 300
     cmd = [str(editors.cmd[0]), f"--fake-lines={n}", "--fake-delay-ms=10"]
@@ -306,11 +306,7 @@ def test_editor_killed_leaves_the_task_to_the_next_editor(editors, fake):
         new_pid = nv2.backend_pid()
         assert new_pid and new_pid != backend_pid
         # re-adopted by the new backend, while it still runs
-        rec = nv2.wait_for(
-            "(function(id, owner) local t = require('claude-tasks').get(id);"
-            " return t and type(t.process) == 'table' and t.process.owner_pid == owner and t"
-            " end)(...)", task_id, new_pid, timeout=10,
-            what="the task re-adopted by the new backend")
+        rec = nv2.wait_owned(task_id, new_pid)
         assert rec["status"] == "running" and rec["process"]["pid"] == cli, rec
     nv2.command(f"ClaudeTasks open {task_id}")
     data = nv2.wait_done(task_id, timeout=60)
@@ -326,7 +322,7 @@ def test_editor_killed_leaves_the_task_to_the_next_editor(editors, fake):
 # 5. Buffers wiped, windows toggled while a task streams
 
 
-@on_nvims(subset=True)
+@on_nvims()
 def test_bwipeout_while_streaming_is_harmless(editors, fake):
     n = 300
     nv = editors.new(cmd=[str(editors.cmd[0]), f"--fake-lines={n}", "--fake-delay-ms=5"])
@@ -353,7 +349,7 @@ def test_bwipeout_while_streaming_is_harmless(editors, fake):
     assert backend_log_problems(nv, backend_pid) == []
 
 
-@on_nvims(subset=False)
+@on_nvims()
 def test_window_toggled_50_times_during_a_flood(editors, fake):
     n = 50000
     nv = editors.new(cmd=[str(editors.cmd[0]), f"--fake-lines={n}"])
@@ -398,7 +394,7 @@ def test_window_toggled_50_times_during_a_flood(editors, fake):
 
 
 
-@on_nvims(subset=True)
+@on_nvims()
 def test_view_replaced_again_and_again_while_streaming(editors, fake):
     """Wiping the buffer (then opening it again) and `:edit` of it replace the backend's view
     of the task: the old view is detached or superseded, often while one of its writes is in

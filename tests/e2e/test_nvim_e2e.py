@@ -8,10 +8,9 @@ Each test starts tasks with ``:ClaudeTask`` / ``:ClaudeTasks`` (or ``require("cl
 output buffer ``claude-tasks://<id>``, the event data, the files and processes left behind, and
 what the mock received.
 
-Neovim binaries: ``NVIM_BINS`` (colon-separated) or the two local installs. Every scenario runs
-on the first binary (0.10.4); a representative subset (hello, write, cancel) also runs on the
-others (``E2E_NVIM_ALL=1``: everything on every binary). Missing CLI / backend / Neovim: skipped,
-or failed when ``E2E_REQUIRED=1``. Only one CLI runs at a time.
+Every scenario runs on each Neovim binary (``NVIM_BINS``, colon-separated, or the two local
+installs) with each pinned CLI version (claude-versions.txt; conftest.py). Missing CLI / backend
+/ Neovim: skipped, or failed when ``E2E_REQUIRED=1``. Only one CLI runs at a time.
 """
 
 from __future__ import annotations
@@ -36,12 +35,12 @@ DONE_KEYS = {"id", "name", "status", "cwd", "exit_code", "duration_ms", "session
 
 @pytest.fixture
 def make_nvim(cli_editors, claude_home, mock_server, tmp_path):
-    """``make_nvim(**extra_env)``: a ChildNvim in project_dir, its env pointing at the mock,
-    set up with the real backend and CLI. Closed (backend stopped, leftovers killed) at the
-    end."""
-    def make(**extra_env: str) -> ChildNvim:
+    """``make_nvim(setup=None, **extra_env)``: a ChildNvim in project_dir, its env pointing at
+    the mock, set up with the real backend and CLI (and the ``setup`` options). Closed (backend
+    stopped, leftovers killed) at the end."""
+    def make(setup: dict | None = None, **extra_env: str) -> ChildNvim:
         env = nvim_helpers.nvim_env(claude_home, mock_server.url, tmp_path / "xdg", **extra_env)
-        return cli_editors.new(env=env)
+        return cli_editors.new(env=env, **(setup or {}))
 
     return make
 
@@ -70,7 +69,7 @@ def content_before_footer(lines: list[str]) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-@on_nvims(subset=True)
+@on_nvims()
 def test_hello_completes_with_cost(make_nvim, mock_server, project_dir):
     nv = make_nvim()
     nv.command("ClaudeTask SCENARIO:hello say hi")
@@ -117,7 +116,7 @@ def test_hello_completes_with_cost(make_nvim, mock_server, project_dir):
     assert req["body"]["stream"] is True
 
 
-@on_nvims(subset=True)
+@on_nvims()
 def test_write_with_accept_edits_creates_the_file(make_nvim, project_dir):
     nv = make_nvim()
     task_id = nv.start("SCENARIO:write make a file", permission_mode="acceptEdits")
@@ -138,7 +137,7 @@ def test_write_with_accept_edits_creates_the_file(make_nvim, project_dir):
     assert data["num_turns"] == 2
 
 
-@on_nvims(subset=False)
+@on_nvims()
 def test_write_denied_in_default_mode(make_nvim, project_dir):
     nv = make_nvim()
     task_id = nv.start("SCENARIO:write make a file", permission_mode="default")
@@ -157,7 +156,7 @@ def test_write_denied_in_default_mode(make_nvim, project_dir):
     assert "tool_result is_error=True" in text
 
 
-@on_nvims(subset=False)
+@on_nvims()
 def test_bash_call_with_folded_output(make_nvim):
     nv = make_nvim()
     nv.command('ClaudeTask SCENARIO:bash cmd="seq 1 12"')
@@ -185,7 +184,7 @@ def test_bash_call_with_folded_output(make_nvim):
     assert any(ln.startswith("Bash step finished.") for ln in lines)
 
 
-@on_nvims(subset=False)
+@on_nvims()
 def test_slow_stream_is_visible_before_the_end(make_nvim):
     nv = make_nvim()
     nv.command("ClaudeTask SCENARIO:slow chunks=20 delay=0.3")
@@ -215,7 +214,7 @@ def test_slow_stream_is_visible_before_the_end(make_nvim):
     assert chunks == [f"slow chunk {i:02d}" for i in range(1, 21)], lines
 
 
-@on_nvims(subset=False)
+@on_nvims()
 def test_http_500_fails_with_the_api_error(make_nvim, mock_server):
     nv = make_nvim(CLAUDE_CODE_MAX_RETRIES="1")
     nv.command("ClaudeTask SCENARIO:error500 boom")
@@ -240,9 +239,10 @@ def test_http_500_fails_with_the_api_error(make_nvim, mock_server):
     assert len(failed_notes) == 1 and failed_notes[0]["level"] == 4, nv.notes()
 
 
-@on_nvims(subset=True)
+@on_nvims()
 def test_cancel_long_bash_leaves_no_process(make_nvim):
-    nv = make_nvim()
+    # the long command (sh -c 'exec sleep 300') needs permission, unlike a bare sleep
+    nv = make_nvim(setup={"allowed_tools": ["Bash"]})
     nv.command("ClaudeTask SCENARIO:longbash")
     task_id = current_task_id(nv)
     backend_pid = nv.backend_pid()
@@ -253,7 +253,7 @@ def test_cancel_long_bash_leaves_no_process(make_nvim):
     cli_pid = nv.task_pid(task_id)
     assert cli_pid in helpers.descendants(backend_pid)
 
-    # once the tool's `sleep 300` runs, snapshot the whole tree under the CLI
+    # once the tool's `sleep 300` runs (`sh` exec'ed it), snapshot the whole tree under the CLI
     sleeper = helpers.wait_for(
         lambda: [p for p in helpers.descendants(cli_pid) if helpers.cmdline(p) == ["sleep", "300"]],
         30, "the `sleep 300` tool process")
@@ -273,7 +273,7 @@ def test_cancel_long_bash_leaves_no_process(make_nvim):
 
     lines = nv.wait_footer(task_id)
     assert lines[-1].startswith("■ cancelled"), lines
-    assert any(ln.startswith("● Bash(sleep 300") for ln in lines), lines
+    assert "● Bash(sh -c 'exec sleep 300')" in lines, lines
 
     # nothing of the tree survives; zombies the backend has not reaped count as alive
     zombies = helpers.wait_gone(tree, backend_pid, 5, "the cancelled task's processes to be gone",
@@ -286,7 +286,23 @@ def test_cancel_long_bash_leaves_no_process(make_nvim):
     assert nv.get(task_id)["status"] == "cancelled"
 
 
-@on_nvims(subset=False)
+@on_nvims()
+def test_long_answer_completes_with_its_cost(make_nvim):
+    # 150 lines of 80 bytes: a final answer of ~12 KB, past any prefix window of the result line
+    nv = make_nvim()
+    nv.command("ClaudeTask SCENARIO:big lines=150")
+    task_id = current_task_id(nv)
+    data = nv.wait_done(task_id)
+    assert data["status"] == "completed", nv.diagnostics(task_id)
+    assert data["cost_usd"] > 0 and data["num_turns"] == 1, data
+    # the event's result is the answer's start, shortened (`…`)
+    assert data["result"].startswith("line 000001 ") and data["result"].endswith("…"), data
+    lines = nv.wait_footer(task_id)
+    assert lines[-1].startswith("✓ done") and re.search(r"\$0\.\d{4}$", lines[-1]), lines[-1]
+    assert content_before_footer(lines)[-1] == "END OF BIG ANSWER"
+
+
+@on_nvims()
 def test_big_answer_reaches_the_buffer_whole(make_nvim):
     nv = make_nvim()
     nv.command("ClaudeTask SCENARIO:big")
@@ -302,7 +318,7 @@ def test_big_answer_reaches_the_buffer_whole(make_nvim):
     assert lines[-1].startswith("✓ done")
 
 
-@on_nvims(subset=False)
+@on_nvims()
 def test_follow_up_resumes_the_session(make_nvim, mock_server):
     nv = make_nvim()
     nv.command("ClaudeTask SCENARIO:hello first turn")

@@ -2,6 +2,9 @@
 import os
 import re
 import shutil
+import stat
+
+import pytest
 
 from conftest import ROOT
 
@@ -39,6 +42,65 @@ def test_health_version_mismatch(child, fake_backend, monkeypatch):
     text = health_text(child)
     assert "backend version 9.9.9, but the plugin is 0.1.0" in text
     assert "cargo build --release" in text
+
+
+def pinned_range():
+    """The oldest and newest version in claude-versions.txt (the file the health check reads)."""
+    with open(os.path.join(ROOT, "claude-versions.txt"), encoding="utf-8") as f:
+        pins = [l.strip() for l in f if l.strip() and not l.lstrip().startswith("#")]
+    pins.sort(key=lambda v: tuple(int(p) for p in v.split(".")))
+    return pins[0], pins[-1]
+
+
+def fake_claude(tmp_path, output):
+    """A `cmd` that prints output for --version, as `claude --version` does."""
+    path = tmp_path / "fake-claude-version"
+    path.write_text("#!/bin/sh\nprintf '%%s\\n' '%s'\n" % output)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)
+
+
+def next_to(version, step):
+    """The patch release just after (step 1) or before (step -1) version."""
+    major, minor, patch = (int(p) for p in version.split("."))
+    if patch + step < 0:
+        return "%d.%d.999" % (major, minor - 1)
+    return "%d.%d.%d" % (major, minor, patch + step)
+
+
+@pytest.mark.parametrize("which", ["oldest", "between", "newest"])
+def test_health_claude_version_in_the_tested_range(child, tmp_path, which):
+    oldest, newest = pinned_range()
+    version = {"oldest": oldest, "between": next_to(oldest, 1), "newest": newest}[which]
+    child.lua("require('claude-tasks').setup({ cmd = ... })", fake_claude(
+        tmp_path, version + " (Claude Code)"))
+    text = health_text(child)
+    [ok] = [l for l in text.splitlines() if "tested range" in l]
+    assert "OK Claude Code %s is in the tested range %s to %s" % (version, oldest, newest) in ok
+
+
+@pytest.mark.parametrize("which", ["older", "newer"])
+def test_health_warns_outside_the_tested_range(child, tmp_path, which):
+    oldest, newest = pinned_range()
+    version = next_to(oldest, -1) if which == "older" else next_to(newest, 1)
+    child.lua("require('claude-tasks').setup({ cmd = ... })", fake_claude(
+        tmp_path, version + " (Claude Code)"))
+    text = health_text(child)
+    line = "Claude Code %s is %s than the tested range %s to %s" % (version, which, oldest,
+                                                                    newest)
+    [warning] = [l for l in text.splitlines() if line in l]
+    assert "WARNING" in warning, warning
+    assert "npm install -g @anthropic-ai/claude-code@" + newest in text
+
+
+def test_health_warns_about_an_unparseable_version(child, tmp_path):
+    oldest, newest = pinned_range()
+    child.lua("require('claude-tasks').setup({ cmd = ... })", fake_claude(tmp_path, "Claude Code"))
+    text = health_text(child)
+    [warning] = [l for l in text.splitlines() if "cannot tell the Claude Code version" in l]
+    assert "WARNING" in warning and "`Claude Code`" in warning, warning
+    assert "(tested: %s to %s)" % (oldest, newest) in warning
+    assert "in the tested range" not in text
 
 
 def test_helptags_clean(child, tmp_path):
