@@ -155,15 +155,13 @@ end
 
 --- The options the backend applies to every task (the `configure` request).
 local function configure_args()
-  local o = require("claude-tasks.config").get()
-  return {
-    on_exit = o.on_exit,
-    concurrency = o.concurrency,
-    max_running = o.max_running,
-    cancel_grace_ms = o.cancel_grace_ms,
-    keep = o.keep,
-    export_markdown = o.export_markdown,
-  }
+  local config = require("claude-tasks.config")
+  local o = config.get()
+  local args = {}
+  for _, key in ipairs(config.backend_options) do
+    args[key] = o[key]
+  end
+  return args
 end
 
 local function start()

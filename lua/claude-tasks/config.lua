@@ -5,29 +5,65 @@
 
 local M = {}
 
---- The defaults. `binary`, `state_dir` and `log_file` are resolved when read (see `get`).
+--- The defaults (`:help claude-tasks-options` says more about each). `state_dir`, `log_file`
+--- and `binary` are resolved when read (see `state_dir()`, `log_file()`, backend.find_binary).
 local function defaults()
   return {
+    -- The Claude Code program: a string, or a list with leading arguments
+    -- ({ "npx", "@anthropic-ai/claude-code" }).
     cmd = "claude",
+    -- Extra CLI arguments, before the plugin's own.
     args = {},
+    -- `--model` for new tasks; nil: the CLI's default.
     model = nil,
+    -- `--permission-mode`; in `-p` mode a tool that needs permission is denied, not asked.
     permission_mode = "acceptEdits",
+    -- `--allowedTools`, e.g. { "Bash(npm test:*)", "Edit" }.
     allowed_tools = {},
+    -- How a new task's output is shown: "split", "vsplit", "tab", "float", or false (not shown).
     open = "split",
+    -- vim.notify() when a task ends.
     notify = true,
+    -- Several tasks in one directory: "queue" (one at a time), "reject" or "parallel".
     concurrency = "queue",
+    -- Most tasks running at once, across projects; more wait as queued.
     max_running = 4,
+    -- Running tasks when Neovim exits: "cancel", or "detach" (the next backend adopts them).
     on_exit = "cancel",
+    -- A cancelled task's time after SIGINT before SIGTERM, and after SIGTERM before SIGKILL.
     cancel_grace_ms = 2000,
+    -- CPU niceness of the backend and every task it runs (0-19), so the editor stays smooth.
     nice = 10,
+    -- Task records and transcripts; nil: stdpath("state") .. "/claude-tasks".
     state_dir = nil,
+    -- The backend's log; nil: stdpath("log") .. "/claude-tasks.log".
     log_file = nil,
+    -- The backend executable; nil: target/release (else target/debug) in the plugin's directory.
     binary = nil,
+    -- Finished tasks kept per project; older ones are disposed.
     keep = 100,
+    -- Also write a finished task's output to <cwd>/.claude-tasks/task-<id>-output.md.
     export_markdown = false,
-    statusline = { icon = "✻", queued_icon = "⏳" },
+    -- The icons of statusline().
+    statusline = {
+      -- Before the number of running tasks.
+      icon = "✻",
+      -- Before the number of queued tasks.
+      queued_icon = "⏳",
+    },
   }
 end
+
+--- The options the backend applies itself (sent with its `configure` request); the others
+--- are the plugin's, or go with each task's `start`.
+M.backend_options = {
+  "on_exit",
+  "concurrency",
+  "max_running",
+  "cancel_grace_ms",
+  "keep",
+  "export_markdown",
+}
 
 local function describe(v)
   if type(v) == "string" then

@@ -46,7 +46,7 @@ pub trait Editor: Send + Sync + 'static {
         lines: &[String],
         sent: Sent,
     ) -> Result<Written, WriteError>;
-    /// The same through Lua's `buffer.write`, which waits out a text lock and keeps order with
+    /// The same through Lua's `output.write`, which waits out a text lock and keeps order with
     /// the writes it holds back.
     async fn write_fallback(
         &self,
@@ -167,9 +167,9 @@ enum Atomic {
 }
 
 const DISPATCH: &str = "return require('claude-tasks.events').dispatch(...)";
-const WRITE: &str = "return require('claude-tasks.buffer').write(...)";
-const BEFORE_WRITE: &str = "return require('claude-tasks.buffer').before_write(...)";
-const AFTER_WRITE: &str = "return require('claude-tasks.buffer').after_write(...)";
+const WRITE: &str = "return require('claude-tasks.output').write(...)";
+const BEFORE_WRITE: &str = "return require('claude-tasks.output').before_write(...)";
+const AFTER_WRITE: &str = "return require('claude-tasks.output').after_write(...)";
 
 #[async_trait]
 impl Editor for NvimEditor {

@@ -499,7 +499,7 @@ impl Handler for FakeNvim {
             let kind = ev["type"].as_str().unwrap_or_default().to_owned();
             self.push_event(kind, ev["task"].clone());
             Ok(Value::Boolean(true))
-        } else if code.contains("claude-tasks.buffer") {
+        } else if code.contains("claude-tasks.output") {
             let buf = params[0].as_i64().unwrap_or(0);
             self.lag(buf).await;
             let start = params[1].as_u64().unwrap_or(0) as usize;

@@ -80,7 +80,7 @@ def dispatch(typ, rec):
 
 
 def write(buf, start, lines):
-    return exec_lua('return require("claude-tasks.buffer").write(...)', [buf, start, lines])
+    return exec_lua('return require("claude-tasks.output").write(...)', [buf, start, lines])
 
 
 def now_ms():

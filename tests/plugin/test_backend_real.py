@@ -61,7 +61,7 @@ def test_start_streams_into_the_buffer_and_completes(child, real):
     # is only the fallback (doc/protocol.md).
     child.lua(
         """
-        local b = require('claude-tasks.buffer')
+        local b = require('claude-tasks.output')
         _G.__calls = { before = 0, write = 0 }
         local before, write = b.before_write, b.write
         b.before_write = function(...) _G.__calls.before = _G.__calls.before + 1; return before(...) end

@@ -5,7 +5,7 @@ import pytest
 
 
 def write(child, buf, start, lines):
-    return child.lua("return require('claude-tasks.buffer').write(...)", buf, start, lines)
+    return child.lua("return require('claude-tasks.output').write(...)", buf, start, lines)
 
 
 def lines(child, buf):
@@ -83,7 +83,7 @@ def test_write_of_a_flood_in_10k_line_calls(child, scratch):
         vim.api.nvim_win_set_buf(0, buf)
         local lines = {}
         for i = 1, 10000 do lines[i] = string.rep('x', 80) .. i end
-        local w = require('claude-tasks.buffer').write
+        local w = require('claude-tasks.output').write
         for i = 0, 9 do w(buf, i * 10000, lines) end
         """,
         scratch,
@@ -324,7 +324,7 @@ def test_write_while_text_is_locked_is_applied_later_in_order(child, scratch):
         local buf = ...
         _G.__w = {}
         function _G.__stl()
-          local w = require('claude-tasks.buffer').write
+          local w = require('claude-tasks.output').write
           table.insert(_G.__w, w(buf, 0, { 'a', 'b' }))
           table.insert(_G.__w, w(buf, 1, { 'c' }))
           _G.__during = vim.api.nvim_buf_get_lines(buf, 0, -1, false)
@@ -367,8 +367,8 @@ def test_edit_reloads_a_task_buffer(child):
     assert len(child.calls("attach")) == 2
 
 
-BEFORE = "return require('claude-tasks.buffer').before_write(...)"
-AFTER = "return require('claude-tasks.buffer').after_write(...)"
+BEFORE = "return require('claude-tasks.output').before_write(...)"
+AFTER = "return require('claude-tasks.output').after_write(...)"
 
 
 def atomic_write(child, buf, start, new_lines):
