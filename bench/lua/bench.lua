@@ -117,16 +117,17 @@ function B.get(id)
   return require("claude-tasks").get(id)
 end
 
---- Starts `count` tasks (each runs `setup`'s cmd), then opens a buffer for each (not shown).
+--- Starts `count` tasks (each runs `setup`'s cmd, with `prompt` and its number as the prompt),
+--- then opens a buffer for each (not shown).
 --- A task is done when its buffer's last line is its footer; `B.state.done` once all are.
 --- Starting (rpcrequest `start`) and opening (`attach`) block the editor for a moment each; that
 --- time is reported apart (`started_ms`, `opened_ms`) and probes skip it.
-function B.stream_plugin(count)
+function B.stream_plugin(count, prompt)
   local ct = require("claude-tasks")
   local S = { t0 = hrtime(), left = count, bufs = {}, ids = {}, times = {}, failed = nil }
   B.state = S
   for i = 1, count do
-    local id, err = ct.start("bench stream " .. i, {})
+    local id, err = ct.start((prompt or "bench stream") .. " " .. i, {})
     if not id then
       S.failed, S.done = err, true
       return false
@@ -142,6 +143,24 @@ function B.stream_plugin(count)
     end
     S.bufs[i] = buf
     local finished = false
+    --- Whether the buffer ends with its footer now (counted once).
+    local function check(b)
+      local last = api.nvim_buf_get_lines(b, -2, -1, false)[1] or ""
+      if last:find("^✓ done") or last:find("^✗ failed") or last:find("^■ cancelled") then
+        finished = true
+        S.times[i] = (hrtime() - S.t0) / 1e6
+        if not last:find("^✓ done") then
+          S.failed = last
+        end
+        S.left = S.left - 1
+        if S.left == 0 then
+          S.t1 = hrtime()
+          S.ms = (S.t1 - S.t0) / 1e6
+          S.done = true
+        end
+        return true
+      end
+    end
     api.nvim_buf_attach(buf, false, {
       on_lines = function(_, b, _, _, _, new_last)
         if finished then
@@ -150,27 +169,74 @@ function B.stream_plugin(count)
         if new_last ~= api.nvim_buf_line_count(b) then
           return
         end
-        local last = api.nvim_buf_get_lines(b, -2, -1, false)[1] or ""
-        if last:find("^✓ done") or last:find("^✗ failed") or last:find("^■ cancelled") then
-          finished = true
-          S.times[i] = (hrtime() - S.t0) / 1e6
-          if not last:find("^✓ done") then
-            S.failed = last
-          end
-          S.left = S.left - 1
-          if S.left == 0 then
-            S.t1 = hrtime()
-            S.ms = (S.t1 - S.t0) / 1e6
-            S.done = true
-          end
-          return true
-        end
+        return check(b)
       end,
     })
+    -- The backend may have written the whole output while `open` waited for its answer (Neovim
+    -- serves the backend's writes meanwhile): then no change is left to see.
+    if not finished then
+      check(buf)
+    end
   end
   S.opened_ms = (hrtime() - S.t0) / 1e6
   B.probe_skip_until_now()
   return true
+end
+
+--- Shows the run's buffers as a user watching them would, each window following its tail
+--- (cursor on the last line): one buffer in the plugin's default `open = "split"` window; more
+--- in a tab of their own, split into a grid of `cols` columns. Called right after
+--- `stream_plugin` in the same request, so that the windows exist before the first write
+--- lands. Showing them (the filetype, the first redraw) counts in the stream's time and is
+--- left out of the probes, like `start()` and `open()`.
+function B.show(cols)
+  local S = B.state
+  local window = require("claude-tasks.window")
+  if #S.bufs == 1 then
+    window.show(S.bufs[1], "split")
+  else
+    vim.cmd("tabnew")
+    local scratch = api.nvim_get_current_buf()
+    cols = math.min(cols or 4, #S.bufs)
+    local rows = math.ceil(#S.bufs / cols)
+    local col_wins = { api.nvim_get_current_win() }
+    for c = 2, cols do
+      vim.cmd("rightbelow vsplit")
+      col_wins[c] = api.nvim_get_current_win()
+    end
+    local i = 0
+    for c = 1, cols do
+      api.nvim_set_current_win(col_wins[c])
+      for r = 1, rows do
+        i = i + 1
+        if i > #S.bufs then
+          break
+        end
+        if r > 1 then
+          vim.cmd("rightbelow split")
+        end
+        local win = api.nvim_get_current_win()
+        api.nvim_win_set_buf(win, S.bufs[i])
+        api.nvim_win_set_cursor(win, { api.nvim_buf_line_count(S.bufs[i]), 0 })
+      end
+    end
+    vim.cmd("wincmd =")
+    pcall(api.nvim_buf_delete, scratch, { force = true })
+  end
+  S.shown_ms = (hrtime() - S.t0) / 1e6
+  B.probe_skip_until_now()
+  return #api.nvim_tabpage_list_wins(0)
+end
+
+--- Counts the redraws that draw something (a decoration provider's on_start) from now on.
+function B.count_frames()
+  B.frames = 0
+  api.nvim_set_decoration_provider(api.nvim_create_namespace("bench.frames"), {
+    on_start = function()
+      B.frames = B.frames + 1
+      return false
+    end,
+  })
 end
 
 --- Polled by the driver: { done, ms, failed, lines }.
@@ -186,6 +252,7 @@ function B.poll()
     times = S.times,
     started_ms = S.started_ms,
     opened_ms = S.opened_ms,
+    shown_ms = S.shown_ms,
   }
 end
 
@@ -466,6 +533,31 @@ function B.latency_attach(buf)
       end
     end,
   })
+end
+
+--- The same stamps taken when a `seq=` line is drawn in a window (a decoration provider's
+--- on_line, during the redraw), instead of when it lands in the buffer.
+function B.latency_drawn(buf)
+  local L = { seen = {}, lat = {} }
+  B.lat_drawn = L
+  api.nvim_set_decoration_provider(api.nvim_create_namespace("bench.latency"), {
+    on_win = function(_, _, b)
+      return b == buf
+    end,
+    on_line = function(_, _, b, row)
+      local now = hrtime()
+      local l = api.nvim_buf_get_lines(b, row, row + 1, false)[1]
+      local seq, t = (l or ""):match("^seq=(%d+) t=(%d+)$")
+      if seq and not L.seen[seq] then
+        L.seen[seq] = true
+        L.lat[#L.lat + 1] = { tonumber(seq), now - tonumber(t) }
+      end
+    end,
+  })
+end
+
+function B.latency_drawn_result()
+  return B.lat_drawn and B.lat_drawn.lat or {}
 end
 
 function B.latency_result()

@@ -132,19 +132,19 @@ local function prepare(buf, id, cwd)
     callback = function()
       detach(buf)
       M.info[buf] = nil
-      require("claude-tasks.highlights").buffers[buf] = nil
+      require("claude-tasks.highlights").detach(buf)
       pcall(api.nvim_del_augroup_by_id, group)
     end,
   })
 
-  local hl = require("claude-tasks.highlights")
-  hl.setup()
-  hl.buffers[buf] = true
-  if bo.filetype ~= "markdown" then
-    -- Markdown's syntax script costs the editor ~15 ms per buffer, and a buffer that is not
-    -- shown (`open = false`, a task watched from the statusline) has no use for it yet.
+  require("claude-tasks.highlights").attach(buf)
+  local ft = require("claude-tasks.config").get().filetype
+  if bo.filetype ~= ft then
+    -- Set when the buffer is first shown: one that no window shows (`open = false`, a task
+    -- watched from the statusline) needs no highlighting yet, and another filetype's scripts
+    -- would be paid for nothing (markdown's syntax script: ~15 ms).
     if vim.fn.bufwinid(buf) ~= -1 then
-      bo.filetype = "markdown"
+      bo.filetype = ft
     else
       api.nvim_create_autocmd("BufWinEnter", {
         group = group,
@@ -153,8 +153,8 @@ local function prepare(buf, id, cwd)
         -- Nested: the FileType and Syntax autocommands must run for it.
         nested = true,
         callback = function()
-          if vim.bo[buf].filetype ~= "markdown" then
-            vim.bo[buf].filetype = "markdown"
+          if vim.bo[buf].filetype ~= ft then
+            vim.bo[buf].filetype = ft
           end
         end,
       })

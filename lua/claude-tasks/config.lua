@@ -22,6 +22,10 @@ local function defaults()
     allowed_tools = {},
     -- How a new task's output is shown: "split", "vsplit", "tab", "float", or false (not shown).
     open = "split",
+    -- The output buffers' 'filetype'. "claude-tasks": the plugin highlights the markdown of what
+    -- the windows show, at the same cost however long the output; "markdown" (or another)
+    -- hands them to that filetype's syntax, treesitter and plugins (slow on long outputs).
+    filetype = "claude-tasks",
     -- vim.notify() when a task ends.
     notify = true,
     -- Several tasks in one directory: "queue" (one at a time), "reject" or "parallel".
@@ -139,6 +143,7 @@ local schema = {
   permission_mode = nonempty_string,
   allowed_tools = list_of_strings,
   open = one_of("split", "vsplit", "tab", "float", false),
+  filetype = nonempty_string,
   notify = boolean,
   concurrency = one_of("queue", "reject", "parallel"),
   max_running = {

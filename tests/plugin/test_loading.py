@@ -73,6 +73,8 @@ BAD_OPTIONS = [
     ),
     ("{ open = true }", "'open' must be one of"),
     ("{ notify = 'yes' }", "'notify' must be a boolean; got \"yes\""),
+    ("{ filetype = '' }", "'filetype' must be a non-empty string; got \"\""),
+    ("{ filetype = false }", "'filetype' must be a non-empty string; got false"),
     ("{ concurrency = 'serial' }", "'concurrency' must be one of \"queue\", \"reject\", \"parallel\""),
     ("{ max_running = 0 }", "'max_running' must be a positive integer; got 0"),
     ("{ max_running = 1.5 }", "'max_running' must be a positive integer; got 1.5"),
@@ -138,6 +140,7 @@ def test_defaults(child):
     assert o["cmd"] == "claude"
     assert o["permission_mode"] == "acceptEdits"
     assert o["open"] == "split"
+    assert o["filetype"] == "claude-tasks"
     assert o["concurrency"] == "queue"
     assert o["max_running"] == 4
     assert o["on_exit"] == "cancel"
