@@ -528,8 +528,8 @@ class Bench:
             self.res.add("stream", "fake-claude alone, %s lines, to a file (1 run)" % label, "ms",
                          [self.fake_alone[(n, OLD_CLI)]], fmt="%.0f",
                          note="the producer's own time: a floor for the live runs")
-            plugin, peer, floor, replay, replay_floor, peer_replay, hwm, cpu_replay = (
-                [] for _ in range(8))
+            plugin, peer, floor, replay, replay_floor, peer_replay, hwm, cpu_replay, cpu_live = (
+                [] for _ in range(9))
             replay_new = []
             lines_seen = None
             for i in range(self.runs):
@@ -538,6 +538,8 @@ class Bench:
                                        summary=(i == 0))
                 plugin.append(r["ms"])
                 floor.append(r["floor_ms"])
+                if "cpu_ms" in r:
+                    cpu_live.append(r["cpu_ms"])
                 hwm.append(r["backend_hwm_kb"] / 1024.0)
                 lines_seen = r["lines"]
                 if i == 0:
@@ -563,8 +565,11 @@ class Bench:
                               % (lines_seen, len(floor) * 2))
             self.res.add("stream", "plugin, %s lines, fake-claude live" % label, "ms", plugin,
                          fmt="%.0f")
+            # No target (issue 20): on 2 cores the producer, the backend and Neovim share the
+            # CPU, and the bound that sets is beside the ratio.
             self.res.add("stream", "plugin / floor, %s live" % label, "×",
-                         [a / b for a, b in zip(plugin, floor)], target=1.3, cmp="le", fmt="%.1f")
+                         [a / b for a, b in zip(plugin, floor)], fmt="%.1f")
+            self.cpu_bound_rows(cpu_live, floor, "%s live" % label, "fake-claude")
             self.res.add("stream", "Lua peer, %s lines, fake-claude live" % label, "ms", peer,
                          fmt="%.0f")
             self.res.add("stream", "Lua peer / plugin, %s live" % label, "×",
@@ -572,8 +577,8 @@ class Bench:
             self.res.add("stream", "plugin, %s lines, recorded transcript (cat)" % label, "ms",
                          replay, fmt="%.0f")
             self.res.add("stream", "plugin / floor, %s recorded" % label, "×",
-                         [a / b for a, b in zip(replay, replay_floor)], target=1.3, cmp="le",
-                         fmt="%.1f")
+                         [a / b for a, b in zip(replay, replay_floor)], fmt="%.1f")
+            self.cpu_bound_rows(cpu_replay, replay_floor, "%s recorded" % label, "cat")
             self.res.add("stream", "plugin, %s lines, recorded transcript (cat), CLI %s shapes"
                          % (label, NEW_CLI), "ms", replay_new, fmt="%.0f",
                          note="api_message_id on every line, the answer again in the result "
@@ -581,22 +586,6 @@ class Bench:
             self.res.add("stream", "plugin, %s recorded, CLI %s / %s shapes" % (label, NEW_CLI,
                                                                                OLD_CLI), "×",
                          [a / b for a, b in zip(replay_new, replay)], fmt="%.2f")
-            if cpu_replay:
-                # Where the CPU went in the recorded runs, and what that implies on this many
-                # cores even with perfect overlap: (sum of CPU) / cores, and never less than
-                # Neovim's own share, which is serial.
-                cores = os.cpu_count() or 1
-                for who, what in (("nvim", "Neovim"), ("backend", "backend"),
-                                  ("producer", "producer (cat)")):
-                    self.res.add("stream", "&nbsp;&nbsp;CPU of %s, %s recorded" % (what, label),
-                                 "ms", [c[who] for c in cpu_replay], fmt="%.0f")
-                bound = [max(c["nvim"], (c["nvim"] + c["backend"] + c["producer"]) / cores)
-                         for c in cpu_replay]
-                self.res.add("stream", "&nbsp;&nbsp;lower bound from that CPU on %d cores / floor, "
-                             "%s recorded" % (cores, label), "×",
-                             [b / f for b, f in zip(bound, replay_floor)], fmt="%.2f",
-                             note="max(Neovim, all three / cores): the best any schedule of "
-                                  "that work could do")
             self.res.add("stream", "Lua peer, %s lines, recorded transcript (cat)" % label, "ms",
                          peer_replay, fmt="%.0f")
             self.res.add("stream", "Lua peer / plugin, %s recorded" % label, "×",
@@ -639,6 +628,23 @@ class Bench:
                 self.res.add("stream", "&nbsp;&nbsp;cut and parse of the lines over the "
                              "framer's cap, %s lines, CLI %s shapes" % (label, cli), "ms",
                              alone["cut"], fmt="%.0f", note=alone["cut_note"])
+
+    def cpu_bound_rows(self, cpu, floor, label, producer):
+        """Where the CPU of the runs went, and what that implies on this many cores even with
+        perfect overlap: (sum of CPU) / cores, never less than Neovim's own share, which is
+        serial; against the floor."""
+        if not cpu:
+            return
+        cores = os.cpu_count() or 1
+        for who, what in (("nvim", "Neovim"), ("backend", "backend"),
+                          ("producer", "producer (%s)" % producer)):
+            self.res.add("stream", "&nbsp;&nbsp;CPU of %s, %s" % (what, label), "ms",
+                         [c[who] for c in cpu], fmt="%.0f")
+        bound = [max(c["nvim"], (c["nvim"] + c["backend"] + c["producer"]) / cores) for c in cpu]
+        self.res.add("stream", "&nbsp;&nbsp;lower bound from that CPU on %d cores / floor, %s"
+                     % (cores, label), "×", [b / f for b, f in zip(bound, floor)], fmt="%.2f",
+                     note="max(Neovim, all three / cores): the best any schedule of that work "
+                          "could do")
 
     def pipeline_alone(self, n, cli=OLD_CLI):
         """Times of examples/pipeline over the recorded transcript of n lines in the shapes of

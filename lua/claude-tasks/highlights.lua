@@ -29,15 +29,15 @@ M.links = {
   ClaudeTasksError = "DiagnosticError",
   ClaudeTasksWarning = "DiagnosticWarn",
   ClaudeTasksFooter = "Special",
-  ClaudeTasksHeading = { "@markup.heading", "Title" },
+  ClaudeTasksHeading = "@markup.heading",
   ClaudeTasksCode = { "@markup.raw.block", "@markup.raw", "String" },
   ClaudeTasksCodeFence = "Comment",
   ClaudeTasksCodeSpan = { "@markup.raw", "String" },
-  ClaudeTasksStrong = { "@markup.strong", "Bold" },
-  ClaudeTasksEmphasis = { "@markup.italic", "Italic" },
+  ClaudeTasksStrong = "@markup.strong",
+  ClaudeTasksEmphasis = "@markup.italic",
   ClaudeTasksQuote = { "@markup.quote", "Comment" },
   ClaudeTasksListMarker = { "@markup.list", "Special" },
-  ClaudeTasksRule = { "@punctuation.special", "Special" },
+  ClaudeTasksRule = "@punctuation.special",
   ClaudeTasksLink = { "@markup.link.label", "@markup.link", "Underlined" },
   ClaudeTasksUrl = { "@markup.link.url", "Underlined" },
 }
@@ -216,8 +216,39 @@ end
 -- The decoration provider ----------------------------------------------------------------------
 
 --- Per window being drawn: { md = markdown on?, bot = its last row (a guess), row = the next
---- row in order, state = the fence state before it, lines = rows from `first`, read ahead }.
+--- row in order, state = the fence state before it, lines = rows from `first`, read ahead;
+--- top = its top row when last drawn, decorated = uv.now() of its last decorated draw,
+--- timer = the pending catch-up }.
 local draws = {}
+
+--- A window whose rows all changed since its last draw, less than FLYING_MS after its last
+--- decorated draw, shows output going by faster than anyone reads (a flood redraws after
+--- every write, ~1,600 lines apart): it is drawn plain, and again with its decorations
+--- FLYING_MS after the last decorated draw at the latest. A flood's frames then cost nothing
+--- here, and a window that follows a stream (a few rows per frame) is always decorated.
+M.FLYING_MS = 100
+
+local uv = vim.uv or vim.loop
+
+local function catch_up(win, d, delay)
+  if d.timer then
+    return
+  end
+  d.timer = uv.new_timer()
+  d.timer:start(
+    math.max(0, delay),
+    0,
+    vim.schedule_wrap(function()
+      d.timer:close()
+      d.timer = nil
+      if api.nvim_win_is_valid(win) then
+        api.nvim__redraw({ win = win, valid = false })
+      else
+        draws[win] = nil
+      end
+    end)
+  )
+end
 
 local set_extmark = api.nvim_buf_set_extmark
 local get_lines = api.nvim_buf_get_lines
@@ -231,12 +262,20 @@ end
 --- Rows read in one call when a window draws: a call costs more than a row.
 local READ_AHEAD = 32
 
-local function on_win(_, win, buf, _, botline)
+local function on_win(_, win, buf, topline, botline)
   if not M.buffers[buf] then
     return false
   end
   local d = draws[win] or {}
   draws[win] = d
+  local now = uv.now()
+  local moved = d.top and math.abs(topline - d.top) > api.nvim_win_get_height(win)
+  d.top = topline
+  if moved and d.decorated and now - d.decorated < M.FLYING_MS then
+    catch_up(win, d, d.decorated + M.FLYING_MS - now)
+    return false
+  end
+  d.decorated = now
   d.md = api.nvim_get_option_value("filetype", { buf = buf }) == M.filetype
   d.bot, d.row, d.first, d.lines = botline, nil, nil, nil
   return true
@@ -270,9 +309,16 @@ local function on_line(_, win, buf, row)
   if not d.md then
     return
   end
-  -- Rows come in order, but not all of them: a redraw draws the rows that changed.
+  -- Rows come in order, but not all of them: a redraw draws the rows that changed (after a
+  -- scroll, the new ones at the bottom). The state is kept for the window's top row, where the
+  -- next frame (and a redraw in place) starts from.
   if d.row ~= row then
-    d.state = M.state_before(buf, row)
+    local top = d.top
+    if top <= row and row - top <= M.LOOKBACK then
+      d.state = advance(M.state_before(buf, top), get_lines(buf, top, row, false), top)
+    else
+      d.state = M.state_before(buf, row)
+    end
   end
   local spans, state = markdown.line(line, d.state)
   for i = 1, #spans do
@@ -296,6 +342,17 @@ function M.setup()
     desc = "claude-tasks: re-apply the default highlight links",
   })
   api.nvim_set_decoration_provider(M.ns, { on_win = on_win, on_line = on_line })
+  api.nvim_create_autocmd("WinClosed", {
+    group = api.nvim_create_augroup("claude-tasks.highlights.windows", { clear = true }),
+    callback = function(ev)
+      local win = tonumber(ev.match)
+      local d = win and draws[win]
+      if d and not d.timer then
+        draws[win] = nil
+      end
+    end,
+    desc = "claude-tasks: forget a closed window's drawing state",
+  })
 end
 
 return M

@@ -209,13 +209,14 @@ def test_a_block_of_ours_ends_an_unclosed_fence(child):
 
 def test_a_long_code_block_streamed_while_followed_stays_code(child):
     # Far longer than the rows read back (LOOKBACK): a window following the stream keeps the
-    # fence state from its last redraw and reads on from there.
+    # fence state from its last redraw and reads on from there. A few lines per redraw, as a
+    # stream comes (a flood's frames are not decorated, see the next test).
     buf, win = shown_task(child, HEADER + ["```text"], height=10)
     lookback = child.lua("return require('claude-tasks.highlights').LOOKBACK")
     n = 0
     while n < 3 * lookback:
-        write(child, buf, 4 + n, ["code line %04d" % i for i in range(n, n + 40)])
-        n += 40
+        write(child, buf, 4 + n, ["code line %04d" % i for i in range(n, n + 8)])
+        n += 8
         child.lua("vim.cmd('redraw')")
     assert child.lua("return vim.fn.line('w0')") > 3 * lookback - 20
     rows = screen(child, win)
@@ -305,3 +306,41 @@ def test_fence_rules(child):
         ],
     )
     assert states == ["md", "md", "md", False, "sh", "sh", False, False, False]
+
+
+
+def test_a_flood_is_drawn_plain_and_decorated_once_it_settles(child):
+    # Each redraw of a flood shows rows no earlier frame showed: they go by faster than anyone
+    # reads, so they are not decorated, and the window is decorated again FLYING_MS later.
+    buf, win = shown_task(child, HEADER, height=10)
+    child.lua(
+        """
+        local md = require('claude-tasks.markdown')
+        local line = md.line
+        _G.__lines = 0
+        md.line = function(...) _G.__lines = _G.__lines + 1; return line(...) end
+        """
+    )
+    frames, ms, calls = child.lua(
+        """
+        local buf = ...
+        local write = require('claude-tasks.output').write
+        local t0, frames = vim.uv.hrtime(), 0
+        for i = 1, 20 do
+          local lines = {}
+          for j = 1, 100 do lines[j] = ('## heading %d.%d'):format(i, j) end
+          write(buf, vim.api.nvim_buf_line_count(buf), lines)
+          vim.cmd('redraw')
+          frames = frames + 1
+        end
+        return { frames, (vim.uv.hrtime() - t0) / 1e6, _G.__lines }
+        """,
+        buf,
+    )
+    flying = child.lua("return require('claude-tasks.highlights').FLYING_MS")
+    # At most one decorated frame per FLYING_MS (and the first), each of 10 rows.
+    assert calls <= 10 * (2 + int(ms / flying)) < 10 * frames, (calls, ms)
+    # Then the last frame is decorated without anything else happening.
+    child.wait("_G.__lines > %d" % calls, timeout=5, what="the decorated redraw")
+    rows = screen(child, win)
+    assert row_of(rows, "## heading 20.100") == [("## heading 20.100", "ClaudeTasksHeading")]
