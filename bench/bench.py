@@ -1086,8 +1086,37 @@ class Bench:
             rows(key, key)
         rows(old + " markdown", "%s, filetype markdown (the old default)" % old, base=old,
              targets=False)
+        self.view_frames()
         self.view_cli()
         self.view_latency()
+
+    def view_frames(self):
+        """One redraw of a window of rich markdown, by what highlights it: the cost a stream
+        pays per frame while watched, old and new side by side."""
+        kinds = ("claude-tasks", "markdown", "treesitter", "none")
+        names = {"claude-tasks": "filetype claude-tasks", "markdown": "markdown's regex syntax",
+                 "treesitter": "treesitter markdown (parse counted)",
+                 "none": "no highlighting"}
+        res = {}
+        for i in range(self.runs):
+            for kind in kinds:
+                nv = Nvim(self.nvim, self.tmp, "frames")
+                try:
+                    nv.attach_ui(*UI_SIZE)
+                    nv.lua("require('claude-tasks').setup({ binary = ... })", BACKEND)
+                    for mode in ("follow", "page"):
+                        buf = nv.lua("return B.frame_buffer(...)", kind, 2_000)
+                        res.setdefault((kind, mode), []).append(
+                            nv.lua("return B.frame_cost(...)", buf, mode, 60))
+                finally:
+                    nv.close()
+        rows = UI_SIZE[1] - 2
+        for mode, what in (("follow", "following a stream, 3 new lines a frame"),
+                           ("page", "every row new (a page down)")):
+            for kind in kinds:
+                self.res.add("view", "  one redraw of a %d-row window of markdown, %s: %s"
+                             % (rows, what, names[kind]), "ms", res[(kind, mode)], fmt="%.3f",
+                             note="60 redraws, 2,000 lines of a Claude-like answer")
 
     def view_cli(self):
         """The real CLI's big answer (tests/e2e's mock Messages API, `big` with 40,000 lines),

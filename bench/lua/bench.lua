@@ -565,6 +565,106 @@ function B.latency_result()
 end
 
 -- ---------------------------------------------------------------------------------------------
+-- The cost of drawing the output: one redraw of a window, by what highlights it.
+
+--- A Claude-like answer: prose with inline markup, headings, lists, a quote, code blocks, tool
+--- calls and their results, repeated.
+local RICH = {
+  "I'll start by reading the parser and its tests, then fix the `parse_line` edge case.",
+  "",
+  "## What changed",
+  "",
+  "- `src/parser.rs`: **the tail** of a line is checked once, see [the spec](https://x.io/s).",
+  "- *Tests* cover snake_case_names and a_b_c keys.",
+  "  1. nested step with `code`",
+  "",
+  "```rust",
+  "fn parse_line(line: &str) -> Option<Msg> {",
+  "    let v: Value = serde_json::from_str(line).ok()?;",
+  "    Some(Msg::from(v)) // **not bold** here",
+  "}",
+  "```",
+  "",
+  "> Note: the old behaviour is kept behind a flag.",
+  "",
+  "● Bash(cargo test --lib parser)",
+  "  ⎿ running 42 tests",
+  "    test parser::tests::tail ... ok",
+  "  … 40 more lines",
+  "",
+  "All 42 tests pass; the fix is in place.",
+  "",
+}
+
+--- The current window shows a fresh buffer of `rows` rich lines, highlighted by `how`:
+--- "claude-tasks" (the plugin's provider), "markdown" (the regex syntax), "treesitter"
+--- (vim.treesitter.start, markdown; its parse counted in the frame) or "none". Returns the
+--- buffer.
+function B.frame_buffer(how, rows)
+  local buf = api.nvim_create_buf(false, true)
+  local lines = { "# #1 bench frames", "cwd: /tmp · started now", "" }
+  for i = 1, rows do
+    lines[#lines + 1] = RICH[(i - 1) % #RICH + 1]
+  end
+  api.nvim_buf_set_lines(buf, 0, -1, false, lines)
+  api.nvim_win_set_buf(0, buf)
+  vim.wo.wrap = false
+  if how == "claude-tasks" then
+    require("claude-tasks.highlights").attach(buf)
+    vim.bo[buf].filetype = "claude-tasks"
+  elseif how == "markdown" then
+    vim.cmd("syntax on")
+    vim.bo[buf].filetype = "markdown"
+  elseif how == "treesitter" then
+    -- Neovim 0.11 parses in slices after the redraw by default: counted in the frame here.
+    vim.g._ts_force_sync_parsing = true
+    vim.bo[buf].syntax = "OFF"
+    vim.treesitter.start(buf, "markdown")
+  end
+  api.nvim_win_set_cursor(0, { api.nvim_buf_line_count(buf), 0 })
+  vim.cmd("redraw")
+  return buf
+end
+
+--- ms per redraw of the current window over `frames` redraws: "follow" appends 3 lines before
+--- each (a stream the window follows), "page" shows the next page (every row new, as in a
+--- flood; the plugin's provider is told to decorate it anyway, FLYING_MS = 0).
+function B.frame_cost(buf, mode, frames)
+  local hl = require("claude-tasks.highlights")
+  local flying = hl.FLYING_MS
+  local height = api.nvim_win_get_height(0)
+  local total, next_rich = 0, 1
+  if mode == "page" then
+    hl.FLYING_MS = 0
+    api.nvim_win_set_cursor(0, { 1, 0 })
+    vim.cmd("normal! zt")
+    vim.cmd("redraw")
+  end
+  for _ = 1, frames do
+    if mode == "follow" then
+      local add = {}
+      for j = 1, 3 do
+        add[j] = RICH[next_rich]
+        next_rich = next_rich % #RICH + 1
+      end
+      api.nvim_buf_set_lines(buf, -1, -1, false, add)
+      api.nvim_win_set_cursor(0, { api.nvim_buf_line_count(buf), 0 })
+    else
+      local top = vim.fn.line("w0") + height
+      if top + height > api.nvim_buf_line_count(buf) then
+        top = 1
+      end
+      vim.fn.winrestview({ topline = top, lnum = top })
+    end
+    local t0 = hrtime()
+    vim.cmd("redraw")
+    total = total + hrtime() - t0
+  end
+  hl.FLYING_MS = flying
+  return total / frames / 1e6
+end
+
+-- ---------------------------------------------------------------------------------------------
 -- Statusline cost.
 
 --- ns per call of require("claude-tasks").statusline() (and of a cached reference to the
