@@ -1111,10 +1111,9 @@ class Bench:
                 finally:
                     nv.close()
         rows = UI_SIZE[1] - 2
-        for mode, what in (("follow", "following a stream, 3 new lines a frame"),
-                           ("page", "every row new (a page down)")):
+        for mode, what in (("follow", "following (3 new lines)"), ("page", "all rows new")):
             for kind in kinds:
-                self.res.add("view", "  one redraw of a %d-row window of markdown, %s: %s"
+                self.res.add("view", "  one redraw, %d rows of markdown %s: %s"
                              % (rows, what, names[kind]), "ms", res[(kind, mode)], fmt="%.3f",
                              note="60 redraws, 2,000 lines of a Claude-like answer")
 

@@ -9,6 +9,7 @@
 local M = {}
 
 local api = vim.api
+local uv = vim.uv or vim.loop
 local markdown = require("claude-tasks.markdown")
 
 --- Group -> the group it links to, or a list of candidates: the first one the colorscheme
@@ -124,9 +125,9 @@ end
 -- syntax and parsers cost per written line. Instead: a text block ends at the next line of
 -- ours (a tool call, a footer: the backend never puts them inside one), so the state before a
 -- row is found by reading back at most LOOKBACK rows to such a line; and each buffer keeps the
--- state at the last row it was asked for, so a window following a stream reads forward from
--- there over the few new rows. Only a code block longer than LOOKBACK rows, seen from its
--- middle after a jump or a flood, may show as text.
+-- state at the top row of the window it drew last, so a window following a stream reads
+-- forward from there over the few new rows. Only a code block longer than LOOKBACK rows, seen
+-- from its middle after a jump or a flood, may show as text.
 
 --- Rows read, at most, to find the fence state before a row.
 M.LOOKBACK = 200
@@ -227,8 +228,6 @@ local draws = {}
 --- FLYING_MS after the last decorated draw at the latest. A flood's frames then cost nothing
 --- here, and a window that follows a stream (a few rows per frame) is always decorated.
 M.FLYING_MS = 100
-
-local uv = vim.uv or vim.loop
 
 local function catch_up(win, d, delay)
   if d.timer then
