@@ -1139,6 +1139,10 @@ class Bench:
             env = e2e.claude_env(home, mock.url)
             cmd = ["/usr/bin/env", "-i"] + ["%s=%s" % kv for kv in sorted(env.items())] + [
                 str(claude)]
+            # Not measured: the CLI's first start in a fresh HOME writes its settings and
+            # caches there, which no later run does.
+            log("  the real CLI, a first run (not measured)")
+            self.plugin_stream(cmd, timeout=180, ui=True, prompt="SCENARIO:big lines=100")
             for i in range(self.runs):
                 for visible in ((False, True) if i % 2 == 0 else (True, False)):
                     log("  run %d/%d: the real CLI, %d lines, %s" % (

@@ -104,7 +104,7 @@ def test_hello_completes_with_cost(make_nvim, mock_server, project_dir):
         "local b = _G.__e2e.buf(...); return { bt = vim.bo[b].buftype, mod = vim.bo[b].modifiable,"
         " ft = vim.bo[b].filetype }", task_id)
     assert buf_opts["bt"] == "nofile" and buf_opts["mod"] is False
-    assert "markdown" in buf_opts["ft"]
+    assert buf_opts["ft"] == "claude-tasks"
     assert nv.lua("return require('claude-tasks').statusline()") == ""
 
     done_notes = [n for n in nv.notes() if "done" in n["msg"]]
