@@ -1119,17 +1119,19 @@ class Bench:
 
     def view_cli(self):
         """The real CLI's big answer (tests/e2e's mock Messages API, `big` with 40,000 lines),
-        hidden and visible."""
+        hidden and visible, with the newest pinned CLI that is installed."""
         sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
         try:
             import helpers as e2e
         finally:
             sys.path.pop(0)
-        claude = e2e.claude_bin()
-        if claude is None:
-            log("  (no Claude Code CLI at %s: scripts/install-claude.sh for the real CLI's rows)"
-                % e2e.DEFAULT_CLAUDE_BIN)
+        installed = [(v, e2e.installed_claude(v)) for v in reversed(e2e.pinned_versions())]
+        installed = [(v, p) for v, p in installed if os.access(p, os.X_OK)]
+        if not installed:
+            log("  (no pinned Claude Code CLI in .deps: scripts/install-claude.sh for the real "
+                "CLI's rows)")
             return
+        version, claude = installed[0]
         lines = 4_000 if self.quick else 40_000
         home = os.path.join(self.tmp, "cli-home")
         os.makedirs(home, exist_ok=True)
@@ -1155,7 +1157,7 @@ class Bench:
                     res[visible].append(r)
         finally:
             mock.stop()
-        label = "the real CLI's %s-line answer" % size_label(lines)
+        label = "the real CLI's (%s) %s-line answer" % (version, size_label(lines))
         for visible in (False, True):
             mode = "visible" if visible else "hidden"
             rs = res[visible]
