@@ -49,19 +49,6 @@ function M.step(state, line)
   return state
 end
 
---- The state after `lines` (a list), starting in `state`.
-function M.state_after(state, lines)
-  for i = 1, #lines do
-    local l = lines[i]
-    local b = byte(l, 1)
-    -- Only lines starting with a space, a backtick or a tilde can be fences.
-    if b == BACKTICK or b == TILDE or b == SPACE then
-      state = M.step(state, l)
-    end
-  end
-  return state
-end
-
 -- Inline spans -------------------------------------------------------------------------------
 
 --- Code spans of `line`: a run of N backticks up to the next run of exactly N. Appends
@@ -219,7 +206,7 @@ function M.line(line, state)
   if b == nil then
     return out, state
   end
-  -- Most lines of prose start with a letter: no block of ours starts so.
+  -- Most lines of prose start with a letter, which starts no block: only inline markup.
   if state == nil and (b >= 97 and b <= 122 or b >= 65 and b <= 90) then
     inline(line, out)
     return out, state
