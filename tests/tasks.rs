@@ -622,7 +622,7 @@ impl Editor for Queued {
 
 /// Neovim's side of the channel as far as writes go: requests run one at a time in the order
 /// they were sent, with a text lock on some of them, during which the atomic write is refused
-/// and the Lua `write` holds its lines back until the lock is gone (as `buffer.write` does).
+/// and the Lua `write` holds its lines back until the lock is gone (as `output.write` does).
 /// The backend keeps two writes in flight; the buffer must still end up exactly right.
 /// Each call is answered when the next request comes, or after `busy`.
 async fn serve_wire(busy: Duration, s: Arc<Recorder>, mut rx: Requests) {
@@ -636,7 +636,7 @@ async fn serve_wire(busy: Duration, s: Arc<Recorder>, mut rx: Requests) {
     let mut next: Option<Req> = None;
     loop {
         // When no request comes for a while, the lock is gone and the held lines go in
-        // (`buffer.write`'s scheduled flush).
+        // (`output.write`'s scheduled flush).
         let req = match next.take() {
             Some(r) => r,
             None => match tokio::time::timeout(Duration::from_millis(20), rx.recv()).await {

@@ -2,7 +2,7 @@
 """A stand-in for the Rust backend, speaking doc/protocol.md over stdio (msgpack-RPC).
 
 It lets the Lua side be tested without building the backend: version check, configure, start,
-attach (with a nested `buffer.write` *inside* the attach request, as the real backend may do),
+attach (with a nested `output.write` *inside* the attach request, as the real backend may do),
 events, errors, crashes. Every request is appended as JSON to <state-dir>/fake-requests.jsonl.
 
 Environment:

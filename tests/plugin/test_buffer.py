@@ -1,4 +1,4 @@
-"""Output buffers: buffer.write semantics, buffer options and keys, windows."""
+"""Output buffers: output.write semantics, buffer options and keys, windows."""
 import os
 
 import pytest
