@@ -142,6 +142,51 @@ pub struct TaskRecord {
     /// Set when the user asked to cancel; a cancelled run is `cancelled` whatever its exit code.
     #[serde(default)]
     pub cancel_requested: bool,
+    /// A worktree task's worktree (`isolation = "worktree"`); none for a task run in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<TaskWorktree>,
+}
+
+/// A worktree task's git worktree: where its CLI runs and what became of it. The worktree and
+/// its branch stay until `discard` (or `dispose`), whatever happens to the editor or backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskWorktree {
+    /// The worktree's directory (in the task's directory of the state directory).
+    pub path: String,
+    /// Its branch, without `refs/heads/`.
+    pub branch: String,
+    /// The commit it started from: the user's files (HEAD plus uncommitted and untracked
+    /// changes) when the task started. None until the worktree is made, just after `start`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// The user's HEAD commit then (none in a repository without commits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
+    /// Where the CLI runs, every run: the project's directory inside the worktree (Claude's
+    /// sessions are keyed by the directory, so a follow-up must run there too).
+    pub cwd: String,
+    /// The last `apply`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<WorktreeApplied>,
+    /// Set by `discard`: the worktree and its branch are gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discarded_at_ms: Option<u64>,
+}
+
+/// What the last `apply` of a worktree task brought back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorktreeApplied {
+    pub at_ms: u64,
+    /// The snapshot of the worktree that was applied: the next `apply` brings only what changed
+    /// since.
+    pub result: String,
+    /// The commit made on the user's branch (`apply = "commit"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// Files written into the user's tree.
+    pub files: u32,
+    /// Conflicts left in them (markers, or files left as they were).
+    pub conflicts: u32,
 }
 
 impl Run {
@@ -195,6 +240,7 @@ impl TaskRecord {
             runs: Vec::new(),
             process: None,
             cancel_requested: false,
+            worktree: None,
         }
     }
 
@@ -204,6 +250,18 @@ impl TaskRecord {
 
     pub fn current_run_mut(&mut self) -> Option<&mut Run> {
         self.runs.last_mut()
+    }
+
+    /// Where the task's CLI runs: its worktree's directory for a worktree task, else `cwd`.
+    pub fn run_cwd(&self) -> &str {
+        self.worktree.as_ref().map_or(&self.cwd, |w| &w.cwd)
+    }
+
+    /// A worktree task whose worktree has not been discarded.
+    pub fn has_live_worktree(&self) -> bool {
+        self.worktree
+            .as_ref()
+            .is_some_and(|w| w.discarded_at_ms.is_none())
     }
 }
 

@@ -138,6 +138,7 @@ fn request(prompt: &str, cwd: &str, cmd: Vec<String>) -> StartRequest {
             allowed_tools: vec![],
             args: vec![],
         },
+        isolation: Default::default(),
     }
 }
 

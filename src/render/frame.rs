@@ -11,6 +11,8 @@ pub struct Header<'a> {
     pub name: &'a str,
     pub cwd: &'a str,
     pub started_at_ms: u64,
+    /// A worktree task's branch and worktree directory.
+    pub worktree: Option<(&'a str, &'a str)>,
 }
 
 pub struct Footer<'a> {
@@ -22,7 +24,8 @@ pub struct Footer<'a> {
 }
 
 impl Renderer {
-    /// `# #3 fix the test`, `cwd: … · started …`, blank.
+    /// `# #3 fix the test`, `cwd: … · started …`, `worktree: … · branch …` for a worktree task,
+    /// blank.
     pub fn header(&mut self, h: &Header) {
         self.close(false);
         self.blank_line();
@@ -34,6 +37,12 @@ impl Renderer {
             h.cwd,
             timefmt::utc(h.started_at_ms)
         ));
+        if let Some((branch, path)) = h.worktree {
+            self.doc.push_owned(format!(
+                "worktree: {path} · branch {}",
+                one_line(branch, 200)
+            ));
+        }
         self.doc.push("");
         self.last_kind = Kind::Header;
     }

@@ -371,6 +371,29 @@ fn unknown_session_error() {
 }
 
 #[test]
+fn the_header_of_a_worktree_task_names_its_worktree_and_branch() {
+    let mut r = Renderer::new();
+    r.header(&Header {
+        id: 4,
+        name: "port the parser",
+        cwd: "/home/me/proj",
+        started_at_ms: 1_795_000_000_123,
+        worktree: Some(("claude-tasks/4", "/state/proj-1/4/claude-tasks-4")),
+    });
+    let mut buf = Vec::new();
+    apply(&mut buf, r.take_update().unwrap());
+    assert_eq!(
+        buf,
+        [
+            "# #4 port the parser",
+            "cwd: /home/me/proj · started 2026-11-18 11:06:40 UTC",
+            "worktree: /state/proj-1/4/claude-tasks-4 · branch claude-tasks/4",
+            "",
+        ]
+    );
+}
+
+#[test]
 fn header_separator_and_footers() {
     let mut r = Renderer::new();
     r.header(&Header {
@@ -378,6 +401,7 @@ fn header_separator_and_footers() {
         name: "fix the failing test",
         cwd: "/home/me/proj",
         started_at_ms: 1_795_000_000_123,
+        worktree: None,
     });
     for l in fixture!("hello-stream-json").lines() {
         r.feed_line(&line(l.as_bytes()));

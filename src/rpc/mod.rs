@@ -5,6 +5,7 @@
 use std::sync::{Arc, OnceLock};
 
 pub mod args;
+mod worktree;
 
 use async_trait::async_trait;
 use nvim_rs::{Handler, Neovim};
@@ -32,6 +33,11 @@ pub const METHODS: &[&str] = &[
     "list",
     "attach",
     "detach",
+    "worktree",
+    "worktree_diff",
+    "worktree_file",
+    "apply",
+    "discard",
 ];
 
 #[derive(Clone)]
@@ -94,6 +100,9 @@ impl Rpc {
             "get" => self.get(sup, &a).await,
             "list" => self.list(sup, &a).await,
             "attach" | "detach" => self.attach(sup, &a, method == "attach").await,
+            "worktree" | "worktree_diff" | "worktree_file" | "apply" | "discard" => {
+                self.worktree(sup, method, &a).await
+            }
             _ => Err(format!("unknown method '{method}'")),
         }
     }
@@ -127,6 +136,7 @@ impl Rpc {
             cwd,
             name: a.opt_str("name")?,
             options,
+            isolation: worktree::isolation(a)?,
         };
         sup.start(req).await.map(|r| self.rec(r))
     }
@@ -147,7 +157,8 @@ impl Rpc {
 
     async fn dispose(&self, sup: &Supervisor, a: &Args<'_>) -> Result<Value, String> {
         let (cwd, id) = (self.cwd(a)?, a.u64("id")?);
-        off_runtime(sup, move |s| s.dispose(&cwd, id))
+        let force = a.opt_bool("force")?.unwrap_or(false);
+        off_runtime(sup, move |s| s.dispose_with(&cwd, id, force))
             .await
             .map(|()| Value::Boolean(true))
     }

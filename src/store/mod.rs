@@ -163,6 +163,12 @@ impl Store {
         self.root.join(Self::project_key(cwd))
     }
 
+    /// The project's private git index (`changes::snapshot`): kept between its tasks' snapshots
+    /// so that each hashes only what changed since the last.
+    pub fn git_index(&self, cwd: &str) -> PathBuf {
+        self.project_dir(cwd).join("git-index")
+    }
+
     pub fn task_dir(&self, cwd: &str, id: u64) -> TaskDir {
         TaskDir::new(self.project_dir(cwd).join(id.to_string()))
     }

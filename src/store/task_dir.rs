@@ -46,6 +46,17 @@ impl TaskDir {
         self.0.join("owner.lock")
     }
 
+    /// A worktree task's git worktree, `claude-tasks-<id>` (git names the worktree after it).
+    pub fn worktree(&self) -> PathBuf {
+        let id = self.0.file_name().unwrap_or_default().to_string_lossy();
+        self.0.join(format!("claude-tasks-{id}"))
+    }
+
+    /// The private index through which a worktree task's worktree is snapshotted (its result).
+    pub fn worktree_index(&self) -> PathBuf {
+        self.0.join("worktree-index")
+    }
+
     /// Created by a backend that cancels a task another backend runs, so that the owner reports
     /// the run as cancelled rather than failed.
     pub fn cancel_request(&self) -> PathBuf {

@@ -71,6 +71,7 @@ fn record(cwd: &str, id: u64, created: u64) -> TaskRecord {
         }],
         process: None,
         cancel_requested: false,
+        worktree: None,
     }
 }
 

@@ -10,6 +10,7 @@
 mod adopt;
 pub mod config;
 mod export;
+pub mod isolation;
 mod queue;
 mod record;
 mod run;
@@ -32,6 +33,7 @@ use crate::tasks::config::{Concurrency, Config};
 use crate::text::title_of;
 use crate::view::View;
 use adopt::try_lock;
+pub use isolation::Isolation;
 
 pub type TaskKey = (String, u64);
 
@@ -42,6 +44,7 @@ pub struct StartRequest {
     pub cwd: String,
     pub name: Option<String>,
     pub options: TaskOptions,
+    pub isolation: Isolation,
 }
 
 #[derive(Clone)]
@@ -289,16 +292,24 @@ impl Supervisor {
             return Err("start: the prompt is empty".into());
         }
         check_cwd(&req.cwd)?;
+        let planned = self
+            .plan_worktree(&req.cwd, &req.isolation)
+            .await
+            .map_err(|e| format!("start: {e}"))?;
         {
             let st = self.state();
             if st.shutting_down {
                 return Err("start: the backend is shutting down".into());
             }
-            if st.config.concurrency == Concurrency::Reject {
+            // Worktree tasks are counted apart: they never wait for, nor hold up, the tasks
+            // that run in the project's own files.
+            if st.config.concurrency == Concurrency::Reject && planned.is_none() {
                 if let Some((_, id)) = st
                     .tasks
                     .iter()
-                    .find(|(k, e)| k.0 == req.cwd && e.active)
+                    .find(|(k, e)| {
+                        k.0 == req.cwd && e.active && e.record.borrow().worktree.is_none()
+                    })
                     .map(|(k, _)| k.clone())
                 {
                     return Err(format!(
@@ -319,7 +330,7 @@ impl Supervisor {
             .clone()
             .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(|| title_of(&req.prompt, 60));
-        let rec = TaskRecord::queued(
+        let mut rec = TaskRecord::queued(
             id,
             name,
             req.cwd.clone(),
@@ -327,6 +338,16 @@ impl Supervisor {
             req.options.clone(),
             now_ms(),
         );
+        if let Some(plan) = planned {
+            match self.worktree_record(&req.cwd, id, plan).await {
+                Ok(wt) => rec.worktree = Some(wt),
+                Err(e) => {
+                    let (store, cwd) = (self.shared.store.clone(), req.cwd.clone());
+                    let _ = tokio::task::spawn_blocking(move || store.remove(&cwd, id)).await;
+                    return Err(format!("start: {e}"));
+                }
+            }
+        }
         let store = self.shared.store.clone();
         let r2 = rec.clone();
         tokio::task::spawn_blocking(move || {
@@ -354,7 +375,15 @@ impl Supervisor {
             entry.active = true;
             entry.lock = lock;
             st.tasks.insert(key.clone(), entry);
-            st.queue.push_back(key.clone());
+            if rec.worktree.is_none() {
+                st.queue.push_back(key.clone());
+            }
+        }
+        if rec.worktree.is_some() {
+            // It waits for its worktree, made from what the user sees now; then it queues.
+            self.emit("queued", &rec);
+            self.make_worktree(key);
+            return Ok(rec);
         }
         self.schedule();
         self.emit_if_waiting(&key);
@@ -448,10 +477,16 @@ impl Supervisor {
         }
         let key = (cwd.to_owned(), id);
         self.ensure_loaded(&key)?;
+        self.check_follow_up(&key)?;
         let _claim = self.claim();
         let mut st = self.state();
         if st.shutting_down {
             return Err("resume: the backend is shutting down".into());
+        }
+        if isolation::worktree_busy(&key) {
+            return Err(format!(
+                "resume: task #{id}'s worktree is being applied or discarded; try again"
+            ));
         }
         let entry = st.tasks.get_mut(&key).ok_or_else(|| no_task(cwd, id))?;
         if entry.foreign && !entry.record.borrow().status.is_finished() {
@@ -493,9 +528,17 @@ impl Supervisor {
         Ok(rec)
     }
 
+    /// Deletes a finished task, its worktree and branch included; refused while its worktree has
+    /// changes that were not applied (see `dispose_with`).
     pub fn dispose(&self, cwd: &str, id: u64) -> Result<(), String> {
+        self.dispose_with(cwd, id, false)
+    }
+
+    /// `dispose`; with `force`, a worktree's unapplied changes are deleted too.
+    pub fn dispose_with(&self, cwd: &str, id: u64, force: bool) -> Result<(), String> {
         let key = (cwd.to_owned(), id);
         self.ensure_loaded(&key)?;
+        let _worktree_gone = self.dispose_worktree(&key, force)?;
         let rec = {
             let mut st = self.state();
             let entry = st.tasks.get(&key).ok_or_else(|| no_task(cwd, id))?;

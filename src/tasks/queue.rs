@@ -18,11 +18,15 @@ impl Supervisor {
             let mut i = 0;
             while i < st.queue.len() && st.running < st.config.max_running {
                 let key = st.queue[i].clone();
+                // Worktree tasks are counted apart (they share no files with anyone).
+                let isolated = |e: &super::Entry| e.record.borrow().worktree.is_some();
                 let busy_dir = st.config.concurrency != Concurrency::Parallel
+                    && !st.tasks.get(&key).is_some_and(isolated)
                     && st.tasks.iter().any(|(k, e)| {
                         k.0 == key.0
                             && k != &key
                             && e.active
+                            && !isolated(e)
                             && e.record.borrow().status == Status::Running
                     });
                 if busy_dir {
@@ -85,10 +89,12 @@ impl Supervisor {
         let keep = self.state().config.keep;
         let (recs, _) = self.shared.store.list(Some(cwd));
         let finished: Vec<&TaskRecord> = recs.iter().filter(|r| r.status.is_finished()).collect();
+        // A task whose worktree is still there is kept whatever its age: only apply, discard
+        // or dispose end a worktree.
         for old in finished.iter().skip(keep) {
             let key = (old.cwd.clone(), old.id);
             let busy = self.state().tasks.get(&key).is_some_and(|e| e.active);
-            if busy {
+            if busy || !super::isolation::prunable(old) {
                 continue;
             }
             self.state().tasks.remove(&key);

@@ -123,7 +123,7 @@ impl Supervisor {
         let n = run.n;
         let cfg = SpawnConfig {
             argv: run.argv.clone(),
-            cwd: PathBuf::from(&key.0),
+            cwd: self.run_cwd(key),
             stdin: run.prompt_file.clone(),
             stdout: run.dir.transcript(),
             stderr: run.dir.stderr(),

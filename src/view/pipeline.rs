@@ -92,6 +92,10 @@ impl Pipeline {
             name: &rec.name,
             cwd: &rec.cwd,
             started_at_ms: rec.created_at_ms,
+            worktree: rec
+                .worktree
+                .as_ref()
+                .map(|w| (w.branch.as_str(), w.path.as_str())),
         });
         Pipeline {
             renderer,

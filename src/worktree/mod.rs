@@ -127,8 +127,9 @@ pub fn create(spec: &Spec<'_>) -> Result<Worktree> {
     })
 }
 
-/// `wanted`, or the first of `wanted-2`, `wanted-3`, … that is not a branch yet.
-fn free_branch(repo: &Repo, wanted: &str) -> Result<String> {
+/// `wanted`, or the first of `wanted-2`, `wanted-3`, … that is not a branch yet; an error
+/// naming the branch prefix option when `wanted` is not a valid branch name.
+pub fn free_branch(repo: &Repo, wanted: &str) -> Result<String> {
     let valid = repo
         .cmd()
         .args(["check-ref-format", "--branch", wanted])

@@ -884,10 +884,26 @@ impl Backend {
     }
 
     pub async fn exit(mut self) -> std::process::ExitStatus {
-        tokio::time::timeout(self.guard, self.child.wait())
+        let waited = tokio::time::timeout(self.guard, self.child.wait())
             .await
-            .expect("backend exit")
-            .unwrap()
+            .expect("backend exit");
+        match waited {
+            Ok(st) => st,
+            // A test that runs git through the library starts its reaper in this process, and
+            // it reaps every child: the backend's exit is then in the reaper's table.
+            Err(e) if e.raw_os_error() == Some(nix::libc::ECHILD) => {
+                use claude_tasks::process::reaper::{wait, Exit};
+                use std::os::unix::process::ExitStatusExt;
+                let exit = tokio::time::timeout(self.guard, wait(self.pid))
+                    .await
+                    .expect("backend exit");
+                std::process::ExitStatus::from_raw(match exit {
+                    Exit::Code(c) => c << 8,
+                    Exit::Signal(s) => s,
+                })
+            }
+            Err(e) => panic!("backend exit: {e}"),
+        }
     }
 
     /// SIGTERM (what a quitting Neovim amounts to), and the exit.
