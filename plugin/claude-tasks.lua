@@ -18,11 +18,12 @@ vim.api.nvim_create_user_command("ClaudeTask", function(o)
 end, {
   nargs = "*",
   range = true,
+  bang = true,
   -- File names, without -complete=file's expansion of % and # in the prompt.
   complete = function(arglead)
     return vim.fn.getcompletion(arglead, "file")
   end,
-  desc = "claude-tasks: start a Claude Code task with this prompt (a range adds the lines)",
+  desc = "claude-tasks: start a Claude Code task with this prompt (a range adds the lines; ! in a git worktree)",
 })
 
 vim.api.nvim_create_user_command("ClaudeTasks", function(o)
@@ -32,7 +33,7 @@ end, {
   complete = function(arglead, cmdline, cursorpos)
     return commands().complete(arglead, cmdline, cursorpos)
   end,
-  desc = "claude-tasks: pick, open, cancel, resume, dispose tasks; open a transcript",
+  desc = "claude-tasks: pick, open, cancel, resume, dispose tasks; open a transcript; diff, apply, discard worktrees",
 })
 
 vim.api.nvim_create_autocmd("BufReadCmd", {

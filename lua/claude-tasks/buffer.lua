@@ -236,6 +236,10 @@ end
 --- the task of the current project (or the buffer's own project).
 function M.read_cmd(ev)
   local buf = ev.buf
+  if tostring(ev.match):match("^claude%-tasks://%d+/diff") then
+    -- A worktree's review (claude-tasks.worktree), fetched again.
+    return require("claude-tasks.worktree").reload(buf)
+  end
   local id = tonumber(tostring(ev.match):match("^claude%-tasks://(%d+)"))
   if not id then
     vim.notify("claude-tasks: not a task buffer name: " .. tostring(ev.match), vim.log.levels.ERROR)

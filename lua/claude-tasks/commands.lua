@@ -9,6 +9,7 @@ local function err(msg)
 end
 
 --- :ClaudeTask {prompt}: the whole argument is the prompt; a range adds the lines as context.
+--- With a bang, the task runs in a git worktree of its own.
 function M.task(o)
   local prompt = o.args or ""
   if vim.trim(prompt) == "" then
@@ -18,7 +19,7 @@ function M.task(o)
     prompt = require("claude-tasks.context").add(prompt, 0, o.line1, o.line2)
   end
   local ct = require("claude-tasks")
-  local id, e = ct.start(prompt)
+  local id, e = ct.start(prompt, o.bang and { isolation = "worktree" } or nil)
   if not id then
     return err(e)
   end
@@ -95,12 +96,61 @@ local function open_log(task)
   require("claude-tasks.window").show(buf, mode, "transcript #" .. tostring(task.id))
 end
 
-local function dispose_task(task)
-  local _, e = require("claude-tasks").dispose(task)
+--- Disposes of `task`, asking first when its worktree has changes that were not applied.
+function M.dispose_task(task)
+  require("claude-tasks.worktree").confirm_dispose(task, function(force)
+    local _, e = require("claude-tasks").dispose(task, { force = force })
+    if e then
+      return err(e)
+    end
+    vim.notify("claude-tasks: disposed " .. require("claude-tasks.format").label(task), levels.INFO)
+  end)
+end
+
+-- Worktree tasks: review, apply, discard (claude-tasks.worktree).
+function M.diff_task(task)
+  if not require("claude-tasks.worktree").of(task) then
+    return err(
+      string.format(
+        "claude-tasks: #%s did not run in a worktree (:ClaudeTask! starts one)",
+        tostring(task.id)
+      )
+    )
+  end
+  local _, e = require("claude-tasks.worktree").diff(task)
   if e then
+    vim.notify(e, e:find("changed nothing", 1, true) and levels.INFO or levels.ERROR)
+  end
+end
+
+function M.apply_task(task)
+  local worktree = require("claude-tasks.worktree")
+  local r, e = worktree.apply(task)
+  if not r then
     return err(e)
   end
-  vim.notify("claude-tasks: disposed " .. require("claude-tasks.format").label(task), levels.INFO)
+  worktree.report(task, r)
+  if #(r.conflicts or {}) > 0 then
+    vim.cmd("botright copen")
+  end
+end
+
+function M.discard_task(task)
+  local worktree = require("claude-tasks.worktree")
+  worktree.confirm_discard(task, function()
+    local _, e = worktree.discard(task)
+    if e then
+      return err(e)
+    end
+    vim.notify(
+      string.format(
+        "claude-tasks: discarded the worktree of #%s (branch %s)",
+        tostring(task.id),
+        tostring(worktree.of(task).branch)
+      ),
+      levels.INFO
+    )
+  end)
 end
 
 local function live(t)
@@ -119,11 +169,15 @@ local function with_task(query, opts, fn)
   if opts.running then
     candidates = vim.tbl_filter(live, tasks)
   end
+  if opts.filter then
+    candidates = vim.tbl_filter(opts.filter, candidates)
+  end
   local picker = require("claude-tasks.picker")
   if query == "" then
     if #candidates == 0 then
       return vim.notify(
-        opts.running and "claude-tasks: no running task in this project"
+        opts.none
+          or opts.running and "claude-tasks: no running task in this project"
           or "claude-tasks: no task yet in this project",
         levels.INFO
       )
@@ -168,7 +222,46 @@ M.subcommands = {
   dispose = {
     usage = "dispose {id}",
     run = function(rest)
-      with_task(rest, { prompt = "Dispose of task" }, dispose_task)
+      with_task(rest, { prompt = "Dispose of task" }, M.dispose_task)
+    end,
+  },
+  diff = {
+    usage = "diff [id]",
+    filter = function(t)
+      return require("claude-tasks.worktree").live(t)
+    end,
+    run = function(rest)
+      with_task(rest, {
+        prompt = "Diff of task",
+        filter = M.subcommands.diff.filter,
+        none = "claude-tasks: no worktree task in this project",
+      }, M.diff_task)
+    end,
+  },
+  apply = {
+    usage = "apply [id]",
+    filter = function(t)
+      return require("claude-tasks.worktree").live(t) and not live(t)
+    end,
+    run = function(rest)
+      with_task(rest, {
+        prompt = "Apply task",
+        filter = M.subcommands.apply.filter,
+        none = "claude-tasks: no finished worktree task to apply in this project",
+      }, M.apply_task)
+    end,
+  },
+  discard = {
+    usage = "discard [id]",
+    filter = function(t)
+      return require("claude-tasks.worktree").live(t) and not live(t)
+    end,
+    run = function(rest)
+      with_task(rest, {
+        prompt = "Discard the worktree of",
+        filter = M.subcommands.discard.filter,
+        none = "claude-tasks: no finished worktree task to discard in this project",
+      }, M.discard_task)
     end,
   },
   log = {
@@ -179,7 +272,7 @@ M.subcommands = {
   },
 }
 
-M.order = { "open", "cancel", "resume", "dispose", "log" }
+M.order = { "open", "cancel", "resume", "dispose", "log", "diff", "apply", "discard" }
 
 --- :ClaudeTasks [subcommand] ...
 function M.tasks(o)
@@ -227,7 +320,7 @@ function M.complete(arglead, cmdline, cursorpos)
   local needle = arglead:lower()
   local out = {}
   for _, t in ipairs(tasks) do
-    if not spec.live or live(t) then
+    if (not spec.live or live(t)) and (not spec.filter or spec.filter(t)) then
       local id = tostring(t.id)
       local name = type(t.name) == "string" and t.name:lower() or ""
       if vim.startswith(id, arglead) or (needle ~= "" and name:find(needle, 1, true)) then

@@ -32,6 +32,13 @@ local function defaults()
     concurrency = "queue",
     -- Most tasks running at once, across projects; more wait as queued.
     max_running = 4,
+    -- Where new tasks run: "none" (in the project's files) or "worktree" (each in a git
+    -- worktree of its own; :ClaudeTask! starts one whatever this says).
+    isolation = "none",
+    -- A worktree task's branch: this, then its id (claude-tasks/3).
+    branch_prefix = "claude-tasks/",
+    -- What :ClaudeTasks apply does: "files" (merge into the files) or "commit" (and commit).
+    apply = "files",
     -- Running tasks when Neovim exits: "cancel", or "detach" (the next backend adopts them).
     on_exit = "cancel",
     -- A cancelled task's time after SIGINT before SIGTERM, and after SIGTERM before SIGKILL.
@@ -44,7 +51,8 @@ local function defaults()
     log_file = nil,
     -- The backend executable; nil: target/release (else target/debug) in the plugin's directory.
     binary = nil,
-    -- Finished tasks kept per project; older ones are disposed.
+    -- Finished tasks kept per project; older ones are disposed (not worktree tasks whose
+    -- worktree is still there).
     keep = 100,
     -- Also write a finished task's output to <cwd>/.claude-tasks/task-<id>-output.md.
     export_markdown = false,
@@ -152,6 +160,14 @@ local schema = {
     end,
     expected = "a positive integer",
   },
+  isolation = one_of("none", "worktree"),
+  branch_prefix = {
+    check = function(v)
+      return type(v) == "string" and vim.trim(v) ~= "" and not v:find("%s")
+    end,
+    expected = "a non-empty string without spaces (a branch name's start)",
+  },
+  apply = one_of("files", "commit"),
   on_exit = one_of("cancel", "detach"),
   cancel_grace_ms = {
     check = function(v)
@@ -295,6 +311,8 @@ function M.check_task_opts(opts)
     args = schema.args,
     cmd = schema.cmd,
     open = schema.open,
+    isolation = schema.isolation,
+    branch_prefix = schema.branch_prefix,
   }
   local err = check_table(opts, spec, "")
   return err and err:gsub("option '", "start() option '", 1) or nil

@@ -63,16 +63,32 @@ function M.dir(cwd)
   return vim.fn.fnamemodify(cwd, ":~:.")
 end
 
---- The picker entry of a task: "#3 running    12.3s fix the test · ~/proj".
+--- "⎇ claude-tasks/3" for a worktree task ("(discarded)" after), nil for a task run in place.
+function M.branch(task)
+  local wt = M.nn(task.worktree)
+  if type(wt) ~= "table" then
+    return nil
+  end
+  local s = "⎇ " .. tostring(M.nn(wt.branch))
+  if M.nn(wt.discarded_at_ms) then
+    s = s .. " (discarded)"
+  end
+  return s
+end
+
+--- The picker entry of a task: "#3 running    12.3s fix the test · ~/proj", and
+--- " · ⎇ claude-tasks/3" for a worktree task.
 function M.entry(task, now)
   local elapsed = M.elapsed_ms(task, now)
+  local branch = M.branch(task)
   return string.format(
-    "#%s %-11s %7s %s · %s",
+    "#%s %-11s %7s %s · %s%s",
     tostring(task.id),
     tostring(task.status),
     elapsed and M.duration(elapsed) or "-",
     tostring(M.nn(task.name) or ""),
-    M.dir(task.cwd)
+    M.dir(task.cwd),
+    branch and (" · " .. branch) or ""
   )
 end
 

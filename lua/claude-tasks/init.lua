@@ -71,7 +71,8 @@ end
 
 --- Starts a task; returns its id (ids are per project directory), or nil and an error.
 --- opts: name, cwd (default: the current directory), model, permission_mode, allowed_tools,
---- args, cmd (default: the options), open (default: option `open`; false: do not show).
+--- args, cmd, isolation ("none" or "worktree"), branch_prefix (default: the options), open
+--- (default: option `open`; false: do not show).
 function M.start(prompt, opts)
   if type(prompt) ~= "string" or vim.trim(prompt) == "" then
     return nil, "claude-tasks: the prompt is empty"
@@ -110,6 +111,8 @@ function M.start(prompt, opts)
     allowed_tools = pick("allowed_tools"),
     args = pick("args"),
     cmd = pick("cmd"),
+    isolation = pick("isolation"),
+    branch_prefix = pick("branch_prefix"),
   })
   if not ok then
     return nil, task
@@ -202,14 +205,16 @@ function M.get(ref)
   return task
 end
 
---- Deletes a finished task (its record, transcript and buffer). Returns true, or nil and an
---- error.
-function M.dispose(ref)
+--- Deletes a finished task (its record, transcript and buffer; a worktree task's worktree and
+--- branch too). A worktree with changes that were not applied is refused unless opts.force.
+--- Returns true, or nil and an error.
+function M.dispose(ref, opts)
   local t, err = require("claude-tasks.resolve").one(ref)
   if not t then
     return nil, err
   end
-  local ok, res = request("dispose", { id = t.id, cwd = t.cwd })
+  local force = (opts or {}).force and true or nil
+  local ok, res = request("dispose", { id = t.id, cwd = t.cwd, force = force })
   if not ok then
     return nil, res
   end
@@ -220,6 +225,30 @@ function M.dispose(ref)
   state.remove(t.cwd, t.id)
   return true
 end
+
+--- Worktree tasks (see claude-tasks.worktree): `fn(task, ...)` on the task `ref` designates.
+local function on_worktree(fn)
+  return function(ref, ...)
+    local t, err = require("claude-tasks.resolve").one(ref)
+    if not t then
+      return nil, err
+    end
+    return require("claude-tasks.worktree")[fn](t, ...)
+  end
+end
+
+--- A worktree task's changes against its base, in a diff buffer and the quickfix list.
+--- opts.open: how to show it. Returns the buffer, or nil and an error.
+M.diff = on_worktree("diff")
+
+--- Brings a worktree task's changes into the project's files by three-way merge (conflicts:
+--- markers and the quickfix list). opts.mode: "files" or "commit" (default: option `apply`),
+--- opts.message. Returns the report, or nil and an error.
+M.apply = on_worktree("apply")
+
+--- Removes a worktree task's worktree and branch, without asking. Returns the task record, or
+--- nil and an error.
+M.discard = on_worktree("discard")
 
 --- The picker (vim.ui.select) of the tasks, newest first; choosing one offers actions.
 --- opts: { running = true } only running and queued tasks; { tasks = {...} } these tasks.

@@ -89,16 +89,35 @@ function M.actions(task)
       end,
     }
   end
+  local worktree = require("claude-tasks.worktree")
+  if worktree.live(task) then
+    local commands = require("claude-tasks.commands")
+    actions[#actions + 1] = {
+      label = "Diff of the worktree",
+      run = function()
+        commands.diff_task(task)
+      end,
+    }
+    if not live then
+      actions[#actions + 1] = {
+        label = "Apply to the project",
+        run = function()
+          commands.apply_task(task)
+        end,
+      }
+      actions[#actions + 1] = {
+        label = "Discard the worktree",
+        run = function()
+          commands.discard_task(task)
+        end,
+      }
+    end
+  end
   if not live then
     actions[#actions + 1] = {
       label = "Dispose",
       run = function()
-        local _, err = ct.dispose(task)
-        if err then
-          notify_err(err)
-        else
-          vim.notify("claude-tasks: disposed " .. require("claude-tasks.format").label(task))
-        end
+        require("claude-tasks.commands").dispose_task(task)
       end,
     }
   end

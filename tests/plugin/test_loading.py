@@ -43,6 +43,9 @@ def test_completion_loads_only_what_it_needs(child):
         "resume",
         "dispose",
         "log",
+        "diff",
+        "apply",
+        "discard",
     ]
     assert child.lua("return vim.fn.getcompletion('ClaudeTasks c', 'cmdline')") == ["cancel"]
     assert child.lua("return vim.fn.getcompletion('ClaudeTasks re', 'cmdline')") == ["resume"]
@@ -79,6 +82,10 @@ BAD_OPTIONS = [
     ("{ max_running = 0 }", "'max_running' must be a positive integer; got 0"),
     ("{ max_running = 1.5 }", "'max_running' must be a positive integer; got 1.5"),
     ("{ on_exit = 'kill' }", "'on_exit' must be one of \"cancel\", \"detach\""),
+    ("{ isolation = 'full' }", "'isolation' must be one of \"none\", \"worktree\"; got \"full\""),
+    ("{ branch_prefix = 'a b/' }", "'branch_prefix' must be a non-empty string without spaces"),
+    ("{ branch_prefix = '' }", "'branch_prefix' must be a non-empty string without spaces"),
+    ("{ apply = 'push' }", "'apply' must be one of \"files\", \"commit\"; got \"push\""),
     ("{ cancel_grace_ms = -1 }", "'cancel_grace_ms' must be a non-negative integer; got -1"),
     ("{ nice = 20 }", "'nice' must be an integer from 0 to 19; got 20"),
     ("{ nice = -1 }", "'nice' must be an integer from 0 to 19; got -1"),
