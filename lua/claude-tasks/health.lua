@@ -160,6 +160,22 @@ local function check_claude()
   end
 end
 
+--- Worktree tasks (`:ClaudeTask!`, isolation = "worktree") run git: an error when they are the
+--- default and there is none, a warning otherwise.
+local function check_git()
+  local out, err = run({ "git", "--version" })
+  if out then
+    health.ok(out .. " (for worktree tasks)")
+    return
+  end
+  local msg = "git cannot be run (" .. tostring(err) .. "): worktree tasks (:ClaudeTask!) need it"
+  if require("claude-tasks.config").get().isolation == "worktree" then
+    health.error(msg, { 'install git, or set isolation = "none"' })
+  else
+    health.warn(msg)
+  end
+end
+
 local function check_writable(what, dir)
   if vim.fn.mkdir(dir, "p") == 0 and vim.fn.isdirectory(dir) == 0 then
     health.error(what .. " " .. dir .. " cannot be created")
@@ -182,6 +198,7 @@ function M.check()
   check_options()
   check_backend()
   check_claude()
+  check_git()
   local config = require("claude-tasks.config")
   check_writable("state directory", config.state_dir())
   check_writable("log directory", vim.fn.fnamemodify(config.log_file(), ":h"))

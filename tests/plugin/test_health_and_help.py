@@ -103,6 +103,22 @@ def test_health_warns_about_an_unparseable_version(child, tmp_path):
     assert "in the tested range" not in text
 
 
+def test_health_checks_git_for_worktree_tasks(child, tmp_path, monkeypatch):
+    text = health_text(child)
+    [line] = [l for l in text.splitlines() if "for worktree tasks" in l]
+    assert "OK" in line and "git version" in line, line
+    # Without git: a warning, an error when worktree tasks are the default.
+    monkeypatch.setenv("PATH", str(tmp_path))
+    child.lua("vim.env.PATH = ...", str(tmp_path))
+    text = health_text(child)
+    [line] = [l for l in text.splitlines() if "git cannot be run" in l]
+    assert "WARNING" in line and "worktree tasks (:ClaudeTask!) need it" in line, line
+    child.lua("require('claude-tasks').setup({ isolation = 'worktree' })")
+    text = health_text(child)
+    [line] = [l for l in text.splitlines() if "git cannot be run" in l]
+    assert "ERROR" in line, line
+
+
 def test_helptags_clean(child, tmp_path):
     d = tmp_path / "doc"
     d.mkdir()
@@ -152,7 +168,8 @@ def test_help_file_format(child):
     for name in (
         "cmd", "args", "model", "permission_mode", "allowed_tools", "open", "notify",
         "concurrency", "max_running", "on_exit", "cancel_grace_ms", "nice", "state_dir",
-        "export_markdown", "statusline", "binary", "keep", "log_file",
+        "export_markdown", "statusline", "binary", "keep", "log_file", "isolation",
+        "branch_prefix", "apply",
     ):
         assert "*claude-tasks-option-%s*" % name in text, name
     for name in ("ClaudeTaskStarted", "ClaudeTaskCompleted", "ClaudeTaskFailed",
@@ -164,5 +181,5 @@ def test_help_file_format(child):
                  "ClaudeTasksFooter", "ClaudeTasksError", "ClaudeTasksSeparator"):
         assert name in text, name
     for fn in ("setup", "start", "cancel", "open", "resume", "list", "get", "pick",
-               "statusline", "dispose"):
+               "statusline", "dispose", "diff", "apply", "discard"):
         assert "*claude-tasks.%s()*" % fn in text, fn
