@@ -634,6 +634,36 @@ async fn no_worktree_task_outside_a_work_tree_and_max_running_holds() {
         err.contains("'isolation' must be one of 'none', 'worktree'"),
         "{err}"
     );
+    // The worktree methods on a task run in place, and bad arguments.
+    let in_place = b
+        .start(common::start_in("x", &e.cwd(), common::cmd(&[])))
+        .await;
+    wait_completed(&e, in_place).await;
+    let cases = [
+        ("worktree", e.id_args(in_place), "did not run in a worktree"),
+        (
+            "worktree_diff",
+            e.id_args(in_place),
+            "did not run in a worktree",
+        ),
+        ("apply", e.id_args(in_place), "did not run in a worktree"),
+        ("discard", e.id_args(in_place), "did not run in a worktree"),
+        (
+            "apply",
+            e.with(in_place, vec![("mode", s("push"))]),
+            "'mode' must be one of 'files', 'commit'",
+        ),
+        (
+            "worktree_file",
+            e.id_args(in_place),
+            "worktree_file: 'path' is required",
+        ),
+        ("apply", e.id_args(99), "no task #99"),
+    ];
+    for (method, args, want) in cases {
+        let err = b.err(method, args).await;
+        assert!(err.contains(want), "{method}: {err}");
+    }
 
     // max_running counts worktree tasks too: the third waits.
     b.configure(vec![("max_running", Value::from(2))]).await;

@@ -38,7 +38,7 @@ pub enum Isolation {
 /// The repository a worktree task will be made from, found before any id is allocated so that
 /// a directory outside git is refused with nothing left behind.
 pub(super) struct Planned {
-    top: PathBuf,
+    repo: Repo,
     branch_prefix: String,
 }
 
@@ -135,7 +135,7 @@ impl Supervisor {
             // A prefix is valid or not whatever the id after it (digits).
             worktree::free_branch(&repo, &format!("{prefix}1")).map_err(|e| e.to_string())?;
             Ok(Some(Planned {
-                top: repo.top,
+                repo,
                 branch_prefix: prefix,
             }))
         })
@@ -158,10 +158,9 @@ impl Supervisor {
             let dir = std::fs::canonicalize(dir.path())
                 .map_err(|e| format!("cannot resolve {}: {e}", dir.display()))?;
             let path = dir.join(format!("claude-tasks-{id}"));
-            let repo = Repo::discover(&git(), &plan.top).map_err(user_error)?;
-            let branch = worktree::free_branch(&repo, &format!("{}{id}", plan.branch_prefix))
+            let branch = worktree::free_branch(&plan.repo, &format!("{}{id}", plan.branch_prefix))
                 .map_err(|e| e.to_string())?;
-            let rel = inside(&cwd, &plan.top);
+            let rel = inside(&cwd, &plan.repo.top);
             // `join("")` would end the path with a slash.
             let run_dir = if rel.as_os_str().is_empty() {
                 path.clone()
