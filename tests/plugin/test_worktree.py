@@ -194,6 +194,7 @@ def test_options_isolation_branch_prefix_and_apply_commit(child, project):
         " { isolation = 'worktree', branch_prefix = 'ai/', apply = 'commit' }))"
     )
     project.task_does(edit_line(9, "task 9"))
+    before = UserState.capture(project.root)
     child.nvim.command("ClaudeTask change nine")
     project.wait_done(1)
     assert project.get(1)["worktree"]["branch"] == "ai/1"
@@ -207,6 +208,12 @@ def test_options_isolation_branch_prefix_and_apply_commit(child, project):
     assert git(project.root, "log", "-1", "--format=%s").strip() == "change nine"
     assert git(project.root, "status", "--porcelain") == ""
     assert any("committed " in n["msg"] for n in project.notes()), project.notes()
+    # The commit moved main and set the index entry of the committed file; nothing else.
+    after = UserState.capture(project.root)
+    assert after.stash == before.stash and after.head_file == before.head_file
+    assert [b for b in after.branches if "heads/main" not in b and "ai/" not in b] == [
+        b for b in before.branches if "heads/main" not in b
+    ]
 
 
 def test_discard_asks_first_and_the_record_survives(child, project):
@@ -272,6 +279,7 @@ def test_dispose_asks_first_when_changes_were_not_applied(child, project):
 
 
 def test_the_picker_offers_diff_apply_and_discard(child, project):
+    before = UserState.capture(project.root)
     project.start(isolation="worktree")
     project.wait_done(1)
     project.start()
@@ -300,6 +308,9 @@ def test_the_picker_offers_diff_apply_and_discard(child, project):
         "#2 did not run in a worktree (:ClaudeTask! starts one)" in n["msg"]
         for n in project.notes()
     ), project.notes()
+    before.without_task_branches().assert_same(
+        UserState.capture(project.root).without_task_branches()
+    )
 
 
 def test_outside_a_git_work_tree_a_worktree_task_is_a_clear_error(child, project):
@@ -316,3 +327,24 @@ def test_outside_a_git_work_tree_a_worktree_task_is_a_clear_error(child, project
     assert "is not in a git work tree" in notes[-1]["msg"], notes
     assert child.lua("return require('claude-tasks').list()") == []
     assert child.lua("return require('claude-tasks').statusline()") == ""
+
+
+def test_after_a_backend_restart_the_worktree_task_is_listed_and_applied(child, project):
+    project.task_does(edit_line(8, "task 8"))
+    before = UserState.capture(project.root)
+    project.start(isolation="worktree")
+    project.wait_done(1)
+    path = project.get(1)["worktree"]["path"]
+    child.lua("require('claude-tasks.backend').stop()")
+    # A new backend (the next request starts it) finds the task, its worktree and branch.
+    items = child.lua(
+        "return vim.tbl_map(function(t) return require('claude-tasks.format').entry(t) end,"
+        " require('claude-tasks').list())"
+    )
+    assert items[0].endswith("⎇ claude-tasks/1"), items
+    assert os.path.isdir(path)
+    child.nvim.command("ClaudeTasks apply 1")
+    assert project.read("src/lib.rs") == numbered(20).replace("line 8\n", "task 8\n")
+    before.without_task_branches().assert_same(
+        UserState.capture(project.root).without_task_branches(), ("src/lib.rs",)
+    )
