@@ -303,9 +303,13 @@ class ChildNvim:
         """Waits until a backend other than pid ``old`` runs (the plugin restarted it without a
         command); its pid."""
         return self.wait_for(
+            # jobpid() raises E900 on a job whose channel has just closed (the old backend,
+            # before the plugin noticed): that is "not yet", not a failure.
             "(function(old) local b = require('claude-tasks.backend'); local i = b.running()"
-            " and b.info(); return i and vim.fn.jobpid(i.job) ~= old and vim.fn.jobpid(i.job)"
-            " end)(...)", old, timeout=timeout, what="a new backend, started without a command")
+            " and b.info(); if not i then return nil end"
+            " local ok, pid = pcall(vim.fn.jobpid, i.job)"
+            " return ok and pid ~= old and pid or nil end)(...)",
+            old, timeout=timeout, what="a new backend, started without a command")
 
     def log_file(self) -> Path:
         """The backend's log file (``require("claude-tasks.config").log_file()``)."""
