@@ -225,6 +225,8 @@ local function start()
     error(M.clean_error(cerr), 0)
   end
   current.ready = true
+  -- The new backend learns which files have unsaved changes (and follows them from now on).
+  require("claude-tasks.unsaved").setup()
 
   -- After a crash: views and cached states belong to the old backend.
   if_loaded("claude-tasks.buffer", "reattach_all")

@@ -115,6 +115,11 @@ local function prepare(buf, id, cwd)
   map(buf, "r", function()
     require("claude-tasks.commands").follow_up(task_of(buf))
   end, "claude-tasks: follow-up prompt")
+  for lhs, action in pairs({ a = "allow", A = "always", d = "deny", e = "edit" }) do
+    map(buf, lhs, function()
+      require("claude-tasks.permissions").key(buf, action)
+    end, "claude-tasks: " .. action .. " the request under the cursor (or the oldest)")
+  end
   map(buf, "gf", goto_file(false), "claude-tasks: go to file (relative to the task's directory)")
   map(buf, "gF", goto_file(true), "claude-tasks: go to file and line")
 

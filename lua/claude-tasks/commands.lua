@@ -157,6 +157,10 @@ local function live(t)
   return t.status == "running" or t.status == "queued"
 end
 
+local function waiting(t)
+  return require("claude-tasks.permissions").waiting(t)
+end
+
 --- Runs `fn(task)` on the task `query` designates in the current project: an id or a unique
 --- part of a name; several matches (or no query): the picker of the candidates.
 local function with_task(query, opts, fn)
@@ -168,6 +172,8 @@ local function with_task(query, opts, fn)
   local candidates = tasks
   if opts.running then
     candidates = vim.tbl_filter(live, tasks)
+  elseif opts.waiting then
+    candidates = vim.tbl_filter(waiting, tasks)
   end
   if opts.filter then
     candidates = vim.tbl_filter(opts.filter, candidates)
@@ -178,6 +184,7 @@ local function with_task(query, opts, fn)
       return vim.notify(
         opts.none
           or opts.running and "claude-tasks: no running task in this project"
+          or opts.waiting and "claude-tasks: no task in this project waits for an answer"
           or "claude-tasks: no task yet in this project",
         levels.INFO
       )
@@ -191,6 +198,26 @@ local function with_task(query, opts, fn)
     return err(resolve.no_match(query, tasks))
   end
   picker.select(found, opts.prompt, fn)
+end
+
+--- Runs `action` ("allow", "always", "deny") on the oldest waiting request of `task`; `reason`:
+--- the denial's message, which is then not asked for.
+local function answer_task(action, reason)
+  return function(task)
+    local permissions = require("claude-tasks.permissions")
+    local req = permissions.find(task)
+    if not req then
+      return err(string.format("claude-tasks: #%s is not waiting for an answer", tostring(task.id)))
+    end
+    if action == "deny" and reason and reason ~= "" then
+      local res, e = permissions.deny(task, { request_id = req.request_id, message = reason })
+      if not res then
+        err(e)
+      end
+      return
+    end
+    permissions.act(task, req, action)
+  end
 end
 
 M.subcommands = {
@@ -270,9 +297,62 @@ M.subcommands = {
       with_task(rest, { prompt = "Transcript of task" }, open_log)
     end,
   },
+  allow = {
+    usage = "allow [id]",
+    waiting = true,
+    run = function(rest)
+      with_task(rest, { waiting = true, prompt = "Allow the request of" }, answer_task("allow"))
+    end,
+  },
+  always = {
+    usage = "always [id]",
+    waiting = true,
+    run = function(rest)
+      with_task(
+        rest,
+        { waiting = true, prompt = "Always allow the request of" },
+        answer_task("always")
+      )
+    end,
+  },
+  deny = {
+    usage = "deny [id] [reason]",
+    waiting = true,
+    run = function(rest)
+      -- The first word is the task only when it is an id: any other text is the reason.
+      local id, reason = rest:match("^(#?%d+)%s*(.*)$")
+      if not id then
+        id, reason = "", rest
+      end
+      with_task(
+        id,
+        { waiting = true, prompt = "Deny the request of" },
+        answer_task("deny", vim.trim(reason))
+      )
+    end,
+  },
+  rules = {
+    usage = "rules",
+    run = function()
+      require("claude-tasks.permissions").rules_ui()
+    end,
+  },
 }
 
-M.order = { "open", "cancel", "resume", "dispose", "log", "diff", "apply", "discard" }
+M.order = {
+  "open",
+  "cancel",
+  "resume",
+  "dispose",
+  "log",
+  "diff",
+  "apply",
+  "discard",
+  "allow",
+  "always",
+  "deny",
+  "rules",
+}
 
 --- :ClaudeTasks [subcommand] ...
 function M.tasks(o)
@@ -320,7 +400,11 @@ function M.complete(arglead, cmdline, cursorpos)
   local needle = arglead:lower()
   local out = {}
   for _, t in ipairs(tasks) do
-    if (not spec.live or live(t)) and (not spec.filter or spec.filter(t)) then
+    if
+      (not spec.live or live(t))
+      and (not spec.filter or spec.filter(t))
+      and (not spec.waiting or waiting(t))
+    then
       local id = tostring(t.id)
       local name = type(t.name) == "string" and t.name:lower() or ""
       if vim.startswith(id, arglead) or (needle ~= "" and name:find(needle, 1, true)) then

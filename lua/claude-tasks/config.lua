@@ -16,10 +16,14 @@ local function defaults()
     args = {},
     -- `--model` for new tasks; nil: the CLI's default.
     model = nil,
-    -- `--permission-mode`; in `-p` mode a tool that needs permission is denied, not asked.
+    -- `--permission-mode`: "default", "acceptEdits", "plan", "bypassPermissions", "dontAsk" or
+    -- "auto"; what it does not allow is asked in the editor (see `permissions`).
     permission_mode = "acceptEdits",
     -- `--allowedTools`, e.g. { "Bash(npm test:*)", "Edit" }.
     allowed_tools = {},
+    -- What happens to a permission request no rule allows: "ask" (it waits for your answer in
+    -- the editor) or "deny" (denied at once, for a run nobody watches).
+    permissions = "ask",
     -- How a new task's output is shown: "split", "vsplit", "tab", "float", or false (not shown).
     open = "split",
     -- The output buffers' 'filetype'. "claude-tasks": the plugin highlights the markdown of what
@@ -62,6 +66,8 @@ local function defaults()
       icon = "✻",
       -- Before the number of queued tasks.
       queued_icon = "⏳",
+      -- Before the number of tasks waiting for your answer.
+      waiting_icon = "?",
     },
   }
 end
@@ -148,8 +154,30 @@ local schema = {
   },
   args = list_of_strings,
   model = { check = string_.check, expected = "a string or nil", optional = true },
-  permission_mode = nonempty_string,
-  allowed_tools = list_of_strings,
+  permission_mode = one_of(
+    "acceptEdits",
+    "default",
+    "plan",
+    "bypassPermissions",
+    "dontAsk",
+    "auto"
+  ),
+  allowed_tools = {
+    check = function(v)
+      if not is_list_of_strings(v) then
+        return false
+      end
+      for _, r in ipairs(v) do
+        -- `Tool` or `Tool(spec)`, as the CLI's --allowedTools takes them.
+        if not (r:match("^[%w_%-%.:]+$") or r:match("^[%w_%-%.:]+%(.+%)$")) then
+          return false
+        end
+      end
+      return true
+    end,
+    expected = 'a list of tool rules such as "Read" or "Bash(npm test:*)"',
+  },
+  permissions = one_of("ask", "deny"),
   open = one_of("split", "vsplit", "tab", "float", false),
   filetype = nonempty_string,
   notify = boolean,
@@ -195,6 +223,7 @@ local schema = {
     fields = {
       icon = string_,
       queued_icon = string_,
+      waiting_icon = string_,
     },
   },
 }
@@ -308,6 +337,7 @@ function M.check_task_opts(opts)
     model = schema.model,
     permission_mode = schema.permission_mode,
     allowed_tools = schema.allowed_tools,
+    permissions = schema.permissions,
     args = schema.args,
     cmd = schema.cmd,
     open = schema.open,

@@ -8,6 +8,7 @@
 --   failed     ClaudeTaskFailed, ClaudeTaskDone
 --   cancelled  ClaudeTaskCancelled, ClaudeTaskDone
 --   (any type carrying status "interrupted": ClaudeTaskFailed, ClaudeTaskDone)
+--   permission ClaudeTaskPermission (permissions.lua; also for a request any record shows first)
 --   updated, disposed: cache only
 --
 -- Each autocmd fires at most once per run of a task, whatever the backend repeats.
@@ -120,6 +121,7 @@ local function handle(ev)
     return
   end
   local prev = state.put(task)
+  require("claude-tasks.permissions").announce(task)
 
   local status = nn(task.status)
   local kind

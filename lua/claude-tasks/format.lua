@@ -77,18 +77,25 @@ function M.branch(task)
 end
 
 --- The picker entry of a task: "#3 running    12.3s fix the test · ~/proj", and
---- " · ⎇ claude-tasks/3" for a worktree task.
+--- " · ⎇ claude-tasks/3" for a worktree task; a task waiting for an answer:
+--- "#3 ? waiting  12.3s fix the test · ~/proj · Bash(npm test)".
 function M.entry(task, now)
   local elapsed = M.elapsed_ms(task, now)
   local branch = M.branch(task)
+  local permissions = require("claude-tasks.permissions")
+  local status, asks = tostring(task.status), ""
+  local req = permissions.waiting(task) and permissions.pending(task)[1]
+  if req then
+    status, asks = "? waiting", " · " .. permissions.title(req)
+  end
   return string.format(
     "#%s %-11s %7s %s · %s%s",
     tostring(task.id),
-    tostring(task.status),
+    status,
     elapsed and M.duration(elapsed) or "-",
     tostring(M.nn(task.name) or ""),
     M.dir(task.cwd),
-    branch and (" · " .. branch) or ""
+    (branch and (" · " .. branch) or "") .. asks
   )
 end
 

@@ -11,7 +11,8 @@ local M = {}
 
 M.version = require("claude-tasks.backend").VERSION
 
---- The statusline string: "" when no task of this editor runs, else e.g. "✻ 2 ⏳ 1".
+--- The statusline string: "" when no task of this editor runs, else e.g. "✻ 2 ? 1 ⏳ 1"
+--- (running, waiting for an answer, queued).
 --- Reads a cache kept up to date by backend events; never calls the backend.
 M.statusline = state.statusline
 
@@ -71,8 +72,8 @@ end
 
 --- Starts a task; returns its id (ids are per project directory), or nil and an error.
 --- opts: name, cwd (default: the current directory), model, permission_mode, allowed_tools,
---- args, cmd, isolation ("none" or "worktree"), branch_prefix (default: the options), open
---- (default: option `open`; false: do not show).
+--- permissions ("ask" or "deny"), args, cmd, isolation ("none" or "worktree"), branch_prefix
+--- (default: the options), open (default: option `open`; false: do not show).
 function M.start(prompt, opts)
   if type(prompt) ~= "string" or vim.trim(prompt) == "" then
     return nil, "claude-tasks: the prompt is empty"
@@ -109,6 +110,7 @@ function M.start(prompt, opts)
     model = pick("model"),
     permission_mode = pick("permission_mode"),
     allowed_tools = pick("allowed_tools"),
+    permissions = pick("permissions"),
     args = pick("args"),
     cmd = pick("cmd"),
     isolation = pick("isolation"),
@@ -249,6 +251,32 @@ M.apply = on_worktree("apply")
 --- Removes a worktree task's worktree and branch, without asking. Returns the task record, or
 --- nil and an error.
 M.discard = on_worktree("discard")
+
+--- Allows a waiting request of a task. opts: request_id (default: the oldest), input (the
+--- edited input), always (true: the proposed rule, or a rule string), scope ("task" or
+--- "project"). Returns the task record, or nil and an error.
+function M.allow(ref, opts)
+  return require("claude-tasks.permissions").allow(ref, opts)
+end
+
+--- Denies a waiting request. opts: request_id, message (told to Claude), interrupt (also stop
+--- the turn). Returns the task record, or nil and an error.
+function M.deny(ref, opts)
+  return require("claude-tasks.permissions").deny(ref, opts)
+end
+
+--- Answers a question (AskUserQuestion): `answers` maps each question to the chosen label (or
+--- a list of labels, or free text). opts: request_id. Returns the task record, or nil and an
+--- error.
+function M.answer(ref, answers, opts)
+  return require("claude-tasks.permissions").answer(ref, answers, opts)
+end
+
+--- The "always" rules of the current directory (opts.cwd: another; opts.id: and a task's
+--- own): { { rule, scope, id? }, ... }, or nil and an error.
+function M.rules(opts)
+  return require("claude-tasks.permissions").rules(opts)
+end
 
 --- The picker (vim.ui.select) of the tasks, newest first; choosing one offers actions.
 --- opts: { running = true } only running and queued tasks; { tasks = {...} } these tasks.

@@ -33,7 +33,13 @@ function M.tasks(opts)
     end
   end
   require("claude-tasks.state").refresh(out)
+  local permissions = require("claude-tasks.permissions")
   table.sort(out, function(a, b)
+    -- Tasks waiting for an answer first: they are what needs the user.
+    local wa, wb = permissions.waiting(a), permissions.waiting(b)
+    if wa ~= wb then
+      return wa
+    end
     local ca, cb = tonumber(a.created_at_ms) or 0, tonumber(b.created_at_ms) or 0
     if ca ~= cb then
       return ca > cb
@@ -52,7 +58,8 @@ end
 function M.actions(task)
   local ct = require("claude-tasks")
   local live = task.status == "running" or task.status == "queued"
-  local actions = {
+  local actions = require("claude-tasks.permissions").actions(task)
+  vim.list_extend(actions, {
     {
       label = "Open output",
       run = function()
@@ -62,7 +69,7 @@ function M.actions(task)
         end
       end,
     },
-  }
+  })
   if live then
     actions[#actions + 1] = {
       label = "Cancel",

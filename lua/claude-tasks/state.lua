@@ -9,7 +9,8 @@ M.tasks = {}
 local line = ""
 local redraw_pending = false
 
---- The statusline string: "" when nothing runs, else e.g. "✻ 2 ⏳ 1". Precomputed.
+--- The statusline string: "" when nothing runs, else e.g. "✻ 2 ? 1 ⏳ 1" (running, waiting for
+--- an answer, queued; a waiting task is not counted as running). Precomputed.
 function M.statusline()
   return line
 end
@@ -32,9 +33,12 @@ end
 
 --- Recomputes the statusline string from the cache (and the statusline options).
 function M.recompute()
-  local running, queued = 0, 0
+  local running, waiting, queued = 0, 0, 0
+  local permissions = require("claude-tasks.permissions")
   for _, t in pairs(M.tasks) do
-    if t.status == "running" then
+    if permissions.waiting(t) then
+      waiting = waiting + 1
+    elseif t.status == "running" then
       running = running + 1
     elseif t.status == "queued" then
       queued = queued + 1
@@ -44,6 +48,9 @@ function M.recompute()
   local parts = {}
   if running > 0 then
     parts[#parts + 1] = icons.icon .. " " .. running
+  end
+  if waiting > 0 then
+    parts[#parts + 1] = icons.waiting_icon .. " " .. waiting
   end
   if queued > 0 then
     parts[#parts + 1] = icons.queued_icon .. " " .. queued
@@ -80,9 +87,10 @@ function M.refresh(records)
   local changed = false
   for _, t in ipairs(records or {}) do
     local k = M.key(t.cwd, t.id)
-    if M.tasks[k] then
+    if type(t) == "table" and M.tasks[k] then
       M.tasks[k] = t
       changed = true
+      require("claude-tasks.permissions").announce(t)
     end
   end
   if changed then

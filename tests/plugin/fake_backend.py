@@ -10,7 +10,10 @@ Environment:
   FAKE_BACKEND_CRASH_ON  a method that makes the backend exit with code 3 instead of answering
 
 Extra methods for tests: `_finish {id, cwd?, status?}` ends a task (event + footer line),
-`_crash {}` exits with code 3 at once.
+`_crash {}` exits with code 3 at once, `_request {id, cwd?, request}` makes a task wait for an
+answer (the request joins `pending`, a `permission` event is sent). Answers (`allow`, `deny`,
+`answer`) are kept in the record's `_answers` for the tests to read. Notifications (`unsaved`)
+are logged like requests.
 """
 import json
 import os
@@ -75,8 +78,11 @@ def exec_lua(code, args):
     return call_nvim("nvim_exec_lua", [code, args])
 
 
-def dispatch(typ, rec):
-    exec_lua('return require("claude-tasks.events").dispatch(...)', [{"type": typ, "task": rec}])
+def dispatch(typ, rec, request=None):
+    ev = {"type": typ, "task": rec}
+    if request is not None:
+        ev["request"] = request
+    exec_lua('return require("claude-tasks.events").dispatch(...)', [ev])
 
 
 def write(buf, start, lines):
@@ -107,6 +113,37 @@ def redraw(key):
 
 class RpcError(Exception):
     pass
+
+
+rules = []  # {rule, scope, id?, cwd}
+
+
+def pending_request(method, rec, a):
+    pend = rec.get("pending") or []
+    if rec["status"] != "running":
+        raise RpcError("%s: task %d is %s" % (method, rec["id"], rec["status"]))
+    if not pend:
+        raise RpcError("%s: task %d has no pending request" % (method, rec["id"]))
+    rid = a.get("request_id")
+    if rid is None:
+        return pend[0]
+    for r in pend:
+        if r["request_id"] == rid or r["request_id"].startswith(rid):
+            return r
+    raise RpcError("%s: task %d has no pending request '%s' (pending: %s)" % (
+        method, rec["id"], rid, ", ".join(r["request_id"][:8] for r in pend)))
+
+
+def settle(key, req, decision):
+    rec = tasks[key]
+    rec["pending"] = [r for r in rec["pending"] if r["request_id"] != req["request_id"]]
+    rec.setdefault("_answers", []).append(dict(decision, request_id=req["request_id"]))
+    dispatch("updated", rec)
+    return rec
+
+
+def rules_of(cwd, tid):
+    return [r for r in rules if r["cwd"] == cwd and (r["scope"] == "project" or r.get("id") == tid)]
 
 
 def find(method, a, cwd):
@@ -154,6 +191,44 @@ def handle(method, params):
         tasks[(cwd, n)] = rec
         dispatch("started", rec)
         return rec
+    if method == "_request":
+        key = find(method, a, cwd)
+        rec = tasks[key]
+        req = dict(a["request"])
+        req.setdefault("since", now_ms())
+        req.setdefault("suggestions", [])
+        rec.setdefault("pending", []).append(req)
+        dispatch("permission", rec, req)
+        return rec
+    if method == "allow":
+        key = find(method, a, cwd)
+        req = pending_request(method, tasks[key], a)
+        if a.get("input") is not None and not isinstance(a["input"], dict):
+            raise RpcError("allow: 'input' must be a map")
+        always = a.get("always")
+        if always:
+            rule = req.get("rule") if always is True else always
+            rules.append({"rule": rule, "scope": a.get("scope") or "task", "id": key[1], "cwd": cwd})
+        return settle(key, req, {"behavior": "allow", "input": a.get("input") or req["input"],
+                                 "always": always, "scope": a.get("scope")})
+    if method == "deny":
+        key = find(method, a, cwd)
+        req = pending_request(method, tasks[key], a)
+        return settle(key, req, {"behavior": "deny", "message": a.get("message"),
+                                 "interrupt": a.get("interrupt")})
+    if method == "answer":
+        key = find(method, a, cwd)
+        req = pending_request(method, tasks[key], a)
+        if req["tool_name"] != "AskUserQuestion":
+            raise RpcError("answer: request %s of task %d is a %s request, not a question" % (
+                req["request_id"][:8], key[1], req["tool_name"]))
+        return settle(key, req, {"behavior": "answer", "answers": a.get("answers")})
+    if method == "rules":
+        return [{k: v for k, v in r.items() if k != "cwd"} for r in rules_of(cwd, a.get("id"))]
+    if method == "remove_rule":
+        rules[:] = [r for r in rules if not (r["cwd"] == cwd and r["rule"] == a.get("rule")
+                                             and r["scope"] == (a.get("scope") or "task"))]
+        return [{k: v for k, v in r.items() if k != "cwd"} for r in rules_of(cwd, a.get("id"))]
     if method == "_finish":
         key = find(method, a, cwd)
         rec = tasks[key]
@@ -228,6 +303,11 @@ def main():
         msg = pending.pop(0) if pending else read_message()
         if msg[0] == 0:
             handle_request(msg)
+        elif msg[0] == 2:
+            _, method, params = msg
+            a = params[0] if params and isinstance(params[0], dict) else {}
+            with open(requests_log, "a") as f:
+                f.write(json.dumps({"method": method, "args": a, "notification": True}) + "\n")
 
 
 main()

@@ -46,6 +46,10 @@ def test_completion_loads_only_what_it_needs(child):
         "diff",
         "apply",
         "discard",
+        "allow",
+        "always",
+        "deny",
+        "rules",
     ]
     assert child.lua("return vim.fn.getcompletion('ClaudeTasks c', 'cmdline')") == ["cancel"]
     assert child.lua("return vim.fn.getcompletion('ClaudeTasks re', 'cmdline')") == ["resume"]
@@ -67,8 +71,10 @@ BAD_OPTIONS = [
     ("{ args = 'x' }", "'args' must be a list of strings; got \"x\""),
     ("{ args = { 1 } }", "'args' must be a list of strings"),
     ("{ model = 3 }", "'model' must be a string or nil; got 3"),
-    ("{ permission_mode = '' }", "'permission_mode' must be a non-empty string"),
-    ("{ allowed_tools = { x = 1 } }", "'allowed_tools' must be a list of strings"),
+    ("{ permission_mode = '' }", "'permission_mode' must be one of \"acceptEdits\", \"default\""),
+    ("{ allowed_tools = { x = 1 } }", "'allowed_tools' must be a list of tool rules"),
+    ("{ allowed_tools = { 'Bash(' } }", "'allowed_tools' must be a list of tool rules"),
+    ("{ permissions = 'yes' }", "'permissions' must be one of \"ask\", \"deny\"; got \"yes\""),
     (
         "{ open = 'bottom' }",
         "claude-tasks: option 'open' must be one of \"split\", \"vsplit\", \"tab\", \"float\", "
@@ -94,7 +100,7 @@ BAD_OPTIONS = [
     ("{ binary = {} }", "'binary' must be a non-empty string"),
     ("{ keep = -2 }", "'keep' must be a non-negative integer"),
     ("{ export_markdown = 1 }", "'export_markdown' must be a boolean; got 1"),
-    ("{ statusline = '✻' }", "'statusline' must be a table with keys icon, queued_icon"),
+    ("{ statusline = '✻' }", "'statusline' must be a table with keys icon, queued_icon, waiting_icon"),
     ("{ statusline = { icon = 1 } }", "'statusline.icon' must be a string; got 1"),
     ("{ statusline = { queued_icon = false } }", "'statusline.queued_icon' must be a string"),
     ("{ opne = 'split' }", "unknown option 'opne' (did you mean 'open'?)"),
@@ -135,6 +141,7 @@ def test_valid_options_apply_over_defaults(child):
     assert o["open"] is False and o["max_running"] == 2 and o["statusline"] == {
         "icon": "C",
         "queued_icon": "⏳",
+        "waiting_icon": "?",
     }
     # A second setup() starts from the defaults again.
     child.lua("require('claude-tasks').setup({ notify = false })")
@@ -154,7 +161,8 @@ def test_defaults(child):
     assert o["cancel_grace_ms"] == 2000
     assert o["nice"] == 10
     assert o["keep"] == 100
-    assert o["statusline"] == {"icon": "✻", "queued_icon": "⏳"}
+    assert o["statusline"] == {"icon": "✻", "queued_icon": "⏳", "waiting_icon": "?"}
+    assert o["permissions"] == "ask"
     state_dir = child.lua("return require('claude-tasks.config').state_dir()")
     assert state_dir == child.lua("return vim.fn.stdpath('state')") + "/claude-tasks"
     log = child.lua("return require('claude-tasks.config').log_file()")
