@@ -4,6 +4,7 @@
 //! next to it is the truth about what the agent did.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::text::title_of;
 
@@ -52,6 +53,63 @@ pub struct TaskOptions {
     /// Extra CLI arguments (`args` option), placed before ours.
     #[serde(default)]
     pub args: Vec<String>,
+    /// What happens to the CLI's permission requests.
+    #[serde(default)]
+    pub permissions: Permissions,
+}
+
+/// What happens to a permission request that no rule of the plugin allows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Permissions {
+    /// It waits for the user's answer in the editor.
+    #[default]
+    Ask,
+    /// It is denied at once (a run nobody watches), as `claude -p` denies it.
+    Deny,
+}
+
+impl Permissions {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permissions::Ask => "ask",
+            Permissions::Deny => "deny",
+        }
+    }
+}
+
+/// A request of the CLI that waits for the user (doc/protocol.md, "What is waiting").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pending {
+    pub request_id: String,
+    pub tool_name: String,
+    /// As the CLI sent it, except that strings over 64 KiB are cut (`input_cut`).
+    pub input: Value,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub input_cut: bool,
+    #[serde(default)]
+    pub suggestions: Vec<Value>,
+    /// When the backend saw it, ms since the epoch.
+    pub since: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_use_id: Option<String>,
+    /// One line for notifications and pickers: `Bash: npm test`.
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked_path: Option<String>,
+    /// The file (relative to the task) with unsaved changes that made our hook ask.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsaved: Option<String>,
+    /// The "always" rule the plugin proposes for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Where the request's line starts in the transcript (its whole input is read back from
+    /// there when it was cut).
+    pub offset: u64,
 }
 
 /// One invocation of the CLI: the first prompt, or a follow-up with `--resume`.
@@ -142,6 +200,12 @@ pub struct TaskRecord {
     /// Set when the user asked to cancel; a cancelled run is `cancelled` whatever its exit code.
     #[serde(default)]
     pub cancel_requested: bool,
+    /// The CLI's requests waiting for the user, oldest first.
+    #[serde(default)]
+    pub pending: Vec<Pending>,
+    /// This task's own "always" rules (`Bash(npm test:*)`).
+    #[serde(default)]
+    pub rules: Vec<String>,
     /// A worktree task's worktree (`isolation = "worktree"`); none for a task run in place.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worktree: Option<TaskWorktree>,
@@ -241,6 +305,8 @@ impl TaskRecord {
             process: None,
             cancel_requested: false,
             worktree: None,
+            pending: Vec::new(),
+            rules: Vec::new(),
         }
     }
 

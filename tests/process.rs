@@ -77,6 +77,7 @@ fn config(dir: &TempDir, fake_args: &[&str], prompt: &[u8]) -> SpawnConfig {
         argv,
         cwd: dir.path("proj"),
         stdin: dir.path("prompt-1.txt"),
+        stdin_fifo: false,
         stdout: dir.path("transcript.jsonl"),
         stderr: dir.path("stderr.log"),
         env_remove: vec!["CLAUDECODE".into()],

@@ -137,6 +137,7 @@ fn request(prompt: &str, cwd: &str, cmd: Vec<String>) -> StartRequest {
             permission_mode: "acceptEdits".into(),
             allowed_tools: vec![],
             args: vec![],
+            ..Default::default()
         },
         isolation: Default::default(),
     }

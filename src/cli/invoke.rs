@@ -11,8 +11,10 @@ pub enum SessionArg<'a> {
     Resume(&'a str),
 }
 
-/// The full argv of one run, program first. The prompt is not in it: it goes on stdin, so a
-/// prompt starting with `-` is never read as a flag and its size is not limited by argv.
+/// The full argv of one run, program first. The prompt is not in it: it goes on stdin as a
+/// stream-json message (`control::user_message`), so a prompt starting with `-` is never read as
+/// a flag and its size is not limited by argv. The CLI speaks its control protocol on stdin and
+/// stdout: it asks for permissions there, and echoes what we write (doc/protocol.md).
 ///
 /// Values are attached with `=` so that a value starting with `-` cannot be taken for a flag.
 /// Allowed tools are passed comma-joined in one value, as the Agent SDK does: the CLI splits that
@@ -29,10 +31,15 @@ pub fn argv(opts: &TaskOptions, session: SessionArg) -> Vec<String> {
     v.extend(opts.args.iter().cloned());
     for a in [
         "-p",
+        "--input-format",
+        "stream-json",
         "--output-format",
         "stream-json",
         "--verbose",
         "--include-partial-messages",
+        "--permission-prompt-tool",
+        "stdio",
+        "--replay-user-messages",
     ] {
         v.push(a.to_string());
     }
@@ -69,6 +76,7 @@ mod tests {
             permission_mode: "acceptEdits".into(),
             allowed_tools: vec![],
             args: vec![],
+            ..Default::default()
         }
     }
 
@@ -80,10 +88,15 @@ mod tests {
             [
                 "claude",
                 "-p",
+                "--input-format",
+                "stream-json",
                 "--output-format",
                 "stream-json",
                 "--verbose",
                 "--include-partial-messages",
+                "--permission-prompt-tool",
+                "stdio",
+                "--replay-user-messages",
                 "--permission-mode=acceptEdits",
                 "--session-id=1234"
             ]
@@ -98,6 +111,7 @@ mod tests {
             permission_mode: "default".into(),
             allowed_tools: vec!["Bash(git commit:*)".into(), " Read ".into(), "".into()],
             args: vec!["--add-dir".into(), "/x".into()],
+            ..Default::default()
         };
         let a = argv(&o, SessionArg::Resume("abc"));
         assert_eq!(
@@ -108,10 +122,15 @@ mod tests {
                 "--add-dir",
                 "/x",
                 "-p",
+                "--input-format",
+                "stream-json",
                 "--output-format",
                 "stream-json",
                 "--verbose",
                 "--include-partial-messages",
+                "--permission-prompt-tool",
+                "stdio",
+                "--replay-user-messages",
                 "--permission-mode=default",
                 "--model=sonnet",
                 "--allowedTools=Bash(git commit:*),Read",

@@ -6,8 +6,9 @@
 //! - **in its own session** (`setsid`): a terminal signal or Neovim's process group never reaches
 //!   it by accident, and `killpg(pid)` reaches exactly the CLI and the helpers it forked without
 //!   `setsid` (its Bash tool calls start their own sessions and need separate handling);
-//! - with **regular files** as stdin/stdout/stderr: the CLI drops the tail of its output when
-//!   stdout is a pipe, and waits 3 s for more input when stdin is an open pipe (DESIGN.md §3);
+//! - with **regular files** as stdout/stderr (the CLI drops the tail of its output when stdout
+//!   is a pipe), and as stdin either a regular file or the task's **FIFO**, opened read-write so
+//!   that the CLI itself holds a writer and never sees EOF, whoever else writes to it;
 //! - with a **marker** `CLAUDE_TASKS_TASK=<random hex>` in its environment, inherited by every tool
 //!   process, so the task's processes can be found even after `setsid` and reparenting (see
 //!   `proctree`).
@@ -29,6 +30,7 @@ use tokio::sync::watch;
 
 use crate::process::proctree;
 use crate::process::reaper::{self, Exit};
+use crate::store::{open_fifo, FifoAccess};
 
 /// Name of the environment variable that marks every process of a task.
 pub const MARKER_VAR: &str = "CLAUDE_TASKS_TASK";
@@ -40,8 +42,10 @@ pub struct SpawnConfig {
     /// relative path is taken relative to `cwd`, as a shell started in `cwd` would).
     pub argv: Vec<String>,
     pub cwd: PathBuf,
-    /// A regular file, opened read-only (the prompt).
+    /// A regular file, opened read-only (the prompt); or, with `stdin_fifo`, the task's FIFO.
     pub stdin: PathBuf,
+    /// `stdin` is a FIFO (checked by `store::open_fifo`), opened read-write for the child.
+    pub stdin_fifo: bool,
     /// Opened `O_APPEND | O_CREAT`, mode 0600: several runs of a task append to one transcript.
     pub stdout: PathBuf,
     /// Same as `stdout`.
@@ -153,10 +157,17 @@ impl Process {
         };
         let resolved = resolve_program(program, &cfg.cwd, effective_path(cfg).as_deref())?;
 
-        let stdin = File::open(&cfg.stdin).map_err(|err| SpawnError::Io {
-            what: format!("cannot open the prompt file '{}'", cfg.stdin.display()),
-            err,
-        })?;
+        let stdin = if cfg.stdin_fifo {
+            open_fifo(&cfg.stdin, FifoAccess::ReadWrite).map_err(|e| SpawnError::Io {
+                what: "cannot open the CLI's stdin".into(),
+                err: std::io::Error::other(e.to_string()),
+            })?
+        } else {
+            File::open(&cfg.stdin).map_err(|err| SpawnError::Io {
+                what: format!("cannot open the prompt file '{}'", cfg.stdin.display()),
+                err,
+            })?
+        };
         let stdout = open_output(&cfg.stdout)?;
         let stderr = open_output(&cfg.stderr)?;
 

@@ -101,6 +101,22 @@ impl Process {
         kill_leftovers_of(self.pid, self.start_time, &self.marker)
     }
 
+    /// Ends a CLI that is idle (its last turn over, nothing queued): SIGTERM, to which an idle
+    /// CLI answers by exiting within ~30 ms and writing nothing; then, if it is still there
+    /// after `grace`, the whole ladder. Returns its exit.
+    pub async fn end_idle(&self, grace: Duration) -> Exit {
+        let mut rx = self.exit.clone();
+        if let Some(e) = *rx.borrow() {
+            return e;
+        }
+        let mut tracked = Tracked::default();
+        reaper::signal_child(self.pid, Signal::SIGTERM);
+        match self.wait_tracking(&mut rx, grace, &mut tracked).await {
+            Some(e) => e,
+            None => self.cancel(grace).await,
+        }
+    }
+
     /// Waits up to `dur` for the CLI's exit while adding newcomers of the tree to `tracked`.
     async fn wait_tracking(
         &self,
@@ -173,6 +189,20 @@ pub async fn cancel_foreign(pid: i32, start_time: u64, marker: &str, grace: Dura
     tracked.0.remove(&pid);
     let swept = sweep(&mut tracked, marker, exclude).await;
     gone && swept
+}
+
+/// [`Process::end_idle`] for a CLI that is not our child: SIGTERM, then the ladder after
+/// `grace`. Returns true when it and its tree are gone.
+pub async fn end_idle_foreign(pid: i32, start_time: u64, marker: &str, grace: Duration) -> bool {
+    let mut tracked = Tracked::default();
+    if !proctree::is_alive(pid, start_time) {
+        return true;
+    }
+    signal_verified(pid, start_time, Signal::SIGTERM, false);
+    if poll_gone(pid, start_time, grace, marker, &mut tracked).await {
+        return true;
+    }
+    cancel_foreign(pid, start_time, marker, grace).await
 }
 
 /// Polls until `(pid, start_time)` is no longer alive, up to `dur`, adding newcomers of its tree.

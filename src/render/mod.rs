@@ -7,6 +7,8 @@
 //! forgotten, so memory stays bounded however long the transcript is; a block that must be
 //! rewritten after its lines were handed out is simply re-sent from its first line.
 
+mod ask;
+mod diff;
 mod doc;
 mod frame;
 mod sanitize;
@@ -24,10 +26,12 @@ use crate::text::one_line;
 use crate::transcript::framing::Line;
 use doc::{hash_line, Doc, Kind, Mark, HASH_START};
 use text::{TextBlock, ThinkingBlock};
-use tools::{tool_summary, ToolEntry, ToolGroup, MAX_LATE_TOOLS};
+use tools::{ToolEntry, ToolGroup, MAX_LATE_TOOLS};
 
+pub use ask::{FileReader, MAX_DIFF_FILE};
 pub use frame::{Footer, Header};
 pub use sanitize::sanitize;
+pub use tools::tool_summary;
 
 /// Replace the buffer from line `start` (0-based) to its end with `lines`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +78,12 @@ pub struct Renderer {
     shown_error: Option<u64>,
     /// The message being fed had its long strings cut (`feed_shortened`).
     shortened: bool,
+    /// The run's working directory (from its init line), to show paths relative to it.
+    cwd: String,
+    /// Reads a file for the diff of a waiting Write request (set by the view).
+    files: Option<FileReader>,
+    /// Requests shown on their own, whose answer is still to come.
+    lone_asks: VecDeque<tools::Ask>,
 }
 
 impl Default for Renderer {
@@ -101,7 +111,16 @@ impl Renderer {
             interrupted: false,
             shown_error: None,
             shortened: false,
+            cwd: String::new(),
+            files: None,
+            lone_asks: VecDeque::new(),
         }
+    }
+
+    /// How the renderer reads a file that a waiting Write request would replace (to show the
+    /// change as a diff). Without one, a Write shows its whole content.
+    pub fn set_file_reader(&mut self, read: FileReader) {
+        self.files = Some(read);
     }
 
     pub fn feed_line(&mut self, line: &Line) {
@@ -129,6 +148,7 @@ impl Renderer {
     pub fn feed(&mut self, msg: &Msg) {
         match msg {
             Msg::Init(init) => {
+                self.cwd.clone_from(&init.cwd);
                 let mut parts = Vec::new();
                 if !init.model.is_empty() {
                     parts.push(format!("model: {}", init.model));
@@ -156,9 +176,11 @@ impl Renderer {
                 ));
             }
             Msg::System { .. } | Msg::Other { .. } => {}
+            Msg::Control(c) => self.control(c),
             Msg::Assistant(a) => self.assistant(a),
             Msg::User(u) => {
-                if u.parent_tool_use_id.is_some() {
+                // A subagent's, or the echo of a message we wrote (its run's header shows it).
+                if u.parent_tool_use_id.is_some() || u.replay {
                     return;
                 }
                 for b in &u.content {
@@ -196,6 +218,7 @@ impl Renderer {
                             call: format!("● {}", one_line(name, 80)),
                             provisional: true,
                             sub: None,
+                            ask: None,
                             result: None,
                         }),
                         BlockKind::Text | BlockKind::Other(_) => {}

@@ -73,6 +73,28 @@ fn first_string_field(input: &Value) -> Option<&str> {
         .find(|s| !s.trim().is_empty())
 }
 
+/// A request drawn under its tool call.
+#[derive(Debug)]
+pub(super) struct Ask {
+    pub(super) request_id: String,
+    pub(super) tool_name: String,
+    /// The questions' texts and headers (AskUserQuestion), to name the answers.
+    pub(super) questions: Vec<(String, String)>,
+    pub(super) lines: Vec<String>,
+}
+
+impl Ask {
+    pub(super) fn retained_bytes(&self) -> usize {
+        self.request_id.capacity()
+            + self.tool_name.capacity()
+            + self
+                .lines
+                .iter()
+                .map(|l| l.capacity() + std::mem::size_of::<String>())
+                .sum::<usize>()
+    }
+}
+
 /// Result lines shown under a tool call: the first one, then this many more.
 const RESULT_MORE_LINES: usize = 4;
 /// Longest result line shown, in characters.
@@ -101,12 +123,16 @@ pub(super) struct ToolEntry {
     pub(super) provisional: bool,
     /// Tool calls of the subagent this call runs: how many, and the last one.
     pub(super) sub: Option<(u64, String)>,
+    /// A permission request about this call: waiting, or the line that says what was decided.
+    pub(super) ask: Option<Ask>,
     pub(super) result: Option<Vec<String>>,
 }
 
 impl ToolEntry {
     pub(super) fn line_count(&self) -> usize {
-        1 + usize::from(self.sub.is_some()) + self.result.as_ref().map_or(0, Vec::len)
+        1 + usize::from(self.sub.is_some())
+            + self.ask.as_ref().map_or(0, |a| a.lines.len())
+            + self.result.as_ref().map_or(0, Vec::len)
     }
 
     fn complete(&self) -> bool {
@@ -114,7 +140,7 @@ impl ToolEntry {
     }
 
     /// Lines before the subagent line and before the result, which a change of those keeps.
-    fn head_lines(&self) -> usize {
+    pub(super) fn head_lines(&self) -> usize {
         1
     }
 
@@ -138,6 +164,9 @@ impl ToolEntry {
                 Cow::Owned(format!("  ↳ {count} {calls}, last: {last}")),
             );
         }
+        for l in self.ask.iter().flat_map(|a| a.lines.iter()) {
+            push(doc, Cow::Borrowed(l));
+        }
         for l in self.result.iter().flatten() {
             push(doc, Cow::Borrowed(l));
         }
@@ -147,6 +176,7 @@ impl ToolEntry {
         self.id.capacity()
             + self.call.capacity()
             + self.sub.as_ref().map_or(0, |(_, s)| s.capacity())
+            + self.ask.as_ref().map_or(0, Ask::retained_bytes)
             + self
                 .result
                 .iter()
@@ -172,7 +202,7 @@ impl Renderer {
     }
 
     /// Rewrites the group from line `keep` of entry `from` to the end of the document.
-    fn redraw_tools(doc: &mut Doc, group: &ToolGroup, from: usize, keep: usize) {
+    pub(super) fn redraw_tools(doc: &mut Doc, group: &ToolGroup, from: usize, keep: usize) {
         let at = group.start
             + keep
             + group.entries[..from]
@@ -236,6 +266,7 @@ impl Renderer {
             call,
             provisional: false,
             sub: None,
+            ask: None,
             result: None,
         });
     }
@@ -245,7 +276,9 @@ impl Renderer {
         if let Open::Tools(group) = &mut self.open {
             if let Some(i) = group.entries.iter().position(|e| e.id == r.tool_use_id) {
                 let e = &mut group.entries[i];
-                let keep = e.head_lines() + usize::from(e.sub.is_some());
+                let keep = e.head_lines()
+                    + usize::from(e.sub.is_some())
+                    + e.ask.as_ref().map_or(0, |a| a.lines.len());
                 e.result = Some(folded);
                 Self::redraw_tools(&mut self.doc, group, i, keep);
                 Self::pop_complete(group);
@@ -261,6 +294,7 @@ impl Renderer {
             call: call.unwrap_or_else(|| "● tool result".to_string()),
             provisional: false,
             sub: None,
+            ask: None,
             result: Some(folded),
         });
         if let Open::Tools(group) = &mut self.open {

@@ -172,6 +172,29 @@ impl<'a> Args<'a> {
         }
     }
 
+    /// A map, as JSON (a tool's input, the answers to questions); Lua's empty table is an empty
+    /// map too. Keys must be strings; binary data is refused.
+    pub fn opt_json_map(&self, key: &str) -> Result<Option<serde_json::Value>, String> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Array(a)) if a.is_empty() => Ok(Some(serde_json::json!({}))),
+            Some(v @ Value::Map(_)) => to_json(v)
+                .map(Some)
+                .map_err(|why| format!("{}: '{key}' {why}", self.method)),
+            Some(v) => Err(self.wrong(key, "a map", v)),
+        }
+    }
+
+    /// `true`, `false` or a string (e.g. `always`: true for the proposed rule, or a rule).
+    pub fn opt_bool_or_str(&self, key: &str) -> Result<Option<Result<bool, String>>, String> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Boolean(b)) => Ok(Some(Ok(*b))),
+            Some(Value::String(_)) => Ok(self.opt_str(key)?.map(Err)),
+            Some(v) => Err(self.wrong(key, "true or a string", v)),
+        }
+    }
+
     /// One of a fixed set of strings.
     pub fn opt_choice(&self, key: &str, choices: &[&str]) -> Result<Option<String>, String> {
         match self.opt_str(key)? {
@@ -188,6 +211,37 @@ impl<'a> Args<'a> {
             )),
         }
     }
+}
+
+/// A msgpack value as JSON; the error says what could not be converted.
+fn to_json(v: &Value) -> Result<serde_json::Value, String> {
+    use serde_json::Value as J;
+    Ok(match v {
+        Value::Nil => J::Null,
+        Value::Boolean(b) => J::Bool(*b),
+        Value::Integer(i) => match (i.as_i64(), i.as_u64()) {
+            (Some(n), _) => J::from(n),
+            (None, Some(n)) => J::from(n),
+            _ => return Err("holds an integer out of range".into()),
+        },
+        Value::F32(f) => J::from(f64::from(*f)),
+        Value::F64(f) => J::from(*f),
+        Value::String(s) => J::String(
+            s.as_str()
+                .ok_or("holds a string that is not valid UTF-8")?
+                .to_owned(),
+        ),
+        Value::Array(a) => J::Array(a.iter().map(to_json).collect::<Result<_, _>>()?),
+        Value::Map(m) => {
+            let mut out = serde_json::Map::with_capacity(m.len());
+            for (k, x) in m {
+                let k = k.as_str().ok_or("has a key that is not a string")?;
+                out.insert(k.to_owned(), to_json(x)?);
+            }
+            J::Object(out)
+        }
+        Value::Binary(_) | Value::Ext(..) => return Err("holds binary data".into()),
+    })
 }
 
 #[cfg(test)]

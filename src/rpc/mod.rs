@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 pub mod args;
 mod worktree;
+mod permissions;
 
 use async_trait::async_trait;
 use nvim_rs::{Handler, Neovim};
@@ -16,8 +17,9 @@ use crate::nvim::encode::record_value;
 use crate::nvim::outgoing::Payloads;
 use crate::rpc::args::Args;
 use crate::store::Store;
-use crate::task::{TaskOptions, TaskRecord};
+use crate::task::{Permissions, TaskOptions, TaskRecord};
 use crate::tasks::config::{Concurrency, OnExit};
+use crate::tasks::permissions::rules;
 use crate::tasks::{StartRequest, Supervisor};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -38,6 +40,23 @@ pub const METHODS: &[&str] = &[
     "worktree_file",
     "apply",
     "discard",
+    "allow",
+    "deny",
+    "answer",
+    "rules",
+    "add_rule",
+    "remove_rule",
+    "unsaved",
+];
+
+/// The CLI's permission modes (`--permission-mode`); it does not check them itself.
+pub const PERMISSION_MODES: &[&str] = &[
+    "acceptEdits",
+    "default",
+    "plan",
+    "bypassPermissions",
+    "dontAsk",
+    "auto",
 ];
 
 #[derive(Clone)]
@@ -103,6 +122,13 @@ impl Rpc {
             "worktree" | "worktree_diff" | "worktree_file" | "apply" | "discard" => {
                 self.worktree(sup, method, &a).await
             }
+            "allow" => self.answer(sup, &a, "allow").await,
+            "deny" => self.answer(sup, &a, "deny").await,
+            "answer" => self.answer(sup, &a, "answer").await,
+            "rules" => self.rules(sup, &a, "rules").await,
+            "add_rule" => self.rules(sup, &a, "add_rule").await,
+            "remove_rule" => self.rules(sup, &a, "remove_rule").await,
+            "unsaved" => self.unsaved(sup, &a),
             _ => Err(format!("unknown method '{method}'")),
         }
     }
@@ -122,14 +148,37 @@ impl Rpc {
         if cmd[0].is_empty() {
             return Err("start: 'cmd' names an empty program".into());
         }
+        let permission_mode = a
+            .opt_str("permission_mode")?
+            .unwrap_or_else(|| "acceptEdits".into());
+        if !PERMISSION_MODES.contains(&permission_mode.as_str()) {
+            return Err(format!(
+                "start: 'permission_mode' must be one of {}; got {permission_mode:?}",
+                PERMISSION_MODES.join(", ")
+            ));
+        }
+        let permissions = match a.opt_str("permissions")?.as_deref() {
+            None | Some("ask") => Permissions::Ask,
+            Some("deny") => Permissions::Deny,
+            Some(other) => {
+                return Err(format!(
+                    "start: 'permissions' must be \"ask\" or \"deny\"; got {other:?}"
+                ))
+            }
+        };
+        let allowed_tools = a.opt_str_list("allowed_tools", false)?.unwrap_or_default();
+        for t in &allowed_tools {
+            if let Err(why) = rules::Rule::parse(t) {
+                return Err(format!("start: 'allowed_tools': {why}"));
+            }
+        }
         let options = TaskOptions {
             cmd,
             model: a.opt_str("model")?.filter(|m| !m.is_empty()),
-            permission_mode: a
-                .opt_str("permission_mode")?
-                .unwrap_or_else(|| "acceptEdits".into()),
-            allowed_tools: a.opt_str_list("allowed_tools", false)?.unwrap_or_default(),
+            permission_mode,
+            allowed_tools,
             args: a.opt_str_list("args", false)?.unwrap_or_default(),
+            permissions,
         };
         let req = StartRequest {
             prompt,
@@ -272,8 +321,18 @@ impl Handler for Rpc {
         })
     }
 
-    async fn handle_notify(&self, name: String, _args: Vec<Value>, _neovim: Neovim<ParentWriter>) {
-        crate::log_warn!("ignored notification '{name}': every method is a request");
+    async fn handle_notify(&self, name: String, args: Vec<Value>, neovim: Neovim<ParentWriter>) {
+        // `unsaved` comes as a notification: an editor must never wait for it mid-edit.
+        if name == "unsaved" {
+            if let Some(sup) = self.supervisor(Some(neovim)) {
+                let r = Args::new("unsaved", &args).and_then(|a| self.unsaved(sup, &a));
+                if let Err(e) = r {
+                    crate::log_warn!("notification unsaved: {e}");
+                }
+            }
+            return;
+        }
+        crate::log_warn!("ignored notification '{name}': every method but 'unsaved' is a request");
     }
 }
 

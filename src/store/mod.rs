@@ -4,7 +4,9 @@
 //! are replaced by `rename`, and anything unreadable is skipped with a warning, never fatal,
 //! so one bad directory cannot hide every other task.
 
+mod fifo;
 mod files;
+mod shared;
 mod task_dir;
 #[cfg(test)]
 mod tests;
@@ -20,7 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::hash::fnv1a64;
 use crate::task::{TaskRecord, RECORD_SCHEMA};
+pub use fifo::{lock_exclusive, make_fifo, open_fifo, FifoAccess};
 use files::{create_private_dir, next_unique, replace_file, set_mode, sync_dir};
+pub use shared::EditorFiles;
 pub use task_dir::TaskDir;
 use task_dir::RECORD_FILE;
 

@@ -57,6 +57,17 @@ impl TaskDir {
         self.0.join("worktree-index")
     }
 
+    /// The CLI's stdin, a FIFO (0600) made for each run; the CLI holds it open for reading and
+    /// writing, every backend that writes to it opens it again (`store::open_fifo`).
+    pub fn stdin_fifo(&self) -> PathBuf {
+        self.0.join("stdin.fifo")
+    }
+
+    /// Locked (`flock`) by a backend while it writes one line to `stdin.fifo`.
+    pub fn stdin_lock(&self) -> PathBuf {
+        self.0.join("stdin.lock")
+    }
+
     /// Created by a backend that cancels a task another backend runs, so that the owner reports
     /// the run as cancelled rather than failed.
     pub fn cancel_request(&self) -> PathBuf {

@@ -53,6 +53,7 @@ fn record(cwd: &str, id: u64, created: u64) -> TaskRecord {
             permission_mode: "acceptEdits".to_string(),
             allowed_tools: vec![],
             args: vec![],
+            permissions: Default::default(),
         },
         runs: vec![Run {
             n: 1,
@@ -72,6 +73,8 @@ fn record(cwd: &str, id: u64, created: u64) -> TaskRecord {
         process: None,
         cancel_requested: false,
         worktree: None,
+        pending: vec![],
+        rules: vec![],
     }
 }
 

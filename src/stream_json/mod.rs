@@ -6,7 +6,9 @@
 //! line, or an unknown kind), because the transcript is shown to the user as it is, and a newer
 //! CLI may add kinds and fields at any time.
 
+pub mod control;
 mod delta;
+mod fields;
 mod parse;
 pub mod reader;
 pub mod summary;
@@ -38,6 +40,8 @@ pub enum Msg {
     Stream(Stream),
     /// The last line of a run.
     Result(ResultInfo),
+    /// A line of the control protocol (requests, withdrawals, answers and their echoes).
+    Control(control::Control),
     /// A line that is not a JSON object: shown as it is.
     Text(String),
     /// A line longer than the framer keeps: only its beginning is known.
@@ -97,6 +101,8 @@ pub enum Block {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct User {
     pub parent_tool_use_id: Option<String>,
+    /// The echo of a user message we wrote (`--replay-user-messages`): the CLI took it.
+    pub replay: bool,
     pub content: Vec<UserBlock>,
 }
 

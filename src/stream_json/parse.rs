@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::delta::text_delta_line;
+use super::fields::{get_bool, get_f64, get_str, get_string, get_text, get_u64};
 use super::{
     ApiRetry, Assistant, Block, BlockKind, Denial, Event, Init, Msg, ResultInfo, Stream,
     ToolResult, User, UserBlock,
@@ -214,47 +215,6 @@ fn block_kind(ty: &str, id: Option<String>, name: Option<String>) -> BlockKind {
     }
 }
 
-// Lenient accessors: a field of an unexpected type reads as absent instead of losing the line.
-
-fn get_str<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
-    v.get(key).and_then(Value::as_str)
-}
-
-fn get_string(v: &Value, key: &str) -> String {
-    get_str(v, key).unwrap_or_default().to_string()
-}
-
-fn get_u64(v: &Value, key: &str) -> Option<u64> {
-    let x = v.get(key)?;
-    if let Some(n) = x.as_u64() {
-        return Some(n);
-    }
-    if let Some(f) = x.as_f64().filter(|f| f.is_finite() && *f >= 0.0) {
-        return Some(f.round() as u64);
-    }
-    x.as_str().and_then(|s| s.trim().parse().ok())
-}
-
-fn get_f64(v: &Value, key: &str) -> Option<f64> {
-    let x = v.get(key)?;
-    x.as_f64()
-        .or_else(|| x.as_str().and_then(|s| s.trim().parse().ok()))
-        .filter(|f: &f64| f.is_finite())
-}
-
-fn get_bool(v: &Value, key: &str) -> Option<bool> {
-    v.get(key).and_then(Value::as_bool)
-}
-
-/// A string field, or the JSON text of a non-string one (`error` is a string today).
-fn get_text(v: &Value, key: &str) -> Option<String> {
-    match v.get(key)? {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
-    }
-}
-
 pub(super) fn from_value(v: &Value) -> Msg {
     let kind = get_str(v, "type").unwrap_or_default();
     match kind {
@@ -295,6 +255,7 @@ pub(super) fn from_value(v: &Value) -> Msg {
             let message = v.get("message").unwrap_or(&Value::Null);
             Msg::User(User {
                 parent_tool_use_id: get_str(v, "parent_tool_use_id").map(str::to_string),
+                replay: get_bool(v, "isReplay").unwrap_or(false),
                 content: content_items(message)
                     .map(|items| items.iter().map(user_block).collect())
                     .unwrap_or_else(|| {
@@ -312,8 +273,11 @@ pub(super) fn from_value(v: &Value) -> Msg {
             })
         }
         "result" => Msg::Result(result_from_value(v)),
-        other => Msg::Other {
-            kind: other.to_string(),
+        other => match super::control::from_value(other, v) {
+            Some(c) => Msg::Control(c),
+            None => Msg::Other {
+                kind: other.to_string(),
+            },
         },
     }
 }

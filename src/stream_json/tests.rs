@@ -111,6 +111,7 @@ fn parses_user_tool_results_and_text() {
         m,
         Msg::User(User {
             parent_tool_use_id: None,
+            replay: false,
             content: vec![
                 UserBlock::ToolResult(ToolResult {
                     tool_use_id: "t1".into(),
@@ -132,6 +133,7 @@ fn parses_user_tool_results_and_text() {
         m,
         Msg::User(User {
             parent_tool_use_id: None,
+            replay: false,
             content: vec![UserBlock::Text("hello".into())]
         })
     );

@@ -11,6 +11,7 @@ mod adopt;
 pub mod config;
 mod export;
 pub mod isolation;
+pub mod permissions;
 mod queue;
 mod record;
 mod run;
@@ -25,7 +26,7 @@ use tokio::sync::{mpsc, watch, Notify};
 
 use crate::log_warn;
 use crate::nvim::editor::Editor;
-use crate::nvim::encode::record_value;
+use crate::nvim::encode::{json_to_msgpack, record_value};
 use crate::process::spawn;
 use crate::store::Store;
 use crate::task::{now_ms, Status, TaskOptions, TaskRecord};
@@ -70,6 +71,8 @@ struct Shared {
     revision: std::sync::atomic::AtomicU64,
     written: Mutex<HashMap<TaskKey, u64>>,
     owner: (i32, u64),
+    /// The files with unsaved changes in this backend's editor (canonical paths).
+    unsaved: Mutex<Vec<String>>,
 }
 
 struct State {
@@ -96,6 +99,8 @@ struct Entry {
     lock: Option<nix::fcntl::Flock<std::fs::File>>,
     /// Another live backend runs this task; we only watch its record and transcript.
     foreign: bool,
+    /// While we own its running CLI: its stdin and what it has open (`permissions::watch`).
+    control: Option<Arc<Mutex<permissions::watch::Control>>>,
 }
 
 impl Entry {
@@ -108,6 +113,7 @@ impl Entry {
             active: false,
             lock: None,
             foreign: false,
+            control: None,
         }
     }
 
@@ -170,6 +176,7 @@ impl Supervisor {
                 revision: std::sync::atomic::AtomicU64::new(0),
                 written: Mutex::new(HashMap::new()),
                 owner,
+                unsaved: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -210,6 +217,30 @@ impl Supervisor {
             (Value::from("task"), record_value(&self.shared.store, rec)),
         ]);
         let _ = self.shared.events.send(ev);
+    }
+
+    /// A request of the CLI now waits for the user: `permission`, with the request.
+    fn emit_permission(&self, rec: &TaskRecord, request: &crate::task::Pending) {
+        let request = serde_json::to_value(request).map_or(Value::Nil, json_to_msgpack);
+        let ev = Value::Map(vec![
+            (Value::from("type"), Value::from("permission")),
+            (Value::from("task"), record_value(&self.shared.store, rec)),
+            (Value::from("request"), request),
+        ]);
+        let _ = self.shared.events.send(ev);
+    }
+
+    /// Applies `f` to the task's record and writes it, from a request (on the blocking pool);
+    /// None when the task is not in the table.
+    fn modify(&self, key: &TaskKey, f: impl FnOnce(&mut TaskRecord)) -> Option<TaskRecord> {
+        let (rev, rec) = {
+            let st = self.state();
+            let entry = st.tasks.get(key)?;
+            entry.record.send_modify(f);
+            (self.next_revision(), entry.rec())
+        };
+        self.persist_revision(key, rev, &rec);
+        Some(rec)
     }
 
     fn persist(&self, rec: &TaskRecord) {
@@ -671,7 +702,7 @@ impl Supervisor {
     }
 }
 
-fn no_task(cwd: &str, id: u64) -> String {
+pub(crate) fn no_task(cwd: &str, id: u64) -> String {
     format!("no task #{id} in {cwd}")
 }
 

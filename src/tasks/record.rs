@@ -57,6 +57,8 @@ pub(super) fn finish_run(
     };
     r.error = error;
     r.process = None;
+    // Nothing waits any more: the CLI that asked is gone.
+    r.pending.clear();
     r.duration_ms = Some(r.runs.iter().filter_map(|x| x.duration_ms).sum());
     r.cost_usd = r.runs.iter().map(|x| x.cost_usd).sum();
     r.num_turns = r.runs.iter().map(|x| x.num_turns).sum();

@@ -1,16 +1,21 @@
-//! One run of a task: its prompt written, the CLI spawned, waited for (or cancelled) and its
-//! record finished from what the transcript says.
+//! One run of a task: its prompt written, the CLI spawned with its stdin FIFO, the prompt sent
+//! as a stream-json message, the CLI's requests watched, and the CLI ended when it is idle (or
+//! cancelled: interrupted first, then the signal ladder); its record finished from what the
+//! transcript says.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
+use super::permissions::watch::{lock, Control, Watcher};
 use super::record::{apply_result, finish_run, outcome};
 use super::{wait_true, Entry, Supervisor, TaskKey};
+use crate::cli::control::{self, Stdin};
 use crate::cli::invoke::{self, SessionArg};
 use crate::process::reaper::Exit;
-use crate::process::spawn::{Process, SpawnConfig};
-use crate::store::{Store, TaskDir};
+use crate::process::spawn::{Process, SpawnConfig, SpawnError};
+use crate::store::{make_fifo, Store, TaskDir};
 use crate::stream_json::summary::{summarize, RunSummary};
 use crate::task::{now_ms, ProcessInfo, Run, Status};
 use crate::{log_info, log_warn};
@@ -35,8 +40,16 @@ impl Supervisor {
         let Some(process) = self.spawn_cli(key, &run).await else {
             return;
         };
-        let exit = self.wait_for_exit(&process, &mut run.cancel).await;
-        self.finish(key, &run, exit).await;
+        let watcher = self.start_control(key, &run, &prompt, &process).await;
+        let (exit, ended_idle) = self
+            .wait_for_exit(&process, &watcher, &mut run.cancel)
+            .await;
+        // Everything the CLI wrote is read before the record says how the run ended.
+        watcher.finish().await;
+        if let Some(e) = self.state().tasks.get_mut(key) {
+            e.control = None;
+        }
+        self.finish(key, &run, exit, ended_idle).await;
     }
 
     /// Writes the prompt and publishes the run; None when the run ended already (the prompt
@@ -121,20 +134,35 @@ impl Supervisor {
     /// then failed, with the reason in the record and in `stderr.log`).
     async fn spawn_cli(&self, key: &TaskKey, run: &Prepared) -> Option<Process> {
         let n = run.n;
+        let fifo = run.dir.stdin_fifo();
+        let made = {
+            let fifo = fifo.clone();
+            tokio::task::spawn_blocking(move || make_fifo(&fifo))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+        };
         let cfg = SpawnConfig {
             argv: run.argv.clone(),
             cwd: self.run_cwd(key),
-            stdin: run.prompt_file.clone(),
+            stdin: fifo,
+            stdin_fifo: true,
             stdout: run.dir.transcript(),
             stderr: run.dir.stderr(),
             env_remove: vec!["CLAUDECODE".into()],
             env: vec![],
         };
-        let spawned = Process::spawn(&cfg);
-        // The prompt was only written, not synced: the CLI reads it from the page cache, and an
-        // fsync here took 0.3-1.8 ms before every spawn. It is made durable while the CLI starts,
-        // before the record that says the run started (the record has only its title).
-        let synced = tokio::task::spawn_blocking(move || Store::sync_file(&cfg.stdin)).await;
+        let spawned = match made {
+            Ok(()) => Process::spawn(&cfg),
+            Err(e) => Err(SpawnError::Io {
+                what: "cannot make the CLI's stdin".into(),
+                err: std::io::Error::other(e),
+            }),
+        };
+        // The prompt's record was only written, not synced: it is made durable while the CLI
+        // starts, before the record that says the run started (the record has only its title).
+        let prompt_file = run.prompt_file.clone();
+        let synced = tokio::task::spawn_blocking(move || Store::sync_file(&prompt_file)).await;
         if let Ok(Err(e)) = synced {
             log_warn!("task #{}: {e}", key.1);
         }
@@ -172,23 +200,93 @@ impl Supervisor {
         Some(process)
     }
 
-    /// The CLI's exit, or its cancel when one is asked for; then no process of its tree is left.
-    async fn wait_for_exit(&self, process: &Process, cancel: &mut watch::Receiver<bool>) -> Exit {
+    /// Opens the CLI's stdin, writes the handshake and the prompt (on the blocking pool, not
+    /// waited for: a long prompt waits there until the CLI reads it), and starts watching the
+    /// CLI's requests.
+    async fn start_control(
+        &self,
+        key: &TaskKey,
+        run: &Prepared,
+        prompt: &str,
+        process: &Process,
+    ) -> Watcher {
+        let dir = run.dir.clone();
+        let opened = tokio::task::spawn_blocking(move || Stdin::open(&dir, false))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+        let control = Arc::new(Mutex::new(Control::new(opened)));
+        if let Some(e) = self.state().tasks.get_mut(key) {
+            e.control = Some(control.clone());
+        }
+        let (c, id, text) = (control.clone(), key.1, prompt.to_string());
+        let init = format!("ct-init-{}", process.pid);
+        tokio::task::spawn_blocking(move || {
+            let mut c = lock(&c);
+            c.sent = 1;
+            let sent = c
+                .write(&control::initialize(&init))
+                .and_then(|()| c.write(&control::user_message(&text)));
+            if let Err(e) = sent {
+                log_warn!("task #{id}: cannot send the prompt: {e}");
+            }
+        });
+        self.watch_control(key, &run.dir, run.transcript_offset, control)
+    }
+
+    /// The CLI's exit: by itself, ended by us once it is idle (then the flag is true), or
+    /// cancelled. Then no process of its tree is left.
+    async fn wait_for_exit(
+        &self,
+        process: &Process,
+        watcher: &Watcher,
+        cancel: &mut watch::Receiver<bool>,
+    ) -> (Exit, bool) {
+        let mut idle = watcher.idle.clone();
         let exit = tokio::select! {
-            exit = process.wait() => exit,
-            _ = wait_true(cancel) => {
-                // Read now, not at spawn: shutdown shortens it.
+            exit = process.wait() => (exit, false),
+            _ = wait_true(cancel) => (self.cancel_live(process, watcher).await, false),
+            _ = wait_true(&mut idle) => {
                 let grace = self.state().config.cancel_grace;
-                process.cancel(grace).await
+                (process.end_idle(grace).await, true)
             }
         };
         process.kill_leftovers();
         exit
     }
 
-    /// Finishes the run's record from what its part of the transcript says.
-    async fn finish(&self, key: &TaskKey, run: &Prepared, exit: Exit) {
+    /// Cancel: the protocol's `interrupt` first (the CLI stops its tools and withdraws its
+    /// requests within ms, then it is idle and ends), the signal ladder when that does not
+    /// bring it to an end within the grace time.
+    async fn cancel_live(&self, process: &Process, watcher: &Watcher) -> Exit {
+        // Read now, not at spawn: shutdown shortens it.
+        let grace = self.state().config.cancel_grace;
+        let c = watcher.control.clone();
+        let wrote = tokio::time::timeout(
+            grace,
+            tokio::task::spawn_blocking(move || lock(&c).interrupt()),
+        )
+        .await;
+        if let Ok(Ok(Ok(()))) = wrote {
+            let mut idle = watcher.idle.clone();
+            tokio::select! {
+                exit = process.wait() => return exit,
+                _ = wait_true(&mut idle) => return process.end_idle(grace).await,
+                _ = tokio::time::sleep(grace) => {}
+            }
+        }
+        process.cancel(grace).await
+    }
+
+    /// Finishes the run's record from what its part of the transcript says. A CLI that our
+    /// SIGTERM ended because it was idle exits as its last result says (as it does when its
+    /// stdin ends); any other end (it crashed first) stays as it was.
+    async fn finish(&self, key: &TaskKey, run: &Prepared, exit: Exit, ended_idle: bool) {
         let (summary, cancelled) = self.run_ended(key, &run.dir, run.transcript_offset).await;
+        let by_our_term = matches!(exit, Exit::Signal(15) | Exit::Code(143));
+        let exit = match (&summary.result, ended_idle && by_our_term) {
+            (Some(r), true) => Exit::Code(i32::from(r.is_error)),
+            _ => exit,
+        };
         let (status, error) = outcome(&summary, Some(exit), cancelled);
         let rec = self
             .update(key, |r| {

@@ -60,6 +60,9 @@ struct Inner {
     out: Arc<Mutex<Out>>,
     log: Option<Mutex<File>>,
     replay: bool,
+    /// `--fake-raw` (the raw file is the whole output) and `--fake-silent-hang` (nothing at
+    /// all): nothing is answered or echoed.
+    quiet: bool,
     cli: Cli,
     t0: Instant,
 }
@@ -84,7 +87,8 @@ impl Control {
                 cv: Condvar::new(),
                 out,
                 log,
-                replay: o.replay,
+                replay: o.replay && o.raw.is_none() && !o.silent_hang,
+                quiet: o.raw.is_some() || o.silent_hang,
                 cli: o.cli,
                 t0: Instant::now(),
             }),
@@ -212,6 +216,9 @@ impl Control {
     /// Our answer to a control request of the driver: success with `response` (none: no
     /// `response` key, as the real CLI answers an interrupt), or an error.
     fn respond(&self, out: &mut Out, request_id: &str, result: Result<Option<Value>, String>) {
+        if self.inner.quiet {
+            return;
+        }
         let inner = match result {
             Ok(Some(r)) => json!({"subtype": "success", "request_id": request_id, "response": r}),
             Ok(None) => json!({"subtype": "success", "request_id": request_id}),
@@ -336,6 +343,9 @@ impl Control {
                 self.state().mode = Some(mode.clone());
                 let mut out = lock(&self.inner.out);
                 self.respond(&mut out, &id, Ok(Some(json!({ "mode": mode }))));
+                if self.inner.quiet {
+                    return;
+                }
                 let sid = out.ctx.sid.clone();
                 out.echo(&format!(
                     r#"{{"type":"system","subtype":"status","status":null,"permissionMode":{},"uuid":{},"session_id":{}}}"#,

@@ -288,6 +288,10 @@ fn run(o: &Opts, args: &[String]) -> Result<(), String> {
     }
 
     if let Some(path) = &o.raw {
+        // An interrupt stops it as SIGINT does (the interruption appended).
+        if let Some(c) = &control {
+            c.set_legacy(true);
+        }
         copy_raw(&out, path, o.raw_chunk.unwrap_or(64 * 1024), o.delay_ms)?;
         return finish(&out, o);
     }

@@ -1,0 +1,355 @@
+//! Permission requests and questions, drawn under the tool call they are about while they wait
+//! (a Bash command, a Write as a diff against the file on disk, an Edit's old -> new, the
+//! questions and their options, any other tool's input), then folded to one line that says what
+//! was decided and by whom, from the echo of the answer in the transcript.
+
+use std::borrow::Cow;
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::diff::unified;
+use super::doc::Kind;
+use super::tools::{tool_summary, Ask, ToolGroup};
+use super::{sanitize, Open, Renderer};
+use crate::stream_json::control::{CanUseTool, Control, ControlResponse, RequestKind};
+use crate::text::{cut_chars, one_line};
+
+/// Longest body of a request, in lines; the rest is counted.
+const MAX_BODY: usize = 200;
+/// Longest line of a request's body, in characters.
+const LINE_CHARS: usize = 400;
+/// Requests drawn on their own (no open tool call to put them under) whose answer may come.
+const MAX_LONE_ASKS: usize = 64;
+/// Largest file read to diff a Write against.
+pub const MAX_DIFF_FILE: u64 = 1024 * 1024;
+
+/// Reads a file of the project for a request's diff (the view gives the renderer one: the
+/// renderer itself does no I/O). None: no such file, or not readable as text.
+pub type FileReader = Box<dyn Fn(&Path) -> Option<String> + Send + Sync>;
+
+impl Renderer {
+    pub(super) fn control(&mut self, c: &Control) {
+        match c {
+            Control::Request(r) => {
+                if let RequestKind::CanUseTool(req) = &r.kind {
+                    self.ask(&r.request_id, req);
+                }
+            }
+            Control::Cancel { request_id } => {
+                self.decided(request_id, |_| "  ■ request withdrawn".to_string());
+            }
+            Control::Response(resp) => {
+                let resp = resp.clone();
+                self.decided(&resp.request_id.clone(), move |ask| {
+                    decision_line(ask, &resp)
+                });
+            }
+        }
+    }
+
+    fn ask(&mut self, request_id: &str, req: &CanUseTool) {
+        let ask = Ask {
+            request_id: request_id.to_string(),
+            tool_name: req.tool_name.clone(),
+            questions: questions(&req.input)
+                .iter()
+                .map(|q| {
+                    (
+                        str_of(q, "question").to_string(),
+                        str_of(q, "header").to_string(),
+                    )
+                })
+                .collect(),
+            lines: self.request_lines(request_id, req),
+        };
+        if let (Some(id), Open::Tools(group)) = (&req.tool_use_id, &mut self.open) {
+            if let Some(i) = group.entries.iter().position(|e| e.id == *id) {
+                let e = &mut group.entries[i];
+                let keep = e.head_lines() + usize::from(e.sub.is_some());
+                e.ask = Some(ask);
+                redraw(&mut self.doc, group, i, keep);
+                return;
+            }
+        }
+        // No open call to put it under: on its own, its answer will follow it.
+        self.begin(Kind::Notice);
+        for l in &ask.lines {
+            self.doc.push_owned(l.clone());
+        }
+        if self.lone_asks.len() == MAX_LONE_ASKS {
+            self.lone_asks.pop_front();
+        }
+        self.lone_asks.push_back(Ask {
+            lines: Vec::new(),
+            ..ask
+        });
+    }
+
+    /// The request `request_id` was answered or withdrawn: its lines become `line(ask)`.
+    fn decided(&mut self, request_id: &str, line: impl FnOnce(&Ask) -> String) {
+        if let Open::Tools(group) = &mut self.open {
+            if let Some(i) = group
+                .entries
+                .iter()
+                .position(|e| e.ask.as_ref().is_some_and(|a| a.request_id == request_id))
+            {
+                let e = &mut group.entries[i];
+                let keep = e.head_lines() + usize::from(e.sub.is_some());
+                if let Some(ask) = e.ask.as_mut() {
+                    ask.lines = vec![line(ask)];
+                }
+                redraw(&mut self.doc, group, i, keep);
+                return;
+            }
+        }
+        let lone = self
+            .lone_asks
+            .iter()
+            .position(|a| a.request_id == request_id);
+        if let Some(ask) = lone.and_then(|i| self.lone_asks.remove(i)) {
+            self.begin(Kind::Notice);
+            self.doc.push_owned(line(&ask));
+        }
+        // Anything else (our hooks' answers, the CLI's answers to our own requests) is not
+        // shown.
+    }
+
+    fn relative<'a>(&self, path: &'a str) -> Cow<'a, str> {
+        if self.cwd.is_empty() {
+            return Cow::Borrowed(path);
+        }
+        match Path::new(path).strip_prefix(&self.cwd) {
+            Ok(rel) if !rel.as_os_str().is_empty() => Cow::Owned(rel.display().to_string()),
+            _ => Cow::Borrowed(path),
+        }
+    }
+
+    /// The lines a waiting request shows.
+    fn request_lines(&self, request_id: &str, req: &CanUseTool) -> Vec<String> {
+        let input = &req.input;
+        let tag = request_id.get(..8).unwrap_or(request_id);
+        let path = str_of(input, "file_path");
+        let shown_path = self.relative(path);
+        let head = match req.tool_name.as_str() {
+            "Bash" => "Run this command?".to_string(),
+            "Write" | "Edit" | "MultiEdit" => format!("{} {}?", req.tool_name, shown_path),
+            "NotebookEdit" => format!(
+                "Edit the notebook {}?",
+                self.relative(str_of(input, "notebook_path"))
+            ),
+            "AskUserQuestion" => "Claude asks:".to_string(),
+            "ExitPlanMode" => "Approve this plan?".to_string(),
+            other => format!("Allow {}?", one_line(other, 80)),
+        };
+        let mut lines = vec![sanitize(&format!("? {head}  [{tag}]")).into_owned()];
+        let mut body: Vec<String> = Vec::new();
+        let hook = req.decision_reason_type.as_deref() == Some("hook");
+        if let Some(reason) = &req.decision_reason {
+            if hook || req.decision_reason_type.as_deref() == Some("workingDir") {
+                body.push(format!("⚠ {}", one_line(reason, 200)));
+            }
+        }
+        match req.tool_name.as_str() {
+            "Bash" => {
+                let cmd = str_of(input, "command");
+                for (i, l) in cmd.split('\n').enumerate() {
+                    body.push(format!("{}{l}", if i == 0 { "$ " } else { "  " }));
+                }
+                if let Some(d) = req.description.as_deref().filter(|d| !d.is_empty()) {
+                    body.push(format!("# {}", one_line(d, 200)));
+                }
+            }
+            "Write" => {
+                let new = str_of(input, "content");
+                let old = self.files.as_ref().and_then(|read| read(Path::new(path)));
+                match old {
+                    Some(old) => {
+                        let d = unified(&old, new);
+                        if d.is_empty() {
+                            body.push("(the file already has this content)".into());
+                        }
+                        body.extend(d);
+                    }
+                    None => {
+                        body.push(format!("(new file, {} lines)", new.lines().count()));
+                        body.extend(new.lines().map(|l| format!("+{l}")));
+                    }
+                }
+            }
+            "Edit" => {
+                edit_diff(&mut body, input);
+                if input.get("replace_all").and_then(Value::as_bool) == Some(true) {
+                    body.push("(every occurrence)".into());
+                }
+            }
+            "MultiEdit" => {
+                let edits = input.get("edits").and_then(Value::as_array);
+                for e in edits.into_iter().flatten() {
+                    edit_diff(&mut body, e);
+                }
+            }
+            "NotebookEdit" => {
+                body.extend(str_of(input, "new_source").lines().map(|l| format!("+{l}")));
+            }
+            "AskUserQuestion" => {
+                for q in questions(input) {
+                    let header = str_of(q, "header");
+                    let many = q.get("multiSelect").and_then(Value::as_bool) == Some(true);
+                    body.push(format!(
+                        "{}{}{}",
+                        if header.is_empty() {
+                            String::new()
+                        } else {
+                            format!("{header}: ")
+                        },
+                        one_line(str_of(q, "question"), 200),
+                        if many { " (one or more)" } else { "" }
+                    ));
+                    let options = q.get("options").and_then(Value::as_array);
+                    for (i, o) in options.into_iter().flatten().enumerate() {
+                        let desc = str_of(o, "description");
+                        body.push(format!(
+                            "  {}. {}{}",
+                            i + 1,
+                            one_line(str_of(o, "label"), 100),
+                            if desc.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" — {}", one_line(desc, 150))
+                            }
+                        ));
+                    }
+                }
+            }
+            "ExitPlanMode" => body.extend(str_of(input, "plan").lines().map(str::to_string)),
+            _ => {
+                if let Some(map) = input.as_object() {
+                    for (k, v) in map {
+                        let v = match v {
+                            Value::String(s) => one_line(s, 200),
+                            other => one_line(&other.to_string(), 200),
+                        };
+                        body.push(format!("{k}: {v}"));
+                    }
+                }
+            }
+        }
+        let total = body.len();
+        for l in body.into_iter().take(MAX_BODY) {
+            let l = sanitize(&l);
+            lines.push(format!("  {}", cut_chars(l.trim_end(), LINE_CHARS)));
+        }
+        if total > MAX_BODY {
+            lines.push(format!(
+                "  … {} more lines (the whole request: :ClaudeTasks log)",
+                total - MAX_BODY
+            ));
+        }
+        lines.push(if req.tool_name == "AskUserQuestion" {
+            "  a answer · d decline".to_string()
+        } else {
+            "  a allow · A always · d deny · e edit".to_string()
+        });
+        // The group's lines are never blank.
+        for l in lines.iter_mut() {
+            if l.trim().is_empty() {
+                *l = "  ".to_string();
+            }
+        }
+        lines
+    }
+}
+
+fn redraw(doc: &mut super::doc::Doc, group: &ToolGroup, from: usize, keep: usize) {
+    Renderer::redraw_tools(doc, group, from, keep);
+}
+
+fn questions(input: &Value) -> &[Value] {
+    input
+        .get("questions")
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// An Edit's old -> new as a diff (of the strings: the file is not read).
+fn edit_diff(body: &mut Vec<String>, edit: &Value) {
+    let d = unified(str_of(edit, "old_string"), str_of(edit, "new_string"));
+    body.extend(d);
+}
+
+/// The one line a decided request becomes.
+fn decision_line(ask: &Ask, resp: &ControlResponse) -> String {
+    let who = resp.decided.as_ref();
+    let by = who.map_or("", |d| d.by.as_str());
+    let line = if resp.subtype == "error" {
+        format!(
+            "✗ not allowed: {}",
+            one_line(resp.error.as_deref().unwrap_or("error"), 200)
+        )
+    } else {
+        match resp.behavior() {
+            Some("allow") => match resp.updated_input() {
+                None => "✗ not allowed (an answer without the input)".to_string(),
+                Some(input) if ask.tool_name == "AskUserQuestion" => {
+                    let answers = input.get("answers").and_then(Value::as_object);
+                    let said: Vec<String> = answers
+                        .into_iter()
+                        .flatten()
+                        .map(|(q, a)| {
+                            let name = ask
+                                .questions
+                                .iter()
+                                .find(|(text, header)| text == q && !header.is_empty())
+                                .map_or(q.as_str(), |(_, header)| header.as_str());
+                            let a = a.as_str().map_or_else(|| a.to_string(), str::to_string);
+                            format!("{} = {}", one_line(name, 60), one_line(&a, 100))
+                        })
+                        .collect();
+                    format!("✓ answered: {}", said.join("; "))
+                }
+                Some(input) => match (by, who) {
+                    ("rule", Some(d)) => format!(
+                        "✓ allowed by rule {}",
+                        d.rule.as_deref().unwrap_or("(a rule)")
+                    ),
+                    (_, Some(d)) if d.rule.is_some() => format!(
+                        "✓ always: {}{}",
+                        d.rule.as_deref().unwrap_or(""),
+                        if d.scope.as_deref() == Some("project") {
+                            " (every task here)"
+                        } else {
+                            ""
+                        }
+                    ),
+                    (_, Some(d)) if d.edited => format!(
+                        "✓ allowed (edited): {}",
+                        tool_summary(&ask.tool_name, input)
+                    ),
+                    _ => "✓ allowed".to_string(),
+                },
+            },
+            Some("deny") => {
+                let msg = resp.message().unwrap_or("").trim();
+                let stopped = if resp.interrupts() {
+                    " and stopped"
+                } else {
+                    ""
+                };
+                if by == "policy" {
+                    format!("✗ denied{stopped} (permissions = \"deny\")")
+                } else if msg.is_empty() {
+                    format!("✗ denied{stopped}")
+                } else {
+                    format!("✗ denied{stopped}: {}", one_line(msg, 200))
+                }
+            }
+            _ => "✗ not allowed (an answer the CLI does not take)".to_string(),
+        }
+    };
+    format!("  {}", sanitize(&line))
+}
