@@ -24,9 +24,17 @@ const MAX_LONE_ASKS: usize = 64;
 /// Largest file read to diff a Write against.
 pub const MAX_DIFF_FILE: u64 = 1024 * 1024;
 
+/// A file as a request's diff sees it.
+pub enum FileText {
+    Missing,
+    Text(String),
+    /// There, but not shown as text (too large, not UTF-8, unreadable): why.
+    Unshown(String),
+}
+
 /// Reads a file of the project for a request's diff (the view gives the renderer one: the
-/// renderer itself does no I/O). None: no such file, or not readable as text.
-pub type FileReader = Box<dyn Fn(&Path) -> Option<String> + Send + Sync>;
+/// renderer itself does no I/O).
+pub type FileReader = Box<dyn Fn(&Path) -> FileText + Send + Sync>;
 
 impl Renderer {
     pub(super) fn control(&mut self, c: &Control) {
@@ -162,17 +170,27 @@ impl Renderer {
             }
             "Write" => {
                 let new = str_of(input, "content");
-                let old = self.files.as_ref().and_then(|read| read(Path::new(path)));
+                let old = match &self.files {
+                    Some(read) => read(Path::new(path)),
+                    None => FileText::Unshown("not read".into()),
+                };
                 match old {
-                    Some(old) => {
+                    FileText::Text(old) => {
                         let d = unified(&old, new);
                         if d.is_empty() {
                             body.push("(the file already has this content)".into());
                         }
                         body.extend(d);
                     }
-                    None => {
+                    FileText::Missing => {
                         body.push(format!("(new file, {} lines)", new.lines().count()));
+                        body.extend(new.lines().map(|l| format!("+{l}")));
+                    }
+                    FileText::Unshown(why) => {
+                        body.push(format!(
+                            "(replaces the file, {why}; new content: {} lines)",
+                            new.lines().count()
+                        ));
                         body.extend(new.lines().map(|l| format!("+{l}")));
                     }
                 }

@@ -13,6 +13,8 @@ pub struct Header<'a> {
     pub started_at_ms: u64,
     /// A worktree task's branch and worktree directory.
     pub worktree: Option<(&'a str, &'a str)>,
+    /// What happens to the CLI's permission requests (`ask` / `deny`).
+    pub permissions: Option<&'a str>,
 }
 
 pub struct Footer<'a> {
@@ -24,16 +26,20 @@ pub struct Footer<'a> {
 }
 
 impl Renderer {
-    /// `# #3 fix the test`, `cwd: … · started …`, `worktree: … · branch …` for a worktree task,
-    /// blank.
+    /// `# #3 fix the test`, `cwd: … · started … · permissions: ask`, `worktree: … · branch …`
+    /// for a worktree task, blank.
     pub fn header(&mut self, h: &Header) {
         self.close(false);
         self.blank_line();
         let name = one_line(h.name, 200);
         self.doc
             .push_owned(format!("# #{} {name}", h.id).trim_end().to_string());
+        let permissions = h
+            .permissions
+            .map(|p| format!(" · permissions: {p}"))
+            .unwrap_or_default();
         self.doc.push_owned(format!(
-            "cwd: {} · started {}",
+            "cwd: {} · started {}{permissions}",
             h.cwd,
             timefmt::utc(h.started_at_ms)
         ));

@@ -28,7 +28,7 @@ use doc::{hash_line, Doc, Kind, Mark, HASH_START};
 use text::{TextBlock, ThinkingBlock};
 use tools::{ToolEntry, ToolGroup, MAX_LATE_TOOLS};
 
-pub use ask::{FileReader, MAX_DIFF_FILE};
+pub use ask::{FileReader, FileText, MAX_DIFF_FILE};
 pub use frame::{Footer, Header};
 pub use sanitize::sanitize;
 pub use tools::tool_summary;

@@ -402,6 +402,7 @@ fn header_separator_and_footers() {
         cwd: "/home/me/proj",
         started_at_ms: 1_795_000_000_123,
         worktree: None,
+        permissions: None,
     });
     for l in fixture!("hello-stream-json").lines() {
         r.feed_line(&line(l.as_bytes()));

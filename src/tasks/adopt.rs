@@ -3,12 +3,17 @@
 //! mirrored while another live backend owns them. The owner lock decides which.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
 use super::export::export_markdown;
+use super::permissions::watch::{lock, Control};
 use super::record::{apply_result, end_run_at, finish_run, outcome};
+use super::run::interrupt_wait;
 use super::{wait_true, Entry, Supervisor, TaskKey};
+use crate::cli::control::{self, Stdin};
+use crate::process::stop;
 use crate::store::{Store, TaskDir};
 use crate::stream_json::summary::{summarize, RunSummary};
 use crate::task::{now_ms, ProcessInfo, Status, TaskRecord};
@@ -163,22 +168,7 @@ impl Supervisor {
         info: ProcessInfo,
         mut cancel: watch::Receiver<bool>,
     ) {
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
-        loop {
-            if !crate::process::proctree::is_alive(info.pid, info.start_time) {
-                break;
-            }
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = wait_true(&mut cancel) => {
-                    let grace = self.state().config.cancel_grace;
-                    crate::process::stop::cancel_foreign(info.pid, info.start_time, &info.marker, grace).await;
-                    break;
-                }
-            }
-        }
-        // Tool processes it left behind are ours to clean up, as after a run of our own.
-        crate::process::stop::kill_leftovers_of(info.pid, info.start_time, &info.marker);
+        // Its stdin is ours now: its open requests are still open, and answerable from here.
         let dir = self.shared.store.task_dir(&key.0, key.1);
         let offset = self
             .state()
@@ -186,6 +176,60 @@ impl Supervisor {
             .get(&key)
             .and_then(|e| e.record.borrow().current_run().map(|r| r.transcript_offset))
             .unwrap_or(0);
+        let d = dir.clone();
+        let opened = tokio::task::spawn_blocking(move || Stdin::open(&d, true))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+        if let Err(e) = &opened {
+            log_warn!("task #{}: cannot open its stdin again: {e}", key.1);
+        }
+        let mut control = Control::new(opened);
+        // Each run writes one message, its prompt (the CLI's echo of it is in the transcript).
+        control.sent = 1;
+        let control = Arc::new(Mutex::new(control));
+        if let Some(e) = self.state().tasks.get_mut(&key) {
+            e.control = Some(control.clone());
+        }
+        let watcher = self.watch_control(&key, &dir, offset, control);
+        let mut idle = watcher.idle.clone();
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
+        loop {
+            if !crate::process::proctree::is_alive(info.pid, info.start_time) {
+                break;
+            }
+            let grace = self.state().config.cancel_grace;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = wait_true(&mut cancel) => {
+                    let c = watcher.control.clone();
+                    let wrote = tokio::time::timeout(
+                        interrupt_wait(grace),
+                        tokio::task::spawn_blocking(move || lock(&c).interrupt()),
+                    )
+                    .await;
+                    let ended = matches!(wrote, Ok(Ok(Ok(())))) && tokio::select! {
+                        _ = wait_true(&mut idle) => true,
+                        _ = tokio::time::sleep(interrupt_wait(grace)) => false,
+                    };
+                    if ended {
+                        stop::end_idle_foreign(info.pid, info.start_time, &info.marker, grace).await;
+                    } else {
+                        stop::cancel_foreign(info.pid, info.start_time, &info.marker, grace).await;
+                    }
+                    break;
+                }
+                _ = wait_true(&mut idle) => {
+                    stop::end_idle_foreign(info.pid, info.start_time, &info.marker, grace).await;
+                    break;
+                }
+            }
+        }
+        watcher.finish().await;
+        if let Some(e) = self.state().tasks.get_mut(&key) {
+            e.control = None;
+        }
+        // Tool processes it left behind are ours to clean up, as after a run of our own.
+        stop::kill_leftovers_of(info.pid, info.start_time, &info.marker);
         let (summary, cancelled) = self.run_ended(&key, &dir, offset).await;
         let (status, error) = outcome(&summary, None, cancelled);
         let rec = self
@@ -287,8 +331,25 @@ impl Supervisor {
         };
         let grace = self.state().config.cancel_grace;
         tokio::spawn(async move {
-            crate::process::stop::cancel_foreign(info.pid, info.start_time, &info.marker, grace)
-                .await;
+            // The protocol's interrupt first: the owner then ends the idle CLI itself.
+            let d = dir.clone();
+            let interrupted = tokio::time::timeout(
+                interrupt_wait(grace),
+                tokio::task::spawn_blocking(move || {
+                    Stdin::open(&d, false)
+                        .and_then(|mut s| s.write_line(&control::interrupt("ct-int-foreign")))
+                }),
+            )
+            .await;
+            if matches!(interrupted, Ok(Ok(Ok(())))) {
+                let deadline = tokio::time::Instant::now() + interrupt_wait(grace);
+                while crate::process::proctree::is_alive(info.pid, info.start_time)
+                    && tokio::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+            stop::cancel_foreign(info.pid, info.start_time, &info.marker, grace).await;
         });
         Ok(rec)
     }

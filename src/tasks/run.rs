@@ -262,7 +262,7 @@ impl Supervisor {
         let grace = self.state().config.cancel_grace;
         let c = watcher.control.clone();
         let wrote = tokio::time::timeout(
-            grace,
+            interrupt_wait(grace),
             tokio::task::spawn_blocking(move || lock(&c).interrupt()),
         )
         .await;
@@ -271,7 +271,7 @@ impl Supervisor {
             tokio::select! {
                 exit = process.wait() => return exit,
                 _ = wait_true(&mut idle) => return process.end_idle(grace).await,
-                _ = tokio::time::sleep(grace) => {}
+                _ = tokio::time::sleep(interrupt_wait(grace)) => {}
             }
         }
         process.cancel(grace).await
@@ -344,6 +344,12 @@ impl Supervisor {
             self.emit("failed", &rec);
         }
     }
+}
+
+/// How long an interrupt is given to end the turn before the ladder: the CLI does it in
+/// 6-40 ms, and the ladder after it must still fit in the grace Neovim gives on quitting.
+pub(super) fn interrupt_wait(grace: std::time::Duration) -> std::time::Duration {
+    (grace / 2).min(std::time::Duration::from_secs(1))
 }
 
 fn append(path: &Path, data: &[u8]) -> std::io::Result<()> {

@@ -11,6 +11,7 @@ impl Supervisor {
     /// running, as with `on_exit = 'detach'`, so the next editor re-adopts them and nothing is
     /// lost.
     pub fn abandon(&self) {
+        self.forget_unsaved();
         let mut st = self.state();
         st.shutting_down = true;
         crate::log_info!(
@@ -22,6 +23,8 @@ impl Supervisor {
     /// Neovim closed the channel: apply `on_exit` and wait until every task this backend runs is
     /// settled (cancelled and reaped, or left running when detaching).
     pub async fn shutdown(&self) {
+        // This editor's unsaved files no longer protect anything.
+        self.forget_unsaved();
         let (policy, queued) = {
             let mut st = self.state();
             st.shutting_down = true;

@@ -2,7 +2,7 @@
 //! footers of the record's runs, parsing, rendering.
 
 use super::CHUNK;
-use crate::render::{Footer, Header, Renderer};
+use crate::render::{FileText, Footer, Header, Renderer};
 use crate::stream_json::reader::LineFeed;
 use crate::task::{Status, TaskRecord};
 use crate::transcript::framing::{Framer, LineRef, Piece, MAX_LINE};
@@ -96,7 +96,10 @@ impl Pipeline {
                 .worktree
                 .as_ref()
                 .map(|w| (w.branch.as_str(), w.path.as_str())),
+            permissions: Some(rec.options.permissions.as_str()),
         });
+        // A waiting Write request is shown as a diff against the file it would replace.
+        renderer.set_file_reader(Box::new(read_for_diff));
         Pipeline {
             renderer,
             cursor: RunCursor {
@@ -136,6 +139,28 @@ impl Pipeline {
         self.cursor.at_eof(rec, &mut self.renderer);
         footed != (self.cursor.footed, self.cursor.footed_runless)
     }
+}
+
+/// A file's text for a request's diff.
+fn read_for_diff(path: &std::path::Path) -> FileText {
+    use std::io::Read;
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return FileText::Missing,
+        Err(e) => return FileText::Unshown(format!("unreadable: {e}")),
+    };
+    if !f.metadata().is_ok_and(|m| m.is_file()) {
+        return FileText::Unshown("not a regular file".into());
+    }
+    let mut buf = Vec::new();
+    let max = crate::render::MAX_DIFF_FILE;
+    if let Err(e) = f.take(max + 1).read_to_end(&mut buf) {
+        return FileText::Unshown(format!("unreadable: {e}"));
+    }
+    if buf.len() as u64 > max {
+        return FileText::Unshown(format!("over {} KiB", max / 1024));
+    }
+    String::from_utf8(buf).map_or_else(|_| FileText::Unshown("not text".into()), FileText::Text)
 }
 
 /// Renders a whole transcript to lines, for `export_markdown`: a view's pipeline.
