@@ -84,10 +84,17 @@ impl Supervisor {
                 rec.status.as_str()
             ));
         }
-        let waiting = match &control {
+        // What the watcher shows, and what the record says (a re-adopting watcher may not have
+        // read the transcript yet: the record a crashed backend left is what the user sees).
+        let mut waiting = match &control {
             Some(c) => lock(c).waiting(),
-            None => rec.pending.clone(),
+            None => Vec::new(),
         };
+        for p in &rec.pending {
+            if !waiting.iter().any(|w| w.request_id == p.request_id) {
+                waiting.push(p.clone());
+            }
+        }
         let req = find(method, id, &waiting, request_id)?;
         let question = req.tool_name == "AskUserQuestion";
         match &what {
@@ -175,12 +182,13 @@ impl Supervisor {
                 let mut g = lock(c);
                 g.write(&line)
                     .map_err(|e| format!("{method}: cannot write to the CLI of task #{id}: {e}"))?;
-                if let Some(r) = g
+                match g
                     .open
                     .iter_mut()
                     .find(|r| r.pending.request_id == req.request_id)
                 {
-                    r.answered = true;
+                    Some(r) => r.answered = true,
+                    None => g.answered_early.push(req.request_id.clone()),
                 }
             }
             None => {

@@ -59,6 +59,9 @@ pub(crate) struct Control {
     hooks: Vec<HookCall>,
     /// tool_use_id -> the file (relative to the task) our hook made the CLI ask about.
     unsaved_by_tool: HashMap<String, String>,
+    /// Requests answered (from the record a crashed backend left) before this watcher read
+    /// them: they are neither shown nor answered again.
+    pub(crate) answered_early: Vec<String>,
     /// User messages we wrote in this run, and the CLI's echoes of them.
     pub(crate) sent: u64,
     replayed: u64,
@@ -350,7 +353,11 @@ impl Supervisor {
         let waiting = lock(control).waiting();
         if waiting != rec.pending {
             if let Some(rec) = self.update(key, |r| r.pending = waiting).await {
-                self.emit("updated", &rec);
+                // A new request is news of its own; anything else (an answer, a withdrawal)
+                // only changes the record.
+                if shown.is_empty() {
+                    self.emit("updated", &rec);
+                }
                 for p in &shown {
                     self.emit_permission(&rec, p);
                 }
@@ -383,7 +390,7 @@ impl Supervisor {
                 .map(|p| relative(&p, cwd));
             let reason = unsaved
                 .as_ref()
-                .map(|u| format!("⚠ you have unsaved changes in {u}"));
+                .map(|u| format!("you have unsaved changes in {u}"));
             let who = Decider {
                 by: "hook",
                 unsaved: unsaved.clone(),
