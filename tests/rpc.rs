@@ -10,8 +10,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    alive, ids_of, living, map, nice_of, read_pids, rendered, s, threads_of, wait_file, wait_gone,
-    World,
+    alive, ids_of, living, map, nice_of, poll, read_pids, rendered, s, threads_of, wait_file,
+    wait_gone, World,
 };
 use rmpv::Value;
 
@@ -179,7 +179,20 @@ async fn a_task_of_cli_2_1_332_outliving_its_backend_ends_with_its_cost() {
     b.signal(nix::sys::signal::Signal::SIGKILL);
     b.exit().await;
     assert!(alive(pids[0]), "the CLI must outlive its backend");
-    // The huge one ends with nobody watching.
+    // The huge one writes its result with nobody watching, and stays idle (no EOF reaches a
+    // CLI whose stdin is its FIFO); it dies before a backend comes back, to be settled from
+    // its transcript.
+    let transcript = w.root.join("state");
+    let orphan_transcript = find_transcript(&transcript, orphan);
+    assert!(
+        poll(3000, || tail_has_result(&orphan_transcript)).await,
+        "the orphan's result"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pids[1]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     wait_gone(&pids[1..]).await;
 
     let b2 = w.backend().await;
@@ -197,6 +210,30 @@ async fn a_task_of_cli_2_1_332_outliving_its_backend_ends_with_its_cost() {
         .starts_with("lorem ipsum"));
     assert!(done["result"].as_str().unwrap().starts_with("line 000001 "));
     b2.quit().await;
+}
+
+/// The transcript of task `id` under the state directory `state`.
+fn find_transcript(state: &std::path::Path, id: u64) -> std::path::PathBuf {
+    for project in std::fs::read_dir(state).unwrap().flatten() {
+        let t = project.path().join(id.to_string()).join("transcript.jsonl");
+        if t.exists() {
+            return t;
+        }
+    }
+    panic!("no transcript of #{id} under {}", state.display());
+}
+
+/// Whether the file's last line is a complete `result` line (2.1.332 writes `type` late).
+fn tail_has_result(path: &std::path::Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(4096)));
+    let mut tail = String::new();
+    let _ = f.read_to_string(&mut tail);
+    tail.ends_with("}\n") && tail.contains(r#""type":"result""#)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -47,6 +47,12 @@ CLI makes the next request step 1. Scenarios:
   cut                       streaming: the stream is cut (connection closed) after one delta;
                             non-streaming fallback: the full text. Partial text is not retracted.
   multi                     step 0: two Bash tool_uses (echo one / echo two); step 1: text.
+  bash2 [cmd=...] [cmd2=...]
+                            step 0: Bash cmd (default "touch one.txt"); step 1: Bash cmd2
+                            (default "touch two.txt"); step 2: text with both results.
+  ask                       step 0: AskUserQuestion "Which color should the button be?"
+                            (header Color, options Red / Blue); step 1: "Got the answer."
+                            and the tool_result (the answers).
   (none / unknown)          a short text answer naming the scenario it did not know.
 
 A request without tools (a "side" request such as title generation, only made when
@@ -364,6 +370,29 @@ def decide(conv: Conversation) -> Reply | ErrorReply:
             )
         title = {"write": "Write", "bash": "Bash", "longbash": "Long bash"}[name]
         return Reply([text_block(f"{title} step finished.\n{_result_summary(conv)}")], "end_turn")
+
+    if name == "bash2":
+        if step in (0, 1):
+            key, default = ("cmd", "touch one.txt") if step == 0 else ("cmd2", "touch two.txt")
+            return Reply(
+                [text_block(f"Step {step + 1}."),
+                 tool_block("Bash", {"command": p.get(key, default),
+                                     "description": f"Step {step + 1}"})],
+                "tool_use",
+            )
+        return Reply([text_block(f"Both steps finished.\n{_result_summary(conv)}")], "end_turn")
+
+    if name == "ask":
+        if step == 0:
+            question = {
+                "question": "Which color should the button be?",
+                "header": "Color",
+                "options": [{"label": "Red", "description": "A red button"},
+                            {"label": "Blue", "description": "A blue button"}],
+                "multiSelect": False,
+            }
+            return Reply([tool_block("AskUserQuestion", {"questions": [question]})], "tool_use")
+        return Reply([text_block(f"Got the answer.\n{_result_summary(conv)}")], "end_turn")
 
     if name == "multi":
         if step == 0:

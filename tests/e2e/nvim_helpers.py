@@ -103,7 +103,8 @@ _RECORDER = r"""
 _G.__e2e = { events = {}, notes = {} }
 vim.api.nvim_create_autocmd("User", {
   pattern = { "ClaudeTaskQueued", "ClaudeTaskStarted", "ClaudeTaskCompleted",
-              "ClaudeTaskFailed", "ClaudeTaskCancelled", "ClaudeTaskDone" },
+              "ClaudeTaskFailed", "ClaudeTaskCancelled", "ClaudeTaskDone",
+              "ClaudeTaskPermission" },
   callback = function(ev)
     table.insert(_G.__e2e.events, { pattern = ev.match, data = ev.data })
   end,

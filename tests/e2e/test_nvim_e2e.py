@@ -140,7 +140,9 @@ def test_write_with_accept_edits_creates_the_file(make_nvim, project_dir):
 @on_nvims()
 def test_write_denied_in_default_mode(make_nvim, project_dir):
     nv = make_nvim()
-    task_id = nv.start("SCENARIO:write make a file", permission_mode="default")
+    # permissions = "deny": nobody is asked, as `claude -p` alone would deny it.
+    task_id = nv.start("SCENARIO:write make a file", permission_mode="default",
+                       permissions="deny")
     data = nv.wait_done(task_id)
     # the model goes on after a denial: the task itself succeeds
     assert data["status"] == "completed", nv.diagnostics(task_id)
@@ -149,7 +151,8 @@ def test_write_denied_in_default_mode(make_nvim, project_dir):
     lines = nv.wait_footer(task_id)
     text = "\n".join(lines)
     call = next(i for i, ln in enumerate(lines) if ln.startswith("● Write("))
-    assert lines[call + 1].startswith("  ✗ "), lines  # the tool's error result, under it
+    assert lines[call + 2].startswith("  ✗ "), lines  # the tool's error result, under it
+    assert lines[call + 1] == '  ✗ denied (permissions = "deny")', lines
     denials = [ln for ln in lines if "permission denied: Write(" in ln]
     assert len(denials) == 1, text
     assert "hello.txt" in denials[0]

@@ -26,7 +26,7 @@ fn render_chunked(data: &[u8], cuts: &[usize], max_line: usize) -> Vec<String> {
         cwd: "/p",
         started_at_ms: 0,
         worktree: None,
-        permissions: None,
+        permissions: Some("ask"),
     });
     let mut f = claude_tasks::transcript::framing::Framer::new(max_line, 0);
     let mut lines = Vec::new();

@@ -1,0 +1,127 @@
+"""Permission requests with the real CLI (each pinned version) against the mock Messages API,
+answered in a headless Neovim the way a user does: the output buffer's keys, the commands,
+``vim.ui.select`` for a question. The backend gives the CLI a stdin FIFO and speaks its control
+protocol; these tests check that the CLI really does what was answered."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nvim_helpers import ChildNvim, on_nvims
+
+
+@pytest.fixture
+def make_nvim(cli_editors, claude_home, mock_server, tmp_path):
+    import nvim_helpers
+
+    def make(setup: dict | None = None) -> ChildNvim:
+        env = nvim_helpers.nvim_env(claude_home, mock_server.url, tmp_path / "xdg")
+        return cli_editors.new(env=env, **(setup or {}))
+
+    return make
+
+
+def wait_asked(nv: ChildNvim, task_id: int, n: int = 1) -> dict:
+    """Waits for the n-th ``User ClaudeTaskPermission`` of the task; its data."""
+    nv.wait_for(f"#_G.__e2e.of(..., 'ClaudeTaskPermission') >= {n}", task_id,
+                what=f"request #{n} of task {task_id}")
+    return nv.events(task_id, "ClaudeTaskPermission")[n - 1]["data"]
+
+
+def press(nv: ChildNvim, task_id: int, keys: str) -> None:
+    """Types ``keys`` in the task's output window (opened and focused first)."""
+    nv.command(f"ClaudeTasks open {task_id}")
+    nv.lua("vim.api.nvim_win_set_cursor(0, { vim.api.nvim_buf_line_count(0), 0 })")
+    nv.nvim.input(keys)
+
+
+@on_nvims()
+def test_a_write_allowed_from_the_buffer_key_writes_the_file(make_nvim, project_dir):
+    nv = make_nvim({"open": "split"})
+    task_id = nv.start("SCENARIO:write make a file", permission_mode="default")
+    data = wait_asked(nv, task_id)
+    assert data["tool_name"] == "Write"
+    assert data["input"]["file_path"] == str(project_dir / "hello.txt")
+    assert data["input"]["content"] == "hello from the mock\n"
+    nv.wait_line(task_id, "^%? Write hello%.txt%?  %[%x+%]$", "the request in the buffer")
+    nv.wait_line(task_id, "^  %+hello from the mock$", "the new content as a diff")
+    press(nv, task_id, "a")
+    done = nv.wait_done(task_id)
+    assert done["status"] == "completed", nv.diagnostics(task_id)
+    assert (project_dir / "hello.txt").read_text() == "hello from the mock\n"
+    lines = nv.wait_footer(task_id)
+    call = next(i for i, ln in enumerate(lines) if ln.startswith("● Write("))
+    assert lines[call + 1] == "  ✓ allowed", lines
+    assert lines[call + 2].startswith("  ⎿ File created successfully"), lines
+    assert "tool_result is_error=False" in "\n".join(lines)
+
+
+@on_nvims()
+def test_a_write_denied_from_the_buffer_writes_nothing_and_says_why(make_nvim, project_dir):
+    nv = make_nvim({"open": "split"})
+    task_id = nv.start("SCENARIO:write make a file", permission_mode="default")
+    wait_asked(nv, task_id)
+    nv.lua("vim.ui.input = function(_, cb) cb('not in this file') end")
+    press(nv, task_id, "d")
+    done = nv.wait_done(task_id)
+    assert done["status"] == "completed", nv.diagnostics(task_id)
+    assert not (project_dir / "hello.txt").exists()
+    lines = nv.wait_footer(task_id)
+    text = "\n".join(lines)
+    assert "  ✗ denied: not in this file" in lines, lines
+    # The model got the reason as the tool's error.
+    assert "tool_result is_error=True: not in this file" in text, text
+
+
+@on_nvims()
+def test_bash_allowed_always_runs_the_next_command_without_asking(make_nvim, project_dir):
+    nv = make_nvim({"open": "split"})
+    task_id = nv.start('SCENARIO:bash2 cmd="touch one.txt" cmd2="touch two.txt"',
+                       permission_mode="default")
+    data = wait_asked(nv, task_id)
+    assert data["input"]["command"] == "touch one.txt"
+    assert data["rule"] == "Bash(touch one.txt:*)" or data["rule"] == "Bash(touch:*)"
+    nv.lua(
+        "_G.__shown = {}; vim.ui.input = function(o, cb) _G.__shown.rule = o.default;"
+        " cb('Bash(touch:*)') end;"
+        " vim.ui.select = function(items, o, cb) _G.__shown.scope = o.format_item(items[1]);"
+        " cb(items[1]) end")
+    nv.command(f"ClaudeTasks always {task_id}")
+    done = nv.wait_done(task_id)
+    assert done["status"] == "completed", nv.diagnostics(task_id)
+    assert (project_dir / "one.txt").exists() and (project_dir / "two.txt").exists()
+    # Asked once: the rule answered the second command.
+    assert len(nv.events(task_id, "ClaudeTaskPermission")) == 1
+    assert nv.lua("return _G.__shown.scope") == f"only in task #{task_id}"
+    lines = nv.wait_footer(task_id)
+    assert "  ✓ always: Bash(touch:*)" in lines, lines
+    assert "  ✓ allowed by rule Bash(touch:*)" in lines, lines
+    rules = nv.lua("return require('claude-tasks').rules({ id = ... })", task_id)
+    assert rules == [{"rule": "Bash(touch:*)", "scope": "task", "id": task_id}]
+
+
+@on_nvims()
+def test_a_question_answered_through_vim_ui_select_reaches_the_model(
+        make_nvim, mock_server):
+    nv = make_nvim({"open": "split"})
+    task_id = nv.start("SCENARIO:ask which color", permission_mode="default")
+    data = wait_asked(nv, task_id)
+    assert data["tool_name"] == "AskUserQuestion"
+    nv.wait_line(task_id, "^  Color: Which color should the button be%?$", "the question")
+    nv.wait_line(task_id, "^    2%. Blue — A blue button$", "its options")
+    nv.lua(
+        "_G.__prompts = {}; vim.ui.select = function(items, o, cb)"
+        " table.insert(_G.__prompts, o.prompt);"
+        " for _, it in ipairs(items) do if it.label == 'Blue' then return cb(it) end end end")
+    press(nv, task_id, "a")
+    done = nv.wait_done(task_id)
+    assert done["status"] == "completed", nv.diagnostics(task_id)
+    assert nv.lua("return _G.__prompts") == ["Color: Which color should the button be?"]
+    lines = nv.wait_footer(task_id)
+    assert "  ✓ answered: Color = Blue" in lines, lines
+    # The model's next request carries the answer in the tool's result.
+    last = mock_server.message_requests()[-1]
+    body = json.dumps(last["body"]["messages"][-1])
+    assert "Which color should the button be?" in body and "Blue" in body, body
