@@ -509,34 +509,30 @@ fn an_interrupt_stops_a_hanging_turn_and_the_process_stays() {
 
 #[test]
 fn requests_have_the_real_clis_shape() {
-    // The keys of a can_use_tool request for Write, as 2.1.197 wrote it
-    // (control-permission-allow in the shared fixtures).
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/claude-cli-2.1.197/control-permission-allow/stdout.jsonl");
-    let shared =
-        Path::new("/work/shared/fixtures/claude-cli-2.1.197/control-permission-allow/stdout.jsonl");
-    let path = if fixture.exists() {
-        fixture
-    } else {
-        shared.to_path_buf()
-    };
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!("skipped: no fixture at {}", path.display());
-        return;
-    };
-    let real: Value = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["request"]["subtype"] == "can_use_tool")
-        .expect("a can_use_tool line");
-    let mut f = Fake::start("default", &[]);
-    f.tools(json!([{"name": "Write", "input": {"file_path": "hello.txt", "content": "hi\n"}}]));
-    let ours = f.request();
-    let keys = |v: &Value| {
-        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
-        k.sort();
-        k
-    };
-    assert_eq!(keys(&ours), keys(&real));
-    assert_eq!(keys(&ours["request"]), keys(&real["request"]));
+    // The keys of a can_use_tool request for Write, as each pinned CLI wrote it with the
+    // backend's flags (tests/e2e/control_recipes.py).
+    for (version, flag) in [
+        ("2.1.197", "--fake-cli-version=2.1.197"),
+        ("2.1.332", "--fake-cli-version=2.1.332"),
+    ] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+            "tests/fixtures/claude-cli-{version}/control-permission-allow/stdout.jsonl"
+        ));
+        let text = std::fs::read_to_string(&path).expect("the recorded run");
+        let real: Value = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["request"]["subtype"] == "can_use_tool")
+            .expect("a can_use_tool line");
+        let mut f = Fake::start("default", &[flag]);
+        f.tools(json!([{"name": "Write", "input": {"file_path": "hello.txt", "content": "hi\n"}}]));
+        let ours = f.request();
+        let keys = |v: &Value| {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        assert_eq!(keys(&ours), keys(&real), "{version}");
+        assert_eq!(keys(&ours["request"]), keys(&real["request"]), "{version}");
+    }
 }

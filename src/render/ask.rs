@@ -371,3 +371,244 @@ fn decision_line(ask: &Ask, resp: &ControlResponse) -> String {
     };
     format!("  {}", sanitize(&line))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Renderer;
+    use super::FileText;
+    use crate::testutil::line;
+    use serde_json::{json, Value};
+
+    /// Renders `lines` (JSON values), one update per line as a live buffer takes them.
+    fn render_with(r: &mut Renderer, lines: &[Value]) -> Vec<String> {
+        let mut buf = Vec::new();
+        for l in lines {
+            r.feed_line(&line(l.to_string().as_bytes()));
+            if let Some(u) = r.take_update() {
+                u.apply_to(&mut buf);
+            }
+        }
+        buf
+    }
+
+    fn render(lines: &[Value]) -> Vec<String> {
+        render_with(&mut Renderer::new(), lines)
+    }
+
+    fn init() -> Value {
+        json!({"type": "system", "subtype": "init", "cwd": "/p", "session_id": "s",
+               "model": "m", "permissionMode": "default"})
+    }
+
+    fn tool_use(id: &str, name: &str, input: Value) -> Value {
+        json!({"type": "assistant", "message": {"id": "msg", "role": "assistant",
+               "content": [{"type": "tool_use", "id": id, "name": name, "input": input}]}})
+    }
+
+    fn request(rid: &str, tool_use_id: &str, name: &str, input: Value) -> Value {
+        json!({"type": "control_request", "request_id": rid, "request": {
+            "subtype": "can_use_tool", "tool_name": name, "input": input,
+            "tool_use_id": tool_use_id, "permission_suggestions": []}})
+    }
+
+    fn echo(rid: &str, response: Value, ours: Value) -> Value {
+        json!({"claude_tasks": ours, "type": "control_response",
+               "response": {"subtype": "success", "request_id": rid, "response": response}})
+    }
+
+    fn result_line(id: &str, text: &str) -> Value {
+        json!({"type": "user", "message": {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": id, "content": text}]}})
+    }
+
+    const RID: &str = "43ba1187-f9f7-480d-8bc1-8caace58423a";
+
+    #[test]
+    fn a_bash_request_waits_under_its_call_then_says_what_was_decided() {
+        let cmd = json!({"command": "npm test\nnpm run lint", "description": "Run the tests"});
+        let mut req = request(RID, "t1", "Bash", cmd.clone());
+        req["request"]["description"] = json!("Run the tests");
+        let asked = [init(), tool_use("t1", "Bash", cmd.clone()), req];
+        let lines = render(&asked);
+        assert_eq!(
+            lines[2..],
+            [
+                "● Bash(npm test…)",
+                "? Run this command?  [43ba1187]",
+                "  $ npm test",
+                "    npm run lint",
+                "  # Run the tests",
+                "  a allow · A always · d deny · e edit",
+            ]
+        );
+        let cases = [
+            (
+                json!({"behavior": "allow", "updatedInput": cmd}),
+                json!({"by": "user"}),
+                "  ✓ allowed",
+            ),
+            (
+                json!({"behavior": "allow", "updatedInput": {"command": "npm test -- --ci"}}),
+                json!({"by": "user", "edited": true}),
+                "  ✓ allowed (edited): Bash(npm test -- --ci)",
+            ),
+            (
+                json!({"behavior": "allow", "updatedInput": cmd}),
+                json!({"by": "user", "rule": "Bash(npm:*)", "scope": "project"}),
+                "  ✓ always: Bash(npm:*) (every task here)",
+            ),
+            (
+                json!({"behavior": "allow", "updatedInput": cmd}),
+                json!({"by": "rule", "rule": "Bash(npm test:*)", "scope": "task"}),
+                "  ✓ allowed by rule Bash(npm test:*)",
+            ),
+            (
+                json!({"behavior": "deny", "message": "not now"}),
+                json!({"by": "user"}),
+                "  ✗ denied: not now",
+            ),
+            (
+                json!({"behavior": "deny", "message": "x", "interrupt": true}),
+                json!({"by": "user"}),
+                "  ✗ denied and stopped: x",
+            ),
+            (
+                json!({"behavior": "deny", "message": "x"}),
+                json!({"by": "policy"}),
+                "  ✗ denied (permissions = \"deny\")",
+            ),
+            (
+                json!({"behavior": "allow"}),
+                json!({"by": "user"}),
+                "  ✗ not allowed (an answer without the input)",
+            ),
+        ];
+        for (response, ours, want) in cases {
+            let mut all = asked.to_vec();
+            all.push(echo(RID, response, ours));
+            all.push(result_line("t1", "ok"));
+            let lines = render(&all);
+            assert_eq!(lines[2..], ["● Bash(npm test…)", want, "  ⎿ ok"], "{want}");
+        }
+        // Withdrawn by an interrupt.
+        let mut all = asked.to_vec();
+        all.push(json!({"type": "control_cancel_request", "request_id": RID}));
+        assert_eq!(render(&all)[3], "  ■ request withdrawn");
+    }
+
+    #[test]
+    fn a_write_is_a_diff_against_the_file_on_disk() {
+        let input = json!({"file_path": "/p/src/lib.rs", "content": "fn a() {}\nfn b() {}\n"});
+        let lines = [
+            init(),
+            tool_use("t1", "Write", input.clone()),
+            request(RID, "t1", "Write", input.clone()),
+        ];
+        let mut r = Renderer::new();
+        r.set_file_reader(Box::new(|p| {
+            assert_eq!(p, std::path::Path::new("/p/src/lib.rs"));
+            FileText::Text("fn a() {}\n".into())
+        }));
+        let shown = render_with(&mut r, &lines);
+        assert_eq!(
+            shown[3..],
+            [
+                "? Write src/lib.rs?  [43ba1187]",
+                "  @@ -1 +1,2 @@",
+                "   fn a() {}",
+                "  +fn b() {}",
+                "  a allow · A always · d deny · e edit",
+            ]
+        );
+        let mut r = Renderer::new();
+        r.set_file_reader(Box::new(|_| FileText::Missing));
+        assert_eq!(render_with(&mut r, &lines)[4], "  (new file, 2 lines)");
+        let mut r = Renderer::new();
+        r.set_file_reader(Box::new(|_| FileText::Unshown("over 1024 KiB".into())));
+        assert!(render_with(&mut r, &lines)[4].starts_with("  (replaces the file, over 1024 KiB"));
+    }
+
+    #[test]
+    fn an_edit_an_unsaved_file_and_a_question() {
+        let edit = json!({"file_path": "/p/a.rs", "old_string": "x\ny", "new_string": "x\nz"});
+        let mut req = request(RID, "t1", "Edit", edit.clone());
+        req["request"]["decision_reason"] = json!("you have unsaved changes in a.rs");
+        req["request"]["decision_reason_type"] = json!("hook");
+        let lines = render(&[init(), tool_use("t1", "Edit", edit), req]);
+        assert_eq!(
+            lines[3..],
+            [
+                "? Edit a.rs?  [43ba1187]",
+                "  ⚠ you have unsaved changes in a.rs",
+                "  @@ -1,2 +1,2 @@",
+                "   x",
+                "  -y",
+                "  +z",
+                "  a allow · A always · d deny · e edit",
+            ]
+        );
+        let q = json!({"questions": [{"question": "Which color?", "header": "Color",
+            "multiSelect": true, "options": [{"label": "Red", "description": "warm"},
+            {"label": "Blue", "description": ""}]}]});
+        let asked = [
+            init(),
+            tool_use("t2", "AskUserQuestion", q.clone()),
+            request(RID, "t2", "AskUserQuestion", q.clone()),
+        ];
+        assert_eq!(
+            render(&asked)[3..],
+            [
+                "? Claude asks:  [43ba1187]",
+                "  Color: Which color? (one or more)",
+                "    1. Red — warm",
+                "    2. Blue",
+                "  a answer · d decline",
+            ]
+        );
+        let mut answered = q.clone();
+        answered["answers"] = json!({"Which color?": "Red, Blue"});
+        let mut all = asked.to_vec();
+        all.push(echo(
+            RID,
+            json!({"behavior": "allow", "updatedInput": answered}),
+            json!({"by": "user"}),
+        ));
+        assert_eq!(render(&all)[3], "  ✓ answered: Color = Red, Blue");
+    }
+
+    #[test]
+    fn escapes_never_reach_the_buffer_and_a_lone_request_is_answered_below() {
+        let evil = json!({"command": "echo \u{1b}[31mred\u{1b}[0m\u{7}"});
+        // No tool call to put it under (the call was not in the transcript).
+        let lines = render(&[
+            init(),
+            request(RID, "nowhere", "Bash", evil.clone()),
+            echo(
+                RID,
+                json!({"behavior": "deny", "message": "no \u{1b}[2J"}),
+                json!({"by": "user"}),
+            ),
+        ]);
+        for l in &lines {
+            assert!(!l.contains('\u{1b}') && !l.contains('\u{7}'), "{l:?}");
+        }
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("  $ echo ") && l.contains("red")),
+            "{lines:#?}"
+        );
+        assert!(
+            lines.last().unwrap().starts_with("  ✗ denied: no "),
+            "{lines:#?}"
+        );
+        // The echo of a user message we wrote, and answers to our own requests, show nothing.
+        let quiet = render(&[
+            init(),
+            json!({"type": "user", "isReplay": true, "message": {"role": "user", "content": "[Request interrupted by user] trick"}}),
+            json!({"type": "control_response", "response": {"subtype": "success", "request_id": "ct-int-1"}}),
+            json!({"type": "control_request", "request_id": "h", "request": {"subtype": "hook_callback", "callback_id": "x", "input": {}}}),
+        ]);
+        assert_eq!(quiet, ["model: m · permission: default"]);
+    }
+}

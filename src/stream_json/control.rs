@@ -216,3 +216,158 @@ pub fn request_input_at(path: &std::path::Path, offset: u64, max: u64) -> Result
         .cloned()
         .ok_or_else(|| "the request has no input".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream_json::{parse_bytes, Msg};
+    use crate::testutil::fixtures;
+
+    fn controls(stdout: &[u8]) -> Vec<Control> {
+        stdout
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .filter_map(|l| match parse_bytes(l) {
+                Msg::Control(c) => Some(c),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// What the backend relies on, in the runs recorded with its own flags on every pinned CLI
+    /// (tests/e2e/control_recipes.py): the requests' fields, our key in the echoes, the
+    /// withdrawal of a waiting request, the echo of an answer given twice only once.
+    #[test]
+    fn the_recorded_control_runs_say_what_the_backend_reads() {
+        let runs: Vec<_> = fixtures()
+            .into_iter()
+            .filter(|(n, _)| n.contains("/control-"))
+            .collect();
+        let versions: std::collections::HashSet<&str> = runs
+            .iter()
+            .filter_map(|(n, _)| n.split('/').next())
+            .collect();
+        assert!(versions.len() >= 2, "{versions:?}");
+        for (name, stdout) in &runs {
+            let c = controls(stdout);
+            let asks: Vec<&CanUseTool> = c
+                .iter()
+                .filter_map(|x| match x {
+                    Control::Request(ControlRequest {
+                        kind: RequestKind::CanUseTool(r),
+                        ..
+                    }) => Some(r),
+                    _ => None,
+                })
+                .collect();
+            let echoes: Vec<&ControlResponse> = c
+                .iter()
+                .filter_map(|x| match x {
+                    Control::Response(r) if r.decided.is_some() => Some(r),
+                    _ => None,
+                })
+                .collect();
+            for a in &asks {
+                assert!(!a.tool_name.is_empty() && a.input.is_object(), "{name}");
+                assert!(a.tool_use_id.is_some(), "{name}");
+            }
+            let scenario = name.split('/').nth(1).unwrap_or_default();
+            match scenario {
+                "control-permission-allow" => {
+                    assert_eq!(asks[0].tool_name, "Write", "{name}");
+                    let hooks = c.iter().filter(|x| matches!(x, Control::Request(ControlRequest { kind: RequestKind::HookCallback(h), .. }) if h.callback_id == "claude_tasks_unsaved" && h.tool_name == "Write")).count();
+                    assert_eq!(hooks, 1, "{name}");
+                    let user: Vec<_> = echoes
+                        .iter()
+                        .filter(|e| e.decided.as_ref().unwrap().by == "user")
+                        .collect();
+                    assert_eq!(user.len(), 1, "{name}");
+                    assert_eq!(user[0].behavior(), Some("allow"));
+                    assert!(user[0].updated_input().is_some());
+                }
+                "control-permission-edited" => {
+                    let e = echoes[0].decided.as_ref().unwrap();
+                    assert!(e.edited, "{name}");
+                    let r = echoes[1].decided.as_ref().unwrap();
+                    assert_eq!(
+                        (r.by.as_str(), r.rule.as_deref(), r.scope.as_deref()),
+                        ("rule", Some("Bash(touch:*)"), Some("task")),
+                        "{name}"
+                    );
+                }
+                "control-permission-unsaved-hook" => {
+                    assert_eq!(
+                        asks[0].decision_reason_type.as_deref(),
+                        Some("hook"),
+                        "{name}"
+                    );
+                    assert_eq!(
+                        asks[0].decision_reason.as_deref(),
+                        Some("you have unsaved changes in hello.txt")
+                    );
+                    let hook = echoes
+                        .iter()
+                        .find(|e| e.decided.as_ref().unwrap().by == "hook");
+                    assert_eq!(
+                        hook.and_then(|h| h.decided.as_ref()?.unsaved.clone())
+                            .as_deref(),
+                        Some("hello.txt")
+                    );
+                }
+                "control-permission-question" => {
+                    assert_eq!(asks[0].tool_name, "AskUserQuestion", "{name}");
+                    assert!(asks[0].suggestions.is_empty());
+                }
+                "control-interrupt-waiting" => {
+                    let Some(Control::Cancel { request_id }) =
+                        c.iter().find(|x| matches!(x, Control::Cancel { .. }))
+                    else {
+                        panic!("{name}: no withdrawal");
+                    };
+                    assert!(c
+                        .iter()
+                        .any(|x| matches!(x, Control::Request(r) if r.request_id == *request_id)));
+                    assert!(echoes.is_empty(), "{name}");
+                }
+                "control-answer-twice" => assert_eq!(echoes.len(), 1, "{name}"),
+                "control-permission-deny" => {
+                    assert_eq!(echoes[0].behavior(), Some("deny"), "{name}");
+                    assert!(echoes[0].message().is_some());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn odd_control_lines_are_still_understood_as_far_as_they_go() {
+        let p = |s: &str| parse_bytes(s.as_bytes());
+        // Fields of the wrong type read as absent; nothing is lost or panics.
+        let Msg::Control(Control::Request(r)) =
+            p(r#"{"request":{"subtype":"can_use_tool","tool_name":5},"type":"control_request"}"#)
+        else {
+            panic!("not a request");
+        };
+        assert_eq!(r.request_id, "");
+        assert!(
+            matches!(r.kind, RequestKind::CanUseTool(ref c) if c.tool_name.is_empty() && c.input.is_null())
+        );
+        assert!(matches!(
+            p(r#"{"type":"control_request","request":{"subtype":"set_model"}}"#),
+            Msg::Control(Control::Request(ControlRequest { kind: RequestKind::Other(ref s), .. })) if s == "set_model"
+        ));
+        let Msg::Control(Control::Response(r)) =
+            p(r#"{"type":"control_response","response":null,"claude_tasks":"user"}"#)
+        else {
+            panic!("not a response");
+        };
+        assert!(r.decided.is_none() && r.behavior().is_none());
+        assert!(matches!(
+            p(r#"{"type":"control_cancel_request"}"#),
+            Msg::Control(Control::Cancel { .. })
+        ));
+        assert!(may_matter(br#"{"x":1,"type":"control_request"}"#));
+        assert!(may_matter(br#"{"isReplay":true}"#));
+        assert!(!may_matter(br#"{"type":"stream_event","event":{}}"#));
+    }
+}

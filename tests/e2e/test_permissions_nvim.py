@@ -125,3 +125,60 @@ def test_a_question_answered_through_vim_ui_select_reaches_the_model(
     last = mock_server.message_requests()[-1]
     body = json.dumps(last["body"]["messages"][-1])
     assert "Which color should the button be?" in body and "Blue" in body, body
+
+
+# ---------------------------------------------------------------------------------------------
+# With the fake CLI (target/debug/fake-claude): durability and what reaches the screen
+
+
+def fake_steps(*steps: dict) -> str:
+    return "fake-tools: " + json.dumps(list(steps))
+
+
+@on_nvims()
+def test_a_waiting_task_survives_an_editor_restart_with_detach_and_is_answered(
+        editors, fake, project_dir):
+    import helpers
+
+    a = editors.new(on_exit="detach", open="split", cmd=[str(fake)])
+    task_id = a.start("wait for me\n" + fake_steps(
+        {"name": "Bash", "input": {"command": "touch after-restart"}}))
+    wait_asked(a, task_id)
+    cli = a.task_pid(task_id)
+    editors.keep_an_eye_on(cli)
+    editors.quit(a)
+    # No backend, no editor: the CLI still waits, its request open (no EOF reached it).
+    assert helpers.pid_alive(cli)
+    assert not (project_dir / "after-restart").exists()
+
+    b = editors.new(open="split", cmd=[str(fake)])
+    b.lua("require('claude-tasks').list()")
+    data = wait_asked(b, task_id)
+    assert data["input"]["command"] == "touch after-restart"
+    assert b.lua("return require('claude-tasks').statusline()") == "? 1"
+    b.command(f"ClaudeTasks allow {task_id}")
+    helpers.wait_for(lambda: (project_dir / "after-restart").exists(), 30,
+                     "the allowed command to run")
+    helpers.wait_for(lambda: not helpers.pid_alive(cli), 30, "the idle CLI to be ended")
+    rec = b.wait_for("(function(id) local t = require('claude-tasks').get(id);"
+                     " return t.status == 'completed' and t end)(...)", task_id)
+    assert rec["pending"] == []
+
+
+@on_nvims()
+def test_terminal_escapes_in_a_request_reach_neither_the_buffer_nor_the_notification(
+        editors, fake):
+    nv = editors.new(open="split", cmd=[str(fake)])
+    evil = "echo \x1b[31mred\x1b[0m \x07bell\x1b]0;title\x07"
+    task_id = nv.start("escapes\n" + fake_steps({"name": "Bash", "input": {"command": evil}}))
+    wait_asked(nv, task_id)
+    nv.wait_line(task_id, "^%? Run this command%?", "the request in the buffer")
+    lines = nv.buffer_lines(task_id)
+    assert not any("\x1b" in ln or "\x07" in ln for ln in lines), lines
+    assert any(ln.startswith("  $ echo ") and "red" in ln for ln in lines), lines
+    nv.wait_for("#_G.__e2e.notes > 0")
+    notes = [n["msg"] for n in nv.notes()]
+    assert notes and all("\x1b" not in m and "\x07" not in m and "\n" not in m for m in notes)
+    assert any("asks: Bash(echo" in m for m in notes), notes
+    nv.command(f"ClaudeTasks deny {task_id} no escapes")
+    assert nv.wait_done(task_id)["status"] == "completed"

@@ -121,16 +121,17 @@ rules = []  # {rule, scope, id?, cwd}
 def pending_request(method, rec, a):
     pend = rec.get("pending") or []
     if rec["status"] != "running":
-        raise RpcError("%s: task %d is %s" % (method, rec["id"], rec["status"]))
+        raise RpcError("%s: task #%d is %s; there is nothing to answer" % (
+            method, rec["id"], rec["status"]))
     if not pend:
-        raise RpcError("%s: task %d has no pending request" % (method, rec["id"]))
+        raise RpcError("%s: task #%d has no pending request" % (method, rec["id"]))
     rid = a.get("request_id")
     if rid is None:
         return pend[0]
     for r in pend:
         if r["request_id"] == rid or r["request_id"].startswith(rid):
             return r
-    raise RpcError("%s: task %d has no pending request '%s' (pending: %s)" % (
+    raise RpcError("%s: task #%d has no pending request '%s' (pending: %s)" % (
         method, rec["id"], rid, ", ".join(r["request_id"][:8] for r in pend)))
 
 
@@ -220,7 +221,7 @@ def handle(method, params):
         key = find(method, a, cwd)
         req = pending_request(method, tasks[key], a)
         if req["tool_name"] != "AskUserQuestion":
-            raise RpcError("answer: request %s of task %d is a %s request, not a question" % (
+            raise RpcError("answer: request %s of task #%d is a %s request, not a question" % (
                 req["request_id"][:8], key[1], req["tool_name"]))
         return settle(key, req, {"behavior": "answer", "answers": a.get("answers")})
     if method == "rules":

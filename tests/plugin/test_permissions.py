@@ -289,12 +289,12 @@ def test_lua_api_checks_its_arguments_and_reports_backend_errors(child, fake_bac
     r = child.lua("return { require('claude-tasks').answer(1, {}) }")
     assert r[1].startswith("claude-tasks: answer(): 'answers' must be a table")
     r = child.lua("return { require('claude-tasks').allow(1) }")
-    assert r == [None, "claude-tasks: allow: task 1 has no pending request"]
+    assert r == [None, "claude-tasks: allow: task #1 has no pending request"]
     make_wait(child, 1, BASH)
     r = child.lua("return { require('claude-tasks').allow(1, { request_id = 'zzz' }) }")
-    assert r[1] == "claude-tasks: allow: task 1 has no pending request 'zzz' (pending: 43ba1187)"
+    assert r[1] == "claude-tasks: allow: task #1 has no pending request 'zzz' (pending: 43ba1187)"
     r = child.lua("return { require('claude-tasks').answer(1, { q = 'a' }) }")
-    assert r[1] == ("claude-tasks: answer: request 43ba1187 of task 1 is a Bash request,"
+    assert r[1] == ("claude-tasks: answer: request 43ba1187 of task #1 is a Bash request,"
                     " not a question")
     rec = child.lua("return require('claude-tasks').allow(1, { request_id = '43ba' })")
     assert rec["pending"] == [] and answers(child, 1)[-1]["request_id"] == BASH["request_id"]
