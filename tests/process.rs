@@ -78,6 +78,7 @@ fn config(dir: &TempDir, fake_args: &[&str], prompt: &[u8]) -> SpawnConfig {
         cwd: dir.path("proj"),
         stdin: dir.path("prompt-1.txt"),
         stdin_fifo: false,
+        stdin_preload: vec![],
         stdout: dir.path("transcript.jsonl"),
         stderr: dir.path("stderr.log"),
         env_remove: vec!["CLAUDECODE".into()],

@@ -174,6 +174,11 @@ impl Stdin {
         self.write_raw(&buf)
     }
 
+    /// Writes `bytes` as they are, holding the lock (the rest of lines begun before the spawn).
+    pub fn write_bytes(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.write_raw(bytes)
+    }
+
     fn write_raw(&mut self, bytes: &[u8]) -> Result<(), String> {
         let _lock = lock_exclusive(&self.lock).map_err(|e| e.to_string())?;
         self.file.write_all(bytes).map_err(|e| match e.kind() {

@@ -46,6 +46,11 @@ pub struct SpawnConfig {
     pub stdin: PathBuf,
     /// `stdin` is a FIFO (checked by `store::open_fifo`), opened read-write for the child.
     pub stdin_fifo: bool,
+    /// With `stdin_fifo`: bytes put in the FIFO before the child starts, the first it reads
+    /// (the FIFO's buffer is grown to hold them where the system allows). Once the child runs
+    /// they are its, so a backend that dies right after the spawn loses nothing; what did not
+    /// fit is in `Process::stdin_rest`, for the caller to write.
+    pub stdin_preload: Vec<u8>,
     /// Opened `O_APPEND | O_CREAT`, mode 0600: several runs of a task append to one transcript.
     pub stdout: PathBuf,
     /// Same as `stdout`.
@@ -136,6 +141,8 @@ pub struct Process {
     pub start_time: u64,
     /// `CLAUDE_TASKS_TASK=<hex>`, the exact environment entry given to the child.
     pub marker: String,
+    /// What of `SpawnConfig::stdin_preload` did not fit in the FIFO before the spawn.
+    pub stdin_rest: Vec<u8>,
     pub(super) exit: watch::Receiver<Option<Exit>>,
 }
 
@@ -157,11 +164,18 @@ impl Process {
         };
         let resolved = resolve_program(program, &cfg.cwd, effective_path(cfg).as_deref())?;
 
+        let mut stdin_rest = Vec::new();
         let stdin = if cfg.stdin_fifo {
-            open_fifo(&cfg.stdin, FifoAccess::ReadWrite).map_err(|e| SpawnError::Io {
+            let f = open_fifo(&cfg.stdin, FifoAccess::ReadWrite).map_err(|e| SpawnError::Io {
                 what: "cannot open the CLI's stdin".into(),
                 err: std::io::Error::other(e.to_string()),
-            })?
+            })?;
+            let put = preload(&f, &cfg.stdin_preload).map_err(|err| SpawnError::Io {
+                what: "cannot write the CLI's first input".into(),
+                err,
+            })?;
+            stdin_rest = cfg.stdin_preload[put..].to_vec();
+            f
         } else {
             File::open(&cfg.stdin).map_err(|err| SpawnError::Io {
                 what: format!("cannot open the prompt file '{}'", cfg.stdin.display()),
@@ -221,6 +235,7 @@ impl Process {
             // never matches a real start time, so nothing is mistaken for this process.
             start_time: start_time.unwrap_or(0),
             marker,
+            stdin_rest,
             exit,
         })
     }
@@ -239,6 +254,41 @@ impl Process {
     pub async fn wait(&self) -> Exit {
         reaper::wait_on(self.exit.clone()).await
     }
+}
+
+/// Puts what fits of `bytes` in the FIFO `f` (open for reading and writing, nobody reading yet),
+/// growing its buffer first; returns how many bytes went in. Never blocks.
+fn preload(f: &File, bytes: &[u8]) -> std::io::Result<usize> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use std::io::Write;
+    if bytes.is_empty() {
+        return Ok(0);
+    }
+    // Above the system's limit (pipe-max-size, 1 MiB by default) this fails: what does not fit
+    // is written after the spawn.
+    let want = i32::try_from(bytes.len()).unwrap_or(i32::MAX);
+    let _ = fcntl(f, FcntlArg::F_SETPIPE_SZ(want));
+    let flags = OFlag::from_bits_truncate(fcntl(f, FcntlArg::F_GETFL)?);
+    fcntl(f, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    let mut put = 0;
+    let mut w = f;
+    let result = loop {
+        match w.write(&bytes[put..]) {
+            Ok(0) => break Ok(put),
+            Ok(n) => {
+                put += n;
+                if put == bytes.len() {
+                    break Ok(put);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break Ok(put),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    // The file description is the child's stdin: blocking again, as a program expects.
+    fcntl(f, FcntlArg::F_SETFL(flags))?;
+    result
 }
 
 /// Why a directory cannot be a task's working directory. `Display` ends the sentence that

@@ -37,10 +37,10 @@ impl Supervisor {
         let Some(mut run) = self.prepare(key, &prompt).await else {
             return;
         };
-        let Some(process) = self.spawn_cli(key, &run).await else {
+        let Some(process) = self.spawn_cli(key, &run, &prompt).await else {
             return;
         };
-        let watcher = self.start_control(key, &run, &prompt, &process).await;
+        let watcher = self.start_control(key, &run, &process).await;
         let (exit, ended_idle) = self
             .wait_for_exit(&process, &watcher, &mut run.cancel)
             .await;
@@ -132,7 +132,7 @@ impl Supervisor {
 
     /// Starts the run's CLI and records its process; None when it could not start (the run
     /// then failed, with the reason in the record and in `stderr.log`).
-    async fn spawn_cli(&self, key: &TaskKey, run: &Prepared) -> Option<Process> {
+    async fn spawn_cli(&self, key: &TaskKey, run: &Prepared, prompt: &str) -> Option<Process> {
         let n = run.n;
         let fifo = run.dir.stdin_fifo();
         let made = {
@@ -147,6 +147,14 @@ impl Supervisor {
             cwd: self.run_cwd(key),
             stdin: fifo,
             stdin_fifo: true,
+            // The handshake and the prompt are in the FIFO before the CLI starts: a backend
+            // that dies right after the spawn cannot lose them.
+            stdin_preload: format!(
+                "{}\n{}\n",
+                control::initialize(&format!("ct-init-{n}")),
+                control::user_message(prompt)
+            )
+            .into_bytes(),
             stdout: run.dir.transcript(),
             stderr: run.dir.stderr(),
             env_remove: vec!["CLAUDECODE".into()],
@@ -200,16 +208,10 @@ impl Supervisor {
         Some(process)
     }
 
-    /// Opens the CLI's stdin, writes the handshake and the prompt (on the blocking pool, not
-    /// waited for: a long prompt waits there until the CLI reads it), and starts watching the
-    /// CLI's requests.
-    async fn start_control(
-        &self,
-        key: &TaskKey,
-        run: &Prepared,
-        prompt: &str,
-        process: &Process,
-    ) -> Watcher {
+    /// Opens the CLI's stdin, writes what of the handshake and the prompt did not fit in the
+    /// FIFO before the spawn (on the blocking pool, not waited for: a long prompt waits there
+    /// until the CLI reads it), and starts watching the CLI's requests.
+    async fn start_control(&self, key: &TaskKey, run: &Prepared, process: &Process) -> Watcher {
         let dir = run.dir.clone();
         let opened = tokio::task::spawn_blocking(move || Stdin::open(&dir, false))
             .await
@@ -218,18 +220,15 @@ impl Supervisor {
         if let Some(e) = self.state().tasks.get_mut(key) {
             e.control = Some(control.clone());
         }
-        let (c, id, text) = (control.clone(), key.1, prompt.to_string());
-        let init = format!("ct-init-{}", process.pid);
-        tokio::task::spawn_blocking(move || {
-            let mut c = lock(&c);
-            c.sent = 1;
-            let sent = c
-                .write(&control::initialize(&init))
-                .and_then(|()| c.write(&control::user_message(&text)));
-            if let Err(e) = sent {
-                log_warn!("task #{id}: cannot send the prompt: {e}");
-            }
-        });
+        lock(&control).sent = 1;
+        if !process.stdin_rest.is_empty() {
+            let (c, id, rest) = (control.clone(), key.1, process.stdin_rest.clone());
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = lock(&c).write_raw(&rest) {
+                    log_warn!("task #{id}: cannot send the prompt: {e}");
+                }
+            });
+        }
         self.watch_control(key, &run.dir, run.transcript_offset, control)
     }
 

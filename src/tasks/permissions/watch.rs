@@ -94,6 +94,17 @@ impl Control {
         }
     }
 
+    /// Writes bytes that end a line already begun (the rest of a prompt).
+    pub(crate) fn write_raw(&mut self, bytes: &[u8]) -> Result<(), String> {
+        match self.stdin.as_mut() {
+            Some(s) => s.write_bytes(bytes),
+            None => Err(self
+                .stdin_error
+                .clone()
+                .unwrap_or_else(|| "the CLI's stdin is not open".into())),
+        }
+    }
+
     /// Writes the protocol's `interrupt`.
     pub(crate) fn interrupt(&mut self) -> Result<(), String> {
         self.interrupts += 1;
