@@ -13,7 +13,7 @@ Options (also see scripts/bench.sh):
     --runs N          runs per metric (default 5; at least 5 for recorded results)
     --quick           small sizes and 3 runs, to try the harness (not for BENCHMARKS.md)
     --only A,B        only these groups: stream, respond, latency, memory, startup, cancel,
-                      statusline, view (the output window visible in a UI)
+                      statusline, view (the output window visible in a UI), permissions
     --nvim PATH       the Neovim to measure (default: .deps nvim 0.11, else 0.10.4, else PATH)
     --peer-timeout S  cap of one run of the Lua peer (default 60 s)
     --sizes A,B       line counts of the streaming runs (default 100000,1000000)
@@ -817,6 +817,84 @@ class Bench:
                      fmt="%.2f", note="%d lines per run" % count)
         self.res.add("latency", "line latency max at 10 lines/s", "ms", maxs, fmt="%.2f")
 
+    # -- permission requests -------------------------------------------------------------------
+
+    def permissions_run(self, steps, mode):
+        """One task of fake-claude making `steps` tool calls in permission mode `mode`: its
+        control log (CLOCK_MONOTONIC ns) and what Neovim saw (the same clock)."""
+        nv = Nvim(self.nvim, self.tmp, "perm")
+        log_path = os.path.join(nv.tmp, "control.jsonl")
+        try:
+            nv.setup(cmd=[FAKE, "--fake-control-log=" + log_path], open="split",
+                     permission_mode=mode)
+            nv.lua("_G.BPM = dofile(...)", os.path.join(HERE, "lua/permissions.lua"))
+            prompt = "bench permissions\nfake-tools: " + json.dumps(steps)
+            if not nv.lua("return BPM.start(...)", prompt):
+                raise RuntimeError("start failed: %r" % nv.lua("return BPM.result()"))
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                r = nv.lua("return BPM.result()")
+                if r["done"]:
+                    break
+                time.sleep(0.05)
+            else:
+                raise RuntimeError("the task did not end: %r" % r)
+            if r["status"] != "completed" or r["errors"]:
+                raise RuntimeError("permissions run failed: %r" % r)
+            with open(log_path) as f:
+                events = [json.loads(ln) for ln in f if ln.strip()]
+            return r, events
+        finally:
+            nv.close()
+
+    def bench_permissions(self):
+        n = 10 if self.quick else 20
+        log("== permission requests: %d per run" % n)
+        fire, shown, answer, hook = [], [], [], []
+        for i in range(self.runs):
+            log("  run %d/%d" % (i + 1, self.runs))
+            bash = [{"name": "Bash", "input": {"command": "touch bench-%d" % k}} for k in range(n)]
+            r, events = self.permissions_run(bash, "default")
+            if not r["visible"]:
+                raise RuntimeError("the output window was not visible")
+            asked = {e["request_id"][:8]: e["t_ns"] for e in events
+                     if e["event"] == "request" and e["subtype"] == "can_use_tool"}
+            read = {e["request_id"][:8]: e["t_ns"] for e in events if e["event"] == "answer"}
+            f, d, a = [], [], []
+            for tag, t_req in asked.items():
+                seen = r["by_tag"].get(tag)
+                if not seen or not seen.get("drawn") or tag not in read:
+                    raise RuntimeError("request %s was not seen whole: %r" % (tag, seen))
+                f.append((seen["fired"] - t_req) / 1e6)
+                d.append((max(seen["fired"], seen["drawn"]) - t_req) / 1e6)
+                a.append((read[tag] - seen["answered"]) / 1e6)
+            fire.append(pct(f, 99))
+            shown.append(pct(d, 99))
+            answer.append(pct(a, 99))
+            # The unsaved-files hook on every edit, in acceptEdits (nothing is unsaved: it lets
+            # each Write through): what it adds to the tool call.
+            writes = [{"name": "Write", "input": {"file_path": "w-%d.txt" % k, "content": "x\n"}}
+                      for k in range(n)]
+            _, events = self.permissions_run(writes, "acceptEdits")
+            sent = {e["request_id"]: e["t_ns"] for e in events
+                    if e["event"] == "request" and e["subtype"] == "hook_callback"}
+            got = {e["request_id"]: e["t_ns"] for e in events if e["event"] == "answer"}
+            if len(sent) != n or set(sent) - set(got):
+                raise RuntimeError("hook callbacks not all answered: %d of %d" % (
+                    len(set(sent) & set(got)), n))
+            hook.append(pct([(got[k] - sent[k]) / 1e6 for k in sent], 99))
+        note = "%d requests per run" % n
+        self.res.add("permissions", "request written by the CLI → ClaudeTaskPermission fired, p99",
+                     "ms", fire, fmt="%.2f", note=note)
+        self.res.add("permissions", "request written by the CLI → event fired and the request "
+                     "drawn in the visible window, p99", "ms", shown, target=20, cmp="le",
+                     fmt="%.2f", note=note)
+        self.res.add("permissions", "answer given (allow()) → read by the CLI from its stdin, p99",
+                     "ms", answer, target=5, cmp="le", fmt="%.2f", note=note)
+        self.res.add("permissions", "an edit let through by the unsaved-files hook: added to the "
+                     "tool call, p99", "ms", hook, target=5, cmp="le", fmt="%.2f",
+                     note="%d Writes per run, acceptEdits" % n)
+
     # -- 4. memory -----------------------------------------------------------------------------
 
     def bench_memory(self):
@@ -1355,7 +1433,7 @@ def main():
         if not os.access(b, os.X_OK):
             sys.exit("bench: %s is missing; run `cargo build --release` (make bench does)" % b)
     all_groups = ["startup", "statusline", "cancel", "latency", "stream", "memory", "respond",
-                  "view"]
+                  "view", "permissions"]
     groups = [g for g in all_groups if not args.only or g in args.only.split(",")]
     unknown = [g for g in args.only.split(",") if g and g not in all_groups]
     if unknown:

@@ -337,43 +337,61 @@ impl Supervisor {
         dir: &TaskDir,
         control: &Arc<Mutex<Control>>,
     ) {
+        {
+            let c = lock(control);
+            let undecided = c.hooks.iter().any(|h| !h.answered)
+                || c.open.iter().any(|r| !r.shown && !r.answered);
+            if !undecided && c.waiting() == self.pending_of(key) {
+                return;
+            }
+        }
         let Some(rec) = self.state().tasks.get(key).map(|e| e.rec()) else {
             return;
         };
-        let project_rules = {
-            let store = self.shared.store.clone();
-            let cwd = key.0.clone();
-            tokio::task::spawn_blocking(move || store.project_rules(&cwd))
-                .await
-                .ok()
-                .and_then(|r| r.map_err(|e| log_warn!("{e}")).ok())
-                .unwrap_or_default()
-        };
         let (me, k, d, c) = (self.clone(), key.clone(), dir.clone(), control.clone());
-        let rules: Vec<(String, &'static str)> = rec
-            .rules
-            .iter()
-            .map(|r| (r.clone(), "task"))
-            .chain(project_rules.into_iter().map(|r| (r, "project")))
-            .collect();
+        let task_rules = rec.rules.clone();
         let permissions = rec.options.permissions;
-        let shown =
-            tokio::task::spawn_blocking(move || me.decide_open(&k, &d, &c, &rules, permissions))
-                .await
-                .unwrap_or_default();
+        // One trip to the blocking pool: each one costs a wakeup, and the CLI waits meanwhile.
+        let shown = tokio::task::spawn_blocking(move || {
+            me.decide_open(&k, &d, &c, &task_rules, permissions)
+        })
+        .await
+        .unwrap_or_default();
         let waiting = lock(control).waiting();
-        if waiting != rec.pending {
-            if let Some(rec) = self.update(key, |r| r.pending = waiting).await {
-                // A new request is news of its own; anything else (an answer, a withdrawal)
-                // only changes the record.
-                if shown.is_empty() {
-                    self.emit("updated", &rec);
-                }
+        if waiting == rec.pending {
+            return;
+        }
+        // A new request is news at once: its `permission` event does not wait for the
+        // record's fsyncs (tens of ms while transcripts are written). The pending list is no
+        // truth of its own: any backend rebuilds it from the transcript. Every other change
+        // of the record is written before its event, as always.
+        if !shown.is_empty() {
+            let rec = {
+                let st = self.state();
+                st.tasks.get(key).map(|e| {
+                    e.record.send_modify(|r| r.pending = waiting.clone());
+                    e.rec()
+                })
+            };
+            if let Some(rec) = rec {
                 for p in &shown {
                     self.emit_permission(&rec, p);
                 }
             }
         }
+        if let Some(rec) = self.update(key, |r| r.pending = waiting).await {
+            if shown.is_empty() {
+                self.emit("updated", &rec);
+            }
+        }
+    }
+
+    fn pending_of(&self, key: &TaskKey) -> Vec<Pending> {
+        self.state()
+            .tasks
+            .get(key)
+            .map(|e| e.record.borrow().pending.clone())
+            .unwrap_or_default()
     }
 
     /// On the blocking pool (it writes to the CLI): decides what needs nobody; returns the
@@ -383,11 +401,27 @@ impl Supervisor {
         key: &TaskKey,
         dir: &TaskDir,
         control: &Mutex<Control>,
-        rules: &[(String, &'static str)],
+        task_rules: &[String],
         permissions: Permissions,
     ) -> Vec<Pending> {
         let cwd = key.0.as_str();
         let mut c = lock(control);
+        // The project's rules only when a request is to be decided (not for a hook).
+        let undecided = c.open.iter().any(|r| !r.shown && !r.answered);
+        let project_rules = if undecided {
+            self.shared
+                .store
+                .project_rules(cwd)
+                .map_err(|e| log_warn!("{e}"))
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let rules: Vec<(String, &'static str)> = task_rules
+            .iter()
+            .map(|r| (r.clone(), "task"))
+            .chain(project_rules.into_iter().map(|r| (r, "project")))
+            .collect();
         let mut shown = Vec::new();
         // Our hook first: every edit of a file with unsaved changes must become a request.
         for i in 0..c.hooks.len() {
