@@ -41,6 +41,8 @@ M.links = {
   ClaudeTasksRule = "@punctuation.special",
   ClaudeTasksLink = { "@markup.link.label", "@markup.link", "Underlined" },
   ClaudeTasksUrl = { "@markup.link.url", "Underlined" },
+  ClaudeTasksRequest = "DiagnosticWarn",
+  ClaudeTasksAllowed = "DiagnosticOk",
 }
 
 --- The header (the buffer's first lines, as the backend renders them): { prefix, group }.
@@ -55,6 +57,9 @@ M.header_rows = 4
 M.prefixes = {
   { "● ", "ClaudeTasksTool" },
   { "  ⎿ ", "ClaudeTasksToolResult" },
+  -- A permission request (its header starts with "? ") and what was decided.
+  { "? ", "ClaudeTasksRequest" },
+  { "  ✓ ", "ClaudeTasksAllowed" },
   { "  … ", "ClaudeTasksToolResult" },
   { "  ✗ ", "ClaudeTasksError" },
   { "✓ ", "ClaudeTasksCompleted" },
@@ -111,8 +116,8 @@ function M.group_of(line, row)
   if row and row < M.header_rows and b < 128 then
     return match(line, M.header)
   end
-  -- Every other prefix starts with a space or a multibyte character.
-  if b < 128 and b ~= 32 then
+  -- Every other prefix starts with a space, "?" or a multibyte character.
+  if b < 128 and b ~= 32 and b ~= 63 then
     return nil
   end
   return match(line, M.prefixes)

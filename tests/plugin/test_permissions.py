@@ -345,3 +345,14 @@ def test_the_backend_learns_which_files_have_unsaved_changes(child, fake_backend
                            "fake-requests.jsonl"))
     child.lua("require('claude-tasks').list()")
     until("the new backend's list", lambda: unsaved() == [[str(f)]])
+
+
+def test_request_lines_have_their_highlights(child):
+    lines = ["? Run this command?  [43ba1187]", "  $ npm test", "  ✓ allowed",
+             "  ✗ denied: no", "?notarequest", "plain"]
+    groups = child.lua(
+        "local hl = require('claude-tasks.highlights'); "
+        "return vim.tbl_map(function(l) return hl.group_of(l, 10) or '' end, ...)",
+        lines,
+    )
+    assert groups == ["ClaudeTasksRequest", "", "ClaudeTasksAllowed", "ClaudeTasksError", "", ""]
