@@ -487,9 +487,21 @@ async fn a_waiting_task_survives_its_backend_and_is_answered_from_the_next() {
     // The CLI does not notice: no EOF reaches it, its request stays open.
     assert!(common::alive(pid));
     let b2 = w.backend().await;
+    // The new backend takes the task over and finds the request open in the transcript (the
+    // record on disk may not list it yet: the event went out before the write), and says so.
     let rec = b2.req("get", w.id_args(id)).await;
     assert_eq!(rec["status"], "running");
-    assert_eq!(rec["pending"][0]["request_id"], p[0]["request_id"]);
+    w.fake
+        .until("the request, announced by the new backend", |n| {
+            n.count("permission", id) == 2
+        })
+        .await;
+    let again = w.fake.last("permission", id);
+    assert_eq!(again["pending"][0]["request_id"], p[0]["request_id"]);
+    assert_eq!(
+        b2.req("get", w.id_args(id)).await["pending"][0]["request_id"],
+        p[0]["request_id"]
+    );
     b2.req("allow", args(&w, id, vec![])).await;
     let (kind, end) = w.fake.wait_end(id).await;
     assert_eq!(kind, "completed", "{end:#}");

@@ -199,14 +199,13 @@ impl Supervisor {
                 return Ok(rec);
             }
         }
-        let waiting = control
-            .as_ref()
-            .map(|c| lock(c).waiting())
-            .unwrap_or_default();
         let task_rule = new_rule.filter(|(_, project)| !project).map(|(r, _)| r);
+        let c = control.clone();
         let rec = self
             .modify(&key, |r| {
-                r.pending = waiting;
+                if let Some(c) = &c {
+                    r.pending = lock(c).waiting();
+                }
                 if let Some(rule) = task_rule {
                     if !r.rules.contains(&rule) {
                         r.rules.push(rule);
@@ -214,7 +213,11 @@ impl Supervisor {
                 }
             })
             .unwrap_or(rec);
-        self.emit("updated", &rec);
+        // The event with the list as it is now (the watcher may have changed it meanwhile).
+        match &control {
+            Some(c) => self.publish_pending(&key, c, None),
+            None => self.emit("updated", &rec),
+        }
         Ok(rec)
     }
 

@@ -337,17 +337,19 @@ impl Supervisor {
         dir: &TaskDir,
         control: &Arc<Mutex<Control>>,
     ) {
+        // The record first, then the control state: never the other way round (the state
+        // lock is taken before a control lock wherever both are held).
+        let Some(rec) = self.state().tasks.get(key).map(|e| e.rec()) else {
+            return;
+        };
         {
             let c = lock(control);
             let undecided = c.hooks.iter().any(|h| !h.answered)
                 || c.open.iter().any(|r| !r.shown && !r.answered);
-            if !undecided && c.waiting() == self.pending_of(key) {
+            if !undecided && c.waiting() == rec.pending {
                 return;
             }
         }
-        let Some(rec) = self.state().tasks.get(key).map(|e| e.rec()) else {
-            return;
-        };
         let (me, k, d, c) = (self.clone(), key.clone(), dir.clone(), control.clone());
         let task_rules = rec.rules.clone();
         let permissions = rec.options.permissions;
@@ -357,41 +359,41 @@ impl Supervisor {
         })
         .await
         .unwrap_or_default();
-        let waiting = lock(control).waiting();
-        if waiting == rec.pending {
-            return;
-        }
         // A new request is news at once: its `permission` event does not wait for the
         // record's fsyncs (tens of ms while transcripts are written). The pending list is no
         // truth of its own: any backend rebuilds it from the transcript. Every other change
         // of the record is written before its event, as always.
-        if !shown.is_empty() {
-            let rec = {
-                let st = self.state();
-                st.tasks.get(key).map(|e| {
-                    e.record.send_modify(|r| r.pending = waiting.clone());
-                    e.rec()
-                })
-            };
-            if let Some(rec) = rec {
-                for p in &shown {
-                    self.emit_permission(&rec, p);
-                }
-            }
+        for p in &shown {
+            self.publish_pending(key, control, Some(p));
         }
-        if let Some(rec) = self.update(key, |r| r.pending = waiting).await {
-            if shown.is_empty() {
-                self.emit("updated", &rec);
-            }
+        let c = control.clone();
+        let written = self.update(key, |r| r.pending = lock(&c).waiting()).await;
+        if written.is_some() && shown.is_empty() {
+            self.publish_pending(key, control, None);
         }
     }
 
-    fn pending_of(&self, key: &TaskKey) -> Vec<Pending> {
-        self.state()
-            .tasks
-            .get(key)
-            .map(|e| e.record.borrow().pending.clone())
-            .unwrap_or_default()
+    /// Sets the record's `pending` from what is open now and sends its event (`permission`
+    /// for a new request, else `updated`), both under the state lock: whoever changes the
+    /// list (the watcher, an answer), the events reach Lua in the order of the changes, the
+    /// last one with the latest list.
+    pub(crate) fn publish_pending(
+        &self,
+        key: &TaskKey,
+        control: &Mutex<Control>,
+        new: Option<&Pending>,
+    ) {
+        let st = self.state();
+        let Some(e) = st.tasks.get(key) else {
+            return;
+        };
+        let waiting = lock(control).waiting();
+        e.record.send_modify(|r| r.pending = waiting);
+        let rec = e.rec();
+        match new {
+            Some(p) => self.emit_permission(&rec, p),
+            None => self.emit("updated", &rec),
+        }
     }
 
     /// On the blocking pool (it writes to the CLI): decides what needs nobody; returns the
