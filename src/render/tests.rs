@@ -379,6 +379,7 @@ fn the_header_of_a_worktree_task_names_its_worktree_and_branch() {
         cwd: "/home/me/proj",
         started_at_ms: 1_795_000_000_123,
         worktree: Some(("claude-tasks/4", "/state/proj-1/4/claude-tasks-4")),
+        permissions: None,
     });
     let mut buf = Vec::new();
     apply(&mut buf, r.take_update().unwrap());

@@ -5,8 +5,8 @@
 use std::sync::{Arc, OnceLock};
 
 pub mod args;
-mod worktree;
 mod permissions;
+mod worktree;
 
 use async_trait::async_trait;
 use nvim_rs::{Handler, Neovim};

@@ -270,7 +270,10 @@ impl Supervisor {
 
     /// Takes the lines that matter into the shared state.
     fn take_lines(&self, key: &TaskKey, control: &Mutex<Control>, items: Vec<(u64, bool, Msg)>) {
-        let cwd = key.0.as_str();
+        // Paths are relative to where the CLI runs (a worktree task's worktree); the record
+        // first, then the control state (the lock order).
+        let cwd = self.run_dir(key);
+        let cwd = cwd.as_str();
         let mut c = lock(control);
         for (offset, cut, msg) in items {
             match msg {
@@ -373,6 +376,14 @@ impl Supervisor {
         }
     }
 
+    /// Where the task's CLI runs: the project, or a worktree task's worktree.
+    fn run_dir(&self, key: &TaskKey) -> String {
+        self.state()
+            .tasks
+            .get(key)
+            .map_or_else(|| key.0.clone(), |e| e.record.borrow().run_cwd().to_owned())
+    }
+
     /// Sets the record's `pending` from what is open now and sends its event (`permission`
     /// for a new request, else `updated`), both under the state lock: whoever changes the
     /// list (the watcher, an answer), the events reach Lua in the order of the changes, the
@@ -406,14 +417,15 @@ impl Supervisor {
         task_rules: &[String],
         permissions: Permissions,
     ) -> Vec<Pending> {
-        let cwd = key.0.as_str();
+        let run_dir = self.run_dir(key);
+        let cwd = run_dir.as_str();
         let mut c = lock(control);
         // The project's rules only when a request is to be decided (not for a hook).
         let undecided = c.open.iter().any(|r| !r.shown && !r.answered);
         let project_rules = if undecided {
             self.shared
                 .store
-                .project_rules(cwd)
+                .project_rules(&key.0)
                 .map_err(|e| log_warn!("{e}"))
                 .unwrap_or_default()
         } else {
