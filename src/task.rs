@@ -143,6 +143,11 @@ pub struct Run {
     /// Why the run failed, in one line (missing binary, API error, no result line...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The marker its CLI carries (`CLAUDE_TASKS_TASK=<hex>`), on disk before the spawn: a
+    /// backend that dies between the spawn and the record of the CLI's pid leaves a CLI the next
+    /// backend can still find and adopt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marker: Option<String>,
 }
 
 /// The process that runs (or ran) the current run, and the backend that owns it; used to
@@ -270,6 +275,7 @@ impl Run {
             cost_usd: 0.0,
             num_turns: 0,
             error: None,
+            marker: None,
         }
     }
 }

@@ -83,6 +83,7 @@ fn config(dir: &TempDir, fake_args: &[&str], prompt: &[u8]) -> SpawnConfig {
         stderr: dir.path("stderr.log"),
         env_remove: vec!["CLAUDECODE".into()],
         env: vec![("FAKE_CLAUDE_TEST".into(), "1".into())],
+        marker: None,
     }
 }
 

@@ -143,6 +143,49 @@ async fn a_task_outlives_a_sigkilled_backend_and_is_readopted_whole() {
     b2.quit().await;
 }
 
+/// A backend can die between a run's spawn and the record of the CLI's pid. The run's record
+/// names the marker its CLI carries before the spawn (`tasks::run`'s unit test), so the next
+/// backend finds the CLI by it and adopts it, instead of settling the task as interrupted while
+/// its CLI (whose stdin never closes) stays behind for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_whose_pid_never_reached_the_record_is_found_by_its_marker() {
+    let w = world("marker");
+    let b = w.backend().await;
+    let (ready, go) = (w.root.join("ready"), w.root.join("go"));
+    let script = format!(
+        ": > '{}'\nwhile [ ! -e '{}' ]; do sleep 0.01; done\nexec \"$@\"",
+        ready.display(),
+        go.display()
+    );
+    let cmd = Value::Array(vec![s("sh"), s("-c"), s(&script), s("sh"), s(common::FAKE)]);
+    let id = b.start(common::start_in("marked", &w.cwd(), cmd)).await;
+    let started = w.fake.wait_event("started", id).await;
+    let cli = started["process"]["pid"].as_i64().unwrap() as i32;
+    wait_file(&ready).await;
+    b.signal(nix::sys::signal::Signal::SIGKILL);
+    b.exit().await;
+    assert!(alive(cli), "the CLI must outlive its backend");
+
+    // As if the backend had died before it recorded the pid: the record on disk has the run
+    // (and its marker) but no process.
+    let path = find_transcript(&w.root.join("state"), id).with_file_name("task.json");
+    let mut rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    rec.as_object_mut().unwrap().remove("process");
+    std::fs::write(&path, serde_json::to_vec(&rec).unwrap()).unwrap();
+
+    let b2 = w.backend().await;
+    let adopted = b2.req("get", w.id_args(id)).await;
+    assert_eq!(adopted["status"], "running", "{adopted:#}");
+    assert_eq!(adopted["process"]["pid"], cli, "{adopted:#}");
+    assert_eq!(adopted["process"]["owner_pid"], b2.pid);
+    std::fs::write(&go, "").unwrap();
+    let (kind, done) = w.fake.wait_end(id).await;
+    assert_eq!(kind, "completed", "{}", done["error"]);
+    wait_gone(&[cli]).await;
+    b2.quit().await;
+}
+
 /// CLI 2.1.332 writes its result's `type` after the whole answer: a task re-adopted by a new
 /// backend still ends completed with its cost, whether it ends while adopted (a 24 KB answer)
 /// or while no backend runs (a 60 MiB one, settled from the transcript).

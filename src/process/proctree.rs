@@ -97,6 +97,18 @@ pub fn collect(roots: &[(i32, u64)], marker: Option<&str>) -> Vec<Proc> {
     scan(&roots, marker)
 }
 
+/// The oldest live process whose environment holds the entry `marker`, as `(pid, start_time)`:
+/// the CLI a task's run started, when its pid was never recorded (every process of the run
+/// inherits the marker, and the CLI started before any of them). None when none is left.
+pub fn oldest_marked(marker: &str) -> Option<(i32, u64)> {
+    let me = std::process::id() as i32;
+    list()
+        .into_iter()
+        .filter(|p| p.pid != me && !p.is_exited() && has_env_entry(p.pid, marker))
+        .min_by_key(|p| (p.start_time, p.pid))
+        .map(|p| (p.pid, p.start_time))
+}
+
 /// True when `/proc/<pid>/environ` contains exactly the entry `marker` (e.g.
 /// `CLAUDE_TASKS_TASK=ab12`). False when it cannot be read: another user's process, a kernel
 /// thread, a zombie (its memory is gone), or a process that vanished.

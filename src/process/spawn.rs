@@ -59,6 +59,10 @@ pub struct SpawnConfig {
     pub env_remove: Vec<String>,
     /// Variables set for the child.
     pub env: Vec<(String, String)>,
+    /// The marker entry (`CLAUDE_TASKS_TASK=<hex>`, from [`new_marker`]) the child carries;
+    /// None: a new one. A caller that records the marker before the spawn can find the child
+    /// again even if it dies before it has recorded the child's pid.
+    pub marker: Option<String>,
 }
 
 /// Why a process could not be started. `Display` is one line meant for the user.
@@ -185,8 +189,12 @@ impl Process {
         let stdout = open_output(&cfg.stdout)?;
         let stderr = open_output(&cfg.stderr)?;
 
-        let marker_value = random_hex();
-        let marker = format!("{MARKER_VAR}={marker_value}");
+        let marker = cfg.marker.clone().unwrap_or_else(new_marker);
+        let marker_value = marker
+            .strip_prefix(MARKER_VAR)
+            .and_then(|v| v.strip_prefix('='))
+            .unwrap_or(&marker)
+            .to_owned();
 
         let mut cmd = Command::new(&resolved);
         cmd.args(&cfg.argv[1..])
@@ -473,6 +481,11 @@ fn spawn_io_error(program: &str, err: std::io::Error) -> SpawnError {
             err,
         },
     }
+}
+
+/// A new marker entry, `CLAUDE_TASKS_TASK=<64 random bits as hex>`.
+pub fn new_marker() -> String {
+    format!("{MARKER_VAR}={}", random_hex())
 }
 
 /// 64 random bits as hex, for the marker. Uniqueness is all that matters (two tasks with one

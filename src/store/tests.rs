@@ -69,6 +69,7 @@ fn record(cwd: &str, id: u64, created: u64) -> TaskRecord {
             cost_usd: 0.01,
             num_turns: 2,
             error: None,
+            marker: None,
         }],
         process: None,
         cancel_requested: false,

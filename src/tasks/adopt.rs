@@ -50,6 +50,10 @@ impl Supervisor {
                 tokio::spawn(async move { me.mirror(key).await });
             }
             Some(lock) => {
+                let mut rec = rec;
+                if rec.status == Status::Running && rec.process.is_none() {
+                    rec.process = self.unrecorded_cli(&rec);
+                }
                 let alive = rec
                     .process
                     .as_ref()
@@ -61,6 +65,26 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// The CLI of a running task whose record never got its pid (its backend died between the
+    /// spawn and that record): the oldest process carrying the marker its run recorded.
+    fn unrecorded_cli(&self, rec: &TaskRecord) -> Option<ProcessInfo> {
+        let marker = rec.current_run()?.marker.clone()?;
+        let (pid, start_time) = crate::process::proctree::oldest_marked(&marker)?;
+        log_info!(
+            "task #{} in {}: found its CLI (pid {pid}) by its marker",
+            rec.id,
+            rec.cwd
+        );
+        Some(ProcessInfo {
+            pid,
+            start_time,
+            // Its owner is unknown and gone: `adopt` makes us the owner.
+            owner_pid: 0,
+            owner_start_time: 0,
+            marker,
+        })
     }
 
     /// A task whose backend went away and whose process is gone: its transcript says how the

@@ -14,15 +14,17 @@ use super::{wait_true, Entry, Supervisor, TaskKey};
 use crate::cli::control::{self, Stdin};
 use crate::cli::invoke::{self, SessionArg};
 use crate::process::reaper::Exit;
-use crate::process::spawn::{Process, SpawnConfig, SpawnError};
+use crate::process::spawn::{new_marker, Process, SpawnConfig, SpawnError};
 use crate::store::{make_fifo, Store, TaskDir};
 use crate::stream_json::summary::{summarize, RunSummary};
 use crate::task::{now_ms, ProcessInfo, Run, Status};
 use crate::{log_info, log_warn};
 
-/// A run that is ready to spawn: its prompt is written and the run is in the record.
+/// A run that is ready to spawn: its prompt is written and the run, with the marker its CLI
+/// will carry, is in the record on disk.
 struct Prepared {
     n: u32,
+    marker: String,
     dir: TaskDir,
     prompt_file: PathBuf,
     /// Where the run's output begins in the transcript.
@@ -93,6 +95,7 @@ impl Supervisor {
         // The run is published before the spawn so that a view reading the run's first bytes
         // already knows where the run began.
         let (cancel_tx, cancel_rx) = watch::channel(false);
+        let marker = new_marker();
         let cancelled_early;
         {
             let mut st = self.state();
@@ -100,7 +103,9 @@ impl Supervisor {
             entry.cancel = Some(cancel_tx);
             cancelled_early = entry.record.borrow().cancel_requested;
             entry.record.send_modify(|r| {
-                r.runs.push(Run::starting(n, prompt, t_len, e_len));
+                let mut run = Run::starting(n, prompt, t_len, e_len);
+                run.marker = Some(marker.clone());
+                r.runs.push(run);
                 r.status = Status::Running;
                 r.started_at_ms.get_or_insert(now_ms());
                 r.ended_at_ms = None;
@@ -120,8 +125,13 @@ impl Supervisor {
             }
             return None;
         }
+        // On disk before the spawn: the record then names the marker of every CLI that may be
+        // running, so a backend that dies before it records the CLI's pid leaves a CLI the next
+        // one finds (`adopt`) instead of an orphan nobody ends (its stdin never closes).
+        self.update(key, |_| {}).await;
         Some(Prepared {
             n,
+            marker,
             dir,
             prompt_file,
             transcript_offset: t_len,
@@ -159,6 +169,7 @@ impl Supervisor {
             stderr: run.dir.stderr(),
             env_remove: vec!["CLAUDECODE".into()],
             env: vec![],
+            marker: Some(run.marker.clone()),
         };
         let spawned = match made {
             Ok(()) => Process::spawn(&cfg),
@@ -358,4 +369,43 @@ fn append(path: &Path, data: &[u8]) -> std::io::Result<()> {
         .create(true)
         .open(path)?
         .write_all(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::TaskRecord;
+    use crate::testutil::temp_path as tmp;
+
+    /// The run, with the marker its CLI will carry, is on disk before the spawn: a backend that
+    /// dies between the spawn and the record of the CLI's pid leaves a CLI the next backend can
+    /// find (`adopt`), not one that nobody ends.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_run_and_its_marker_are_on_disk_before_the_spawn() {
+        let root = tmp("marker-on-disk");
+        let _ = std::fs::remove_dir_all(&root);
+        let store = Store::open(&root).unwrap();
+        let cwd = "/a/project".to_string();
+        let (id, _) = store.allocate(&cwd).unwrap();
+        let sup = Supervisor::new(store, Arc::new(crate::testutil::NoEditor));
+        let key = (cwd.clone(), id);
+        let rec = TaskRecord::queued(
+            id,
+            "t".into(),
+            cwd.clone(),
+            "sid".into(),
+            Default::default(),
+            0,
+        );
+        sup.store().write_record(&rec).unwrap();
+        sup.state().tasks.insert(key.clone(), Entry::new(rec));
+
+        let prepared = sup.prepare(&key, "do it").await.expect("prepared");
+        let on_disk = sup.store().read_record(&cwd, id).unwrap();
+        let run = on_disk.current_run().expect("the run is on disk");
+        assert_eq!(run.n, 1);
+        assert_eq!(run.marker.as_deref(), Some(prepared.marker.as_str()));
+        assert!(prepared.marker.starts_with("CLAUDE_TASKS_TASK="));
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }
