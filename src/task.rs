@@ -148,7 +148,18 @@ pub struct Run {
     /// backend can still find and adopt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub marker: Option<String>,
+    /// The CLI's last stderr lines when the run failed without a result (trimmed, sanitized,
+    /// at most a few short lines).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stderr: Vec<String>,
+    /// The tools the CLI denied during the run (its result's `permission_denials`), one name
+    /// per denied call, at most `MAX_DENIED`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denied: Vec<String>,
 }
+
+/// Most denied calls a run's record lists.
+pub const MAX_DENIED: usize = 100;
 
 /// The process that runs (or ran) the current run, and the backend that owns it; used to
 /// re-adopt a task after a backend crash and to tell a reused pid from ours.
@@ -211,6 +222,9 @@ pub struct TaskRecord {
     /// This task's own "always" rules (`Bash(npm test:*)`).
     #[serde(default)]
     pub rules: Vec<String>,
+    /// Where the prompt's context came from, as the editor names it (`src/sample.lua:2-4`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub context: Vec<String>,
     /// A worktree task's worktree (`isolation = "worktree"`); none for a task run in place.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worktree: Option<TaskWorktree>,
@@ -276,6 +290,8 @@ impl Run {
             num_turns: 0,
             error: None,
             marker: None,
+            stderr: Vec::new(),
+            denied: Vec::new(),
         }
     }
 }
@@ -310,6 +326,7 @@ impl TaskRecord {
             runs: Vec::new(),
             process: None,
             cancel_requested: false,
+            context: Vec::new(),
             worktree: None,
             pending: Vec::new(),
             rules: Vec::new(),

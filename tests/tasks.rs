@@ -140,6 +140,7 @@ fn request(prompt: &str, cwd: &str, cmd: Vec<String>) -> StartRequest {
             ..Default::default()
         },
         isolation: Default::default(),
+        context: vec![],
     }
 }
 
@@ -515,6 +516,140 @@ fn dispose_refuses_a_running_task_and_removes_a_finished_one() {
     });
 }
 
+// ------------------------------------------------------------------ issue 23: everyday use
+
+/// Item 1: a CLI that rejects its flags ends without a result line; the reason it printed on
+/// stderr is the run's error (event and record), and its last lines are under the footer.
+#[test]
+fn issue23_1_a_cli_that_fails_on_stderr_says_why() {
+    let e = env("stderr");
+    rt().block_on(async {
+        let cli = e.project.join("rejecting-cli");
+        std::fs::write(
+            &cli,
+            "#!/bin/sh\necho 'noise before'\nprintf 'a warning\\n\\033[31merror:\\033[0m option '\\''--permission-mode <mode>'\\'' argument '\\''bogus'\\'' is invalid.\\n\\n' >&2\nexit 1\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut req = e.req("hello", &[]);
+        req.options.cmd = vec![cli.to_string_lossy().into_owned()];
+        let rec = e.sup.start(req).await.unwrap();
+        e.attach(rec.id, 4);
+        let done = e.ed.wait_event("failed", rec.id).await;
+        let want = "the CLI exited with code 1 without a result: error: option \
+                    '--permission-mode <mode>' argument 'bogus' is invalid.";
+        assert_eq!(done.error.as_deref(), Some(want));
+        assert_eq!(
+            done.runs[0].stderr,
+            [
+                "a warning",
+                "error: option '--permission-mode <mode>' argument 'bogus' is invalid."
+            ]
+        );
+        let lines = e.ed.footer(4, "  │ error").await;
+        let n = lines.len();
+        assert!(lines[n - 3].starts_with(&format!("✗ failed: {want} · ")), "{lines:#?}");
+        assert_eq!(lines[n - 2], "  │ a warning");
+        // A follow-up that fails reads only its own part of stderr.
+        e.sup
+            .resume(&e.cwd(), rec.id, "again".into())
+            .expect("resume");
+        e.ed.until("the follow-up's failure", |n| n.count("failed", rec.id) == 2)
+            .await;
+        let again = e.ed.last("failed", rec.id);
+        assert_eq!(again.runs.len(), 2);
+        assert_eq!(again.runs[1].stderr, done.runs[0].stderr);
+    });
+}
+
+/// Item 3: the tools the CLI denied are in the run's record and its footer, with what allows
+/// them (the 2.1.197 fixture where Write was denied in the default mode).
+#[test]
+fn issue23_3_denied_tools_are_counted_in_the_record_and_the_footer() {
+    let e = env("denied");
+    rt().block_on(async {
+        let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/claude-cli-2.1.197/write-stream-json-default/stdout.jsonl");
+        let arg = format!("--fake-transcript={}", fixture.display());
+        let rec = e.start("write hello.txt", &[&arg]).await;
+        e.attach(rec.id, 5);
+        let done = e.ed.wait_event("completed", rec.id).await;
+        assert_eq!(done.runs[0].denied, ["Write"]);
+        let lines = e.ed.footer(5, "  ⚠ to allow").await;
+        let n = lines.len();
+        assert!(
+            lines[n - 2].starts_with("✓ done in ")
+                && lines[n - 2].ends_with(" · 1 tool denied (Write)"),
+            "{lines:#?}"
+        );
+        assert_eq!(
+            lines[n - 1],
+            "  ⚠ to allow: allowed_tools = { \"Write\" } (:help claude-tasks-option-allowed_tools)"
+        );
+        // The record on disk carries them too.
+        assert_eq!(
+            e.sup.get(&e.cwd(), rec.id).unwrap().runs[0].denied,
+            ["Write"]
+        );
+    });
+}
+
+/// Item 12: the context a start names is in the record and the header.
+#[test]
+fn issue23_12_the_context_is_in_the_record_and_the_header() {
+    let e = env("context");
+    rt().block_on(async {
+        let mut req = e.req("explain", &[]);
+        req.context = vec!["src/sample.lua:2-4".into(), "a\nb".into(), "".into()];
+        let rec = e.sup.start(req).await.unwrap();
+        assert_eq!(rec.context, ["src/sample.lua:2-4", "a…"]);
+        e.attach(rec.id, 6);
+        let lines = e.ed.footer(6, "✓ done").await;
+        assert_eq!(lines[2], "context: src/sample.lua:2-4, a…");
+        assert_eq!(
+            e.sup.store().read_record(&e.cwd(), rec.id).unwrap().context,
+            rec.context
+        );
+    });
+}
+
+/// Item 26: dispose (and retention) removes the task's Markdown export, and `.claude-tasks/`
+/// once it is empty; a folder that still holds something stays.
+#[test]
+fn issue23_26_dispose_removes_the_export_and_its_empty_folder() {
+    let e = env("export-dispose");
+    e.sup.configure(|c| c.export_markdown = true);
+    rt().block_on(async {
+        let dir = e.project.join(".claude-tasks");
+        let a = e.start("one", &[]).await;
+        e.ed.wait_event("completed", a.id).await;
+        let b = e.start("two", &[]).await;
+        e.ed.wait_event("completed", b.id).await;
+        let export = |id: u64| dir.join(format!("task-{id}-output.md"));
+        assert!(export(a.id).is_file() && export(b.id).is_file());
+        e.sup.dispose(&e.cwd(), a.id).unwrap();
+        assert!(!export(a.id).exists());
+        assert!(dir.is_dir(), "task b's export is still there");
+        e.sup.dispose(&e.cwd(), b.id).unwrap();
+        assert!(!dir.exists(), "the empty folder stays behind");
+        // Someone else's file keeps the folder.
+        let c = e.start("three", &[]).await;
+        e.ed.wait_event("completed", c.id).await;
+        std::fs::write(dir.join("notes.md"), "mine").unwrap();
+        // Retention disposes it: keep = 0 prunes every finished task after the next run.
+        e.sup.configure(|cfg| cfg.keep = 0);
+        let d = e.start("four", &[]).await;
+        e.ed.wait_event("disposed", c.id).await;
+        e.ed.wait_event("disposed", d.id).await;
+        assert!(!export(c.id).exists() && !export(d.id).exists());
+        assert_eq!(
+            std::fs::read_to_string(dir.join("notes.md")).unwrap(),
+            "mine"
+        );
+    });
+}
+
 // ------------------------------------------------------------------------------ pipelined writes
 
 enum Via {
@@ -729,6 +864,9 @@ impl WireEnv {
             .expect("start");
         self.screen.new_buf(5);
         self.sup.attach(&self.cwd, rec.id, 5).expect("attach");
+        // A test that writes the transcript itself must not write before the run exists, as
+        // no CLI can: the header says when the run started.
+        self.screen.wait_event("started", rec.id).await;
         rec
     }
 }

@@ -1,16 +1,33 @@
 //! The lines the renderer draws around a run's output: the header, follow-up separators and
-//! the footer of each run.
+//! the footer of each run. Each of their lines is a list of segments joined by ` · `, so that
+//! what one feature adds is one segment of its own.
+
+use std::borrow::Cow;
 
 use super::{Kind, Renderer};
 use crate::task::Status;
 use crate::text::one_line;
 use crate::timefmt;
 
+/// Between the segments of a header or footer line.
+const SEP: &str = " · ";
+/// A task that started within this long of being queued did not wait: one time is shown.
+const NO_WAIT_MS: u64 = 1000;
+/// Most stderr lines under a failed run's footer.
+pub const MAX_STDERR_LINES: usize = 5;
+
 pub struct Header<'a> {
     pub id: u64,
     pub name: &'a str,
     pub cwd: &'a str,
-    pub started_at_ms: u64,
+    /// When the task was queued (its record was made).
+    pub queued_at_ms: u64,
+    /// When its first run started; None while it waits.
+    pub started_at_ms: Option<u64>,
+    /// The model asked for (`model` option); the CLI's own choice shows in each run's init line.
+    pub model: Option<&'a str>,
+    /// Where the prompt's context came from (`src/sample.lua:2-4`).
+    pub context: &'a [String],
     /// A worktree task's branch and worktree directory.
     pub worktree: Option<(&'a str, &'a str)>,
     /// What happens to the CLI's permission requests (`ask` / `deny`).
@@ -23,34 +40,35 @@ pub struct Footer<'a> {
     pub num_turns: u64,
     pub cost_usd: f64,
     pub error: Option<&'a str>,
+    /// The CLI's last stderr lines, for a run that failed without saying why on stdout.
+    pub stderr: &'a [String],
+    /// The tools the CLI denied during the run, one entry per denied call.
+    pub denied: &'a [String],
 }
 
 impl Renderer {
-    /// `# #3 fix the test`, `cwd: … · started … · permissions: ask`, `worktree: … · branch …`
-    /// for a worktree task, blank.
+    /// `# #3 fix the test`, `cwd: … · started … · permissions: ask`, `worktree: … · branch …` for a worktree task,
+    /// the model and context when known, blank.
     pub fn header(&mut self, h: &Header) {
         self.close(false);
         self.blank_line();
-        let name = one_line(h.name, 200);
-        self.doc
-            .push_owned(format!("# #{} {name}", h.id).trim_end().to_string());
-        let permissions = h
-            .permissions
-            .map(|p| format!(" · permissions: {p}"))
-            .unwrap_or_default();
-        self.doc.push_owned(format!(
-            "cwd: {} · started {}{permissions}",
-            h.cwd,
-            timefmt::utc(h.started_at_ms)
-        ));
-        if let Some((branch, path)) = h.worktree {
-            self.doc.push_owned(format!(
-                "worktree: {path} · branch {}",
-                one_line(branch, 200)
-            ));
+        for line in header_lines(h) {
+            self.doc.push_owned(line);
         }
         self.doc.push("");
         self.last_kind = Kind::Header;
+    }
+
+    /// Draws the header again in place of the one drawn while the task waited, now that its
+    /// first run has started; only while nothing follows the header.
+    pub fn redraw_header(&mut self, h: &Header, drawn_lines: usize) -> bool {
+        if self.line_count() != drawn_lines || !matches!(self.open, super::Open::None) {
+            return false;
+        }
+        self.doc.truncate(0, true);
+        self.last_kind = Kind::Start;
+        self.header(h);
+        true
     }
 
     /// Start of a follow-up run: blank, `── follow-up #2: <prompt> ──`, blank.
@@ -66,17 +84,127 @@ impl Renderer {
         self.new_run();
     }
 
-    /// The status line of a finished (or abandoned) run.
+    /// The status line of a finished (or abandoned) run, and what explains it.
     pub fn footer(&mut self, f: &Footer) {
         self.begin(Kind::Footer);
         self.doc.push_owned(footer_line(f));
+        if f.status == Status::Failed {
+            for l in f.stderr.iter().take(MAX_STDERR_LINES) {
+                self.doc.push_owned(format!("  │ {}", one_line(l, 300)));
+            }
+        }
+        if !f.denied.is_empty() {
+            self.doc.push_owned(format!("  {}", denied_hint(f.denied)));
+        }
         self.new_run();
     }
 }
 
+pub(super) fn header_lines(h: &Header) -> Vec<String> {
+    let name = one_line(h.name, 200);
+    let mut lines = vec![format!("# #{} {name}", h.id).trim_end().to_string()];
+    let mut when = vec![format!("cwd: {}", h.cwd)];
+    match h.started_at_ms {
+        Some(s) if s.saturating_sub(h.queued_at_ms) < NO_WAIT_MS => {
+            when.push(format!("started {}", timefmt::local(s)));
+        }
+        Some(s) => {
+            when.push(format!("queued {}", timefmt::local(h.queued_at_ms)));
+            let (time, same_day) = timefmt::local_time_since(s, h.queued_at_ms);
+            when.push(if same_day {
+                format!("started {time}")
+            } else {
+                format!("started {}", timefmt::local(s))
+            });
+        }
+        None => when.push(format!("queued {}", timefmt::local(h.queued_at_ms))),
+    }
+    if let Some(p) = h.permissions {
+        when.push(format!("permissions: {p}"));
+    }
+    lines.push(when.join(SEP));
+    if let Some((branch, path)) = h.worktree {
+        lines.push(format!(
+            "worktree: {path} · branch {}",
+            one_line(branch, 200)
+        ));
+    }
+    let mut about = Vec::new();
+    if let Some(m) = h.model.filter(|m| !m.is_empty()) {
+        about.push(format!("model: {}", model_name(&one_line(m, 100))));
+    }
+    if !h.context.is_empty() {
+        let shown: Vec<String> = h.context.iter().map(|c| one_line(c, 200)).collect();
+        about.push(format!("context: {}", shown.join(", ")));
+    }
+    if !about.is_empty() {
+        lines.push(about.join(SEP));
+    }
+    lines
+}
+
+/// A model as the CLI names it for people: `claude-opus-4-8[1m]` (its id for the 1M-token
+/// context window) is `claude-opus-4-8 (1M context)`; any other name is left as it is.
+pub fn model_name(model: &str) -> Cow<'_, str> {
+    let Some(inner) = model
+        .strip_suffix(']')
+        .and_then(|m| m.rsplit_once('['))
+        .filter(|(base, _)| !base.is_empty())
+    else {
+        return Cow::Borrowed(model);
+    };
+    let (base, size) = inner;
+    let digits = size.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &size[digits.len()..];
+    let unit = match unit.to_ascii_lowercase().as_str() {
+        "k" => "K",
+        "m" => "M",
+        _ => return Cow::Borrowed(model),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Cow::Borrowed(model);
+    }
+    Cow::Owned(format!("{base} ({digits}{unit} context)"))
+}
+
+/// `1 tool denied (Bash)`, `3 tools denied (Bash, Write)`: calls counted, tools named once.
+pub(super) fn denied_summary(denied: &[String]) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for d in denied {
+        if !names.contains(&d.as_str()) {
+            names.push(d);
+        }
+    }
+    let unit = if denied.len() == 1 { "tool" } else { "tools" };
+    let shown: Vec<String> = names.iter().take(5).map(|n| one_line(n, 60)).collect();
+    let more = if names.len() > 5 { ", …" } else { "" };
+    format!(
+        "{} {unit} denied ({}{more})",
+        denied.len(),
+        shown.join(", ")
+    )
+}
+
+/// What allows the denied tools next time. Until the editor answers permission requests
+/// itself, that is the `allowed_tools` option.
+pub(super) fn denied_hint(denied: &[String]) -> String {
+    let mut names: Vec<String> = Vec::new();
+    for d in denied {
+        let n = format!("{:?}", one_line(d, 60));
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    names.truncate(5);
+    format!(
+        "⚠ to allow: allowed_tools = {{ {} }} (:help claude-tasks-option-allowed_tools)",
+        names.join(", ")
+    )
+}
+
 pub(super) fn footer_line(f: &Footer) -> String {
     let duration = f.duration_ms.map(timefmt::duration);
-    match f.status {
+    let mut parts = match f.status {
         Status::Completed => {
             let mut parts = vec![match &duration {
                 Some(d) => format!("✓ done in {d}"),
@@ -89,26 +217,28 @@ pub(super) fn footer_line(f: &Footer) -> String {
             if f.cost_usd > 0.0 {
                 parts.push(format!("${:.4}", f.cost_usd));
             }
-            parts.join(" · ")
+            parts
         }
         Status::Failed => {
             let mut s = "✗ failed".to_string();
-            if let Some(e) = f.error.map(|e| one_line(e, 200)).filter(|e| !e.is_empty()) {
+            if let Some(e) = f.error.map(|e| one_line(e, 300)).filter(|e| !e.is_empty()) {
                 s.push_str(": ");
                 s.push_str(&e);
             }
-            if let Some(d) = duration {
-                s.push_str(" · ");
-                s.push_str(&d);
-            }
-            s
+            let mut parts = vec![s];
+            parts.extend(duration);
+            parts
         }
-        Status::Cancelled => match duration {
+        Status::Cancelled => vec![match duration {
             Some(d) => format!("■ cancelled after {d}"),
             None => "■ cancelled".to_string(),
-        },
-        Status::Interrupted => "⚠ interrupted".to_string(),
-        Status::Running => "… running".to_string(),
-        Status::Queued => "… queued".to_string(),
+        }],
+        Status::Interrupted => vec!["⚠ interrupted".to_string()],
+        Status::Running => vec!["… running".to_string()],
+        Status::Queued => vec!["… queued".to_string()],
+    };
+    if !f.denied.is_empty() {
+        parts.push(denied_summary(f.denied));
     }
+    parts.join(SEP)
 }

@@ -29,7 +29,7 @@ use text::{TextBlock, ThinkingBlock};
 use tools::{ToolEntry, ToolGroup, MAX_LATE_TOOLS};
 
 pub use ask::{FileReader, FileText, MAX_DIFF_FILE};
-pub use frame::{Footer, Header};
+pub use frame::{model_name, Footer, Header, MAX_STDERR_LINES};
 pub use sanitize::sanitize;
 pub use tools::tool_summary;
 
@@ -151,7 +151,7 @@ impl Renderer {
                 self.cwd.clone_from(&init.cwd);
                 let mut parts = Vec::new();
                 if !init.model.is_empty() {
-                    parts.push(format!("model: {}", init.model));
+                    parts.push(format!("model: {}", model_name(&init.model)));
                 }
                 if !init.permission_mode.is_empty() {
                     parts.push(format!("permission: {}", init.permission_mode));

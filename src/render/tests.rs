@@ -57,7 +57,7 @@ macro_rules! fixture {
     };
 }
 
-const INIT_DEFAULT: &str = "model: claude-opus-4-8[1m] · permission: default";
+const INIT_DEFAULT: &str = "model: claude-opus-4-8 (1M context) · permission: default";
 
 /// What 2.1.332 writes differently renders on purpose: its model in the init line; its
 /// `status` and `permission_denied` lines show nothing (the refused call's result and the
@@ -240,7 +240,7 @@ fn write_denied_by_default() {
 #[test]
 fn write_with_accept_edits() {
     let want = [
-            "model: claude-opus-4-8[1m] · permission: acceptEdits",
+            "model: claude-opus-4-8 (1M context) · permission: acceptEdits",
             "",
             "I'll create hello.txt now.",
             "",
@@ -337,7 +337,7 @@ fn interrupted_by_user() {
     assert_eq!(
         buf.drain(..3).collect::<Vec<_>>(),
         [
-            "model: claude-opus-4-8[1m] · permission: default",
+            "model: claude-opus-4-8 (1M context) · permission: default",
             "",
             "slow chunk 01"
         ]
@@ -377,7 +377,10 @@ fn the_header_of_a_worktree_task_names_its_worktree_and_branch() {
         id: 4,
         name: "port the parser",
         cwd: "/home/me/proj",
-        started_at_ms: 1_795_000_000_123,
+        queued_at_ms: 1_795_000_000_123,
+        started_at_ms: Some(1_795_000_000_123),
+        model: None,
+        context: &[],
         worktree: Some(("claude-tasks/4", "/state/proj-1/4/claude-tasks-4")),
         permissions: None,
     });
@@ -387,7 +390,11 @@ fn the_header_of_a_worktree_task_names_its_worktree_and_branch() {
         buf,
         [
             "# #4 port the parser",
-            "cwd: /home/me/proj · started 2026-11-18 11:06:40 UTC",
+            format!(
+                "cwd: /home/me/proj · started {}",
+                crate::timefmt::local(1_795_000_000_123)
+            )
+            .as_str(),
             "worktree: /state/proj-1/4/claude-tasks-4 · branch claude-tasks/4",
             "",
         ]
@@ -401,7 +408,10 @@ fn header_separator_and_footers() {
         id: 3,
         name: "fix the failing test",
         cwd: "/home/me/proj",
-        started_at_ms: 1_795_000_000_123,
+        queued_at_ms: 1_795_000_000_123,
+        started_at_ms: Some(1_795_000_000_200),
+        model: None,
+        context: &[],
         worktree: None,
         permissions: None,
     });
@@ -414,6 +424,8 @@ fn header_separator_and_footers() {
         num_turns: 6,
         cost_usd: 0.0312,
         error: None,
+        stderr: &[],
+        denied: &[],
     });
     r.separator(2, "and now\nthe docs");
     r.feed(&parse_bytes(
@@ -425,6 +437,8 @@ fn header_separator_and_footers() {
         num_turns: 1,
         cost_usd: 0.0,
         error: Some("API Error: 500\nmore"),
+        stderr: &[],
+        denied: &[],
     });
     let mut buf = Vec::new();
     apply(&mut buf, r.take_update().unwrap());
@@ -432,7 +446,11 @@ fn header_separator_and_footers() {
         buf,
         [
             "# #3 fix the failing test",
-            "cwd: /home/me/proj · started 2026-11-18 11:06:40 UTC",
+            format!(
+                "cwd: /home/me/proj · started {}",
+                crate::timefmt::local(1_795_000_000_200)
+            )
+            .as_str(),
             "",
             INIT_DEFAULT,
             "",
@@ -456,6 +474,8 @@ fn header_separator_and_footers() {
             num_turns: 1,
             cost_usd: 0.0,
             error: None,
+            stderr: &[],
+            denied: &[],
         })
     };
     assert_eq!(footer(Status::Completed, None), "✓ done · 1 turn");
@@ -996,6 +1016,8 @@ fn every_shared_fixture_renders() {
                 num_turns: 1,
                 cost_usd: 0.1,
                 error: None,
+                stderr: &[],
+                denied: &[],
             });
         }
         if let Some(u) = live.take_update() {
@@ -1245,4 +1267,85 @@ fn tool_summary_is_one_short_line() {
         format!("{}…", "é".repeat(79))
     );
     assert_eq!(one_line("", 80), "");
+}
+
+/// Issue 23 item 11: the model as the CLI names it for people, in the init line too.
+#[test]
+fn issue23_11_models_read_as_people_name_them() {
+    assert_eq!(
+        model_name("claude-opus-4-8[1m]"),
+        "claude-opus-4-8 (1M context)"
+    );
+    assert_eq!(model_name("claude-x[200k]"), "claude-x (200K context)");
+    for same in [
+        "claude-opus-5-5",
+        "opus",
+        "",
+        "[1m]",
+        "a[]",
+        "a[m]",
+        "a[1x]",
+        "a[1m",
+        "a[-1m]",
+    ] {
+        assert_eq!(model_name(same), same);
+    }
+    let mut r = Renderer::new();
+    r.feed(&parse_bytes(
+        br#"{"type":"system","subtype":"init","model":"claude-opus-4-8[1m]","permissionMode":"default","session_id":"s"}"#,
+    ));
+    assert_eq!(
+        r.take_update().unwrap().lines,
+        ["model: claude-opus-4-8 (1M context) · permission: default"]
+    );
+}
+
+/// Issue 23 items 1 and 3: a failed run's footer shows the CLI's stderr under it; denied tools
+/// are counted in the footer, with what allows them.
+#[test]
+fn issue23_1_3_footers_show_stderr_and_denied_tools() {
+    let stderr =
+        vec!["error: option '--permission-mode <mode>' argument 'bogus' is invalid.".to_string()];
+    let denied = vec!["Bash".to_string(), "Write".to_string(), "Bash".to_string()];
+    let mut r = Renderer::new();
+    r.footer(&Footer {
+        status: Status::Failed,
+        duration_ms: Some(400),
+        num_turns: 0,
+        cost_usd: 0.0,
+        error: Some("the CLI exited with code 1 without a result: error: …"),
+        stderr: &stderr,
+        denied: &[],
+    });
+    r.footer(&Footer {
+        status: Status::Completed,
+        duration_ms: Some(1_000),
+        num_turns: 2,
+        cost_usd: 0.5,
+        error: None,
+        stderr: &stderr,
+        denied: &denied[..1],
+    });
+    r.footer(&Footer {
+        status: Status::Completed,
+        duration_ms: None,
+        num_turns: 0,
+        cost_usd: 0.0,
+        error: None,
+        stderr: &[],
+        denied: &denied,
+    });
+    assert_eq!(
+        r.take_update().unwrap().lines,
+        [
+            "✗ failed: the CLI exited with code 1 without a result: error: … · 0.4s",
+            "  │ error: option '--permission-mode <mode>' argument 'bogus' is invalid.",
+            "",
+            "✓ done in 1.0s · 2 turns · $0.5000 · 1 tool denied (Bash)",
+            "  ⚠ to allow: allowed_tools = { \"Bash\" } (:help claude-tasks-option-allowed_tools)",
+            "",
+            "✓ done · 3 tools denied (Bash, Write)",
+            "  ⚠ to allow: allowed_tools = { \"Bash\", \"Write\" } (:help claude-tasks-option-allowed_tools)",
+        ]
+    );
 }

@@ -186,6 +186,7 @@ impl Rpc {
             name: a.opt_str("name")?,
             options,
             isolation: worktree::isolation(a)?,
+            context: a.opt_str_list("context", false)?.unwrap_or_default(),
         };
         sup.start(req).await.map(|r| self.rec(r))
     }

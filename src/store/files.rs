@@ -48,6 +48,25 @@ impl Store {
             .map_err(|e| io_err("cannot set permissions of", path, e))?;
         Ok(f)
     }
+
+    /// The last `max` bytes of `path` after byte `from` (all of them when fewer): a run's part
+    /// of an appended file, such as the end of its stderr, in bounded memory.
+    pub fn read_tail(path: &Path, from: u64, max: u64) -> Result<Vec<u8>, StoreError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = File::open(path).map_err(|e| io_err("cannot open", path, e))?;
+        let len = f
+            .metadata()
+            .map_err(|e| io_err("cannot read", path, e))?
+            .len();
+        let start = from.max(len.saturating_sub(max));
+        let mut out = Vec::new();
+        if start < len {
+            f.seek(SeekFrom::Start(start))
+                .and_then(|_| f.take(len - start).read_to_end(&mut out))
+                .map_err(|e| io_err("cannot read", path, e))?;
+        }
+        Ok(out)
+    }
 }
 
 pub(super) fn next_unique() -> u64 {

@@ -16,6 +16,7 @@ mod queue;
 mod record;
 mod run;
 mod shutdown;
+mod stderr;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -46,7 +47,13 @@ pub struct StartRequest {
     pub name: Option<String>,
     pub options: TaskOptions,
     pub isolation: Isolation,
+    /// Where the prompt's context came from (`src/sample.lua:2-4`), for the header.
+    pub context: Vec<String>,
 }
+
+/// Most context entries a record keeps, and the longest one in characters.
+const MAX_CONTEXT: usize = 20;
+const MAX_CONTEXT_CHARS: usize = 300;
 
 #[derive(Clone)]
 pub struct Supervisor {
@@ -379,6 +386,13 @@ impl Supervisor {
                 }
             }
         }
+        rec.context = req
+            .context
+            .iter()
+            .map(|c| crate::text::one_line(c, MAX_CONTEXT_CHARS))
+            .filter(|c| !c.is_empty())
+            .take(MAX_CONTEXT)
+            .collect();
         let store = self.shared.store.clone();
         let r2 = rec.clone();
         tokio::task::spawn_blocking(move || {
@@ -593,6 +607,7 @@ impl Supervisor {
             .store
             .remove(cwd, id)
             .map_err(|e| format!("dispose: {e}"))?;
+        export::remove_export(cwd, id);
         self.emit("disposed", &rec);
         Ok(())
     }

@@ -99,7 +99,10 @@ impl Supervisor {
             }
             self.state().tasks.remove(&key);
             match self.shared.store.remove(&old.cwd, old.id) {
-                Ok(()) => self.emit("disposed", old),
+                Ok(()) => {
+                    super::export::remove_export(&old.cwd, old.id);
+                    self.emit("disposed", old);
+                }
                 Err(e) => log_warn!("retention: {e}"),
             }
         }

@@ -3,8 +3,8 @@
 use crate::process::reaper::Exit;
 use crate::stream_json;
 use crate::stream_json::summary::RunSummary;
-use crate::task::{now_ms, Status, TaskRecord};
-use crate::text::cut_bytes;
+use crate::task::{now_ms, Status, TaskRecord, MAX_DENIED};
+use crate::text::{cut_bytes, one_line};
 
 /// Moves the end of the current run (and of the task) to `end_ms`, keeping the totals right.
 pub(super) fn end_run_at(r: &mut TaskRecord, end_ms: u64) {
@@ -23,6 +23,12 @@ pub(super) fn apply_result(r: &mut TaskRecord, res: &stream_json::ResultInfo) {
     if let Some(run) = r.runs.last_mut() {
         run.cost_usd = res.total_cost_usd;
         run.num_turns = res.num_turns;
+        run.denied = res
+            .permission_denials
+            .iter()
+            .take(MAX_DENIED)
+            .map(|d| one_line(&d.tool_name, 80))
+            .collect();
     }
     if let Some(text) = &res.result {
         r.result = Some(cut_bytes(text, 4096));

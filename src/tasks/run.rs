@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use super::permissions::watch::{lock, Control, Watcher};
 use super::record::{apply_result, finish_run, outcome};
+use super::stderr;
 use super::{wait_true, Entry, Supervisor, TaskKey};
 use crate::cli::control::{self, Stdin};
 use crate::cli::invoke::{self, SessionArg};
@@ -298,6 +299,13 @@ impl Supervisor {
             _ => exit,
         };
         let (status, error) = outcome(&summary, Some(exit), cancelled);
+        // Without a result line, the CLI's stderr is the only word on why it failed.
+        let stderr = if status == Status::Failed && summary.result.is_none() {
+            self.stderr_tail(key, &run.dir).await
+        } else {
+            Vec::new()
+        };
+        let error = stderr::explain(error, &stderr);
         let rec = self
             .update(key, |r| {
                 if let Some(res) = &summary.result {
@@ -307,6 +315,9 @@ impl Supervisor {
                     r.cancel_requested = true;
                 }
                 finish_run(r, status, Some(exit), error);
+                if let Some(run) = r.current_run_mut() {
+                    run.stderr = stderr;
+                }
             })
             .await;
         if let Some(rec) = rec {
@@ -340,6 +351,31 @@ impl Supervisor {
             .is_some_and(|e| e.record.borrow().cancel_requested)
             || dir.cancel_request().exists();
         (summary, cancelled)
+    }
+
+    /// The last lines of what the current run wrote on stderr.
+    async fn stderr_tail(&self, key: &TaskKey, dir: &TaskDir) -> Vec<String> {
+        let from = self
+            .state()
+            .tasks
+            .get(key)
+            .and_then(|e| e.record.borrow().current_run().map(|r| r.stderr_offset))
+            .unwrap_or(0);
+        let path = dir.stderr();
+        let read = tokio::task::spawn_blocking(move || {
+            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let cut = len.saturating_sub(from) > stderr::TAIL_BYTES;
+            Store::read_tail(&path, from, stderr::TAIL_BYTES).map(|b| (b, cut))
+        })
+        .await;
+        match read {
+            Ok(Ok((bytes, cut))) => stderr::last_lines(&bytes, cut),
+            Ok(Err(e)) => {
+                log_warn!("task #{}: {e}", key.1);
+                Vec::new()
+            }
+            Err(_) => Vec::new(),
+        }
     }
 
     /// A run that could not even be prepared (its prompt could not be written).

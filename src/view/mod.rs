@@ -97,6 +97,10 @@ impl View {
                     None => 0,
                 };
                 if n > 0 {
+                    // The snapshot may predate the run that wrote these bytes; the record of
+                    // now has it (a run is published before its CLI starts), and the header of
+                    // a task that waited must get its start before any output follows it.
+                    pipe.started(&self.record.borrow());
                     pipe.push(&chunk[..n], &snapshot);
                 } else {
                     if pipe.caught_up(&snapshot) {

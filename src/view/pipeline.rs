@@ -46,6 +46,8 @@ impl RunCursor {
                 num_turns: 0,
                 cost_usd: 0.0,
                 error: rec.error.as_deref(),
+                stderr: &[],
+                denied: &[],
             });
             self.footed_runless = true;
         }
@@ -68,6 +70,8 @@ impl RunCursor {
                 num_turns: run.num_turns,
                 cost_usd: run.cost_usd,
                 error: run.error.as_deref(),
+                stderr: &run.stderr,
+                denied: &run.denied,
             });
             self.footed += 1;
         }
@@ -82,22 +86,35 @@ pub(super) struct Pipeline {
     cursor: RunCursor,
     framer: Framer,
     lines: LineFeed,
+    /// The header was drawn while the task waited, in this many lines: it is drawn again with
+    /// its start time when the first run starts, if nothing follows it yet.
+    header_waiting: Option<usize>,
+}
+
+/// The header of `rec`'s buffer.
+fn header(rec: &TaskRecord) -> Header<'_> {
+    Header {
+        id: rec.id,
+        name: &rec.name,
+        cwd: &rec.cwd,
+        queued_at_ms: rec.created_at_ms,
+        started_at_ms: rec.runs.first().and_then(|r| r.started_at_ms),
+        model: rec.options.model.as_deref(),
+        context: &rec.context,
+        worktree: rec
+            .worktree
+            .as_ref()
+            .map(|w| (w.branch.as_str(), w.path.as_str())),
+        permissions: Some(rec.options.permissions.as_str()),
+    }
 }
 
 impl Pipeline {
     pub(super) fn new(rec: &TaskRecord, transcript: &std::path::Path) -> Pipeline {
         let mut renderer = Renderer::new();
-        renderer.header(&Header {
-            id: rec.id,
-            name: &rec.name,
-            cwd: &rec.cwd,
-            started_at_ms: rec.created_at_ms,
-            worktree: rec
-                .worktree
-                .as_ref()
-                .map(|w| (w.branch.as_str(), w.path.as_str())),
-            permissions: Some(rec.options.permissions.as_str()),
-        });
+        let head = header(rec);
+        renderer.header(&head);
+        let header_waiting = head.started_at_ms.is_none().then(|| renderer.line_count());
         // A waiting Write request is shown as a diff against the file it would replace.
         renderer.set_file_reader(Box::new(read_for_diff));
         Pipeline {
@@ -109,11 +126,25 @@ impl Pipeline {
             },
             framer: Framer::new(MAX_LINE, 0),
             lines: LineFeed::new(transcript),
+            header_waiting,
+        }
+    }
+
+    /// A task that waited has started: its header gets the start time.
+    pub(super) fn started(&mut self, rec: &TaskRecord) {
+        let Some(drawn) = self.header_waiting else {
+            return;
+        };
+        let head = header(rec);
+        if head.started_at_ms.is_some() {
+            self.renderer.redraw_header(&head, drawn);
+            self.header_waiting = None;
         }
     }
 
     /// The next bytes of the transcript; `rec` is at least as new as the read that got them.
     pub(super) fn push(&mut self, chunk: &[u8], rec: &TaskRecord) {
+        self.started(rec);
         self.framer.push_pieces(chunk, |piece| {
             if let Piece::Line(line) = piece {
                 self.cursor.before_line(line, rec, &mut self.renderer);
@@ -126,6 +157,7 @@ impl Pipeline {
     /// more: a finished run's last line and the footers of the finished runs go in. Returns
     /// whether a footer went in.
     pub(super) fn caught_up(&mut self, rec: &TaskRecord) -> bool {
+        self.started(rec);
         if rec
             .runs
             .get(self.cursor.footed)
@@ -333,5 +365,77 @@ mod tests {
                 assert_eq!(a, b, "{name} at {max_line}");
             }
         }
+    }
+
+    /// Issue 23 item 10: a task viewed while it waits says when it was queued, and once its
+    /// first run starts the header says both times, drawn again in place; one that started at
+    /// once says only when it started. The lines are the same whenever the view was opened.
+    #[test]
+    fn issue23_10_a_waiting_task_s_header_gets_its_start_time() {
+        use crate::timefmt::{local, local_time_since};
+        let empty = std::env::temp_dir().join("claude-tasks-no-transcript");
+        let mut waiting = finished_record();
+        waiting.status = Status::Queued;
+        waiting.created_at_ms = 1_795_000_000_000;
+        waiting.runs.clear();
+        let mut pipe = Pipeline::new(&waiting, &empty);
+        pipe.caught_up(&waiting);
+        let mut buf = Vec::new();
+        pipe.renderer.take_update().unwrap().apply_to(&mut buf);
+        let queued = format!("queued {}", local(waiting.created_at_ms));
+        assert_eq!(buf, ["# #1 t", &format!("cwd: / · {queued}"), ""]);
+        // Nothing changes while it waits.
+        pipe.caught_up(&waiting);
+        assert!(pipe.renderer.take_update().is_none());
+
+        let mut started = finished_record();
+        started.created_at_ms = waiting.created_at_ms;
+        started.runs[0].started_at_ms = Some(waiting.created_at_ms + 65_000);
+        started.runs[0].status = Status::Running;
+        pipe.caught_up(&started);
+        let u = pipe.renderer.take_update().unwrap();
+        assert_eq!(u.start, 0);
+        u.apply_to(&mut buf);
+        let (time, _) = local_time_since(waiting.created_at_ms + 65_000, waiting.created_at_ms);
+        let both = format!("cwd: / · {queued} · started {time}");
+        assert_eq!(buf, ["# #1 t", both.as_str(), ""]);
+        // A view opened now draws the same header.
+        let mut fresh = Pipeline::new(&started, &empty);
+        fresh.caught_up(&started);
+        assert_eq!(fresh.renderer.take_update().unwrap().lines, buf);
+
+        // Started at once: one time, called the start.
+        let mut at_once = started.clone();
+        at_once.runs[0].started_at_ms = Some(waiting.created_at_ms + 20);
+        let mut p = Pipeline::new(&at_once, &empty);
+        p.caught_up(&at_once);
+        let lines = p.renderer.take_update().unwrap().lines;
+        assert_eq!(
+            lines[1],
+            format!("cwd: / · started {}", local(waiting.created_at_ms + 20))
+        );
+    }
+
+    /// Issue 23 items 11 and 12: the header names the model asked for as people read it and
+    /// the prompt's context.
+    #[test]
+    fn issue23_11_12_the_header_names_the_model_and_the_context() {
+        let empty = std::env::temp_dir().join("claude-tasks-no-transcript");
+        let mut rec = finished_record();
+        rec.options.model = Some("claude-opus-4-8[1m]".into());
+        rec.context = vec!["src/sample.lua:2-4".into(), "README.md:10".into()];
+        let mut pipe = Pipeline::new(&rec, &empty);
+        pipe.caught_up(&rec);
+        let lines = pipe.renderer.take_update().unwrap().lines;
+        assert_eq!(
+            lines[2],
+            "model: claude-opus-4-8 (1M context) · context: src/sample.lua:2-4, README.md:10"
+        );
+        assert_eq!(lines[3], "");
+        rec.options.model = None;
+        let mut pipe = Pipeline::new(&rec, &empty);
+        pipe.caught_up(&rec);
+        let lines = pipe.renderer.take_update().unwrap().lines;
+        assert_eq!(lines[2], "context: src/sample.lua:2-4, README.md:10");
     }
 }

@@ -590,9 +590,13 @@ def parse_export(path: Path) -> tuple[dict, list[str], str]:
     return fields, lines[i + 1:], title
 
 
-def utc(ms: int) -> str:
-    t = datetime.datetime.fromtimestamp(ms // 1000, tz=datetime.timezone.utc)
-    return t.strftime("%Y-%m-%d %H:%M:%S UTC")
+def local(ms: int) -> str:
+    """The backend's local time with its UTC offset (its TZ is this process's)."""
+    t = datetime.datetime.fromtimestamp(ms // 1000).astimezone()
+    off = int(t.utcoffset().total_seconds())
+    sign = "-" if off < 0 else "+"
+    off = abs(off)
+    return t.strftime("%Y-%m-%d %H:%M:%S ") + "%s%02d:%02d" % (sign, off // 3600, off // 60 % 60)
 
 
 def check_export(path: Path, rec: dict, buffer_lines: list[str]) -> None:
@@ -604,7 +608,7 @@ def check_export(path: Path, rec: dict, buffer_lines: list[str]) -> None:
     assert fields == {
         "status": rec["status"],
         "project": rec["cwd"],
-        "created": utc(rec["created_at_ms"]),
+        "created": local(rec["created_at_ms"]),
         "duration": lua_duration(rec["duration_ms"]),
         "cost": f"${rec['cost_usd']:.4f}",
     }, fields

@@ -24,7 +24,11 @@ fn render_chunked(data: &[u8], cuts: &[usize], max_line: usize) -> Vec<String> {
         id: 1,
         name: "fuzz",
         cwd: "/p",
-        started_at_ms: 0,
+        queued_at_ms: 0,
+        // As the record below: a task without runs.
+        started_at_ms: None,
+        model: None,
+        context: &[],
         worktree: None,
         permissions: Some("ask"),
     });
