@@ -10,6 +10,8 @@ if vim.fn.has("nvim-0.10") == 0 then
 end
 
 local function commands()
+  -- A manual install has no doc/tags until something makes them (setup() does too).
+  require("claude-tasks.helptags").ensure()
   return require("claude-tasks.commands")
 end
 

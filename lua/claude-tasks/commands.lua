@@ -15,11 +15,14 @@ function M.task(o)
   if vim.trim(prompt) == "" then
     return err("claude-tasks: :ClaudeTask needs a prompt, e.g. :ClaudeTask fix the failing test")
   end
+  local context
   if (o.range or 0) > 0 then
-    prompt = require("claude-tasks.context").add(prompt, 0, o.line1, o.line2)
+    local where
+    prompt, where = require("claude-tasks.context").add(prompt, 0, o.line1, o.line2)
+    context = { where }
   end
   local ct = require("claude-tasks")
-  local id, e = ct.start(prompt, o.bang and { isolation = "worktree" } or nil)
+  local id, e = ct.start(prompt, { context = context, isolation = o.bang and "worktree" or nil })
   if not id then
     return err(e)
   end

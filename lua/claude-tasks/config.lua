@@ -16,8 +16,9 @@ local function defaults()
     args = {},
     -- `--model` for new tasks; nil: the CLI's default.
     model = nil,
-    -- `--permission-mode`: "default", "acceptEdits", "plan", "bypassPermissions", "dontAsk" or
-    -- "auto"; what it does not allow is asked in the editor (see `permissions`).
+    -- `--permission-mode`: one the tested CLIs document (see PERMISSION_MODES); another
+    -- well-formed name is passed on with a warning, for a newer CLI. What it does not allow is
+    -- asked in the editor (see `permissions`).
     permission_mode = "acceptEdits",
     -- `--allowedTools`, e.g. { "Bash(npm test:*)", "Edit" }.
     allowed_tools = {},
@@ -144,6 +145,36 @@ local boolean = {
 }
 local list_of_strings = { check = is_list_of_strings, expected = "a list of strings" }
 
+--- The `--permission-mode` values the tested Claude Code versions document (`claude --help`,
+--- tests/fixtures/claude-cli-*/help.txt): 2.1.197 lists "default", 2.1.332 lists "manual" in
+--- its place (and still takes "default"; 2.1.197 refuses "manual").
+M.PERMISSION_MODES = { "acceptEdits", "auto", "bypassPermissions", "default", "dontAsk", "plan" }
+M.PERMISSION_MODES_NEWER = { "manual" }
+
+local permission_mode = {
+  check = function(v)
+    -- A mode is one word: anything else would reach the CLI as a mistake (or a flag).
+    return type(v) == "string" and v:match("^%a[%w_-]*$") ~= nil
+  end,
+  expected = "one of "
+    .. table.concat(M.PERMISSION_MODES, ", ")
+    .. " (or a newer CLI's mode, a single word)",
+  --- A warning for a well-formed mode the tested CLIs do not document.
+  warn = function(v)
+    if
+      vim.list_contains(M.PERMISSION_MODES, v) or vim.list_contains(M.PERMISSION_MODES_NEWER, v)
+    then
+      return nil
+    end
+    return string.format(
+      "claude-tasks: option 'permission_mode' %q is not a mode the tested Claude Code versions"
+        .. " document (%s); it is passed to the CLI as it is",
+      v,
+      table.concat(M.PERMISSION_MODES, ", ")
+    )
+  end,
+}
+
 --- The validators, by key. `optional` keys accept nil.
 local schema = {
   cmd = {
@@ -153,15 +184,8 @@ local schema = {
     expected = "a non-empty string or a non-empty list of strings",
   },
   args = list_of_strings,
-  model = { check = string_.check, expected = "a string or nil", optional = true },
-  permission_mode = one_of(
-    "acceptEdits",
-    "default",
-    "plan",
-    "bypassPermissions",
-    "dontAsk",
-    "auto"
-  ),
+  model = { check = nonempty_string.check, expected = "a non-empty string or nil", optional = true },
+  permission_mode = permission_mode,
   allowed_tools = {
     check = function(v)
       if not is_list_of_strings(v) then
@@ -273,8 +297,9 @@ local function unknown_key(path, key, spec)
   )
 end
 
---- Validates `opts` against `spec`; returns nil or the error message.
-local function check_table(opts, spec, path)
+--- Validates `opts` against `spec`; returns nil or the error message. The warnings of valid
+--- values (`rule.warn`) are added to `warnings` when given.
+local function check_table(opts, spec, path, warnings)
   for key in pairs(opts) do
     if type(key) ~= "string" or not spec[key] then
       return unknown_key(path, key, spec)
@@ -293,7 +318,7 @@ local function check_table(opts, spec, path)
             describe(v)
           )
         end
-        local err = check_table(v, rule.fields, path .. key .. ".")
+        local err = check_table(v, rule.fields, path .. key .. ".", warnings)
         if err then
           return err
         end
@@ -308,32 +333,50 @@ local function check_table(opts, spec, path)
           describe(v)
         )
       end
+      local warning = warnings and rule.warn and rule.warn(v)
+      if warning then
+        warnings[#warnings + 1] = warning
+      end
     end
   end
 end
 
---- Validates a full or partial option table; returns nil or the error message.
+--- Validates a full or partial option table; returns nil or the error message, and the
+--- warnings about values that are valid but unusual (a list, empty when there are none).
 function M.check(opts)
+  local warnings = {}
   if opts == nil then
-    return nil
+    return nil, warnings
   end
   if type(opts) ~= "table" then
-    return "claude-tasks: setup() expects a table of options; got " .. describe(opts)
+    return "claude-tasks: setup() expects a table of options; got " .. describe(opts), warnings
   end
-  return check_table(opts, schema, "")
+  return check_table(opts, schema, "", warnings), warnings
 end
 
---- Validates the per-task options of `start()` (a subset of the options plus name/cwd/open).
+--- Shows each warning (scheduled: never in the middle of the caller's work).
+function M.warn(warnings)
+  for _, w in ipairs(warnings or {}) do
+    vim.schedule(function()
+      vim.notify(w, vim.log.levels.WARN)
+    end)
+  end
+end
+
+--- Validates the per-task options of `start()` (a subset of the options plus name/cwd/open);
+--- returns nil or the error message, and the warnings.
 function M.check_task_opts(opts)
+  local warnings = {}
   if opts == nil then
-    return nil
+    return nil, warnings
   end
   if type(opts) ~= "table" then
-    return "claude-tasks: start() expects a table of options; got " .. describe(opts)
+    return "claude-tasks: start() expects a table of options; got " .. describe(opts), warnings
   end
   local spec = {
     name = { check = nonempty_string.check, expected = "a non-empty string", optional = true },
     cwd = { check = nonempty_string.check, expected = "a non-empty string", optional = true },
+    context = list_of_strings,
     model = schema.model,
     permission_mode = schema.permission_mode,
     allowed_tools = schema.allowed_tools,
@@ -344,8 +387,11 @@ function M.check_task_opts(opts)
     isolation = schema.isolation,
     branch_prefix = schema.branch_prefix,
   }
-  local err = check_table(opts, spec, "")
-  return err and err:gsub("option '", "start() option '", 1) or nil
+  local err = check_table(opts, spec, "", warnings)
+  for i, w in ipairs(warnings) do
+    warnings[i] = w:gsub("option '", "start() option '", 1)
+  end
+  return err and err:gsub("option '", "start() option '", 1) or nil, warnings
 end
 
 local current = defaults()
@@ -353,10 +399,11 @@ local current = defaults()
 --- Validates and applies `opts` over the defaults (each call starts from the defaults).
 --- Raises an error naming the key when an option is wrong; changes nothing then.
 function M.setup(opts)
-  local err = M.check(opts)
+  local err, warnings = M.check(opts)
   if err then
     error(err, 0)
   end
+  M.warn(warnings)
   local new = defaults()
   for k, v in pairs(opts or {}) do
     if k == "statusline" then

@@ -1,5 +1,5 @@
 -- The context a range adds to a prompt: the file's path relative to the cwd, the line numbers
--- and the lines themselves in a fenced block.
+-- and the lines themselves in a fenced block; and its short name for the output's header.
 
 local M = {}
 
@@ -11,6 +11,8 @@ local M = {}
 ---   ```lua
 ---   ...
 ---   ```
+---
+--- Returns the prompt and the context's short name ("lua/foo.lua:10-20").
 function M.add(prompt, buf, line1, line2)
   buf = (buf == nil or buf == 0) and vim.api.nvim_get_current_buf() or buf
   if line1 > line2 then
@@ -28,6 +30,7 @@ function M.add(prompt, buf, line1, line2)
   end
   local fence = string.rep("`", math.max(3, longest + 1))
   local ft = vim.bo[buf].filetype
+  local short = path .. ":" .. (line1 == line2 and tostring(line1) or (line1 .. "-" .. line2))
   return string.format(
     "%s\n\nContext: %s %s:\n%s%s\n%s\n%s",
     prompt,
@@ -37,7 +40,8 @@ function M.add(prompt, buf, line1, line2)
     ft,
     text,
     fence
-  )
+  ),
+    short
 end
 
 return M

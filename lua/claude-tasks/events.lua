@@ -36,6 +36,50 @@ local AUTOCMD = {
 --- Which (task, run, autocmd) were already fired: key -> true.
 local fired = {}
 
+--- The current (last) run of a task record, or nil.
+local function last_run(task)
+  local runs = nn(task.runs)
+  if type(runs) == "table" and #runs > 0 and type(runs[#runs]) == "table" then
+    return runs[#runs], #runs
+  end
+  return nil, 0
+end
+
+--- The tools the last run had denied, one name per denied call (a list, maybe empty).
+local function denied(task)
+  local run = last_run(task)
+  local d = run and nn(run.denied)
+  return type(d) == "table" and d or {}
+end
+
+--- "1 tool denied (Bash)", "3 tools denied (Bash, Write)", and what allows them; nil if none.
+function M.denied_text(task)
+  local d = denied(task)
+  if #d == 0 then
+    return nil
+  end
+  local names, seen = {}, {}
+  for _, name in ipairs(d) do
+    name = tostring(name)
+    if not seen[name] then
+      seen[name] = true
+      names[#names + 1] = name
+    end
+  end
+  local quoted = vim.tbl_map(function(n)
+    return string.format("%q", n)
+  end, names)
+  -- Until the editor answers permission requests, the option is what allows a tool.
+  return string.format(
+    "%d %s denied (%s); allowed_tools = { %s } allows %s",
+    #d,
+    #d == 1 and "tool" or "tools",
+    table.concat(names, ", "),
+    table.concat(quoted, ", "),
+    #names == 1 and "it" or "them"
+  )
+end
+
 --- The `data` of the autocmds.
 function M.data(task)
   return {
@@ -50,6 +94,7 @@ function M.data(task)
     num_turns = nn(task.num_turns),
     result = nn(task.result),
     error = nn(task.error),
+    denied = denied(task),
   }
 end
 
@@ -62,8 +107,22 @@ function M.message(task)
   local elapsed = format.elapsed_ms(task)
   local took = elapsed and format.duration(elapsed) or nil
   if status == "completed" then
-    local parts = { "done" .. (took and (" in " .. took) or "") }
-    parts[#parts + 1] = format.cost(task)
+    local parts
+    local run, n = last_run(task)
+    if n > 1 then
+      -- A follow-up: its own time and cost, as its footer says, and the task's totals apart.
+      local run_took = nn(run.duration_ms)
+      parts =
+        { "run " .. n .. " done" .. (run_took and (" in " .. format.duration(run_took)) or "") }
+      local run_cost = format.cost({ cost_usd = run.cost_usd })
+      parts[#parts + 1] = run_cost and (run_cost .. " this run") or nil
+      local total = format.cost(task)
+      parts[#parts + 1] = total and (total .. " task total (" .. n .. " runs)") or nil
+    else
+      parts = { "done" .. (took and (" in " .. took) or "") }
+      parts[#parts + 1] = format.cost(task)
+    end
+    parts[#parts + 1] = M.denied_text(task)
     return head .. table.concat(parts, " · "), levels.INFO
   elseif status == "cancelled" then
     return head .. "cancelled" .. (took and (" after " .. took) or ""), levels.WARN

@@ -138,6 +138,73 @@ local function check_claude_version(out)
   end
 end
 
+-- Where a login can come from without `claude auth status` (a CLI without it): the variables
+-- the CLI reads for an API key, a token or a cloud provider, and its credentials file.
+local AUTH_VARS = {
+  "ANTHROPIC_API_KEY",
+  "ANTHROPIC_AUTH_TOKEN",
+  "CLAUDE_CODE_OAUTH_TOKEN",
+  "CLAUDE_CODE_USE_BEDROCK",
+  "CLAUDE_CODE_USE_VERTEX",
+}
+
+local LOGIN_ADVICE = {
+  "log in: run `claude auth login` in a terminal (or `claude`, then /login)",
+  "or set ANTHROPIC_API_KEY in the environment Neovim starts from",
+}
+
+-- Whether the CLI is logged in, from what it says offline: `claude auth status` prints JSON
+-- (`loggedIn`, `authMethod`, `apiKeySource`) and exits 1 when logged out, on 2.1.197 and
+-- 2.1.332, without the network. Older CLIs: the variables and the credentials file.
+local function check_claude_auth(cmd)
+  local full = vim.list_extend(vim.deepcopy(cmd), { "auth", "status", "--json" })
+  local ok, obj = pcall(vim.system, full, { text = true })
+  local res = ok and obj:wait(10000) or nil
+  local status = nil
+  if res and res.signal == 0 then
+    local decoded_ok, decoded = pcall(vim.json.decode, vim.trim(res.stdout or ""))
+    if decoded_ok and type(decoded) == "table" and type(decoded.loggedIn) == "boolean" then
+      status = decoded
+    end
+  end
+  if status and status.loggedIn then
+    local how = type(status.authMethod) == "string" and status.authMethod or "?"
+    if type(status.apiKeySource) == "string" then
+      how = how .. " from " .. status.apiKeySource
+    end
+    health.ok("Claude Code is logged in (" .. how .. ")")
+    return
+  elseif status then
+    health.warn(
+      "Claude Code is not logged in (`" .. table.concat(full, " ") .. "`): every task will fail",
+      LOGIN_ADVICE
+    )
+    return
+  end
+  for _, var in ipairs(AUTH_VARS) do
+    if (vim.env[var] or "") ~= "" then
+      health.ok("Claude Code credentials: $" .. var .. " is set")
+      return
+    end
+  end
+  local config_dir = vim.env.CLAUDE_CONFIG_DIR or (vim.env.HOME or "~") .. "/.claude"
+  local credentials = config_dir .. "/.credentials.json"
+  if vim.fn.filereadable(credentials) == 1 then
+    health.ok("Claude Code credentials: " .. credentials)
+    return
+  end
+  health.warn(
+    "cannot tell whether Claude Code is logged in: `"
+      .. table.concat(full, " ")
+      .. "` did not say, no "
+      .. credentials
+      .. " and none of $"
+      .. table.concat(AUTH_VARS, ", $")
+      .. " is set",
+    LOGIN_ADVICE
+  )
+end
+
 local function check_claude()
   local config = require("claude-tasks.config")
   local cmd = config.cmd_list()
@@ -155,6 +222,7 @@ local function check_claude()
   if out then
     health.ok("`" .. table.concat(full, " ") .. "`: " .. out)
     check_claude_version(out)
+    check_claude_auth(cmd)
   else
     health.warn("`" .. table.concat(full, " ") .. "` failed: " .. tostring(err))
   end

@@ -50,8 +50,9 @@ M.header = {
   { "# #", "ClaudeTasksHeader" },
   { "cwd: ", "ClaudeTasksFooter" },
   { "model: ", "ClaudeTasksFooter" },
+  { "context: ", "ClaudeTasksFooter" },
 }
-M.header_rows = 4
+M.header_rows = 5
 
 --- Other lines are highlighted by prefix: { prefix, group }. First match wins.
 M.prefixes = {
@@ -62,6 +63,8 @@ M.prefixes = {
   { "  ✓ ", "ClaudeTasksAllowed" },
   { "  … ", "ClaudeTasksToolResult" },
   { "  ✗ ", "ClaudeTasksError" },
+  { "  │ ", "ClaudeTasksError" },
+  { "  ⚠ ", "ClaudeTasksWarning" },
   { "✓ ", "ClaudeTasksCompleted" },
   { "✗ ", "ClaudeTasksFailed" },
   { "■ ", "ClaudeTasksCancelled" },

@@ -60,6 +60,7 @@ end
 --- Sets the options (over the defaults). Raises an error naming the key on a wrong option.
 function M.setup(opts)
   config.setup(opts)
+  require("claude-tasks.helptags").ensure()
   state.recompute()
   local backend = package.loaded["claude-tasks.backend"]
   if backend and backend.running() then
@@ -73,15 +74,17 @@ end
 --- Starts a task; returns its id (ids are per project directory), or nil and an error.
 --- opts: name, cwd (default: the current directory), model, permission_mode, allowed_tools,
 --- permissions ("ask" or "deny"), args, cmd, isolation ("none" or "worktree"), branch_prefix
---- (default: the options), open (default: option `open`; false: do not show).
+--- (default: the options), open (default: option `open`; false: do not show), context (where
+--- the prompt's context came from, e.g. { "src/sample.lua:2-4" }, for the header).
 function M.start(prompt, opts)
   if type(prompt) ~= "string" or vim.trim(prompt) == "" then
     return nil, "claude-tasks: the prompt is empty"
   end
-  local err = config.check_task_opts(opts)
+  local err, warnings = config.check_task_opts(opts)
   if err then
     return nil, err
   end
+  config.warn(warnings)
   opts = opts or {}
   local o = config.get()
   local function pick(key)
@@ -107,6 +110,7 @@ function M.start(prompt, opts)
     prompt = prompt,
     cwd = cwd,
     name = opts.name,
+    context = opts.context,
     model = pick("model"),
     permission_mode = pick("permission_mode"),
     allowed_tools = pick("allowed_tools"),
