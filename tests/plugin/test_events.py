@@ -78,6 +78,7 @@ def test_started_then_completed(child):
         "cost_usd": 0.0312,
         "num_turns": 6,
         "result": "ok",
+        "denied": [],
     }
     assert ev[2]["data"] == ev[1]["data"]
     notes = child.notes()
