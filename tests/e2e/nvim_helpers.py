@@ -149,7 +149,12 @@ function _G.__e2e.footer_lines(id, n, footer_re)
   for _, l in ipairs(lines) do
     if vim.regex(footer_re):match_str(l) then count = count + 1 end
   end
-  if count >= n and vim.regex(footer_re):match_str(lines[#lines]) then
+  -- A footer may be followed by its own lines: the CLI's stderr (`  │ `), a hint (`  ⚠ `).
+  local last = #lines
+  while last > 1 and (vim.startswith(lines[last], '  │ ') or vim.startswith(lines[last], '  ⚠ ')) do
+    last = last - 1
+  end
+  if count >= n and vim.regex(footer_re):match_str(lines[last]) then
     return lines
   end
 end
@@ -279,8 +284,8 @@ class ChildNvim:
         return "\n".join(self.buffer_lines(id_) or [])
 
     def wait_footer(self, id_: int, n: int = 1, timeout: float = 15.0) -> list[str]:
-        """Waits until the buffer's last line is its n-th footer (``✓ done…`` / ``✗ failed…``
-        / ``■ cancelled…``); returns the lines."""
+        """Waits until the buffer ends with its n-th footer (``✓ done…`` / ``✗ failed…``
+        / ``■ cancelled…``, and the lines under it: stderr, a hint); returns the lines."""
         try:
             return self.wait_for("_G.__e2e.footer_lines(...)", id_, n, _FOOTER_VIM_RE,
                                  timeout=timeout, what=f"footer #{n} in claude-tasks://{id_}")

@@ -157,6 +157,29 @@ def test_write_denied_in_default_mode(make_nvim, project_dir):
     assert len(denials) == 1, text
     assert "hello.txt" in denials[0]
     assert "tool_result is_error=True" in text
+    # Issue 23 item 3: the footer counts it and says what allows it, as the Done event does.
+    assert data["denied"] == ["Write"], data
+    footer = next(ln for ln in lines if ln.startswith("✓ done"))
+    assert footer.endswith(" · 1 tool denied (Write)"), lines[-3:]
+    assert lines[-1].startswith('  ⚠ to allow: allowed_tools = { "Write" }'), lines[-3:]
+
+
+@on_nvims()
+def test_23_01_a_mode_the_cli_rejects_fails_with_the_cli_s_words(make_nvim):
+    """Issue 23 item 1: `permission_mode = "bogus"` passes setup() with a warning (item 2), and
+    the CLI's own refusal, printed on stderr only, is the task's error and under its footer."""
+    nv = make_nvim()
+    task_id = nv.start("SCENARIO:hello say hi", permission_mode="bogus")
+    data = nv.wait_done(task_id)
+    assert data["status"] == "failed", nv.diagnostics(task_id)
+    why = "option '--permission-mode <mode>' argument 'bogus' is invalid"
+    assert data["error"].startswith("the CLI exited with code 1 without a result: error: "), data
+    assert why in data["error"], data
+    lines = nv.wait_footer(task_id)
+    assert any(ln.startswith("✗ failed: the CLI exited with code 1") for ln in lines), lines
+    assert any(ln.startswith("  │ error: ") and why in ln for ln in lines), lines[-4:]
+    failed = [n for n in nv.notes() if "failed" in n["msg"]]
+    assert len(failed) == 1 and why in failed[0]["msg"], nv.notes()
 
 
 @on_nvims()

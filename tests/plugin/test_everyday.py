@@ -454,3 +454,24 @@ def test_23_26_dispose_removes_the_export_and_an_empty_folder(child, real):
     assert os.path.isfile(export)
     assert child.lua("return { require('claude-tasks').dispose(1) }") == [True]
     assert not os.path.exists(export) and not os.path.exists(folder)
+
+
+def test_23_02_the_modes_are_those_the_pinned_clis_document(child):
+    """The lists in config.lua are the union of the pinned CLIs' `--help` choices (saved in
+    tests/fixtures/claude-cli-<version>/help.txt): a new pin that documents another mode fails
+    here until config.lua knows it."""
+    import re
+
+    documented = set()
+    for d in sorted(os.listdir(FIXTURES)):
+        path = os.path.join(FIXTURES, d, "help.txt")
+        if not os.path.isfile(path):
+            continue
+        text = open(path, encoding="utf-8").read()
+        m = re.search(r"--permission-mode <mode>.*?\(choices: ([^)]*)\)", text, re.S)
+        assert m, path
+        documented |= set(re.findall(r'"([^"]+)"', m.group(1)))
+    known = child.lua("local c = require('claude-tasks.config');"
+                      " return vim.list_extend(vim.deepcopy(c.PERMISSION_MODES),"
+                      " c.PERMISSION_MODES_NEWER)")
+    assert documented and set(known) == documented
