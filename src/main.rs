@@ -184,6 +184,12 @@ async fn serve(cli: Cli) -> Result<(), String> {
         "claude-tasks {VERSION} started (state dir {}, cwd {cwd})",
         cli.state_dir.display()
     );
+    // Before the RPC loop answers anything: a SIGTERM that comes right after the first answers
+    // (a quick quit) is then a clean shutdown, not the default action's death by signal.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| e.to_string())?;
     let payloads = Arc::new(Payloads::default());
     let rpc = Rpc::new(store, cwd, payloads.clone());
     let (nvim, io) =
@@ -201,10 +207,6 @@ async fn serve(cli: Cli) -> Result<(), String> {
         recovering.recover();
     });
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| e.to_string())?;
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .map_err(|e| e.to_string())?;
     let editor = nix::unistd::getppid();
     enum End {
         /// Neovim closed the channel (quitting, or killed).
