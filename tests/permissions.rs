@@ -369,10 +369,10 @@ async fn permissions_deny_denies_what_no_rule_allows_and_says_so() {
     let bad = b
         .err(
             "start",
-            start_args(&w, "x", vec![("permission_mode", s("yolo"))]),
+            start_args(&w, "x", vec![("permission_mode", s("--yolo"))]),
         )
         .await;
-    assert!(bad.contains("'permission_mode' must be one of"), "{bad}");
+    assert!(bad.contains("'permission_mode' must be a mode"), "{bad}");
     let bad = b
         .err(
             "start",

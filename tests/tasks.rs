@@ -585,7 +585,8 @@ fn issue23_3_denied_tools_are_counted_in_the_record_and_the_footer() {
         );
         assert_eq!(
             lines[n - 1],
-            "  ⚠ to allow: allowed_tools = { \"Write\" } (:help claude-tasks-option-allowed_tools)"
+            "  ⚠ to allow: A (always) on the next request, or allowed_tools = { \"Write\" } \
+             (:help claude-tasks-permissions)"
         );
         // The record on disk carries them too.
         assert_eq!(

@@ -69,14 +69,17 @@ function M.denied_text(task)
   local quoted = vim.tbl_map(function(n)
     return string.format("%q", n)
   end, names)
-  -- Until the editor answers permission requests, the option is what allows a tool.
+  -- Asked in the editor, `A` on the next request allows it always; denied at once, asking does.
+  local options = nn(task.options)
+  local permissions = type(options) == "table" and nn(options.permissions) or "ask"
+  local ask = permissions == "deny" and 'permissions = "ask"' or "A on the next request"
   return string.format(
-    "%d %s denied (%s); allowed_tools = { %s } allows %s",
+    "%d %s denied (%s); to allow: %s or allowed_tools = { %s }",
     #d,
     #d == 1 and "tool" or "tools",
     table.concat(names, ", "),
-    table.concat(quoted, ", "),
-    #names == 1 and "it" or "them"
+    ask,
+    table.concat(quoted, ", ")
   )
 end
 

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use super::{Kind, Renderer};
-use crate::task::Status;
+use crate::task::{Permissions, Status};
 use crate::text::one_line;
 use crate::timefmt;
 
@@ -44,6 +44,8 @@ pub struct Footer<'a> {
     pub stderr: &'a [String],
     /// The tools the CLI denied during the run, one entry per denied call.
     pub denied: &'a [String],
+    /// What happened to the task's permission requests: what allows a denied tool next time.
+    pub permissions: Permissions,
 }
 
 impl Renderer {
@@ -94,7 +96,8 @@ impl Renderer {
             }
         }
         if !f.denied.is_empty() {
-            self.doc.push_owned(format!("  {}", denied_hint(f.denied)));
+            self.doc
+                .push_owned(format!("  {}", denied_hint(f.denied, f.permissions)));
         }
         self.new_run();
     }
@@ -185,9 +188,10 @@ pub(super) fn denied_summary(denied: &[String]) -> String {
     )
 }
 
-/// What allows the denied tools next time. Until the editor answers permission requests
-/// itself, that is the `allowed_tools` option.
-pub(super) fn denied_hint(denied: &[String]) -> String {
+/// What allows the denied tools next time. Where requests are denied at once
+/// (`permissions = "deny"`), asking in the editor; where they were asked, the always rule of
+/// the next request (`A`); and in both, the CLI's own `allowed_tools`.
+pub(super) fn denied_hint(denied: &[String], permissions: Permissions) -> String {
     let mut names: Vec<String> = Vec::new();
     for d in denied {
         let n = format!("{:?}", one_line(d, 60));
@@ -196,10 +200,17 @@ pub(super) fn denied_hint(denied: &[String]) -> String {
         }
     }
     names.truncate(5);
-    format!(
-        "⚠ to allow: allowed_tools = {{ {} }} (:help claude-tasks-option-allowed_tools)",
-        names.join(", ")
-    )
+    let option = format!("allowed_tools = {{ {} }}", names.join(", "));
+    match permissions {
+        Permissions::Deny => format!(
+            "⚠ to allow: permissions = \"ask\" (you are asked), or {option} \
+             (:help claude-tasks-permissions)"
+        ),
+        Permissions::Ask => format!(
+            "⚠ to allow: A (always) on the next request, or {option} \
+             (:help claude-tasks-permissions)"
+        ),
+    }
 }
 
 pub(super) fn footer_line(f: &Footer) -> String {

@@ -2,7 +2,7 @@ use super::doc::LineHasher;
 use super::frame::footer_line;
 use super::*;
 use crate::stream_json::parse_bytes;
-use crate::task::Status;
+use crate::task::{Permissions, Status};
 use crate::text::MAX_SHOWN_LINE;
 use serde_json::json;
 use std::borrow::Cow;
@@ -426,6 +426,7 @@ fn header_separator_and_footers() {
         error: None,
         stderr: &[],
         denied: &[],
+        permissions: Permissions::Ask,
     });
     r.separator(2, "and now\nthe docs");
     r.feed(&parse_bytes(
@@ -439,6 +440,7 @@ fn header_separator_and_footers() {
         error: Some("API Error: 500\nmore"),
         stderr: &[],
         denied: &[],
+        permissions: Permissions::Ask,
     });
     let mut buf = Vec::new();
     apply(&mut buf, r.take_update().unwrap());
@@ -476,6 +478,7 @@ fn header_separator_and_footers() {
             error: None,
             stderr: &[],
             denied: &[],
+            permissions: Permissions::Ask,
         })
     };
     assert_eq!(footer(Status::Completed, None), "✓ done · 1 turn");
@@ -1018,6 +1021,7 @@ fn every_shared_fixture_renders() {
                 error: None,
                 stderr: &[],
                 denied: &[],
+                permissions: Permissions::Ask,
             });
         }
         if let Some(u) = live.take_update() {
@@ -1316,6 +1320,7 @@ fn issue23_1_3_footers_show_stderr_and_denied_tools() {
         error: Some("the CLI exited with code 1 without a result: error: …"),
         stderr: &stderr,
         denied: &[],
+        permissions: Permissions::Ask,
     });
     r.footer(&Footer {
         status: Status::Completed,
@@ -1325,6 +1330,7 @@ fn issue23_1_3_footers_show_stderr_and_denied_tools() {
         error: None,
         stderr: &stderr,
         denied: &denied[..1],
+        permissions: Permissions::Ask,
     });
     r.footer(&Footer {
         status: Status::Completed,
@@ -1334,6 +1340,7 @@ fn issue23_1_3_footers_show_stderr_and_denied_tools() {
         error: None,
         stderr: &[],
         denied: &denied,
+        permissions: Permissions::Deny,
     });
     assert_eq!(
         r.take_update().unwrap().lines,
@@ -1342,10 +1349,12 @@ fn issue23_1_3_footers_show_stderr_and_denied_tools() {
             "  │ error: option '--permission-mode <mode>' argument 'bogus' is invalid.",
             "",
             "✓ done in 1.0s · 2 turns · $0.5000 · 1 tool denied (Bash)",
-            "  ⚠ to allow: allowed_tools = { \"Bash\" } (:help claude-tasks-option-allowed_tools)",
+            "  ⚠ to allow: A (always) on the next request, or allowed_tools = { \"Bash\" } \
+             (:help claude-tasks-permissions)",
             "",
             "✓ done · 3 tools denied (Bash, Write)",
-            "  ⚠ to allow: allowed_tools = { \"Bash\", \"Write\" } (:help claude-tasks-option-allowed_tools)",
+            "  ⚠ to allow: permissions = \"ask\" (you are asked), or allowed_tools = \
+             { \"Bash\", \"Write\" } (:help claude-tasks-permissions)",
         ]
     );
 }

@@ -49,15 +49,16 @@ pub const METHODS: &[&str] = &[
     "unsaved",
 ];
 
-/// The CLI's permission modes (`--permission-mode`); it does not check them itself.
-pub const PERMISSION_MODES: &[&str] = &[
-    "acceptEdits",
-    "default",
-    "plan",
-    "bypassPermissions",
-    "dontAsk",
-    "auto",
-];
+/// Whether `mode` can be a `--permission-mode`: one word (a letter, then letters, digits, `_`
+/// or `-`), never a flag. Which modes exist is the CLI's to say: it refuses one it does not
+/// know (its message is the run's error), and Lua warns about one the tested CLIs do not
+/// document, so that a newer CLI's mode can be passed on purpose.
+fn is_permission_mode(mode: &str) -> bool {
+    let mut chars = mode.chars();
+    mode.len() <= 64
+        && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
 
 #[derive(Clone)]
 pub struct Rpc {
@@ -151,10 +152,10 @@ impl Rpc {
         let permission_mode = a
             .opt_str("permission_mode")?
             .unwrap_or_else(|| "acceptEdits".into());
-        if !PERMISSION_MODES.contains(&permission_mode.as_str()) {
+        if !is_permission_mode(&permission_mode) {
             return Err(format!(
-                "start: 'permission_mode' must be one of {}; got {permission_mode:?}",
-                PERMISSION_MODES.join(", ")
+                "start: 'permission_mode' must be a mode such as \"acceptEdits\" (one word); \
+                 got {permission_mode:?}"
             ));
         }
         let permissions = match a.opt_str("permissions")?.as_deref() {
@@ -341,6 +342,34 @@ impl Handler for Rpc {
 mod tests {
     use super::*;
     use crate::testutil::{finished_record, NoEditor};
+
+    /// Issue 23 item 2: a newer CLI's mode passes (Lua warns), a flag or words never do.
+    #[test]
+    fn issue23_2_a_permission_mode_is_one_word() {
+        for ok in [
+            "acceptEdits",
+            "default",
+            "manual",
+            "auto",
+            "someNewMode",
+            "a-b_2",
+        ] {
+            assert!(is_permission_mode(ok), "{ok}");
+        }
+        let long = "a".repeat(65);
+        for bad in [
+            "",
+            "--yolo",
+            "-p",
+            "accept edits",
+            "2fast",
+            "plan;rm",
+            "é",
+            long.as_str(),
+        ] {
+            assert!(!is_permission_mode(bad), "{bad}");
+        }
+    }
 
     /// Requests run off the runtime's threads: the write of the record a request changes can
     /// take tens of ms (see `off_runtime`), and the views streaming meanwhile run there. Here

@@ -48,6 +48,7 @@ impl RunCursor {
                 error: rec.error.as_deref(),
                 stderr: &[],
                 denied: &[],
+                permissions: rec.options.permissions,
             });
             self.footed_runless = true;
         }
@@ -72,6 +73,7 @@ impl RunCursor {
                 error: run.error.as_deref(),
                 stderr: &run.stderr,
                 denied: &run.denied,
+                permissions: rec.options.permissions,
             });
             self.footed += 1;
         }
@@ -383,7 +385,8 @@ mod tests {
         let mut buf = Vec::new();
         pipe.renderer.take_update().unwrap().apply_to(&mut buf);
         let queued = format!("queued {}", local(waiting.created_at_ms));
-        assert_eq!(buf, ["# #1 t", &format!("cwd: / · {queued}"), ""]);
+        let header = format!("cwd: / · {queued} · permissions: ask");
+        assert_eq!(buf, ["# #1 t", header.as_str(), ""]);
         // Nothing changes while it waits.
         pipe.caught_up(&waiting);
         assert!(pipe.renderer.take_update().is_none());
@@ -397,7 +400,7 @@ mod tests {
         assert_eq!(u.start, 0);
         u.apply_to(&mut buf);
         let (time, _) = local_time_since(waiting.created_at_ms + 65_000, waiting.created_at_ms);
-        let both = format!("cwd: / · {queued} · started {time}");
+        let both = format!("cwd: / · {queued} · started {time} · permissions: ask");
         assert_eq!(buf, ["# #1 t", both.as_str(), ""]);
         // A view opened now draws the same header.
         let mut fresh = Pipeline::new(&started, &empty);
@@ -412,7 +415,10 @@ mod tests {
         let lines = p.renderer.take_update().unwrap().lines;
         assert_eq!(
             lines[1],
-            format!("cwd: / · started {}", local(waiting.created_at_ms + 20))
+            format!(
+                "cwd: / · started {} · permissions: ask",
+                local(waiting.created_at_ms + 20)
+            )
         );
     }
 

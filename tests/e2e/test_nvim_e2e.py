@@ -161,7 +161,9 @@ def test_write_denied_in_default_mode(make_nvim, project_dir):
     assert data["denied"] == ["Write"], data
     footer = next(ln for ln in lines if ln.startswith("✓ done"))
     assert footer.endswith(" · 1 tool denied (Write)"), lines[-3:]
-    assert lines[-1].startswith('  ⚠ to allow: allowed_tools = { "Write" }'), lines[-3:]
+    # Nobody was asked (permissions = "deny"): asking is what allows it.
+    assert lines[-1].startswith('  ⚠ to allow: permissions = "ask" (you are asked), or '
+                                'allowed_tools = { "Write" }'), lines[-3:]
 
 
 @on_nvims()

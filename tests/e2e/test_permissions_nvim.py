@@ -73,6 +73,11 @@ def test_a_write_denied_from_the_buffer_writes_nothing_and_says_why(make_nvim, p
     assert "  ✗ denied: not in this file" in lines, lines
     # The model got the reason as the tool's error.
     assert "tool_result is_error=True: not in this file" in text, text
+    # Issue 23 item 3: the footer counts the denial and points to the next request's `A`.
+    footer = next(ln for ln in lines if ln.startswith("✓ done"))
+    assert footer.endswith(" · 1 tool denied (Write)"), lines[-3:]
+    assert lines[-1].startswith("  ⚠ to allow: A (always) on the next request"), lines[-3:]
+    assert done["denied"] == ["Write"], done
 
 
 @on_nvims()

@@ -303,7 +303,8 @@ def test_lua_api_checks_its_arguments_and_reports_backend_errors(child, fake_bac
 def test_options_permissions_and_permission_mode_are_validated(child, fake_backend):
     bad = [
         ("{ permissions = 'maybe' }", "option 'permissions' must be one of \"ask\", \"deny\""),
-        ("{ permission_mode = 'yolo' }", "option 'permission_mode' must be one of"),
+        # A single word is a newer CLI's mode, passed on with a warning (test_everyday.py).
+        ("{ permission_mode = 'yo lo' }", "option 'permission_mode' must be one of"),
         ("{ allowed_tools = { 'Bash(' } }", "option 'allowed_tools' must be a list of tool rules"),
     ]
     for opts, msg in bad:
