@@ -804,3 +804,45 @@ impl World {
         out
     }
 }
+
+#[test]
+fn outside_git_a_file_kept_after_its_edit_is_corrected_by_the_edit_s_report() {
+    // The fallback learns of an edit from the transcript, which the CLI writes as the edit
+    // runs: the file may already hold the new content when it is kept.
+    let w = World::plain("fallback-late");
+    w.write("late.txt", "before\n");
+    w.write("made.txt", "unused\n");
+    let run = Run::new(&w, 1, 1);
+    let start = run.begin();
+    w.write("late.txt", "after\n");
+    w.write("created late.txt", "new\n");
+    changes::before_edit(
+        &w.git,
+        &start,
+        &[w.path("late.txt"), w.path("created late.txt")],
+    )
+    .unwrap();
+    // The edits' reports: what the files held before, and that the second one did not exist.
+    let fixed =
+        changes::correct_before(&w.git, &start, &w.path("late.txt"), Some(b"before\n")).unwrap();
+    assert!(fixed);
+    assert!(changes::correct_before(&w.git, &start, &w.path("created late.txt"), None).unwrap());
+    // A path this run never kept is not the report's to change.
+    assert!(!changes::correct_before(&w.git, &start, &w.path("made.txt"), None).unwrap());
+    let snaps = run.finish(&start);
+    let c = changes::run_changes(&w.git, &snaps).unwrap();
+    let mut got: Vec<(String, Status)> =
+        c.files.iter().map(|f| (f.path.clone(), f.status)).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("created late.txt".to_string(), Status::Added),
+            ("late.txt".to_string(), Status::Modified),
+        ]
+    );
+    changes::revert(&w.git, &snaps, &labels()).unwrap();
+    assert_eq!(w.read("late.txt"), "before\n");
+    assert!(!w.exists("created late.txt"));
+    assert_eq!(w.read("made.txt"), "unused\n");
+}

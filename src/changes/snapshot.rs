@@ -13,11 +13,11 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::private::{create_private_dir, lock};
+use super::private::{create_private_dir, lock, replace_file};
 use super::{Method, Snapshot};
 use crate::git::objects::{update_refs, RefChange};
 use crate::git::{io_error, Repo, Result};
@@ -85,7 +85,7 @@ impl PrivateIndex {
         let mut seeded = false;
         if owned.as_deref() != Some(top) || !index.exists() {
             self.seed(repo)?;
-            fs::write(&owner, top).map_err(|e| io_error("write", &owner, e))?;
+            replace_file(&owner, top)?;
             seeded = true;
         }
         let tree = match self.write_tree(repo) {
@@ -97,6 +97,9 @@ impl PrivateIndex {
             }
             Err(e) => return Err(e),
         };
+        // git wrote the index as the umask says; it lists the user's file names.
+        fs::set_permissions(&index, fs::Permissions::from_mode(0o600))
+            .map_err(|e| io_error("protect", &index, e))?;
         let parent = match take.parent {
             Some(p) => Some(p.to_string()),
             None => repo.resolve("HEAD")?,

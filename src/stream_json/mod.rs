@@ -8,6 +8,7 @@
 
 pub mod control;
 mod delta;
+pub mod edits;
 mod fields;
 mod parse;
 pub mod reader;
