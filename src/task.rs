@@ -156,6 +156,79 @@ pub struct Run {
     /// per denied call, at most `MAX_DENIED`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub denied: Vec<String>,
+    /// The files the run changed (from its start to its end), once it ended; at most
+    /// `MAX_FILES_CHANGED` of them (`changes` has the totals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_changed: Option<Vec<FileChanged>>,
+    /// How the run's changes were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<RunChanges>,
+}
+
+/// The most files a run's `files_changed` lists: every event carries the record, and a run
+/// that writes thousands of files (a dependency install) must not make each one megabytes.
+pub const MAX_FILES_CHANGED: usize = 500;
+
+/// One file a run changed. Paths are relative to `RunChanges::root`, `/`-separated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileChanged {
+    pub path: String,
+    /// The name before a rename.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_path: Option<String>,
+    /// `added`, `modified`, `deleted` or `renamed`.
+    pub status: String,
+    pub added: u64,
+    pub removed: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub binary: bool,
+    /// Saved from the editor while the run ran: the change may be the user's as well.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub edited_by_you: bool,
+}
+
+/// How a run's changes were recorded (issue 22), and what became of them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunChanges {
+    /// `git`: snapshots of the whole work tree; `files`: outside git, the files the run's edit
+    /// tools named; `none`: not recorded (`error` says why).
+    pub method: String,
+    /// Where the paths of `files_changed` are: the work tree's top level, or the task's
+    /// directory for `files`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub root: String,
+    /// Why not git, for `files`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    /// Why the changes were not recorded, or not read at the run's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Totals over every changed file, once the run ended.
+    #[serde(default)]
+    pub files: u64,
+    #[serde(default)]
+    pub added: u64,
+    #[serde(default)]
+    pub removed: u64,
+    /// The snapshots as `changes/` keeps them (the run's start while it runs, both ends once it
+    /// ended); opaque here.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub snapshots: serde_json::Value,
+    /// Each time the run was reverted, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reverts: Vec<Revert>,
+}
+
+/// A revert of a run's changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revert {
+    pub at_ms: u64,
+    /// How many runs the task had then: the output buffer says so after that run's footer.
+    pub after_runs: u32,
+    /// Files written back.
+    pub files: u64,
+    /// Conflicts left (markers, or files left as they were).
+    pub conflicts: u64,
 }
 
 /// Most denied calls a run's record lists.
@@ -292,6 +365,8 @@ impl Run {
             marker: None,
             stderr: Vec::new(),
             denied: Vec::new(),
+            files_changed: None,
+            changes: None,
         }
     }
 }

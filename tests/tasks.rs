@@ -16,7 +16,7 @@ use claude_tasks::nvim::outgoing::Sent;
 use claude_tasks::store::Store;
 use claude_tasks::task::{Status, TaskOptions, TaskRecord};
 use claude_tasks::tasks::{StartRequest, Supervisor};
-use common::{living, read_pids, to_json, wait_file, Scratch, Screen, FAKE};
+use common::{living, read_pids, wait_file, Scratch, Screen, FAKE};
 use rmpv::Value;
 
 const GUARD: Duration = Duration::from_secs(30);
@@ -36,47 +36,6 @@ fn rt() -> &'static tokio::runtime::Runtime {
 
 /// The editor: it records what the supervisor tells it.
 type Recorder = Screen<TaskRecord>;
-
-#[async_trait]
-impl Editor for Recorder {
-    async fn event(&self, ev: Value) {
-        let map = ev.as_map().cloned().unwrap_or_default();
-        let get = |k: &str| {
-            map.iter()
-                .find(|(key, _)| key.as_str() == Some(k))
-                .map(|(_, v)| v)
-        };
-        let kind = get("type").and_then(Value::as_str).unwrap_or("").to_owned();
-        // The event carries the record as Lua sees it; read it back through JSON.
-        if let Some(rec) = get("task").and_then(|v| serde_json::from_value(to_json(v)).ok()) {
-            self.push_event(kind, rec);
-        }
-    }
-
-    async fn write_lines(
-        &self,
-        buf: i64,
-        start: usize,
-        lines: &[String],
-        _sent: Sent,
-    ) -> Result<Written, WriteError> {
-        self.write_fallback(buf, start, lines).await?;
-        Ok(Written::Applied)
-    }
-
-    async fn write_fallback(
-        &self,
-        buf: i64,
-        start: usize,
-        lines: &[String],
-    ) -> Result<(), WriteError> {
-        if self.write(buf, start, lines.to_vec()) {
-            Ok(())
-        } else {
-            Err(WriteError::BufferGone)
-        }
-    }
-}
 
 struct Env {
     _dir: Scratch,

@@ -46,6 +46,20 @@ pub struct Footer<'a> {
     pub denied: &'a [String],
     /// What happened to the task's permission requests: what allows a denied tool next time.
     pub permissions: Permissions,
+    /// What the run changed, when that was recorded.
+    pub changes: Option<FooterChanges>,
+}
+
+/// The footer's `3 files +12 −4` segment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FooterChanges {
+    pub files: u64,
+    pub added: u64,
+    pub removed: u64,
+    /// Files the editor saved while the run ran.
+    pub by_you: u64,
+    /// Outside git: only the files the edit tools named were seen.
+    pub edits_only: bool,
 }
 
 impl Renderer {
@@ -101,6 +115,43 @@ impl Renderer {
         }
         self.new_run();
     }
+
+    /// `↶ run 1 reverted: 3 files, 1 conflict`, under the footer of the task's last run then.
+    pub fn reverted(&mut self, run_n: u32, files: u64, conflicts: u64) {
+        // A notice: several reverts in a row stay together.
+        self.begin(Kind::Notice);
+        let mut s = format!("↶ run {run_n} reverted: {}", count(files, "file", "files"));
+        if conflicts > 0 {
+            s.push_str(&format!(
+                ", {} (:ClaudeTasks changes)",
+                count(conflicts, "conflict", "conflicts")
+            ));
+        }
+        self.doc.push_owned(s);
+        self.new_run();
+    }
+}
+
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `3 files +12 −4`, or nothing for a run that changed nothing.
+fn changes_segment(c: &Option<FooterChanges>) -> Option<String> {
+    let c = c.filter(|c| c.files > 0)?;
+    let mut s = format!(
+        "{} +{} −{}",
+        count(c.files, "file", "files"),
+        c.added,
+        c.removed
+    );
+    if c.by_you > 0 {
+        s.push_str(&format!(" ({} also edited by you)", c.by_you));
+    }
+    if c.edits_only {
+        s.push_str(" (edit tools only: not a git work tree)");
+    }
+    Some(s)
 }
 
 pub(super) fn header_lines(h: &Header) -> Vec<String> {
@@ -248,6 +299,7 @@ pub(super) fn footer_line(f: &Footer) -> String {
         Status::Running => vec!["… running".to_string()],
         Status::Queued => vec!["… queued".to_string()],
     };
+    parts.extend(changes_segment(&f.changes));
     if !f.denied.is_empty() {
         parts.push(denied_summary(f.denied));
     }

@@ -29,7 +29,7 @@ use text::{TextBlock, ThinkingBlock};
 use tools::{ToolEntry, ToolGroup, MAX_LATE_TOOLS};
 
 pub use ask::{FileReader, FileText, MAX_DIFF_FILE};
-pub use frame::{model_name, Footer, Header, MAX_STDERR_LINES};
+pub use frame::{model_name, Footer, FooterChanges, Header, MAX_STDERR_LINES};
 pub use sanitize::sanitize;
 pub use tools::tool_summary;
 

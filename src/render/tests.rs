@@ -427,6 +427,7 @@ fn header_separator_and_footers() {
         stderr: &[],
         denied: &[],
         permissions: Permissions::Ask,
+        changes: None,
     });
     r.separator(2, "and now\nthe docs");
     r.feed(&parse_bytes(
@@ -441,6 +442,7 @@ fn header_separator_and_footers() {
         stderr: &[],
         denied: &[],
         permissions: Permissions::Ask,
+        changes: None,
     });
     let mut buf = Vec::new();
     apply(&mut buf, r.take_update().unwrap());
@@ -479,6 +481,7 @@ fn header_separator_and_footers() {
             stderr: &[],
             denied: &[],
             permissions: Permissions::Ask,
+            changes: None,
         })
     };
     assert_eq!(footer(Status::Completed, None), "✓ done · 1 turn");
@@ -489,6 +492,68 @@ fn header_separator_and_footers() {
     );
     assert_eq!(footer(Status::Cancelled, None), "■ cancelled");
     assert_eq!(footer(Status::Interrupted, Some(5)), "⚠ interrupted");
+}
+
+#[test]
+fn footers_say_what_the_run_changed_and_notes_say_it_was_reverted() {
+    let with = |status, changes| {
+        footer_line(&Footer {
+            status,
+            duration_ms: Some(2_000),
+            num_turns: 2,
+            cost_usd: 0.0,
+            error: None,
+            changes: Some(changes),
+        })
+    };
+    let three = FooterChanges {
+        files: 3,
+        added: 12,
+        removed: 4,
+        ..FooterChanges::default()
+    };
+    assert_eq!(
+        with(Status::Completed, three),
+        "✓ done in 2.0s · 2 turns · 3 files +12 −4"
+    );
+    assert_eq!(
+        with(
+            Status::Cancelled,
+            FooterChanges {
+                files: 1,
+                by_you: 1,
+                ..three
+            }
+        ),
+        "■ cancelled after 2.0s · 1 file +12 −4 (1 also edited by you)"
+    );
+    assert_eq!(
+        with(
+            Status::Completed,
+            FooterChanges {
+                edits_only: true,
+                ..three
+            }
+        ),
+        "✓ done in 2.0s · 2 turns · 3 files +12 −4 (edit tools only: not a git work tree)"
+    );
+    // Nothing changed: nothing said.
+    assert_eq!(
+        with(Status::Completed, FooterChanges::default()),
+        "✓ done in 2.0s · 2 turns"
+    );
+    let mut r = Renderer::new();
+    r.reverted(1, 3, 0);
+    r.reverted(2, 1, 2);
+    let mut buf = Vec::new();
+    apply(&mut buf, r.take_update().unwrap());
+    assert_eq!(
+        buf,
+        [
+            "↶ run 1 reverted: 3 files",
+            "↶ run 2 reverted: 1 file, 2 conflicts (:ClaudeTasks changes)"
+        ]
+    );
 }
 
 fn delta(index: u64, text: &str) -> String {
@@ -1022,6 +1087,7 @@ fn every_shared_fixture_renders() {
                 stderr: &[],
                 denied: &[],
                 permissions: Permissions::Ask,
+                changes: None,
             });
         }
         if let Some(u) = live.take_update() {

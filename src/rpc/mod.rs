@@ -5,6 +5,7 @@
 use std::sync::{Arc, OnceLock};
 
 pub mod args;
+mod changes;
 mod permissions;
 mod worktree;
 
@@ -47,6 +48,10 @@ pub const METHODS: &[&str] = &[
     "add_rule",
     "remove_rule",
     "unsaved",
+    "changes",
+    "original",
+    "revert",
+    "saved",
 ];
 
 /// Whether `mode` can be a `--permission-mode`: one word (a letter, then letters, digits, `_`
@@ -130,6 +135,10 @@ impl Rpc {
             "add_rule" => self.rules(sup, &a, "add_rule").await,
             "remove_rule" => self.rules(sup, &a, "remove_rule").await,
             "unsaved" => self.unsaved(sup, &a),
+            "changes" => self.changes(sup, &a).await,
+            "original" => self.original(sup, &a).await,
+            "revert" => self.revert(sup, &a).await,
+            "saved" => changes::saved(sup, params).map(|()| Value::Boolean(true)),
             _ => Err(format!("unknown method '{method}'")),
         }
     }
@@ -267,6 +276,7 @@ fn configure(sup: &Supervisor, a: &Args) -> Result<Value, String> {
     let grace = a.opt_u64("cancel_grace_ms")?;
     let keep = a.opt_u64("keep")?;
     let export = a.opt_bool("export_markdown")?;
+    let track_changes = a.opt_bool("track_changes")?;
     sup.configure(|c| {
         if let Some(v) = on_exit.as_deref().and_then(OnExit::parse) {
             c.on_exit = v;
@@ -285,6 +295,9 @@ fn configure(sup: &Supervisor, a: &Args) -> Result<Value, String> {
         }
         if let Some(v) = export {
             c.export_markdown = v;
+        }
+        if let Some(v) = track_changes {
+            c.track_changes = v;
         }
     });
     Ok(Value::Boolean(true))
@@ -324,17 +337,24 @@ impl Handler for Rpc {
     }
 
     async fn handle_notify(&self, name: String, args: Vec<Value>, neovim: Neovim<ParentWriter>) {
-        // `unsaved` comes as a notification: an editor must never wait for it mid-edit.
-        if name == "unsaved" {
-            if let Some(sup) = self.supervisor(Some(neovim)) {
-                let r = Args::new("unsaved", &args).and_then(|a| self.unsaved(sup, &a));
-                if let Err(e) = r {
-                    crate::log_warn!("notification unsaved: {e}");
-                }
-            }
+        // `unsaved` and `saved` come as notifications: an editor must never wait for them
+        // mid-edit or inside `:write`.
+        let Some(sup) = self.supervisor(Some(neovim)) else {
             return;
+        };
+        let handled = match name.as_str() {
+            "unsaved" => Args::new("unsaved", &args)
+                .and_then(|a| self.unsaved(sup, &a))
+                .map(drop),
+            "saved" => changes::saved(sup, &args),
+            _ => Err(format!(
+                "ignored notification '{name}': every method but 'unsaved' and 'saved' is a \
+                 request"
+            )),
+        };
+        if let Err(e) = handled {
+            crate::log_warn!("notification {e}");
         }
-        crate::log_warn!("ignored notification '{name}': every method but 'unsaved' is a request");
     }
 }
 
@@ -392,6 +412,9 @@ mod tests {
         store.write_record(&rec).unwrap();
         let rpc = Rpc::new(store.clone(), cwd.clone(), Arc::new(Payloads::default()));
         let sup = Supervisor::new(store.clone(), Arc::new(NoEditor));
+        // No snapshot either: git would start the process-wide reaper in this test binary,
+        // whose other tests wait for children of their own.
+        sup.configure(|c| c.track_changes = false);
         let (release, held_until) = std::sync::mpsc::channel();
         let holder = sup.hold_record_writes(held_until);
         let params = vec![Value::Map(vec![

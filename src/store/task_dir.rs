@@ -68,6 +68,12 @@ impl TaskDir {
         self.0.join("stdin.lock")
     }
 
+    /// Run `n`'s record of its changes outside git (`changes::fallback`): the files its edit
+    /// tools named, kept before their first edit.
+    pub fn changes(&self, n: u32) -> PathBuf {
+        self.0.join(format!("changes-{n}"))
+    }
+
     /// Created by a backend that cancels a task another backend runs, so that the owner reports
     /// the run as cancelled rather than failed.
     pub fn cancel_request(&self) -> PathBuf {

@@ -72,6 +72,8 @@ fn record(cwd: &str, id: u64, created: u64) -> TaskRecord {
             marker: None,
             stderr: vec![],
             denied: vec![],
+            files_changed: None,
+            changes: None,
         }],
         process: None,
         cancel_requested: false,

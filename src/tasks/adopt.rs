@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use super::export::export_markdown;
 use super::permissions::watch::{lock, Control};
 use super::record::{apply_result, end_run_at, finish_run, outcome};
-use super::run::interrupt_wait;
+use super::run::{interrupt_wait, set_changes};
 use super::{wait_true, Entry, Supervisor, TaskKey};
 use crate::cli::control::{self, Stdin};
 use crate::process::stop;
@@ -107,6 +107,14 @@ impl Supervisor {
                 .task_dir(&rec.cwd, rec.id)
                 .cancel_request()
                 .exists();
+        // What it changed, until now: its backend is not here to say when it ended.
+        let changed = if ran {
+            rec.current_run()
+                .and_then(|run| self.end_changes_now(&key, run))
+        } else {
+            None
+        };
+        set_changes(&mut rec, changed);
         // Settled before it enters the table, so no request ever sees the stale "running".
         match &summary.result {
             Some(res) => {
@@ -256,11 +264,18 @@ impl Supervisor {
         stop::kill_leftovers_of(info.pid, info.start_time, &info.marker);
         let (summary, cancelled) = self.run_ended(&key, &dir, offset).await;
         let (status, error) = outcome(&summary, None, cancelled);
+        let run = self
+            .state()
+            .tasks
+            .get(&key)
+            .and_then(|e| e.record.borrow().current_run().cloned());
+        let changed = self.end_changes(&key, run.as_ref()).await;
         let rec = self
             .update(&key, |r| {
                 if let Some(res) = &summary.result {
                     apply_result(r, res);
                 }
+                set_changes(r, changed);
                 finish_run(r, status, None, error);
             })
             .await;
@@ -338,9 +353,11 @@ impl Supervisor {
                 try_lock(&dir).is_some()
             };
             if owner_gone {
-                // Its backend died while we watched: settle or adopt it ourselves.
+                // Its backend died while we watched: settle or adopt it ourselves (settling
+                // reads its transcript and records its changes: not on a runtime worker).
                 self.state().tasks.remove(&key);
-                self.take_in(rec);
+                let me = self.clone();
+                let _ = tokio::task::spawn_blocking(move || me.take_in(rec)).await;
                 return;
             }
         }

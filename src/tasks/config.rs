@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::git::Git;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnExit {
     /// Cancel every running task (full ladder) before the backend exits.
@@ -29,6 +31,10 @@ pub struct Config {
     /// Finished tasks kept per project; older ones are disposed.
     pub keep: usize,
     pub export_markdown: bool,
+    /// Record what each run changed (snapshots at its start and end, see `changes`).
+    pub track_changes: bool,
+    /// How git is run for the snapshots (tests point it at a configuration of their own).
+    pub git: Git,
 }
 
 impl Default for Config {
@@ -40,6 +46,8 @@ impl Default for Config {
             cancel_grace: Duration::from_millis(2000),
             keep: 100,
             export_markdown: false,
+            track_changes: true,
+            git: Git::default(),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! worker: an fsync can wait tens of ms for the journal (see `update`).
 
 mod adopt;
+mod changes;
 pub mod config;
 mod export;
 pub mod isolation;
@@ -35,6 +36,7 @@ use crate::tasks::config::{Concurrency, Config};
 use crate::text::title_of;
 use crate::view::View;
 use adopt::try_lock;
+pub use changes::{status_name, Reverted, RunReview};
 pub use isolation::Isolation;
 
 pub type TaskKey = (String, u64);
@@ -80,6 +82,8 @@ struct Shared {
     owner: (i32, u64),
     /// The files with unsaved changes in this backend's editor (canonical paths).
     unsaved: Mutex<Vec<String>>,
+    /// The runs whose changes are being recorded.
+    recording: changes::Recording,
 }
 
 struct State {
@@ -184,6 +188,7 @@ impl Supervisor {
                 written: Mutex::new(HashMap::new()),
                 owner,
                 unsaved: Mutex::new(Vec::new()),
+                recording: changes::Recording::default(),
             }),
         }
     }
@@ -608,6 +613,7 @@ impl Supervisor {
             .remove(cwd, id)
             .map_err(|e| format!("dispose: {e}"))?;
         export::remove_export(cwd, id);
+        self.dispose_changes(cwd, id);
         self.emit("disposed", &rec);
         Ok(())
     }

@@ -101,6 +101,8 @@ impl Supervisor {
             match self.shared.store.remove(&old.cwd, old.id) {
                 Ok(()) => {
                     super::export::remove_export(&old.cwd, old.id);
+                    let (me, cwd, id) = (self.clone(), old.cwd.clone(), old.id);
+                    tokio::task::spawn_blocking(move || me.dispose_changes(&cwd, id));
                     self.emit("disposed", old);
                 }
                 Err(e) => log_warn!("retention: {e}"),

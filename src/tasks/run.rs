@@ -18,7 +18,7 @@ use crate::process::reaper::Exit;
 use crate::process::spawn::{new_marker, Process, SpawnConfig, SpawnError};
 use crate::store::{make_fifo, Store, TaskDir};
 use crate::stream_json::summary::{summarize, RunSummary};
-use crate::task::{now_ms, ProcessInfo, Run, Status};
+use crate::task::{now_ms, ProcessInfo, Run, RunChanges, Status};
 use crate::{log_info, log_warn};
 
 /// A run that is ready to spawn: its prompt is written and the run, with the marker its CLI
@@ -32,6 +32,8 @@ struct Prepared {
     transcript_offset: u64,
     argv: Vec<String>,
     cancel: watch::Receiver<bool>,
+    /// How the run's changes are recorded (its start is, before the spawn).
+    changes: Option<RunChanges>,
 }
 
 impl Supervisor {
@@ -40,7 +42,15 @@ impl Supervisor {
         let Some(mut run) = self.prepare(key, &prompt).await else {
             return;
         };
+        // Before the CLI can touch a file (it delays the spawn, never a request).
+        run.changes = self.begin_changes(key, run.n, run.transcript_offset).await;
+        if *run.cancel.borrow() {
+            self.forget_changes(key);
+            self.cancel_before_spawn(key, run.n).await;
+            return;
+        }
         let Some(process) = self.spawn_cli(key, &run, &prompt).await else {
+            self.forget_changes(key);
             return;
         };
         let watcher = self.start_control(key, &run, &process).await;
@@ -115,15 +125,7 @@ impl Supervisor {
             });
         }
         if cancelled_early {
-            // Cancelled while the run was being prepared (see `cancel`): it ends before it
-            // starts, without a process.
-            if let Some(rec) = self
-                .update(key, |r| finish_run(r, Status::Cancelled, None, None))
-                .await
-            {
-                log_info!("task #{} run {n} cancelled before its start", key.1);
-                self.emit("cancelled", &rec);
-            }
+            self.cancel_before_spawn(key, n).await;
             return None;
         }
         // On disk before the spawn: the record then names the marker of every CLI that may be
@@ -138,7 +140,20 @@ impl Supervisor {
             transcript_offset: t_len,
             argv,
             cancel: cancel_rx,
+            changes: None,
         })
+    }
+
+    /// Cancelled while the run was being prepared (see `cancel`): it ends before it starts,
+    /// without a process.
+    async fn cancel_before_spawn(&self, key: &TaskKey, n: u32) {
+        if let Some(rec) = self
+            .update(key, |r| finish_run(r, Status::Cancelled, None, None))
+            .await
+        {
+            log_info!("task #{} run {n} cancelled before its start", key.1);
+            self.emit("cancelled", &rec);
+        }
     }
 
     /// Starts the run's CLI and records its process; None when it could not start (the run
@@ -208,7 +223,16 @@ impl Supervisor {
             owner_start_time: self.shared.owner.1,
             marker: process.marker.clone(),
         };
-        if let Some(rec) = self.update(key, |r| r.process = Some(info)).await {
+        let changes = run.changes.clone();
+        let started = self
+            .update(key, |r| {
+                r.process = Some(info);
+                if let Some(run) = r.current_run_mut() {
+                    run.changes = changes;
+                }
+            })
+            .await;
+        if let Some(rec) = started {
             log_info!(
                 "task #{} run {n} started: pid {} in {}",
                 key.1,
@@ -306,11 +330,13 @@ impl Supervisor {
             Vec::new()
         };
         let error = stderr::explain(error, &stderr);
+        let changed = self.end_changes(key, None).await;
         let rec = self
             .update(key, |r| {
                 if let Some(res) = &summary.result {
                     apply_result(r, res);
                 }
+                set_changes(r, changed);
                 if status == Status::Cancelled {
                     r.cancel_requested = true;
                 }
@@ -396,6 +422,17 @@ impl Supervisor {
 /// 6-40 ms, and the ladder after it must still fit in the grace Neovim gives on quitting.
 pub(super) fn interrupt_wait(grace: std::time::Duration) -> std::time::Duration {
     (grace / 2).min(std::time::Duration::from_secs(1))
+}
+
+/// The current run's changes, as `end_changes` found them.
+pub(super) fn set_changes(
+    r: &mut crate::task::TaskRecord,
+    changed: Option<(RunChanges, Option<Vec<crate::task::FileChanged>>)>,
+) {
+    if let (Some((ch, files)), Some(run)) = (changed, r.current_run_mut()) {
+        run.changes = Some(ch);
+        run.files_changed = files;
+    }
 }
 
 fn append(path: &Path, data: &[u8]) -> std::io::Result<()> {

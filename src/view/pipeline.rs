@@ -2,7 +2,7 @@
 //! footers of the record's runs, parsing, rendering.
 
 use super::CHUNK;
-use crate::render::{FileText, Footer, Header, Renderer};
+use crate::render::{FileText, Footer, FooterChanges, Header, Renderer};
 use crate::stream_json::reader::LineFeed;
 use crate::task::{Status, TaskRecord};
 use crate::transcript::framing::{Framer, LineRef, Piece, MAX_LINE};
@@ -16,6 +16,8 @@ struct RunCursor {
     footed: usize,
     /// A task that ended without any run (cancelled while queued) got its footer.
     footed_runless: bool,
+    /// Revert notes drawn (in the order of `notes`).
+    noted: usize,
 }
 
 impl RunCursor {
@@ -49,6 +51,7 @@ impl RunCursor {
                 stderr: &[],
                 denied: &[],
                 permissions: rec.options.permissions,
+                changes: None,
             });
             self.footed_runless = true;
         }
@@ -60,6 +63,7 @@ impl RunCursor {
             }
             self.foot_through(self.footed + 1, rec, r);
         }
+        self.notes_through(rec, r);
     }
 
     fn foot_through(&mut self, end: usize, rec: &TaskRecord, r: &mut Renderer) {
@@ -74,10 +78,56 @@ impl RunCursor {
                 stderr: &run.stderr,
                 denied: &run.denied,
                 permissions: rec.options.permissions,
+                changes: footer_changes(run),
             });
             self.footed += 1;
+            self.notes_through(rec, r);
         }
     }
+
+    /// The notes of reverts made when the task had no more runs than are footed: each goes
+    /// under the footer of the last run the task had then, so a buffer rendered later shows
+    /// them where a live one did.
+    fn notes_through(&mut self, rec: &TaskRecord, r: &mut Renderer) {
+        let notes = notes(rec);
+        while let Some(&(after, _, run_n, files, conflicts)) = notes.get(self.noted) {
+            if after as usize > self.footed {
+                break;
+            }
+            r.reverted(run_n, files, conflicts);
+            self.noted += 1;
+        }
+    }
+}
+
+/// Every revert of the task's runs as (after how many runs, when, run, files, conflicts), in
+/// the order they were made.
+fn notes(rec: &TaskRecord) -> Vec<(u32, u64, u32, u64, u64)> {
+    let mut out: Vec<_> = rec
+        .runs
+        .iter()
+        .filter_map(|run| run.changes.as_ref().map(|c| (run.n, c)))
+        .flat_map(|(n, c)| {
+            c.reverts
+                .iter()
+                .map(move |v| (v.after_runs, v.at_ms, n, v.files, v.conflicts))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The footer's part about the run's changes.
+fn footer_changes(run: &crate::task::Run) -> Option<FooterChanges> {
+    let ch = run.changes.as_ref()?;
+    let files = run.files_changed.as_ref()?;
+    Some(FooterChanges {
+        files: ch.files,
+        added: ch.added,
+        removed: ch.removed,
+        by_you: files.iter().filter(|f| f.edited_by_you).count() as u64,
+        edits_only: ch.method == "files",
+    })
 }
 
 /// The data path of a view from transcript bytes to rendered lines: framing, the separators and
@@ -125,6 +175,7 @@ impl Pipeline {
                 begun: 1,
                 footed: 0,
                 footed_runless: false,
+                noted: 0,
             },
             framer: Framer::new(MAX_LINE, 0),
             lines: LineFeed::new(transcript),
@@ -169,9 +220,18 @@ impl Pipeline {
             self.framer
                 .finish_with(|line| self.lines.line(&mut self.renderer, line));
         }
-        let footed = (self.cursor.footed, self.cursor.footed_runless);
+        let footed = (
+            self.cursor.footed,
+            self.cursor.footed_runless,
+            self.cursor.noted,
+        );
         self.cursor.at_eof(rec, &mut self.renderer);
-        footed != (self.cursor.footed, self.cursor.footed_runless)
+        footed
+            != (
+                self.cursor.footed,
+                self.cursor.footed_runless,
+                self.cursor.noted,
+            )
     }
 }
 

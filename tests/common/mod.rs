@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use claude_tasks::nvim::editor::{Editor, WriteError, Written};
+use claude_tasks::nvim::outgoing::Sent;
 use claude_tasks::process::proctree;
 use claude_tasks::task::TaskRecord;
 use nvim_rs::compat::tokio::Compat;
@@ -238,6 +240,49 @@ impl<T: TaskId + Clone> Screen<T> {
                 first_diff.map(|i| &got[i]),
                 first_diff.map(|i| &want[i]),
             );
+        }
+    }
+}
+
+/// A screen is an editor for the supervisor (`tests/tasks.rs`, `tests/task_changes.rs`): it
+/// records the events and applies the buffer writes.
+#[async_trait]
+impl Editor for Screen<TaskRecord> {
+    async fn event(&self, ev: Value) {
+        let map = ev.as_map().cloned().unwrap_or_default();
+        let get = |k: &str| {
+            map.iter()
+                .find(|(key, _)| key.as_str() == Some(k))
+                .map(|(_, v)| v)
+        };
+        let kind = get("type").and_then(Value::as_str).unwrap_or("").to_owned();
+        // The event carries the record as Lua sees it; read it back through JSON.
+        if let Some(rec) = get("task").and_then(|v| serde_json::from_value(to_json(v)).ok()) {
+            self.push_event(kind, rec);
+        }
+    }
+
+    async fn write_lines(
+        &self,
+        buf: i64,
+        start: usize,
+        lines: &[String],
+        _sent: Sent,
+    ) -> Result<Written, WriteError> {
+        self.write_fallback(buf, start, lines).await?;
+        Ok(Written::Applied)
+    }
+
+    async fn write_fallback(
+        &self,
+        buf: i64,
+        start: usize,
+        lines: &[String],
+    ) -> Result<(), WriteError> {
+        if self.write(buf, start, lines.to_vec()) {
+            Ok(())
+        } else {
+            Err(WriteError::BufferGone)
         }
     }
 }

@@ -444,6 +444,10 @@ impl Supervisor {
             }
             let h = &c.hooks[i];
             let path = rules::tool_path(&h.tool_name, &h.tool_input, cwd);
+            // Outside git, the file as it is before the edit, which waits for this answer.
+            if let Some(p) = path.as_deref() {
+                self.keep_before_edit(key, p);
+            }
             let unsaved = path
                 .filter(|p| self.is_unsaved(p))
                 .map(|p| relative(&p, cwd));

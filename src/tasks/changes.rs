@@ -1,0 +1,631 @@
+//! What each run changed (issue 22), for the supervisor: a run's start and end recorded through
+//! `changes` on the blocking pool, the record's `changes` and `files_changed`, the files the
+//! editor saved while the run ran ("also edited by you"), outside git the watch of the run's
+//! transcript for the edit tools' calls, and the review's requests: a run's diff, a file before
+//! the run, revert, and the refs that go with a disposed task.
+//!
+//! A run's start is recorded before its CLI is spawned and its end before its record says it
+//! ended, so the footer and the `completed` event already carry `files_changed`. Nothing here
+//! ever runs git on a runtime worker: every call into `changes` goes through `spawn_blocking`,
+//! or is made by a request, which the RPC layer runs on the blocking pool.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::watch;
+
+use super::{Supervisor, TaskKey};
+use crate::changes::diff::{self, FileChange};
+use crate::changes::{self, Changes, Labels, Place, Refs, Report, RunSnapshots, RunStart};
+use crate::git::Git;
+use crate::log_warn;
+use crate::store::Store;
+use crate::stream_json::edits::{edit_events, Before, EditEvent};
+use crate::task::{now_ms, FileChanged, Revert, Run, RunChanges, TaskRecord, MAX_FILES_CHANGED};
+use crate::transcript::follow::Follower;
+use crate::transcript::framing::{Framer, MAX_LINE};
+
+/// Files saved from the editor that one run remembers: enough for any real session; past it
+/// the attribution is lost for the rest, never the memory.
+const MAX_SAVED: usize = 10_000;
+
+/// The runs of this backend whose changes are being recorded, by task.
+#[derive(Default)]
+pub(super) struct Recording {
+    runs: Mutex<HashMap<TaskKey, Live>>,
+}
+
+impl Recording {
+    fn lock(&self) -> MutexGuard<'_, HashMap<TaskKey, Live>> {
+        self.runs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One running run's record.
+struct Live {
+    n: u32,
+    start: RunStart,
+    /// Where its files are (canonical): saved files under it are the run's business.
+    root: PathBuf,
+    /// Files (canonical) the editor saved while it ran.
+    saved: HashSet<PathBuf>,
+    /// Outside git: the watch of the transcript for edits.
+    watch: Option<EditWatch>,
+    /// How git is run for it (the permission watcher keeps files with it, holding a lock that
+    /// must not wait for the state's).
+    git: Git,
+}
+
+struct EditWatch {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Where one run's records go (`changes::Place`, owned).
+struct Where {
+    git: Git,
+    cwd: PathBuf,
+    index_dir: PathBuf,
+    run_dir: PathBuf,
+    refs: Refs,
+    id: u64,
+    run: u32,
+}
+
+impl Where {
+    fn place(&self) -> Place<'_> {
+        Place {
+            git: &self.git,
+            cwd: &self.cwd,
+            index_dir: &self.index_dir,
+            run_dir: &self.run_dir,
+            refs: &self.refs,
+            id: self.id,
+            run: self.run,
+        }
+    }
+}
+
+/// A run's diff, for the review (`changes` request).
+pub struct RunReview {
+    pub rec: TaskRecord,
+    pub run: u32,
+    pub meta: RunChanges,
+    pub changes: Changes,
+    /// Paths (relative to the root) the editor saved while the run ran.
+    pub by_you: HashSet<String>,
+}
+
+/// A revert done (`revert` request).
+pub struct Reverted {
+    pub rec: TaskRecord,
+    pub run: u32,
+    pub root: String,
+    pub report: Report,
+}
+
+/// The record's description of a run's start.
+fn describe(start: &RunStart) -> RunChanges {
+    let (method, root, why) = match start {
+        RunStart::Git { start } => ("git", start.work_tree.clone(), None),
+        RunStart::Files { root, why, .. } => ("files", root.clone(), Some(why.clone())),
+    };
+    RunChanges {
+        method: method.into(),
+        root: root.to_string_lossy().into_owned(),
+        why,
+        snapshots: serde_json::to_value(start).unwrap_or_default(),
+        ..RunChanges::default()
+    }
+}
+
+fn not_recorded(error: String) -> RunChanges {
+    RunChanges {
+        method: "none".into(),
+        error: Some(error),
+        ..RunChanges::default()
+    }
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+impl Supervisor {
+    fn where_of(&self, key: &TaskKey, n: u32, git: Git) -> Where {
+        let store = &self.shared.store;
+        Where {
+            git,
+            // A worktree task's runs change its worktree: that is what is recorded.
+            cwd: self.run_cwd(key),
+            index_dir: store.git_index(&key.0),
+            run_dir: store.task_dir(&key.0, key.1).changes(n),
+            refs: Refs::new(&Store::project_key(&key.0)),
+            id: key.1,
+            run: n,
+        }
+    }
+
+    /// Records run `n`'s start (before its CLI is spawned); returns what the record says of it,
+    /// `None` when changes are not tracked. Outside git it starts the watch of the transcript
+    /// (from `offset`, where the run's output begins) for the files the run's edits name.
+    pub(super) async fn begin_changes(
+        &self,
+        key: &TaskKey,
+        n: u32,
+        offset: u64,
+    ) -> Option<RunChanges> {
+        let (track, git) = {
+            let st = self.state();
+            (st.config.track_changes, st.config.git.clone())
+        };
+        if !track {
+            return None;
+        }
+        let w = self.where_of(key, n, git.clone());
+        let begun = tokio::task::spawn_blocking(move || changes::begin(&w.place())).await;
+        let start = match begun {
+            Ok(Ok(start)) => start,
+            Ok(Err(e)) => {
+                log_warn!("task #{} run {n}: changes not recorded: {e}", key.1);
+                return Some(not_recorded(format!("cannot record the run's start: {e}")));
+            }
+            Err(e) => return Some(not_recorded(format!("cannot record the run's start: {e}"))),
+        };
+        let ch = describe(&start);
+        let watch = matches!(start, RunStart::Files { .. })
+            .then(|| self.watch_edits(key, start.clone(), offset, git.clone()));
+        self.shared.recording.lock().insert(
+            key.clone(),
+            Live {
+                n,
+                root: canonical(Path::new(&ch.root)),
+                start,
+                saved: HashSet::new(),
+                watch,
+                git,
+            },
+        );
+        Some(ch)
+    }
+
+    /// Records the end of the task's current run (its process is gone) and what it changed.
+    /// `run` is the record's run, for a run this backend did not begin (adopted after a crash).
+    /// `None`: nothing was recorded at its start.
+    pub(super) async fn end_changes(
+        &self,
+        key: &TaskKey,
+        run: Option<&Run>,
+    ) -> Option<(RunChanges, Option<Vec<FileChanged>>)> {
+        let live = self.shared.recording.lock().remove(key);
+        let (n, start, saved) = match live {
+            Some(l) => {
+                if let Some(w) = l.watch {
+                    // It reads the transcript to its end first: the last edits' reports count.
+                    let _ = w.stop.send(true);
+                    let _ = w.task.await;
+                }
+                (l.n, l.start, l.saved)
+            }
+            None => {
+                let run = run?;
+                (run.n, start_of(run)?, HashSet::new())
+            }
+        };
+        let git = self.state().config.git.clone();
+        let w = self.where_of(key, n, git);
+        tokio::task::spawn_blocking(move || finish(&w, &start, &saved))
+            .await
+            .ok()
+    }
+
+    /// `end_changes` for a run whose backend went away (settled from the record, on the blocking
+    /// pool already): what changed until now.
+    pub(super) fn end_changes_now(
+        &self,
+        key: &TaskKey,
+        run: &Run,
+    ) -> Option<(RunChanges, Option<Vec<FileChanged>>)> {
+        let start = start_of(run)?;
+        // Its own statement: `where_of` takes the state lock too.
+        let git = self.config().git;
+        let w = self.where_of(key, run.n, git);
+        Some(finish(&w, &start, &HashSet::new()))
+    }
+
+    /// The run has ended without a process (it could not spawn): its start's record is dropped.
+    pub(super) fn forget_changes(&self, key: &TaskKey) {
+        if let Some(live) = self.shared.recording.lock().remove(key) {
+            if let Some(w) = live.watch {
+                let _ = w.stop.send(true);
+            }
+        }
+    }
+
+    /// Outside git: keeps `path` as it is before an edit of the task's running run (the
+    /// permission watcher calls it from the edit tools' `PreToolUse` hook, which the edit waits
+    /// for). Blocking; does nothing for a run recorded with git.
+    pub(super) fn keep_before_edit(&self, key: &TaskKey, path: &Path) {
+        let (start, git) = match self.shared.recording.lock().get(key) {
+            Some(Live {
+                start: start @ RunStart::Files { .. },
+                git,
+                ..
+            }) => (start.clone(), git.clone()),
+            _ => return,
+        };
+        if let Err(e) = changes::before_edit(&git, &start, &[path.to_path_buf()]) {
+            log_warn!("task #{}: cannot keep {} before its edit: {e}", key.1, path.display());
+        }
+    }
+
+    /// The editor saved `path`: a run recording the files under it will say so of its changes.
+    pub fn saved(&self, path: &str) {
+        let path = Path::new(path);
+        if !path.is_absolute() {
+            return;
+        }
+        let path = canonical(path);
+        for live in self.shared.recording.lock().values_mut() {
+            if path.starts_with(&live.root) && live.saved.len() < MAX_SAVED {
+                live.saved.insert(path.clone());
+            }
+        }
+    }
+
+    /// Outside git: follows the run's transcript and keeps each file an edit tool names before
+    /// the edit (as early as the transcript tells it), then corrects it with what the edit
+    /// reports the file held, if that came too late.
+    fn watch_edits(&self, key: &TaskKey, start: RunStart, offset: u64, git: Git) -> EditWatch {
+        let (stop, mut stopped) = watch::channel(false);
+        let transcript = self.shared.store.task_dir(&key.0, key.1).transcript();
+        let cwd = PathBuf::from(&key.0);
+        let id = key.1;
+        let task = tokio::spawn(async move {
+            let mut follower = match Follower::open(&transcript, offset) {
+                Ok(f) => f,
+                Err(e) => {
+                    log_warn!("task #{id}: cannot watch its edits: {e}");
+                    return;
+                }
+            };
+            let mut framer = Framer::new(MAX_LINE, offset);
+            let mut chunk = vec![0u8; 64 * 1024];
+            let mut edits = Edits::default();
+            loop {
+                let ending = *stopped.borrow_and_update();
+                loop {
+                    let n = follower.read(&mut chunk).unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    let mut events = Vec::new();
+                    framer.push_with(&chunk[..n], |line| {
+                        if !line.truncated() {
+                            events.extend(edit_events(line.bytes));
+                        }
+                    });
+                    edits.take(events, &cwd, &git, &start).await;
+                }
+                if ending {
+                    let mut events = Vec::new();
+                    framer.finish_with(|line| {
+                        if !line.truncated() {
+                            events.extend(edit_events(line.bytes));
+                        }
+                    });
+                    edits.take(events, &cwd, &git, &start).await;
+                    return;
+                }
+                tokio::select! {
+                    res = follower.changed() => {
+                        if let Err(e) = res {
+                            log_warn!("task #{id}: watching its edits: {e}");
+                            return;
+                        }
+                    }
+                    _ = stopped.changed() => {}
+                }
+            }
+        });
+        EditWatch { stop, task }
+    }
+
+    // ------------------------------------------------------------------------- requests
+
+    /// A task's record, loaded if need be; errors start with `method`.
+    fn record_for(&self, method: &str, cwd: &str, id: u64) -> Result<TaskRecord, String> {
+        let key = (cwd.to_owned(), id);
+        self.ensure_loaded(&key)
+            .map_err(|e| format!("{method}: {e}"))?;
+        self.state()
+            .tasks
+            .get(&key)
+            .map(|e| e.rec())
+            .ok_or_else(|| format!("{method}: no task #{id} in {cwd}"))
+    }
+
+    /// Run `run`'s diff (default: the last run), for the quickfix list and the review.
+    pub fn review(&self, cwd: &str, id: u64, run: Option<u32>) -> Result<RunReview, String> {
+        let rec = self.record_for("changes", cwd, id)?;
+        let (n, meta, snaps) = recorded_run("changes", &rec, run)?;
+        let git = self.config().git;
+        let changes = changes::run_changes(&git, &snaps).map_err(|e| format!("changes: {e}"))?;
+        let by_you = rec.runs[n as usize - 1]
+            .files_changed
+            .iter()
+            .flatten()
+            .filter(|f| f.edited_by_you)
+            .map(|f| f.path.clone())
+            .collect();
+        Ok(RunReview {
+            rec,
+            run: n,
+            meta,
+            changes,
+            by_you,
+        })
+    }
+
+    /// What `path` (relative to the run's root, or absolute under it) held at run `run`'s start
+    /// (default: the last run); `None`: it did not exist.
+    pub fn original(
+        &self,
+        cwd: &str,
+        id: u64,
+        run: Option<u32>,
+        path: &str,
+    ) -> Result<(u32, Option<Vec<u8>>), String> {
+        let rec = self.record_for("original", cwd, id)?;
+        let (n, meta, snaps) = recorded_run("original", &rec, run)?;
+        let root = canonical(Path::new(&meta.root));
+        let p = Path::new(path);
+        let rel = if p.is_absolute() {
+            canonical(p)
+                .strip_prefix(&root)
+                .map(Path::to_path_buf)
+                .or_else(|_| p.strip_prefix(&meta.root).map(Path::to_path_buf))
+                .map_err(|_| format!("original: {path} is not under {}", meta.root))?
+        } else {
+            p.to_path_buf()
+        };
+        let git = self.config().git;
+        changes::content(&git, &snaps.start, &rel)
+            .map(|c| (n, c))
+            .map_err(|e| format!("original: {e}"))
+    }
+
+    /// Undoes run `run` (default: the last run) in the files, by three-way merge with what they
+    /// hold now; the record says so. The task must not be running.
+    pub fn revert(&self, cwd: &str, id: u64, run: Option<u32>) -> Result<Reverted, String> {
+        let rec = self.record_for("revert", cwd, id)?;
+        let key = (cwd.to_owned(), id);
+        let active = self.state().tasks.get(&key).is_some_and(|e| e.active);
+        if active || !rec.status.is_finished() {
+            return Err(format!(
+                "revert: task #{id} is {}; cancel it or let it end first",
+                rec.status.as_str()
+            ));
+        }
+        let (n, meta, snaps) = recorded_run("revert", &rec, run)?;
+        let labels = Labels {
+            ours: "yours".into(),
+            base: format!("after task #{id} run {n}"),
+            theirs: format!("before task #{id} run {n}"),
+        };
+        let git = self.config().git;
+        let report = changes::revert(&git, &snaps, &labels).map_err(|e| format!("revert: {e}"))?;
+        let note = Revert {
+            at_ms: now_ms(),
+            after_runs: rec.runs.len() as u32,
+            files: report.written().count() as u64,
+            conflicts: report.conflicts.len() as u64,
+        };
+        let rec = {
+            let st = self.state();
+            let entry = st
+                .tasks
+                .get(&key)
+                .ok_or_else(|| format!("revert: no task #{id}"))?;
+            entry.record.send_modify(|r| {
+                if let Some(ch) = r
+                    .runs
+                    .get_mut(n as usize - 1)
+                    .and_then(|run| run.changes.as_mut())
+                {
+                    ch.reverts.push(note);
+                }
+            });
+            let (rev, rec) = (self.next_revision(), entry.rec());
+            drop(st);
+            self.persist_revision(&key, rev, &rec);
+            rec
+        };
+        self.emit("updated", &rec);
+        Ok(Reverted {
+            rec,
+            run: n,
+            root: meta.root,
+            report,
+        })
+    }
+
+    /// Removes a disposed task's snapshot refs from its repository (blocking).
+    pub(super) fn dispose_changes(&self, cwd: &str, id: u64) {
+        let git = self.config().git;
+        let refs = Refs::new(&Store::project_key(cwd));
+        if let Err(e) = changes::dispose(&git, Path::new(cwd), &refs, id) {
+            log_warn!("task #{id}: cannot remove its snapshots' refs: {e}");
+        }
+    }
+}
+
+/// The start a running run recorded (`RunChanges::snapshots` holds it until the run ends).
+fn start_of(run: &Run) -> Option<RunStart> {
+    let ch = run.changes.as_ref()?;
+    serde_json::from_value(ch.snapshots.clone()).ok()
+}
+
+/// Run `run` of `rec` (default: the last one) with the snapshots of both its ends.
+fn recorded_run(
+    method: &str,
+    rec: &TaskRecord,
+    run: Option<u32>,
+) -> Result<(u32, RunChanges, RunSnapshots), String> {
+    let id = rec.id;
+    let r = match run {
+        Some(n) => rec.runs.get((n as usize).wrapping_sub(1)).ok_or_else(|| {
+            format!(
+                "{method}: task #{id} has no run {n} (it has {})",
+                rec.runs.len()
+            )
+        })?,
+        None => rec
+            .runs
+            .last()
+            .ok_or_else(|| format!("{method}: task #{id} has not run yet"))?,
+    };
+    if !r.status.is_finished() {
+        return Err(format!(
+            "{method}: run {} of task #{id} is {}; what it changed is known when it ends",
+            r.n,
+            r.status.as_str()
+        ));
+    }
+    let Some(ch) = r.changes.clone() else {
+        return Err(format!(
+            "{method}: the changes of task #{id} run {} were not recorded (track_changes off, \
+             or it did not start)",
+            r.n
+        ));
+    };
+    let snaps = serde_json::from_value::<RunSnapshots>(ch.snapshots.clone()).map_err(|_| {
+        format!(
+            "{method}: the changes of task #{id} run {} were not recorded: {}",
+            r.n,
+            ch.error.as_deref().unwrap_or("no snapshot of its end")
+        )
+    })?;
+    Ok((r.n, ch, snaps))
+}
+
+/// Records the end of a run begun as `start`: the record's `changes` and `files_changed`.
+fn finish(
+    w: &Where,
+    start: &RunStart,
+    saved: &HashSet<PathBuf>,
+) -> (RunChanges, Option<Vec<FileChanged>>) {
+    let mut ch = describe(start);
+    let snaps = match changes::finish(&w.place(), start) {
+        Ok(s) => s,
+        Err(e) => {
+            ch.error = Some(format!("cannot record the run's end: {e}"));
+            return (ch, None);
+        }
+    };
+    ch.snapshots = serde_json::to_value(&snaps).unwrap_or_default();
+    let repo = snaps.end.repo(&w.git);
+    let files = match diff::files(&repo, &snaps.start.commit, &snaps.end.commit) {
+        Ok(f) => f,
+        Err(e) => {
+            ch.error = Some(format!("cannot read what the run changed: {e}"));
+            return (ch, None);
+        }
+    };
+    ch.files = files.len() as u64;
+    ch.added = files.iter().map(|f| f.added).sum();
+    ch.removed = files.iter().map(|f| f.removed).sum();
+    let root = canonical(&snaps.end.work_tree);
+    let list = files
+        .iter()
+        .take(MAX_FILES_CHANGED)
+        .map(|f| file_changed(f, &root, saved))
+        .collect();
+    (ch, Some(list))
+}
+
+fn file_changed(f: &FileChange, root: &Path, saved: &HashSet<PathBuf>) -> FileChanged {
+    let by_you = saved.contains(&root.join(&f.raw_path))
+        || f.raw_old_path
+            .as_ref()
+            .is_some_and(|o| saved.contains(&root.join(o)));
+    FileChanged {
+        path: f.path.clone(),
+        old_path: f.old_path.clone(),
+        status: status_name(f.status).into(),
+        added: f.added,
+        removed: f.removed,
+        binary: f.binary,
+        edited_by_you: by_you,
+    }
+}
+
+/// A status as the record and Lua spell it.
+pub fn status_name(s: changes::Status) -> &'static str {
+    match s {
+        changes::Status::Added => "added",
+        changes::Status::Modified => "modified",
+        changes::Status::Deleted => "deleted",
+        changes::Status::Renamed => "renamed",
+    }
+}
+
+/// The fallback's view of a run's edits so far.
+#[derive(Default)]
+struct Edits {
+    /// Paths whose first edit was seen.
+    seen: HashSet<PathBuf>,
+    /// The call of each path's first edit, whose report says what the file held before it.
+    first: HashMap<String, PathBuf>,
+}
+
+impl Edits {
+    async fn take(&mut self, events: Vec<EditEvent>, cwd: &Path, git: &Git, start: &RunStart) {
+        let mut keep = Vec::new();
+        let mut corrections = Vec::new();
+        for e in events {
+            match e {
+                EditEvent::Call { id, path, .. } => {
+                    let path = cwd.join(path);
+                    if self.seen.insert(path.clone()) {
+                        self.first.insert(id, path.clone());
+                        keep.push(path);
+                    }
+                }
+                EditEvent::Before {
+                    tool_use_id,
+                    before,
+                } => {
+                    if let Some(path) = self.first.remove(&tool_use_id) {
+                        corrections.push((path, before));
+                    }
+                }
+            }
+        }
+        if keep.is_empty() && corrections.is_empty() {
+            return;
+        }
+        let (git, start) = (git.clone(), start.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            if !keep.is_empty() {
+                if let Err(e) = changes::before_edit(&git, &start, &keep) {
+                    log_warn!("cannot keep the files before their edit: {e}");
+                }
+            }
+            for (path, before) in corrections {
+                let bytes = match &before {
+                    Before::Absent => None,
+                    Before::Content(s) => Some(s.as_bytes()),
+                };
+                if let Err(e) = changes::correct_before(&git, &start, &path, bytes) {
+                    log_warn!("cannot correct {} before its edit: {e}", path.display());
+                }
+            }
+        })
+        .await;
+        if let Err(e) = done {
+            log_warn!("keeping files before their edit: {e}");
+        }
+    }
+}
