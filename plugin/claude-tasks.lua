@@ -35,14 +35,27 @@ end, {
   complete = function(arglead, cmdline, cursorpos)
     return commands().complete(arglead, cmdline, cursorpos)
   end,
-  desc = "claude-tasks: pick, open, cancel, resume, dispose tasks; open a transcript; diff, apply, discard worktrees",
+  desc = "claude-tasks: pick, open, cancel, resume, dispose tasks; their changes, diff, revert; apply, discard worktrees",
 })
 
+local group = vim.api.nvim_create_augroup("claude-tasks", { clear = true })
+
 vim.api.nvim_create_autocmd("BufReadCmd", {
-  group = vim.api.nvim_create_augroup("claude-tasks", { clear = true }),
+  group = group,
   pattern = "claude-tasks://*",
   callback = function(ev)
     require("claude-tasks.buffer").read_cmd(ev)
   end,
   desc = "claude-tasks: :edit claude-tasks://{id} shows that task's output",
+})
+
+vim.api.nvim_create_autocmd("BufWritePost", {
+  group = group,
+  callback = function(ev)
+    -- Nothing to do (and nothing loaded) until a task has run in this editor.
+    if package.loaded["claude-tasks.state"] then
+      require("claude-tasks.changes").saved(ev)
+    end
+  end,
+  desc = "claude-tasks: a file saved while a task runs in its directory is also edited by you",
 })

@@ -255,19 +255,6 @@ M.subcommands = {
       with_task(rest, { prompt = "Dispose of task" }, M.dispose_task)
     end,
   },
-  diff = {
-    usage = "diff [id]",
-    filter = function(t)
-      return require("claude-tasks.worktree").live(t)
-    end,
-    run = function(rest)
-      with_task(rest, {
-        prompt = "Diff of task",
-        filter = M.subcommands.diff.filter,
-        none = "claude-tasks: no worktree task in this project",
-      }, M.diff_task)
-    end,
-  },
   apply = {
     usage = "apply [id]",
     filter = function(t)
@@ -342,13 +329,99 @@ M.subcommands = {
   },
 }
 
+--- What a task changed (changes.lua): `{id} [run]` or nothing (the picker of the tasks whose
+--- changes were recorded).
+local function changed(t)
+  for _, run in ipairs(type(t.runs) == "table" and t.runs or {}) do
+    if type(run.files_changed) == "table" then
+      return true
+    end
+  end
+  return false
+end
+
+local CHANGED = {
+  filter = changed,
+  none = "claude-tasks: no task of this project has recorded changes yet",
+}
+
+--- `{id} [run]` of :ClaudeTasks changes / revert: the query and the run number.
+local function id_and_run(rest)
+  local query, run = rest:match("^(%S+)%s+(%d+)$")
+  if query then
+    return query, tonumber(run)
+  end
+  return rest, nil
+end
+
+local function report(_, e)
+  if e then
+    err(e)
+  end
+end
+
+M.subcommands.changes = {
+  usage = "changes [id [run]]",
+  run = function(rest)
+    local query, run = id_and_run(rest)
+    with_task(query, vim.tbl_extend("force", CHANGED, { prompt = "Changes of" }), function(task)
+      report(require("claude-tasks.changes").quickfix(task, { run = run }))
+    end)
+  end,
+}
+
+-- The review: a worktree task's changes against its base, or what a task's run changed.
+M.subcommands.diff = {
+  usage = "diff [id] [path]",
+  filter = function(t)
+    return require("claude-tasks.worktree").live(t) or changed(t)
+  end,
+  run = function(rest)
+    local query, path = rest:match("^(#?%d+)%s*(.-)$")
+    if not query then
+      query, path = "", rest
+    end
+    local changes = require("claude-tasks.changes")
+    if query == "" and path == "" and vim.bo.buftype == "quickfix" then
+      -- From an entry of a list of ours: the task is the list's.
+      local ctx = vim.fn.getqflist({ context = 1 }).context
+      local mine = type(ctx) == "table" and ctx.claude_tasks
+      if mine then
+        return report(changes.diff({ id = mine.id, cwd = mine.cwd }, {}))
+      end
+    end
+    with_task(query, {
+      prompt = "Diff of task",
+      filter = M.subcommands.diff.filter,
+      none = "claude-tasks: no task of this project has changes to review yet",
+    }, function(task)
+      local _, e = changes.review_task(task, { path = path, whole = path == "" })
+      if e then
+        vim.notify(e, e:find("changed no", 1, true) and levels.INFO or levels.ERROR)
+      end
+    end)
+  end,
+}
+
+M.subcommands.revert = {
+  usage = "revert [id [run]]",
+  run = function(rest)
+    local query, run = id_and_run(rest)
+    with_task(query, vim.tbl_extend("force", CHANGED, { prompt = "Revert" }), function(task)
+      require("claude-tasks.changes").revert(task, { run = run })
+    end)
+  end,
+}
+
 M.order = {
   "open",
   "cancel",
   "resume",
   "dispose",
   "log",
+  "changes",
   "diff",
+  "revert",
   "apply",
   "discard",
   "allow",

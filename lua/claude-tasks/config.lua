@@ -61,6 +61,9 @@ local function defaults()
     keep = 100,
     -- Also write a finished task's output to <cwd>/.claude-tasks/task-<id>-output.md.
     export_markdown = false,
+    -- Record what each run changes (snapshots of the work tree at its start and end) for
+    -- :ClaudeTasks changes / diff / revert and the footer's "· 3 files +12 −4".
+    track_changes = true,
     -- The icons of statusline().
     statusline = {
       -- Before the number of running tasks.
@@ -82,6 +85,7 @@ M.backend_options = {
   "cancel_grace_ms",
   "keep",
   "export_markdown",
+  "track_changes",
 }
 
 local function describe(v)
@@ -243,6 +247,7 @@ local schema = {
     expected = "a non-negative integer",
   },
   export_markdown = boolean,
+  track_changes = boolean,
   statusline = {
     fields = {
       icon = string_,

@@ -98,7 +98,16 @@ function M.data(task)
     result = nn(task.result),
     error = nn(task.error),
     denied = denied(task),
+    files_changed = M.files_changed(task),
   }
+end
+
+--- The files the task's last run changed (`{ path, added, removed, status, ... }`, relative to
+--- the run's root), or nil when they were not recorded.
+function M.files_changed(task)
+  local runs = nn(task.runs)
+  local run = type(runs) == "table" and runs[#runs] or nil
+  return run and nn(run.files_changed) or nil
 end
 
 --- The completion message and its level.
@@ -124,6 +133,10 @@ function M.message(task)
     else
       parts = { "done" .. (took and (" in " .. took) or "") }
       parts[#parts + 1] = format.cost(task)
+    end
+    local files = M.files_changed(task)
+    if files and #files > 0 then
+      parts[#parts + 1] = require("claude-tasks.changes").totals(nn(run.changes) or {})
     end
     parts[#parts + 1] = M.denied_text(task)
     return head .. table.concat(parts, " · "), levels.INFO
@@ -205,6 +218,13 @@ local function handle(ev)
   local data = M.data(task)
   local finished = FINISHED[kind]
   vim.schedule(function()
+    if finished then
+      -- First the buffers of the files it changed: the autocmds see them reloaded.
+      local ok, err = pcall(require("claude-tasks.changes").after_run, task)
+      if not ok then
+        vim.notify("claude-tasks: " .. tostring(err), vim.log.levels.ERROR)
+      end
+    end
     fire(AUTOCMD[kind], data)
     if finished then
       fire("ClaudeTaskDone", data)

@@ -243,10 +243,6 @@ local function on_worktree(fn)
   end
 end
 
---- A worktree task's changes against its base, in a diff buffer and the quickfix list.
---- opts.open: how to show it. Returns the buffer, or nil and an error.
-M.diff = on_worktree("diff")
-
 --- Brings a worktree task's changes into the project's files by three-way merge (conflicts:
 --- markers and the quickfix list). opts.mode: "files" or "commit" (default: option `apply`),
 --- opts.message. Returns the report, or nil and an error.
@@ -280,6 +276,45 @@ end
 --- own): { { rule, scope, id? }, ... }, or nil and an error.
 function M.rules(opts)
   return require("claude-tasks.permissions").rules(opts)
+end
+
+--- What a task's run changed (opts.run: which run, default the last): sets the quickfix list,
+--- one entry per hunk (opts.open = false: without opening it). Returns the changes ({ files,
+--- totals, method, root, patch, ... }), or nil and an error.
+function M.changes(ref, opts)
+  local t, err = require("claude-tasks.resolve").one(ref)
+  if not t then
+    return nil, err
+  end
+  return require("claude-tasks.changes").quickfix(t, opts)
+end
+
+--- The review: a worktree task's changes against its base (a diff buffer and the quickfix
+--- list), or what a task's run changed (opts.run, default the last): opts.path (a changed
+--- file) side by side in diff mode, else the whole diff in `claude-tasks://<id>/diff`.
+--- opts.open: how to show it. Returns the buffer, or nil and an error.
+function M.diff(ref, opts)
+  local t, err = require("claude-tasks.resolve").one(ref)
+  if not t then
+    return nil, err
+  end
+  opts = opts or {}
+  return require("claude-tasks.changes").review_task(
+    t,
+    vim.tbl_extend("force", opts, { whole = opts.path == nil })
+  )
+end
+
+--- Reverts a task's run (opts.run; three-way: later edits are kept, conflicts get markers and
+--- the quickfix list), after a confirmation unless opts.confirm == false; opts.on_done(result).
+--- Returns true, or nil and an error.
+function M.revert(ref, opts)
+  local t, err = require("claude-tasks.resolve").one(ref)
+  if not t then
+    return nil, err
+  end
+  require("claude-tasks.changes").revert(t, opts)
+  return true
 end
 
 --- The picker (vim.ui.select) of the tasks, newest first; choosing one offers actions.

@@ -121,6 +121,7 @@ function M.actions(task)
     end
   end
   if not live then
+    vim.list_extend(actions, require("claude-tasks.changes").actions(task))
     actions[#actions + 1] = {
       label = "Dispose",
       run = function()

@@ -46,94 +46,38 @@ end
 
 -- ------------------------------------------------------------------------------ the review
 
---- The file and line a row (1-based) of a diff buffer stands for: the file from the count of
---- `diff --git` headers above it (the backend lists `files` in the patch's order, so names
---- never have to be parsed back out of the patch), the line from the hunk header and the
---- lines between. A removed line maps to the line now in its place.
-function M.locate(lines, row, files)
-  local file_index, header_row = 0, nil
-  for r = 1, math.min(row, #lines) do
-    local l = lines[r]
-    if l:sub(1, 11) == "diff --git " then
-      file_index = file_index + 1
-      header_row = nil
-    elseif l:sub(1, 3) == "@@ " then
-      header_row = r
-    end
-  end
-  local file = files[file_index]
-  if not file then
-    return nil
-  end
-  if not header_row then
-    return file.path, 1
-  end
-  local new_start = tonumber(lines[header_row]:match("^@@ %-%d+,?%d* %+(%d+)")) or 1
-  local line = new_start
-  for r = header_row + 1, row - 1 do
-    local c = lines[r]:sub(1, 1)
-    if c == " " or c == "+" then
-      line = line + 1
-    end
-  end
-  return file.path, math.max(line, 1)
-end
-
-local function jump(buf)
-  local info = vim.b[buf].claude_task_diff
-  if not info then
-    return
-  end
-  local lines = api.nvim_buf_get_lines(buf, 0, -1, false)
-  local row = api.nvim_win_get_cursor(0)[1]
-  local path, line = M.locate(lines, row, info.files)
-  if not path then
-    return
-  end
-  local full = info.root .. "/" .. path
-  if vim.fn.filereadable(full) == 0 then
-    return vim.notify("claude-tasks: " .. full .. " does not exist (deleted?)", levels.WARN)
-  end
-  vim.cmd("wincmd p")
-  if api.nvim_get_current_buf() == buf then
-    vim.cmd("split")
-  end
-  vim.cmd("edit " .. vim.fn.fnameescape(full))
-  pcall(api.nvim_win_set_cursor, 0, { line, 0 })
-end
-
-local function diff_buffer(task, d)
+--- The review's spec (review.lua) of a worktree diff `d` of `task`: the worktree's files, each
+--- deleted one shown side by side with its base.
+local function diff_spec(task, d)
   local name = string.format("claude-tasks://%d/diff", task.id)
   if task.cwd ~= vim.fn.getcwd() then
     name = string.format("%s (%s)", name, vim.fn.fnamemodify(task.cwd, ":t"))
   end
-  local buf = vim.fn.bufnr(name)
-  if buf < 0 or not api.nvim_buf_is_valid(buf) then
-    buf = api.nvim_create_buf(true, true)
-    api.nvim_buf_set_name(buf, name)
-  end
-  local bo = vim.bo[buf]
-  bo.buftype, bo.bufhidden, bo.swapfile = "nofile", "hide", false
-  bo.modifiable = true
-  local lines = vim.split(d.patch or "", "\n", { plain = true })
-  if lines[#lines] == "" then
-    lines[#lines] = nil
-  end
-  api.nvim_buf_set_lines(buf, 0, -1, false, lines)
-  bo.modifiable, bo.modified = false, false
-  bo.filetype = "diff"
   local files = {}
   for i, f in ipairs(d.files or {}) do
-    files[i] = { path = f.path }
+    files[i] = { path = d.root .. "/" .. f.path, rel = f.path, status = nn(f.status) }
   end
+  return {
+    name = name,
+    patch = d.patch,
+    files = files,
+    open = false,
+    before = function(file)
+      return request(
+        "worktree_file",
+        { id = task.id, cwd = task.cwd, path = file.rel, at = "base" }
+      )
+    end,
+    refill = function()
+      local again, err = request("worktree_diff", { id = task.id, cwd = task.cwd })
+      return again and diff_spec(task, again), err
+    end,
+  }
+end
+
+local function diff_buffer(task, d)
+  local buf = require("claude-tasks.review").open_diff(diff_spec(task, d))
   vim.b[buf].claude_task = { id = task.id, cwd = task.cwd }
-  vim.b[buf].claude_task_diff = { root = d.root, files = files }
-  vim.keymap.set("n", "<CR>", function()
-    jump(buf)
-  end, { buffer = buf, desc = "claude-tasks: this hunk in the worktree's file" })
-  vim.keymap.set("n", "q", function()
-    require("claude-tasks.window").close(0)
-  end, { buffer = buf, desc = "claude-tasks: close" })
   return buf
 end
 
@@ -183,15 +127,27 @@ end
 
 --- `:edit` of a diff buffer: fetched again.
 function M.reload(buf)
-  local t = vim.b[buf].claude_task
-  if type(t) ~= "table" then
-    return
+  require("claude-tasks.review").reload(buf)
+end
+
+--- One file of a worktree task side by side with its base, in diff mode (review.lua); `path`
+--- relative to the repository's top level, or absolute in the worktree. Returns the scratch
+--- buffer, or nil and an error.
+function M.diff_file(task, path)
+  local wt = M.of(task)
+  if not wt then
+    return nil, string.format("claude-tasks: #%s did not run in a worktree", tostring(task.id))
   end
-  local d, err = request("worktree_diff", { id = t.id, cwd = t.cwd })
-  if not d then
-    return vim.notify(err, levels.ERROR)
-  end
-  diff_buffer(t, d)
+  local root = tostring(nn(wt.path))
+  local rel = vim.startswith(path, root .. "/") and path:sub(#root + 2) or path
+  return require("claude-tasks.review").open_file({
+    path = root .. "/" .. rel,
+    rel = rel,
+    name = string.format("claude-tasks://%d/base/%s", task.id, rel),
+    before = function()
+      return request("worktree_file", { id = task.id, cwd = task.cwd, path = rel, at = "base" })
+    end,
+  })
 end
 
 -- ------------------------------------------------------------------------------ apply

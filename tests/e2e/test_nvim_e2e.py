@@ -15,7 +15,9 @@ installs) with each pinned CLI version (claude-versions.txt; conftest.py). Missi
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 import warnings
 
 import pytest
@@ -23,6 +25,9 @@ import pytest
 import helpers
 import nvim_helpers
 from nvim_helpers import ChildNvim, on_nvims
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from gitstate import UserState, make_repo  # noqa: E402
 
 HELLO_LINES = [
     "Hello from the mock Anthropic server!",
@@ -135,6 +140,34 @@ def test_write_with_accept_edits_creates_the_file(make_nvim, project_dir):
     assert any(ln.startswith("Write step finished.") for ln in lines)
     assert lines[-1].startswith("✓ done")
     assert data["num_turns"] == 2
+
+
+@on_nvims()
+def test_the_written_file_is_in_changes_and_revert_removes_it(make_nvim, project_dir):
+    make_repo(project_dir, {"README": "read me\n"})
+    before = UserState.capture(project_dir)
+    # The CLI's own `git status` must not refresh the index either: what is compared is ours.
+    nv = make_nvim(GIT_OPTIONAL_LOCKS="0")
+    task_id = nv.start("SCENARIO:write make a file", permission_mode="acceptEdits")
+    data = nv.wait_done(task_id)
+    assert data["status"] == "completed", nv.diagnostics(task_id)
+    assert [(f["path"], f["status"], f["added"]) for f in data["files_changed"]] == [
+        ("hello.txt", "added", 1)], data
+    lines = nv.wait_footer(task_id)
+    assert lines[-1].endswith(" · 1 file +1 −0"), lines[-1]
+
+    nv.command(f"ClaudeTasks changes {task_id}")
+    items = nv.lua("return vim.tbl_map(function(i) return { vim.fn.bufname(i.bufnr), i.lnum,"
+                   " i.text } end, vim.fn.getqflist())")
+    assert [(os.path.basename(f), n, t) for f, n, t in items] == [("hello.txt", 1, "+1 −0")]
+    assert nv.lua("return vim.fn.getqflist({ title = 1 }).title").startswith(
+        f"claude-tasks #{task_id} run 1: SCENARIO:write make a file")
+
+    nv.lua("vim.ui.select = function(items, _, cb) cb(items[1], 1) end")
+    nv.command(f"ClaudeTasks revert {task_id}")
+    assert not (project_dir / "hello.txt").exists()
+    nv.wait_line(task_id, r"^↶ run 1 reverted: 1 file$", "the revert's note")
+    before.assert_same(UserState.capture(project_dir))
 
 
 @on_nvims()

@@ -50,6 +50,7 @@ def test_start_attach_write_and_complete(child, fake_backend):
         "cancel_grace_ms": 2000,
         "keep": 100,
         "export_markdown": False,
+        "track_changes": True,
     }
     # The fake writes the buffer from inside the attach request (nested call).
     buf = child.lua("return vim.api.nvim_get_current_buf()")

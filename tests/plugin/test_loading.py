@@ -43,7 +43,9 @@ def test_completion_loads_only_what_it_needs(child):
         "resume",
         "dispose",
         "log",
+        "changes",
         "diff",
+        "revert",
         "apply",
         "discard",
         "allow",
@@ -51,8 +53,8 @@ def test_completion_loads_only_what_it_needs(child):
         "deny",
         "rules",
     ]
-    assert child.lua("return vim.fn.getcompletion('ClaudeTasks c', 'cmdline')") == ["cancel"]
-    assert child.lua("return vim.fn.getcompletion('ClaudeTasks re', 'cmdline')") == ["resume"]
+    assert child.lua("return vim.fn.getcompletion('ClaudeTasks ca', 'cmdline')") == ["cancel"]
+    assert child.lua("return vim.fn.getcompletion('ClaudeTasks res', 'cmdline')") == ["resume"]
     assert "claude-tasks.backend" not in loaded_modules(child) or not child.lua(
         "return require('claude-tasks.backend').running()"
     )

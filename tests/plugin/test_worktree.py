@@ -302,12 +302,9 @@ def test_the_picker_offers_diff_apply_and_discard(child, project):
     sel = child.lua("return _G.__selects[#_G.__selects]")
     assert sel["items"] == ["Open output", "Follow up", "Copy session id", "Dispose"]
     assert child.lua("return vim.fn.getcompletion('ClaudeTasks apply ', 'cmdline')") == ["1"]
-    # diff of a task run in place says what to do instead.
+    # diff of a task run in place is its run's changes (test_changes.py): here, none.
     child.nvim.command("ClaudeTasks diff 2")
-    assert any(
-        "#2 did not run in a worktree (:ClaudeTask! starts one)" in n["msg"]
-        for n in project.notes()
-    ), project.notes()
+    assert any("run 1 of #2 changed no file" in n["msg"] for n in project.notes()), project.notes()
     before.without_task_branches().assert_same(
         UserState.capture(project.root).without_task_branches()
     )
