@@ -13,7 +13,8 @@ Options (also see scripts/bench.sh):
     --runs N          runs per metric (default 5; at least 5 for recorded results)
     --quick           small sizes and 3 runs, to try the harness (not for BENCHMARKS.md)
     --only A,B        only these groups: stream, respond, latency, memory, startup, cancel,
-                      statusline, view (the output window visible in a UI), permissions
+                      statusline, view (the output window visible in a UI), permissions,
+                      snapshot
     --nvim PATH       the Neovim to measure (default: .deps nvim 0.11, else 0.10.4, else PATH)
     --peer-timeout S  cap of one run of the Lua peer (default 60 s)
     --sizes A,B       line counts of the streaming runs (default 100000,1000000)
@@ -1271,6 +1272,130 @@ class Bench:
             note="%d lines per run" % count)
         add("view", "line latency max at 10 lines/s, visible: drawn", "ms",
             [max(r["drawn"]) for r in shown])
+    # -- 9. snapshot ---------------------------------------------------------------------------
+
+    def big_repo(self, files):
+        """A git repository of `files` source-like files (2-level directories of 100 files of
+        10-80 lines), committed; made once per bench run."""
+        root = os.path.join(self.tmp, "repo-%d" % files)
+        if os.path.exists(os.path.join(root, ".git")):
+            return root
+        for i in range(files):
+            path = os.path.join(root, self.repo_file(i))
+            if i % 100 == 0:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as f:
+                f.write("".join("file %d line %d\n" % (i, j) for j in range(10 + i % 71)))
+        env = dict(os.environ, GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@localhost",
+                   GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="bench@localhost")
+        for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "bench"]):
+            subprocess.run(["git", *cmd], cwd=root, env=env, check=True)
+        return root
+
+    @staticmethod
+    def repo_file(i):
+        """File `i` of `big_repo`, relative to its root."""
+        return os.path.join("d%03d" % (i // 10000), "e%03d" % (i // 100 % 100), "f%05d.txt" % i)
+
+    def bench_snapshot(self):
+        """What a user of a big repository sees of the per-run snapshots: the CLI's spawn is
+        delayed by the start snapshot (after `start` has answered), the Done event by the end
+        snapshot; the editor and the backend's requests must not wait for either. Each run: a
+        new editor and state directory, a first task (the project's first snapshot: the private
+        index seeded from the user's), 20 files edited by the user, a second task (a later
+        snapshot: only what changed is hashed). With track_changes off and on, side by side."""
+        files = 5_000 if self.quick else 50_000
+        log("== snapshot: a task's start and end in a %s-file repository" % size_label(files))
+        root = self.big_repo(files)
+        # The task appends to three files (through the shell: repeatable, run after run).
+        edits = json.dumps([{"name": "Bash", "input": {"command": "; ".join(
+            "echo edited by the task >> " + self.repo_file(i) for i in (1, 2, 3))}}])
+        lua = """
+          local cwd, prompt = ...
+          _G.__snap = {}
+          local g = vim.api.nvim_create_augroup('bench-snapshot', { clear = true })
+          vim.api.nvim_create_autocmd('User', { group = g,
+            pattern = { 'ClaudeTaskStarted', 'ClaudeTaskDone' },
+            callback = function(a)
+              _G.__snap[a.match] = vim.uv.hrtime()
+              local sec, usec = vim.uv.gettimeofday()
+              _G.__snap[a.match .. '_wall_ms'] = sec * 1000 + usec / 1000
+            end })
+          local ct = require('claude-tasks')
+          local t0 = vim.uv.hrtime()
+          local id = assert(ct.start(prompt, { cwd = cwd, open = false }))
+          local t1 = vim.uv.hrtime()
+          -- A request while the start snapshot runs: answered at once, or it waits for git.
+          assert(ct.list({ cwd = cwd }))
+          local t2 = vim.uv.hrtime()
+          _G.__snap.t0 = t0
+          return { id = id, start_ms = (t1 - t0) / 1e6, list_ms = (t2 - t1) / 1e6 }
+        """
+        rows = {}
+        for track in (False, True):
+            for i in range(self.runs):
+                log("  run %d/%d, track_changes %s" % (i + 1, self.runs, track))
+                nv = Nvim(self.nvim, self.tmp, "snapshot")
+                try:
+                    # Its shell call runs without asking (the permissions group measures those).
+                    nv.setup(cmd=[FAKE, "--fake-tools=" + edits], track_changes=track,
+                             permission_mode="bypassPermissions")
+                    for which in ("first", "later"):
+                        if which == "later":
+                            for k in range(20):
+                                path = os.path.join(root, self.repo_file(k * (files // 20) + 7))
+                                with open(path, "a") as f:
+                                    f.write("user edit %d %d\n" % (i, time.monotonic_ns()))
+                        r = nv.lua(lua, root, "bench snapshot")
+                        deadline = time.monotonic() + 120
+                        while not nv.lua("return _G.__snap.ClaudeTaskDone"):
+                            if time.monotonic() > deadline:
+                                raise RuntimeError("the snapshot task did not end")
+                            time.sleep(0.01)
+                        t = nv.lua("return _G.__snap")
+                        rec = nv.lua("return require('claude-tasks').get({ id = ..., cwd = "
+                                     "select(2, ...) })", r["id"], root)
+                        if rec["status"] != "completed":
+                            raise RuntimeError("the snapshot task failed: %r" % (rec,))
+                        run = rec["runs"][-1]
+                        key = (track, which)
+                        rows.setdefault(key, {"start": [], "list": [], "spawn": [], "done": []})
+                        rows[key]["start"].append(r["start_ms"])
+                        rows[key]["list"].append(r["list_ms"])
+                        rows[key]["spawn"].append((t["ClaudeTaskStarted"] - t["t0"]) / 1e6)
+                        # From the CLI's last line (the transcript's mtime) to the Done
+                        # event: the end snapshot and the diff's numbers, then the record.
+                        last = os.stat(rec["transcript"]).st_mtime_ns / 1e6
+                        rows[key]["done"].append(t["ClaudeTaskDone_wall_ms"] - last)
+                        if track and not run.get("files_changed"):
+                            raise RuntimeError("no files_changed with track_changes on: %r" % run)
+                finally:
+                    nv.close()
+                # The task's edits, undone for the next run.
+                subprocess.run(["git", "checkout", "-q", "--", "."], cwd=root, check=True)
+        label = size_label(files)
+        for which, what in (("first", "first task of the project"), ("later", "a later task")):
+            for track in (False, True):
+                tag = "on " if track else "off"
+                r = rows[(track, which)]
+                self.res.add("snapshot", "%s, track_changes %s: start → CLI spawned (%s files)"
+                             % (what, tag, label), "ms", r["spawn"], fmt="%.0f",
+                             target=300 if track and which == "later" else None,
+                             cmp="le" if track and which == "later" else None)
+            for track in (False, True):
+                tag = "on " if track else "off"
+                r = rows[(track, which)]
+                self.res.add("snapshot", "  %s, track_changes %s: editor blocked by start()"
+                             % (what, tag), "ms", r["start"], fmt="%.1f")
+                self.res.add("snapshot", "  %s, track_changes %s: a list request meanwhile"
+                             % (what, tag), "ms", r["list"], fmt="%.1f")
+        for which, what in (("first", "first task of the project"), ("later", "a later task")):
+            for track in (False, True):
+                self.res.add("snapshot", "%s, track_changes %s: run's end → Done event"
+                             % (what, "on " if track else "off"), "ms",
+                             rows[(track, which)]["done"], fmt="%.0f",
+                             note="from the CLI's last line; end snapshot + numstat + record"
+                             if track else "from the CLI's last line")
 
     # -- all -----------------------------------------------------------------------------------
 
@@ -1433,7 +1558,7 @@ def main():
         if not os.access(b, os.X_OK):
             sys.exit("bench: %s is missing; run `cargo build --release` (make bench does)" % b)
     all_groups = ["startup", "statusline", "cancel", "latency", "stream", "memory", "respond",
-                  "view", "permissions"]
+                  "view", "permissions", "snapshot"]
     groups = [g for g in all_groups if not args.only or g in args.only.split(",")]
     unknown = [g for g in args.only.split(",") if g and g not in all_groups]
     if unknown:
