@@ -169,7 +169,7 @@ def test_help_file_format(child):
         "cmd", "args", "model", "permission_mode", "allowed_tools", "open", "notify",
         "concurrency", "max_running", "on_exit", "cancel_grace_ms", "nice", "state_dir",
         "export_markdown", "statusline", "binary", "keep", "log_file", "isolation",
-        "branch_prefix", "apply",
+        "branch_prefix", "apply", "track_changes",
     ):
         assert "*claude-tasks-option-%s*" % name in text, name
     for name in ("ClaudeTaskStarted", "ClaudeTaskCompleted", "ClaudeTaskFailed",
@@ -181,5 +181,5 @@ def test_help_file_format(child):
                  "ClaudeTasksFooter", "ClaudeTasksError", "ClaudeTasksSeparator"):
         assert name in text, name
     for fn in ("setup", "start", "cancel", "open", "resume", "list", "get", "pick",
-               "statusline", "dispose", "diff", "apply", "discard"):
+               "statusline", "dispose", "diff", "apply", "discard", "changes", "revert"):
         assert "*claude-tasks.%s()*" % fn in text, fn
