@@ -528,3 +528,107 @@ async fn export_markdown_and_retention() {
     assert_eq!(ids_of(&list), vec![ids[2], ids[1]]);
     b.quit().await;
 }
+
+/// What a run changed is recorded whoever ends it: a new backend that re-adopts the running CLI
+/// after a SIGKILL records the run's end when the CLI exits, and one that finds the CLI gone
+/// too (settled from its transcript) records what changed until then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_outliving_its_backend_still_records_its_changes() {
+    let w = world("changes-adopt");
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&w.project)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "u")
+            .env("GIT_AUTHOR_EMAIL", "u@localhost")
+            .env("GIT_COMMITTER_NAME", "u")
+            .env("GIT_COMMITTER_EMAIL", "u@localhost")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    std::fs::write(w.project.join(".gitignore"), "*.log\n").unwrap();
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "first"]);
+    let head = git(&["rev-parse", "HEAD"]);
+    let index = std::fs::read(w.project.join(".git/index")).unwrap();
+    let tools = |cmd: &str| {
+        format!(
+            "--fake-tools={}",
+            serde_json::json!([{"name": "Bash", "input": {"command": cmd}}])
+        )
+    };
+
+    // Re-adopted: the CLI goes on and ends under the new backend.
+    let b = w.backend().await;
+    b.configure_parallel_quick_cancel().await;
+    let adopted = b
+        .start(w.start_args(
+            "adopted",
+            &[&tools(
+                "echo a >> README.md; while [ ! -e go.log ]; do sleep 0.02; done; echo b > new.txt",
+            )],
+        ))
+        .await;
+    let started = w.fake.wait_event("started", adopted).await;
+    assert_eq!(started["runs"][0]["changes"]["method"], "git");
+    // Settled: the CLI dies with its backend.
+    let settled = b
+        .start(w.start_args(
+            "settled",
+            &[&tools("echo c > other.txt; touch ready.log; sleep 60")],
+        ))
+        .await;
+    let started2 = w.fake.wait_event("started", settled).await;
+    wait_file(&w.project.join("ready.log")).await;
+    b.signal(nix::sys::signal::Signal::SIGKILL);
+    b.exit().await;
+    let cli2 = started2["process"]["pid"].as_i64().unwrap() as i32;
+    // Its whole process group: the CLI and its shell's `sleep`.
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(cli2),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    wait_gone(&[cli2]).await;
+
+    let b2 = w.backend().await;
+    let got = b2.req("get", w.id_args(settled)).await;
+    assert_eq!(got["status"], "interrupted");
+    let files = &got["runs"][0]["files_changed"];
+    assert_eq!(files.as_array().map(Vec::len), Some(1), "{got:#}");
+    assert_eq!(files[0]["path"], "other.txt");
+    assert_eq!(files[0]["status"], "added");
+
+    assert_eq!(b2.req("get", w.id_args(adopted)).await["status"], "running");
+    std::fs::write(w.project.join("go.log"), "").unwrap();
+    let done = w.fake.wait_event("completed", adopted).await;
+    let mut got: Vec<(String, String)> = done["runs"][0]["files_changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().into(),
+                f["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("README.md".to_string(), "modified".to_string()),
+            ("new.txt".to_string(), "added".to_string()),
+            // The other task's file, made while this run ran: a snapshot sees the work tree.
+            ("other.txt".to_string(), "added".to_string()),
+        ]
+    );
+    b2.quit().await;
+    assert_eq!(git(&["rev-parse", "HEAD"]), head);
+    assert_eq!(std::fs::read(w.project.join(".git/index")).unwrap(), index);
+    assert_eq!(git(&["stash", "list"]), "");
+}
