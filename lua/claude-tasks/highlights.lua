@@ -71,6 +71,7 @@ M.prefixes = {
   { "⚠ interrupted", "ClaudeTasksInterrupted" },
   { "⚠ ", "ClaudeTasksWarning" },
   { "↻ ", "ClaudeTasksWarning" },
+  { "↶ ", "ClaudeTasksWarning" },
   { "── ", "ClaudeTasksSeparator" },
   { "… running", "ClaudeTasksRunning" },
   { "… queued", "ClaudeTasksQueued" },
