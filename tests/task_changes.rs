@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use claude_tasks::store::Store;
 use claude_tasks::task::{FileChanged, Status, TaskOptions, TaskRecord};
-use claude_tasks::tasks::{StartRequest, Supervisor};
+use claude_tasks::tasks::{Isolation, StartRequest, Supervisor};
 use common::{Screen, FAKE};
 use gitrepo::{numbered, World};
 use serde_json::json;
@@ -60,6 +60,10 @@ impl Env {
 
     /// Starts a task whose CLI makes the tool calls `steps` (fake-claude's `--fake-tools`).
     async fn start(&self, steps: serde_json::Value) -> TaskRecord {
+        self.start_isolated(steps, Isolation::None).await
+    }
+
+    async fn start_isolated(&self, steps: serde_json::Value, isolation: Isolation) -> TaskRecord {
         let req = StartRequest {
             prompt: "change some files".into(),
             cwd: self.cwd(),
@@ -71,6 +75,7 @@ impl Env {
                 allowed_tools: vec![],
                 args: vec![],
             },
+            isolation,
         };
         self.sup.start(req).await.expect("start")
     }
@@ -487,4 +492,36 @@ fn a_cancelled_run_still_says_what_it_changed() {
         );
     });
     before.assert_same(&e.w.capture(), &["README", "started.log"]);
+}
+
+#[test]
+fn a_worktree_task_s_runs_are_recorded_in_its_worktree() {
+    let e = env(World::repo("task-worktree"));
+    let before = e.w.capture().without_task_branches();
+    rt().block_on(async {
+        let rec = e
+            .start_isolated(
+                json!([edit("src/lib.rs", "line 3\n", "line three\n")]),
+                Isolation::Worktree {
+                    branch_prefix: "claude-tasks/".into(),
+                },
+            )
+            .await;
+        let done = e.ed.wait_event("completed", rec.id).await;
+        let wt = done.worktree.clone().expect("a worktree task");
+        let ch = done.runs[0].changes.clone().unwrap();
+        assert_eq!(ch.method, "git");
+        assert_eq!(Path::new(&ch.root), Path::new(&wt.path), "{ch:?}");
+        assert_eq!(
+            summary(&Env::files(&done, 0)),
+            [("src/lib.rs", "modified", 1, 1)]
+        );
+        // Reverted in the worktree; the project never changed.
+        e.sup.revert(&e.cwd(), rec.id, None).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(Path::new(&wt.path).join("src/lib.rs")).unwrap(),
+            numbered(20)
+        );
+    });
+    before.assert_same(&e.w.capture().without_task_branches(), &[]);
 }
