@@ -562,25 +562,31 @@ async fn a_run_outliving_its_backend_still_records_its_changes() {
             serde_json::json!([{"name": "Bash", "input": {"command": cmd}}])
         )
     };
+    // Its shell commands run without asking (tests/permissions.rs asks).
+    let start = |prompt: &str, cmd: &str| {
+        let mut args = w.start_args(prompt, &[&tools(cmd)]);
+        if let Value::Map(m) = &mut args {
+            m.push((s("permission_mode"), s("bypassPermissions")));
+        }
+        args
+    };
 
     // Re-adopted: the CLI goes on and ends under the new backend.
     let b = w.backend().await;
     b.configure_parallel_quick_cancel().await;
     let adopted = b
-        .start(w.start_args(
+        .start(start(
             "adopted",
-            &[&tools(
-                "echo a >> README.md; while [ ! -e go.log ]; do sleep 0.02; done; echo b > new.txt",
-            )],
+            "echo a >> README.md; while [ ! -e go.log ]; do sleep 0.02; done; echo b > new.txt",
         ))
         .await;
     let started = w.fake.wait_event("started", adopted).await;
     assert_eq!(started["runs"][0]["changes"]["method"], "git");
     // Settled: the CLI dies with its backend.
     let settled = b
-        .start(w.start_args(
+        .start(start(
             "settled",
-            &[&tools("echo c > other.txt; touch ready.log; sleep 60")],
+            "echo c > other.txt; touch ready.log; sleep 60",
         ))
         .await;
     let started2 = w.fake.wait_event("started", settled).await;

@@ -70,10 +70,9 @@ impl Env {
             name: None,
             options: TaskOptions {
                 cmd: vec![FAKE.into(), format!("--fake-tools={steps}")],
-                model: None,
-                permission_mode: "acceptEdits".into(),
-                allowed_tools: vec![],
-                args: vec![],
+                // Its shell commands run without asking (tests/permissions.rs asks).
+                permission_mode: "bypassPermissions".into(),
+                ..TaskOptions::default()
             },
             isolation,
         };

@@ -256,7 +256,11 @@ impl Supervisor {
             _ => return,
         };
         if let Err(e) = changes::before_edit(&git, &start, &[path.to_path_buf()]) {
-            log_warn!("task #{}: cannot keep {} before its edit: {e}", key.1, path.display());
+            log_warn!(
+                "task #{}: cannot keep {} before its edit: {e}",
+                key.1,
+                path.display()
+            );
         }
     }
 
