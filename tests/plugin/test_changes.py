@@ -87,11 +87,12 @@ def gitenv(monkeypatch, tmp_path):
 
 @pytest.fixture
 def ct(child, real_backend):
-    """Runs tasks whose CLI makes the given tool calls; returns the project's Repo."""
+    """Runs tasks whose CLI makes the given tool calls (its shell commands without asking:
+    test_permissions.py asks); returns the project's Repo."""
     bin_, fake = real_backend
     child.lua(
-        "local bin, fake = ...;"
-        " require('claude-tasks').setup({ binary = bin, cmd = { fake }, open = false })",
+        "local bin, fake = ...; require('claude-tasks').setup({ binary = bin, cmd = { fake },"
+        " open = false, permission_mode = 'bypassPermissions' })",
         bin_,
         fake,
     )
@@ -265,14 +266,21 @@ def test_buffers_reload_and_a_modified_buffer_is_named(child, ct):
     child.lua("vim.api.nvim_buf_set_lines(0, 0, -1, false, { 'my unsaved text' })")
     child.nvim.command("edit c.txt")  # not changed by the task
     child.nvim.command("buffer %d" % a)
-    run_task(
-        child,
-        tools(edit("a.txt", "line 2\n", "line two\n"), edit("b.txt", "bee\n", "task\n")),
+    child.lua(
+        "assert(require('claude-tasks').start(..., { open = false }))",
+        "edit\nfake-tools: %s"
+        % tools(edit("a.txt", "line 2\n", "line two\n"), edit("b.txt", "bee\n", "task\n")),
     )
+    # The edit of a file with unsaved changes asks first (test_permissions.py); allowed here.
+    child.wait("(require('claude-tasks').get(1).pending or {})[1] ~= nil", timeout=30)
+    assert child.lua("return require('claude-tasks').get(1).pending[1].unsaved") == "b.txt"
+    child.lua("assert(require('claude-tasks').allow(1))")
+    child.wait("__done(1)", timeout=30)
+    child.flush()
     assert child.lua("return vim.fn.getbufline(%d, 2)[1]" % a) == "line two"
     assert child.lua("return vim.bo[%d].modified" % a) is False
     assert child.lua("return vim.fn.getbufline(%d, 1)[1]" % b) == "my unsaved text"
-    warn = [n for n in child.notes() if n["level"] == WARN]
+    warn = [n for n in child.notes() if n["level"] == WARN and "claude-tasks: #1 changed" in n["msg"]]
     assert len(warn) == 1 and "b.txt" in warn[0]["msg"] and "a.txt" not in warn[0]["msg"], warn
     assert "unsaved changes" in warn[0]["msg"]
     ct.assert_same(before, ("a.txt", "b.txt"))
