@@ -292,8 +292,16 @@ fn revert_keeps_a_later_edit_restores_and_removes_files_and_says_so() {
         assert_eq!(reverts.len(), 1);
         assert_eq!((reverts[0].files, reverts[0].conflicts), (4, 0));
         assert_eq!(reverts[0].after_runs, 1);
-        let updated = e.ed.wait_event("updated", rec.id).await;
-        assert_eq!(updated.runs[0].changes.as_ref().unwrap().reverts.len(), 1);
+        // An event says so (a run sends `updated` events of its own: the latest is the revert's).
+        e.ed.until("the revert's update", |s| {
+            s.find(&["updated"], rec.id).is_some_and(|(_, r)| {
+                r.runs[0]
+                    .changes
+                    .as_ref()
+                    .is_some_and(|c| c.reverts.len() == 1)
+            })
+        })
+        .await;
         // The buffer says so under the run's footer, and a buffer opened later too.
         e.ed.footer(1, "↶ run 1 reverted: 4 files").await;
         e.attach(rec.id, 2);

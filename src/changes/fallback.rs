@@ -13,13 +13,12 @@
 use std::collections::HashSet;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use super::private::{create_private_dir, lock, replace_file};
 use super::snapshot::IDENTITY;
 use super::{Method, Snapshot};
-use crate::git::objects::{update_refs, write_blob, RefChange, MODE_EXEC, MODE_FILE};
+use crate::git::objects::{update_refs, RefChange};
 use crate::git::{io_error, Git, Repo, Result};
 
 const REPO: &str = "repo.git";
@@ -118,41 +117,6 @@ impl FileBackup {
         }
         replace_file(&seen_path, &bytes)?;
         Ok(out)
-    }
-
-    /// Sets what `path` held before the run's first edit of it, when that edit's own report
-    /// says so (`None`: it did not exist) and it differs from what `keep` found: `keep` may
-    /// have come after the edit (the fallback learns of a call from the transcript, which the
-    /// CLI writes as the call runs). Only a path kept in this run is changed; returns whether
-    /// it was.
-    pub fn correct(&self, git: &Git, path: &Path, before: Option<&[u8]>) -> Result<bool> {
-        let _lock = lock(&self.dir.join(LOCK))?;
-        let root = fs::canonicalize(&self.root).map_err(|e| io_error("resolve", &self.root, e))?;
-        let Some(rel) = relative_to(&root, path) else {
-            return Ok(false);
-        };
-        if !read_seen(&self.dir.join(SEEN))?.contains(rel.as_os_str().as_bytes()) {
-            return Ok(false);
-        }
-        let repo = self.repo(git);
-        let index = self.dir.join(START_INDEX);
-        let mut input = Vec::new();
-        let cmd = match before {
-            Some(bytes) => {
-                let exec = fs::metadata(root.join(&rel)).is_ok_and(|m| m.mode() & 0o111 != 0);
-                let oid = write_blob(&repo, bytes.to_vec())?;
-                let mode = if exec { MODE_EXEC } else { MODE_FILE };
-                input.extend_from_slice(format!("{mode:o} {oid}\t").as_bytes());
-                repo.cmd().args(["update-index", "-z", "--index-info"])
-            }
-            None => repo
-                .cmd()
-                .args(["update-index", "--force-remove", "-z", "--stdin"]),
-        };
-        input.extend_from_slice(rel.as_os_str().as_bytes());
-        input.push(0);
-        cmd.index(&index).stdin(input).run()?;
-        Ok(true)
     }
 
     /// The paths kept so far in this run.

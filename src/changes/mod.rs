@@ -226,21 +226,6 @@ pub fn before_edit(git: &Git, start: &RunStart, paths: &[PathBuf]) -> Result<Kep
     }
 }
 
-/// For the fallback: what `path` held before the run's first edit of it, as the edit's own
-/// report says (`None`: absent), replacing what [`before_edit`] kept if that came too late.
-/// Returns whether a kept path was corrected; does nothing for a git run.
-pub fn correct_before(
-    git: &Git,
-    start: &RunStart,
-    path: &Path,
-    before: Option<&[u8]>,
-) -> Result<bool> {
-    match start {
-        RunStart::Git { .. } => Ok(false),
-        RunStart::Files { root, dir, .. } => FileBackup::open(root, dir).correct(git, path, before),
-    }
-}
-
 /// Records the end of a run. Safe to call again for the same run (it records the present).
 pub fn finish(place: &Place<'_>, start: &RunStart) -> Result<RunSnapshots> {
     match start {

@@ -8,7 +8,6 @@
 
 pub mod control;
 mod delta;
-pub mod edits;
 mod fields;
 mod parse;
 pub mod reader;

@@ -188,6 +188,7 @@ impl Supervisor {
             st.tasks.insert(key.clone(), entry);
             st.running += 1;
         }
+        self.adopt_changes(&key, rec.current_run());
         log_info!("task #{} in {}: adopted pid {}", rec.id, rec.cwd, info.pid);
         self.emit("updated", &rec);
         let me = self.clone();

@@ -1,8 +1,9 @@
 //! What each run changed (issue 22), for the supervisor: a run's start and end recorded through
 //! `changes` on the blocking pool, the record's `changes` and `files_changed`, the files the
-//! editor saved while the run ran ("also edited by you"), outside git the watch of the run's
-//! transcript for the edit tools' calls, and the review's requests: a run's diff, a file before
-//! the run, revert, and the refs that go with a disposed task.
+//! editor saved while the run ran ("also edited by you"), outside git each file kept before the
+//! run's edit of it (from the edit tools' `PreToolUse` hook, which the edit waits for), and the
+//! review's requests: a run's diff, a file before the run, revert, and the refs that go with a
+//! disposed task.
 //!
 //! A run's start is recorded before its CLI is spawned and its end before its record says it
 //! ended, so the footer and the `completed` event already carry `files_changed`. Nothing here
@@ -13,18 +14,13 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use tokio::sync::watch;
-
 use super::{Supervisor, TaskKey};
 use crate::changes::diff::{self, FileChange};
 use crate::changes::{self, Changes, Labels, Place, Refs, Report, RunSnapshots, RunStart};
 use crate::git::Git;
 use crate::log_warn;
 use crate::store::Store;
-use crate::stream_json::edits::{edit_events, Before, EditEvent};
 use crate::task::{now_ms, FileChanged, Revert, Run, RunChanges, TaskRecord, MAX_FILES_CHANGED};
-use crate::transcript::follow::Follower;
-use crate::transcript::framing::{Framer, MAX_LINE};
 
 /// Files saved from the editor that one run remembers: enough for any real session; past it
 /// the attribution is lost for the rest, never the memory.
@@ -50,16 +46,9 @@ struct Live {
     root: PathBuf,
     /// Files (canonical) the editor saved while it ran.
     saved: HashSet<PathBuf>,
-    /// Outside git: the watch of the transcript for edits.
-    watch: Option<EditWatch>,
     /// How git is run for it (the permission watcher keeps files with it, holding a lock that
     /// must not wait for the state's).
     git: Git,
-}
-
-struct EditWatch {
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 /// Where one run's records go (`changes::Place`, owned).
@@ -148,14 +137,8 @@ impl Supervisor {
     }
 
     /// Records run `n`'s start (before its CLI is spawned); returns what the record says of it,
-    /// `None` when changes are not tracked. Outside git it starts the watch of the transcript
-    /// (from `offset`, where the run's output begins) for the files the run's edits name.
-    pub(super) async fn begin_changes(
-        &self,
-        key: &TaskKey,
-        n: u32,
-        offset: u64,
-    ) -> Option<RunChanges> {
+    /// `None` when changes are not tracked.
+    pub(super) async fn begin_changes(&self, key: &TaskKey, n: u32) -> Option<RunChanges> {
         let (track, git) = {
             let st = self.state();
             (st.config.track_changes, st.config.git.clone())
@@ -174,20 +157,35 @@ impl Supervisor {
             Err(e) => return Some(not_recorded(format!("cannot record the run's start: {e}"))),
         };
         let ch = describe(&start);
-        let watch = matches!(start, RunStart::Files { .. })
-            .then(|| self.watch_edits(key, start.clone(), offset, git.clone()));
+        self.record_live(key, n, start, git);
+        Some(ch)
+    }
+
+    fn record_live(&self, key: &TaskKey, n: u32, start: RunStart, git: Git) {
+        let root = match &start {
+            RunStart::Git { start } => canonical(&start.work_tree),
+            RunStart::Files { root, .. } => canonical(root),
+        };
         self.shared.recording.lock().insert(
             key.clone(),
             Live {
                 n,
-                root: canonical(Path::new(&ch.root)),
+                root,
                 start,
                 saved: HashSet::new(),
-                watch,
                 git,
             },
         );
-        Some(ch)
+    }
+
+    /// A running run this backend adopts (its backend died): its start as the record keeps it,
+    /// so that its edits are kept outside git and its end is recorded.
+    pub(super) fn adopt_changes(&self, key: &TaskKey, run: Option<&Run>) {
+        let Some((n, start)) = run.and_then(|r| Some((r.n, start_of(r)?))) else {
+            return;
+        };
+        let git = self.config().git;
+        self.record_live(key, n, start, git);
     }
 
     /// Records the end of the task's current run (its process is gone) and what it changed.
@@ -200,14 +198,7 @@ impl Supervisor {
     ) -> Option<(RunChanges, Option<Vec<FileChanged>>)> {
         let live = self.shared.recording.lock().remove(key);
         let (n, start, saved) = match live {
-            Some(l) => {
-                if let Some(w) = l.watch {
-                    // It reads the transcript to its end first: the last edits' reports count.
-                    let _ = w.stop.send(true);
-                    let _ = w.task.await;
-                }
-                (l.n, l.start, l.saved)
-            }
+            Some(l) => (l.n, l.start, l.saved),
             None => {
                 let run = run?;
                 (run.n, start_of(run)?, HashSet::new())
@@ -236,11 +227,7 @@ impl Supervisor {
 
     /// The run has ended without a process (it could not spawn): its start's record is dropped.
     pub(super) fn forget_changes(&self, key: &TaskKey) {
-        if let Some(live) = self.shared.recording.lock().remove(key) {
-            if let Some(w) = live.watch {
-                let _ = w.stop.send(true);
-            }
-        }
+        self.shared.recording.lock().remove(key);
     }
 
     /// Outside git: keeps `path` as it is before an edit of the task's running run (the
@@ -276,64 +263,6 @@ impl Supervisor {
                 live.saved.insert(path.clone());
             }
         }
-    }
-
-    /// Outside git: follows the run's transcript and keeps each file an edit tool names before
-    /// the edit (as early as the transcript tells it), then corrects it with what the edit
-    /// reports the file held, if that came too late.
-    fn watch_edits(&self, key: &TaskKey, start: RunStart, offset: u64, git: Git) -> EditWatch {
-        let (stop, mut stopped) = watch::channel(false);
-        let transcript = self.shared.store.task_dir(&key.0, key.1).transcript();
-        let cwd = PathBuf::from(&key.0);
-        let id = key.1;
-        let task = tokio::spawn(async move {
-            let mut follower = match Follower::open(&transcript, offset) {
-                Ok(f) => f,
-                Err(e) => {
-                    log_warn!("task #{id}: cannot watch its edits: {e}");
-                    return;
-                }
-            };
-            let mut framer = Framer::new(MAX_LINE, offset);
-            let mut chunk = vec![0u8; 64 * 1024];
-            let mut edits = Edits::default();
-            loop {
-                let ending = *stopped.borrow_and_update();
-                loop {
-                    let n = follower.read(&mut chunk).unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    let mut events = Vec::new();
-                    framer.push_with(&chunk[..n], |line| {
-                        if !line.truncated() {
-                            events.extend(edit_events(line.bytes));
-                        }
-                    });
-                    edits.take(events, &cwd, &git, &start).await;
-                }
-                if ending {
-                    let mut events = Vec::new();
-                    framer.finish_with(|line| {
-                        if !line.truncated() {
-                            events.extend(edit_events(line.bytes));
-                        }
-                    });
-                    edits.take(events, &cwd, &git, &start).await;
-                    return;
-                }
-                tokio::select! {
-                    res = follower.changed() => {
-                        if let Err(e) = res {
-                            log_warn!("task #{id}: watching its edits: {e}");
-                            return;
-                        }
-                    }
-                    _ = stopped.changed() => {}
-                }
-            }
-        });
-        EditWatch { stop, task }
     }
 
     // ------------------------------------------------------------------------- requests
@@ -572,64 +501,5 @@ pub fn status_name(s: changes::Status) -> &'static str {
         changes::Status::Modified => "modified",
         changes::Status::Deleted => "deleted",
         changes::Status::Renamed => "renamed",
-    }
-}
-
-/// The fallback's view of a run's edits so far.
-#[derive(Default)]
-struct Edits {
-    /// Paths whose first edit was seen.
-    seen: HashSet<PathBuf>,
-    /// The call of each path's first edit, whose report says what the file held before it.
-    first: HashMap<String, PathBuf>,
-}
-
-impl Edits {
-    async fn take(&mut self, events: Vec<EditEvent>, cwd: &Path, git: &Git, start: &RunStart) {
-        let mut keep = Vec::new();
-        let mut corrections = Vec::new();
-        for e in events {
-            match e {
-                EditEvent::Call { id, path, .. } => {
-                    let path = cwd.join(path);
-                    if self.seen.insert(path.clone()) {
-                        self.first.insert(id, path.clone());
-                        keep.push(path);
-                    }
-                }
-                EditEvent::Before {
-                    tool_use_id,
-                    before,
-                } => {
-                    if let Some(path) = self.first.remove(&tool_use_id) {
-                        corrections.push((path, before));
-                    }
-                }
-            }
-        }
-        if keep.is_empty() && corrections.is_empty() {
-            return;
-        }
-        let (git, start) = (git.clone(), start.clone());
-        let done = tokio::task::spawn_blocking(move || {
-            if !keep.is_empty() {
-                if let Err(e) = changes::before_edit(&git, &start, &keep) {
-                    log_warn!("cannot keep the files before their edit: {e}");
-                }
-            }
-            for (path, before) in corrections {
-                let bytes = match &before {
-                    Before::Absent => None,
-                    Before::Content(s) => Some(s.as_bytes()),
-                };
-                if let Err(e) = changes::correct_before(&git, &start, &path, bytes) {
-                    log_warn!("cannot correct {} before its edit: {e}", path.display());
-                }
-            }
-        })
-        .await;
-        if let Err(e) = done {
-            log_warn!("keeping files before their edit: {e}");
-        }
     }
 }

@@ -43,7 +43,7 @@ impl Supervisor {
             return;
         };
         // Before the CLI can touch a file (it delays the spawn, never a request).
-        run.changes = self.begin_changes(key, run.n, run.transcript_offset).await;
+        run.changes = self.begin_changes(key, run.n).await;
         if *run.cancel.borrow() {
             self.forget_changes(key);
             self.cancel_before_spawn(key, run.n).await;
