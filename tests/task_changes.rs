@@ -75,6 +75,7 @@ impl Env {
                 ..TaskOptions::default()
             },
             isolation,
+            context: Vec::new(),
         };
         self.sup.start(req).await.expect("start")
     }

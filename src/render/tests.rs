@@ -503,6 +503,9 @@ fn footers_say_what_the_run_changed_and_notes_say_it_was_reverted() {
             num_turns: 2,
             cost_usd: 0.0,
             error: None,
+            stderr: &[],
+            denied: &[],
+            permissions: Permissions::Ask,
             changes: Some(changes),
         })
     };
@@ -1387,6 +1390,7 @@ fn issue23_1_3_footers_show_stderr_and_denied_tools() {
         stderr: &stderr,
         denied: &[],
         permissions: Permissions::Ask,
+        changes: None,
     });
     r.footer(&Footer {
         status: Status::Completed,
@@ -1397,6 +1401,7 @@ fn issue23_1_3_footers_show_stderr_and_denied_tools() {
         stderr: &stderr,
         denied: &denied[..1],
         permissions: Permissions::Ask,
+        changes: None,
     });
     r.footer(&Footer {
         status: Status::Completed,
@@ -1407,6 +1412,7 @@ fn issue23_1_3_footers_show_stderr_and_denied_tools() {
         stderr: &[],
         denied: &denied,
         permissions: Permissions::Deny,
+        changes: None,
     });
     assert_eq!(
         r.take_update().unwrap().lines,
