@@ -187,7 +187,8 @@ def test_quit_with_three_running_tasks_leaves_no_survivors(editors, fake, tmp_pa
             return b'"type":"tool_use"' in complete
 
         helpers.wait_for(in_tool, 30, f"task {i} in its tool call")
-    assert nv.lua("return require('claude-tasks').statusline()") == "✻ 3"
+    # The statusline follows the backend's events, which can come after the CLI's first lines.
+    nv.wait_for("require('claude-tasks').statusline() == '✻ 3'", what="the statusline's ✻ 3")
     dirs = {i: nv.get(i)["dir"] for i in ids}
     log_path = nv.log_file()
     watched = [backend_pid, *clis, *grandchildren, *helpers.descendants(backend_pid)]
