@@ -15,6 +15,7 @@ Options (also see scripts/bench.sh):
     --only A,B        only these groups: stream, respond, latency, memory, startup, cancel,
                       statusline, view (the output window visible in a UI), permissions,
                       snapshot
+                      followup (warm and cold follow-ups with the real CLI)
     --nvim PATH       the Neovim to measure (default: .deps nvim 0.11, else 0.10.4, else PATH)
     --peer-timeout S  cap of one run of the Lua peer (default 60 s)
     --sizes A,B       line counts of the streaming runs (default 100000,1000000)
@@ -32,6 +33,7 @@ import json
 import math
 import os
 import platform
+import re
 import shlex
 import shutil
 import signal
@@ -896,6 +898,134 @@ class Bench:
                      "tool call, p99", "ms", hook, target=5, cmp="le", fmt="%.2f",
                      note="%d Writes per run, acceptEdits" % n)
 
+    # -- follow-ups: warm (the live CLI) and cold (a new CLI resuming the session) -----------
+
+    def followup_run(self, claude, home, warm, n, track=True):
+        """One task with the real CLI and n follow-ups, the output window visible (a UI
+        attached): for each, say() → the CLI's request at the mock, and → the first line of
+        its answer drawn. `warm`: the CLI is kept alive between runs; else each follow-up
+        resumes the session in a new CLI (keep_alive_ms = 0). `track`: track_changes (each
+        run's start, a warm one's too, is a snapshot of the project's git work tree taken before
+        its prompt is written)."""
+        sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+        try:
+            import helpers as e2e
+        finally:
+            sys.path.pop(0)
+        # A log of its own per run: a request is found by the text of its prompt.
+        mock = e2e.MockServer(tempfile.mkdtemp(prefix="mock-", dir=self.tmp))
+        nv = Nvim(self.nvim, self.tmp, "followup")
+        try:
+            # A small git repository, as most projects are: a run's start is a snapshot of it.
+            for i in range(20):
+                with open(os.path.join(nv.project, "file%02d.txt" % i), "w") as f:
+                    f.write("line\n" * 50)
+            git = ["git", "-C", nv.project, "-c", "user.name=bench", "-c",
+                   "user.email=bench@localhost", "-c", "commit.gpgsign=false"]
+            for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "files"]):
+                subprocess.run(git + args, check=True)
+            nv.attach_ui(*UI_SIZE)
+            env = e2e.claude_env(home, mock.url)
+            cmd = ["/usr/bin/env", "-i"] + ["%s=%s" % kv for kv in sorted(env.items())] + [
+                str(claude)]
+            nv.setup(cmd=cmd, open="split", keep_alive_ms=600000 if warm else 0,
+                     track_changes=track)
+            nv.lua("_G.BF = dofile(...)", os.path.join(HERE, "lua/followup.lua"))
+            if not nv.lua("return BF.start(...)", "SCENARIO:hello first"):
+                raise RuntimeError("start failed: %r" % nv.lua("return BF.result()"))
+            for k in range(n + 1):
+                if k > 0:
+                    nv.lua("BF.say(...)", "SCENARIO:hello follow-up %d" % k)
+                deadline = time.monotonic() + 120
+                while nv.lua("return BF.done") < k + 1:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("follow-up %d did not end: %r" % (
+                            k, nv.lua("return BF.result()")))
+                    time.sleep(0.01)
+            # The last answer's line is drawn after its Done at the latest by a frame.
+            deadline = time.monotonic() + 10
+            while len(nv.lua("return BF.result()")["drawn"]) < n + 1:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+            r = nv.lua("return BF.result()")
+        finally:
+            nv.close()
+            mock.stop()
+        if r["errors"] or r["status"] != "completed" or not r["visible"]:
+            raise RuntimeError("followup run failed: %r" % r)
+        want = "live" if warm else "resumed"
+        if r["via"][1:] != [want] * n:
+            raise RuntimeError("the follow-ups were not %s: %r" % (want, r["via"]))
+        # The first request that carries follow-up k is the one it made (later ones carry it
+        # as history).
+        arrived = {}
+        for e in sorted(mock.log_entries(), key=lambda e: e.get("seq", 0)):
+            body = e.get("body")
+            if e.get("kind") != "main" or not isinstance(body, dict):
+                continue
+            text = json.dumps(body.get("messages", []))
+            for k in range(1, n + 1):
+                if re.search(r"follow-up %d\b" % k, text):
+                    arrived.setdefault(k, e["mono_ns"])
+        if len(arrived) != n or len(r["drawn"]) != n + 1:
+            raise RuntimeError("not every follow-up was seen: %d requests, %d drawn of %d" % (
+                len(arrived), len(r["drawn"]) - 1, n))
+        to_request = [(arrived[k] - r["sent"][k - 1]) / 1e6 for k in range(1, n + 1)]
+        to_drawn = [(r["drawn"][k] - r["sent"][k - 1]) / 1e6 for k in range(1, n + 1)]
+        return to_request, to_drawn
+
+    def bench_followup(self):
+        sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+        try:
+            import helpers as e2e
+        finally:
+            sys.path.pop(0)
+        installed = [(v, e2e.installed_claude(v)) for v in reversed(e2e.pinned_versions())]
+        installed = [(v, p) for v, p in installed if os.access(p, os.X_OK)]
+        if not installed:
+            log("== follow-ups: skipped (no pinned Claude Code CLI in .deps: "
+                "scripts/install-claude.sh)")
+            return
+        version, claude = installed[0]
+        n = 5 if self.quick else 10
+        log("== follow-ups with the real CLI (%s): %d per run, warm and cold" % (version, n))
+        home = os.path.join(self.tmp, "followup-home")
+        os.makedirs(home, exist_ok=True)
+        # (warm, track_changes): the default warm, warm without the per-run start snapshot it
+        # waits for, and cold (the old way).
+        variants = [(True, True), (True, False), (False, True)]
+        res = {v: ([], []) for v in variants}
+        # Not measured: the CLI's first start in a fresh HOME writes its settings and caches.
+        self.followup_run(claude, home, True, 1)
+        for i in range(self.runs):
+            for v in (variants if i % 2 == 0 else variants[::-1]):
+                log("  run %d/%d: %s%s" % (i + 1, self.runs, "warm" if v[0] else "cold",
+                                          "" if v[1] else ", track_changes off"))
+                req, drawn = self.followup_run(claude, home, v[0], n, track=v[1])
+                res[v][0].append(req)
+                res[v][1].append(drawn)
+        add = self.res.add
+        note = "%d follow-ups per run, the real CLI %s" % (n, version)
+        for v in variants:
+            warm = v[0]
+            how = ("warm (live CLI)" if warm else "cold (--resume)") + (
+                "" if v[1] else ", track_changes off")
+            reqs, drawns = res[v]
+            add("followup", "follow-up → request at the mock API, p50, %s" % how, "ms",
+                [pct(x, 50) for x in reqs], fmt="%.1f", note=note)
+            add("followup", "follow-up → request at the mock API, p99, %s" % how, "ms",
+                [pct(x, 99) for x in reqs], fmt="%.1f",
+                target=50 if warm else None, cmp="le" if warm else None)
+            add("followup", "follow-up → first answer line drawn (visible window), p50, %s"
+                % how, "ms", [pct(x, 50) for x in drawns], fmt="%.1f")
+            add("followup", "follow-up → first answer line drawn (visible window), p99, %s"
+                % how, "ms", [pct(x, 99) for x in drawns], fmt="%.1f")
+        ratio = [pct(c, 50) / max(pct(w, 50), 0.001)
+                 for w, c in zip(res[(True, True)][0], res[(False, True)][0])]
+        add("followup", "cold / warm, to the request (p50 of each run)", "x", ratio,
+            target=10, cmp="ge", fmt="%.1f")
+
     # -- 4. memory -----------------------------------------------------------------------------
 
     def bench_memory(self):
@@ -1558,7 +1688,7 @@ def main():
         if not os.access(b, os.X_OK):
             sys.exit("bench: %s is missing; run `cargo build --release` (make bench does)" % b)
     all_groups = ["startup", "statusline", "cancel", "latency", "stream", "memory", "respond",
-                  "view", "permissions", "snapshot"]
+                  "view", "permissions", "snapshot", "followup"]
     groups = [g for g in all_groups if not args.only or g in args.only.split(",")]
     unknown = [g for g in args.only.split(",") if g and g not in all_groups]
     if unknown:

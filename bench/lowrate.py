@@ -2,7 +2,7 @@
 """A stand-in for the Claude CLI that streams text slowly, for the latency benchmark.
 
 Run by the backend as a task's `cmd` (so its stdout is the task's transcript file, exactly like
-the real CLI's): it reads the prompt from stdin, ignores the CLI flags the backend appends, and
+the real CLI's): it reads stdin up to the prompt (a stream-json user message), ignores the CLI flags the backend appends, and
 writes stream-json lines like `claude -p --output-format stream-json --include-partial-messages`:
 init, message_start, then one `text_delta` per line, each text being `seq=<n> t=<ns>\n` where
 <ns> is CLOCK_MONOTONIC (the clock of vim.uv.hrtime()) taken just before the line is written,
@@ -26,8 +26,15 @@ def main():
             interval_ms = float(a.split("=", 1)[1])
         elif a.startswith("--warmup-ms="):
             warmup_ms = float(a.split("=", 1)[1])
+    # The backend speaks the CLI's control protocol on a stdin that never ends (a FIFO it keeps
+    # open): read its lines up to the prompt (a stream-json user message), not to an EOF.
     try:
-        sys.stdin.buffer.read()
+        for raw in sys.stdin.buffer:
+            try:
+                if json.loads(raw).get("type") == "user":
+                    break
+            except (ValueError, AttributeError):
+                continue
     except OSError:
         pass
     sid = str(uuid.uuid4())

@@ -32,10 +32,11 @@ vim.api.nvim_create_user_command("ClaudeTasks", function(o)
   commands().tasks(o)
 end, {
   nargs = "*",
+  bang = true,
   complete = function(arglead, cmdline, cursorpos)
     return commands().complete(arglead, cmdline, cursorpos)
   end,
-  desc = "claude-tasks: pick, open, cancel, resume, dispose tasks; their changes, diff, revert; apply, discard worktrees",
+  desc = "claude-tasks: pick, list, open, cancel, resume, say to, interrupt, dispose tasks; Claude's TUI on one; their changes, diff, revert; a transcript; apply, discard worktrees",
 })
 
 local group = vim.api.nvim_create_augroup("claude-tasks", { clear = true })
@@ -58,4 +59,16 @@ vim.api.nvim_create_autocmd("BufWritePost", {
     end
   end,
   desc = "claude-tasks: a file saved while a task runs in its directory is also edited by you",
+})
+
+vim.api.nvim_create_autocmd("ExitPre", {
+  group = group,
+  callback = function()
+    -- Tasks run only in a backend: without one, nothing to say and nothing to load.
+    local backend = package.loaded["claude-tasks.backend"]
+    if backend and backend.running() then
+      require("claude-tasks.exit").on_exit_pre()
+    end
+  end,
+  desc = "claude-tasks: on_exit: say which tasks quitting cancels, or ask",
 })

@@ -112,13 +112,75 @@ pub struct Pending {
     pub offset: u64,
 }
 
-/// One invocation of the CLI: the first prompt, or a follow-up with `--resume`.
+/// How a run reached the CLI.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    /// A new CLI in a new session: the task's first run.
+    #[default]
+    New,
+    /// A new CLI resuming the task's session (`--resume`): a cold follow-up.
+    Resumed,
+    /// Written to the CLI that ran the run before, kept alive and idle: a warm follow-up.
+    Live,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::New => "new",
+            Via::Resumed => "resumed",
+            Via::Live => "live",
+        }
+    }
+}
+
+/// A message said to the CLI while a run was going on (`resume` of a running task): written at
+/// once, taken by the CLI into the running turn or as a turn of its own after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Said {
+    /// The first line, shortened (the whole text is in `said-<run>-<k>.txt`).
+    pub title: String,
+    /// Bytes and FNV-1a hash of the whole text: the CLI's echo of it (joined with newlines
+    /// when it takes several at once) is recognised by them.
+    pub len: u64,
+    pub hash: u64,
+    pub at_ms: u64,
+}
+
+/// A task whose CLI stays alive and idle after its run, for the next follow-up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Live {
+    /// When the CLI became idle, ms since the epoch.
+    pub since_ms: u64,
+    /// When it is closed unless a follow-up comes first (`keep_alive_ms` after `since_ms`).
+    pub until_ms: u64,
+}
+
+/// One run of the task: its prompt and what the CLI did with it, up to the moment the CLI was
+/// idle again (or gone). The first prompt, or a follow-up: `--resume` in a new CLI, or written to
+/// the live one (`via`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Run {
     /// 1-based; the prompt is in `prompt-<n>.txt`.
     pub n: u32,
     /// The first line of the prompt, shortened, for separators and pickers.
     pub prompt_title: String,
+    /// How the prompt reached the CLI. Absent in older records: `new` for the first run,
+    /// `resumed` for the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<Via>,
+    /// Bytes and FNV-1a hash of the prompt (see `Said`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_len: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_hash: Option<u64>,
+    /// Messages said while the run went on, in the order they were written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub said: Vec<Said>,
+    /// The user interrupted the run's turn (the task stays, for the next message).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
     /// Byte offset in `transcript.jsonl` where this run's output begins.
     pub transcript_offset: u64,
     /// Byte offset in `stderr.log` where this run's stderr begins.
@@ -136,10 +198,23 @@ pub struct Run {
     pub signal: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// This run's own cost (the CLI's `total_cost_usd` sums every turn of its process: see
+    /// `cli_cost_usd`).
     #[serde(default)]
     pub cost_usd: f64,
+    /// API round trips of this run's turns.
     #[serde(default)]
     pub num_turns: u64,
+    /// This run's own time waiting for the API (the CLI's `duration_api_ms`, less that of the
+    /// process's earlier runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_ms: Option<u64>,
+    /// The CLI's running sums at the run's last `result`: `total_cost_usd` and
+    /// `duration_api_ms` over every turn of its process, the base of the next live run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cli_cost_usd: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cli_api_ms: Option<u64>,
     /// Why the run failed, in one line (missing binary, API error, no result line...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -301,6 +376,12 @@ pub struct TaskRecord {
     /// A worktree task's worktree (`isolation = "worktree"`); none for a task run in place.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worktree: Option<TaskWorktree>,
+    /// Its CLI (`process`) is alive and idle, waiting for the next follow-up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<Live>,
+    /// Claude's own TUI was last opened on the task's session then (`:ClaudeTasks tui`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tui_at_ms: Option<u64>,
 }
 
 /// A worktree task's git worktree: where its CLI runs and what became of it. The worktree and
@@ -351,6 +432,14 @@ impl Run {
         Run {
             n,
             prompt_title: title_of(prompt, 80),
+            via: None,
+            prompt_len: Some(prompt.len() as u64),
+            prompt_hash: Some(crate::hash::fnv1a64(prompt.as_bytes())),
+            said: Vec::new(),
+            interrupted: false,
+            api_ms: None,
+            cli_cost_usd: None,
+            cli_api_ms: None,
             transcript_offset,
             stderr_offset,
             started_at_ms: Some(now_ms()),
@@ -405,6 +494,8 @@ impl TaskRecord {
             worktree: None,
             pending: Vec::new(),
             rules: Vec::new(),
+            live: None,
+            tui_at_ms: None,
         }
     }
 
@@ -414,6 +505,14 @@ impl TaskRecord {
 
     pub fn current_run_mut(&mut self) -> Option<&mut Run> {
         self.runs.last_mut()
+    }
+
+    /// How run `i` (0-based) reached the CLI, for records written before `via`.
+    pub fn via_of(&self, i: usize) -> Via {
+        self.runs
+            .get(i)
+            .and_then(|r| r.via)
+            .unwrap_or(if i == 0 { Via::New } else { Via::Resumed })
     }
 
     /// Where the task's CLI runs: its worktree's directory for a worktree task, else `cwd`.

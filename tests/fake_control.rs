@@ -536,3 +536,92 @@ fn requests_have_the_real_clis_shape() {
         assert_eq!(keys(&ours["request"]), keys(&real["request"]), "{version}");
     }
 }
+
+/// A recorded run's stdout lines (tests/e2e/live_recipes.py).
+fn recorded(version: &str, name: &str) -> Vec<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+        "tests/fixtures/claude-cli-{version}/{name}/stdout.jsonl"
+    ));
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect()
+}
+
+fn echoes(lines: &[Value]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|v| v["isReplay"] == true && v["type"] == "user")
+        .map(|v| v["message"]["content"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn messages_queued_during_a_streamed_answer_are_one_turn_echoed_once() {
+    // Both pinned CLIs: the two messages written while the first answer streams become one
+    // turn after it, echoed once with their texts joined by a newline; two results in all.
+    for version in ["2.1.197", "2.1.332"] {
+        let real = recorded(version, "control-live-queued-two");
+        assert_eq!(
+            echoes(&real)[1],
+            "SCENARIO:hello queued one\nSCENARIO:remember queued two",
+            "{version}"
+        );
+        assert_eq!(real.iter().filter(|v| v["type"] == "result").count(), 2);
+        let flag = format!("--fake-cli-version={version}");
+        let mut f = Fake::start("default", &[&flag, "--fake-lines=6", "--fake-delay-ms=60"]);
+        f.user("first");
+        f.until("a text delta", |v| {
+            v["event"]["delta"]["type"] == "text_delta"
+        });
+        f.user("one");
+        f.user("two");
+        f.result();
+        f.result();
+        assert_eq!(echoes(&f.seen), ["first", "one\ntwo"], "{version}");
+        let inits = f.seen.iter().filter(|v| v["subtype"] == "init").count();
+        assert_eq!(inits, 2, "{version}");
+    }
+}
+
+#[test]
+fn an_interrupt_leaves_a_queued_message_to_run_next_as_recorded() {
+    // 2.1.332 answers an interrupt with an empty still_queued even with a message queued, and
+    // both versions run that message as the next turn.
+    for version in ["2.1.197", "2.1.332"] {
+        let real = recorded(version, "control-live-interrupt-queued");
+        let answer = real
+            .iter()
+            .find(|v| v["type"] == "control_response" && v["response"]["request_id"] == "ct-int-1")
+            .expect("the interrupt's answer")
+            .clone();
+        let results: Vec<&Value> = real.iter().filter(|v| v["type"] == "result").collect();
+        assert_eq!(results[0]["subtype"], "error_during_execution");
+        assert_eq!(results[1]["subtype"], "success");
+        assert_eq!(
+            echoes(&real).last().map(String::as_str),
+            Some("SCENARIO:hello queued before the interrupt")
+        );
+        let flag = format!("--fake-cli-version={version}");
+        let mut f = Fake::start("default", &[&flag, "--fake-lines=50", "--fake-delay-ms=40"]);
+        f.user("first");
+        f.until("a text delta", |v| {
+            v["event"]["delta"]["type"] == "text_delta"
+        });
+        f.user("queued");
+        f.send(json!({"type": "control_request", "request_id": "ct-int-1",
+                      "request": {"subtype": "interrupt"}}));
+        let ours = f.until("the interrupt's answer", |v| {
+            v["type"] == "control_response" && v["response"]["request_id"] == "ct-int-1"
+        });
+        assert_eq!(
+            ours["response"].get("response"),
+            answer["response"].get("response"),
+            "{version}"
+        );
+        assert_eq!(f.result()["subtype"], "error_during_execution");
+        assert_eq!(f.result()["subtype"], "success");
+        assert_eq!(echoes(&f.seen).last().map(String::as_str), Some("queued"));
+    }
+}

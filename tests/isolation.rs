@@ -245,6 +245,8 @@ async fn the_base_is_what_the_user_sees_and_apply_keeps_their_later_edits() {
     e.user.write("notes/untracked ü.txt", "untracked\n");
     e.user.write("build.log", "ignored\n");
     let b = e.ed.backend().await;
+    // The follow-up's script runs in a new CLI (a live one would not run it).
+    b.configure(vec![("keep_alive_ms", Value::from(0))]).await;
     let go = e.flag("go");
     // The task reports what it found, changes line 2 and waits: the user edits meanwhile. Its
     // follow-up changes line 10.
@@ -353,6 +355,9 @@ async fn the_base_is_what_the_user_sees_and_apply_keeps_their_later_edits() {
 async fn follow_ups_run_in_the_worktree() {
     let e = env("resume");
     let b = e.ed.backend().await;
+    // A new CLI for the follow-up (a live one would be there already): it starts in the
+    // worktree too, resuming the session.
+    b.configure(vec![("keep_alive_ms", Value::from(0))]).await;
     let record = e.flag("record");
     let fake = format!("--fake-record={}", record.display());
     let id = b

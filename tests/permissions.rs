@@ -506,7 +506,17 @@ async fn a_waiting_task_survives_its_backend_and_is_answered_from_the_next() {
     let (kind, end) = w.fake.wait_end(id).await;
     assert_eq!(kind, "completed", "{end:#}");
     assert!(w.project.join("later").exists());
-    assert!(!common::alive(pid));
+    // The new backend keeps the CLI it re-adopted alive and idle for a follow-up, and a cancel
+    // closes it.
+    assert_eq!(
+        end["process"]["pid"].as_i64(),
+        Some(i64::from(pid)),
+        "{end:#}"
+    );
+    assert!(end["live"]["until_ms"].is_u64(), "{end:#}");
+    assert!(common::alive(pid));
+    b2.req("cancel", w.id_args(id)).await;
+    common::wait_gone(&[pid]).await;
     // Nobody denied anything on the user's behalf.
     assert!(echoes(&end)
         .iter()
@@ -583,6 +593,8 @@ async fn an_edit_of_an_unsaved_file_always_asks() {
 async fn the_stdin_fifo_is_private_and_a_tampered_one_is_refused() {
     let w = world("fifo");
     let b = w.backend().await;
+    // Each follow-up opens the FIFO anew (a live CLI's would be open already).
+    b.configure(vec![("keep_alive_ms", Value::from(0))]).await;
     let id = b
         .start(start_args(
             &w,

@@ -150,6 +150,57 @@ async fn a_task_outlives_a_sigkilled_backend_and_is_readopted_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cli_whose_pid_never_reached_the_record_is_found_by_its_marker() {
     let w = world("marker");
+    let (id, cli, go) = orphan_without_pid(&w).await;
+    let b2 = w.backend().await;
+    let adopted = b2.req("get", w.id_args(id)).await;
+    assert_eq!(adopted["status"], "running", "{adopted:#}");
+    assert_eq!(adopted["process"]["pid"], cli, "{adopted:#}");
+    assert_eq!(adopted["process"]["owner_pid"], b2.pid);
+    std::fs::write(&go, "").unwrap();
+    let (kind, done) = w.fake.wait_end(id).await;
+    assert_eq!(kind, "completed", "{}", done["error"]);
+    // Adopted like a CLI of its own: it stays, idle, for a follow-up (its pid in the record),
+    // and the editor's exit closes it.
+    assert!(done["live"].is_object(), "{done:#}");
+    assert_eq!(done["process"]["pid"], cli, "{done:#}");
+    assert!(alive(cli));
+    b2.quit().await;
+    wait_gone(&[cli]).await;
+}
+
+/// The same CLI, whose run ended while no backend ran: it idles (its stdin never ends). The next
+/// backend finds it by its marker, ends the run from the transcript's result and keeps the CLI
+/// warm: the follow-up goes to that very process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_found_by_its_marker_idle_takes_the_follow_up() {
+    let w = world("marker-idle");
+    let (id, cli, go) = orphan_without_pid(&w).await;
+    std::fs::write(&go, "").unwrap();
+    let transcript = find_transcript(&w.root.join("state"), id);
+    assert!(poll(3000, || tail_has_result(&transcript)).await);
+    assert!(alive(cli), "an idle CLI waits for its next message");
+
+    let b2 = w.backend().await;
+    b2.req("get", w.id_args(id)).await;
+    let (kind, done) = w.fake.wait_end(id).await;
+    assert_eq!(kind, "completed", "{}", done["error"]);
+    assert!(done["live"].is_object(), "{done:#}");
+    assert_eq!(done["process"]["pid"], cli, "{done:#}");
+    b2.req("resume", w.resume_args(id, "and then?")).await;
+    w.fake
+        .until("the follow-up's end", |f| f.count("completed", id) == 2)
+        .await;
+    let (_, again) = w.fake.wait_end(id).await;
+    assert_eq!(again["runs"][1]["via"], "live", "{again:#}");
+    assert_eq!(again["process"]["pid"], cli, "{again:#}");
+    b2.quit().await;
+    wait_gone(&[cli]).await;
+}
+
+/// A task whose backend was killed right after its CLI's spawn, the record on disk left with the
+/// run (and its marker) but no process, as if the backend had died before it recorded the pid.
+/// The CLI waits for the file `go` before it runs. Returns the task, its CLI's pid and `go`.
+async fn orphan_without_pid(w: &World) -> (u64, i32, std::path::PathBuf) {
     let b = w.backend().await;
     let (ready, go) = (w.root.join("ready"), w.root.join("go"));
     let script = format!(
@@ -165,25 +216,12 @@ async fn a_cli_whose_pid_never_reached_the_record_is_found_by_its_marker() {
     b.signal(nix::sys::signal::Signal::SIGKILL);
     b.exit().await;
     assert!(alive(cli), "the CLI must outlive its backend");
-
-    // As if the backend had died before it recorded the pid: the record on disk has the run
-    // (and its marker) but no process.
     let path = find_transcript(&w.root.join("state"), id).with_file_name("task.json");
     let mut rec: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     rec.as_object_mut().unwrap().remove("process");
     std::fs::write(&path, serde_json::to_vec(&rec).unwrap()).unwrap();
-
-    let b2 = w.backend().await;
-    let adopted = b2.req("get", w.id_args(id)).await;
-    assert_eq!(adopted["status"], "running", "{adopted:#}");
-    assert_eq!(adopted["process"]["pid"], cli, "{adopted:#}");
-    assert_eq!(adopted["process"]["owner_pid"], b2.pid);
-    std::fs::write(&go, "").unwrap();
-    let (kind, done) = w.fake.wait_end(id).await;
-    assert_eq!(kind, "completed", "{}", done["error"]);
-    wait_gone(&[cli]).await;
-    b2.quit().await;
+    (id, cli, go)
 }
 
 /// CLI 2.1.332 writes its result's `type` after the whole answer: a task re-adopted by a new

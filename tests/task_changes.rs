@@ -347,7 +347,7 @@ fn revert_over_a_conflicting_edit_leaves_markers_and_lists_them() {
 }
 
 #[test]
-fn a_running_task_cannot_be_reverted_and_a_follow_up_has_its_own_changes() {
+fn a_running_task_cannot_be_reverted_and_a_warm_follow_up_has_its_own_changes() {
     let e = env(World::repo("task-runs"));
     let before = e.w.capture();
     rt().block_on(async {
@@ -363,7 +363,16 @@ fn a_running_task_cannot_be_reverted_and_a_follow_up_has_its_own_changes() {
         let err = e.sup.review(&e.cwd(), rec.id, None).err().unwrap();
         assert!(err.contains("known when it ends"), "{err}");
         e.w.write("go.log", "");
-        e.ed.wait_event("completed", rec.id).await;
+        // The run's end is recorded when its result comes, its CLI still alive and idle.
+        let first = e.ed.wait_event("completed", rec.id).await;
+        let cli = first.process.as_ref().expect("its CLI idles").pid;
+        assert!(first.live.is_some(), "{first:#?}");
+        assert_eq!(
+            summary(&Env::files(&first, 0)),
+            [("README", "modified", 1, 0)]
+        );
+        // A warm follow-up, written to that CLI: a run of its own, recorded from before its
+        // prompt was written to the end of its result.
         e.sup
             .resume(
                 &e.cwd(),
@@ -374,6 +383,8 @@ fn a_running_task_cannot_be_reverted_and_a_follow_up_has_its_own_changes() {
         e.ed.until("the follow-up's end", |s| s.count("completed", rec.id) == 2)
             .await;
         let done = e.sup.get(&e.cwd(), rec.id).unwrap();
+        assert_eq!(done.runs[1].via, Some(claude_tasks::task::Via::Live));
+        assert_eq!(done.process.as_ref().map(|p| p.pid), Some(cli));
         assert_eq!(
             summary(&Env::files(&done, 0)),
             [("README", "modified", 1, 0)]

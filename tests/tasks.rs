@@ -403,6 +403,9 @@ fn prompts_arrive_intact_on_stdin_and_never_as_flags() {
 #[test]
 fn resume_runs_a_follow_up_in_the_same_session_and_adds_up() {
     let e = env("resume");
+    // The CLI ends with its run: the follow-up resumes the session in a new one (a cold
+    // follow-up; tests/live.rs has the warm ones).
+    e.sup.configure(|c| c.keep_alive = Duration::ZERO);
     rt().block_on(async {
         // Every run of the task uses the task's command, so the record file shows the last run.
         let record = e.project.join("rec");
@@ -483,10 +486,11 @@ fn dispose_refuses_a_running_task_and_removes_a_finished_one() {
 fn issue23_1_a_cli_that_fails_on_stderr_says_why() {
     let e = env("stderr");
     rt().block_on(async {
+        // It names its session first (a follow-up needs one to resume), then fails.
         let cli = e.project.join("rejecting-cli");
         std::fs::write(
             &cli,
-            "#!/bin/sh\necho 'noise before'\nprintf 'a warning\\n\\033[31merror:\\033[0m option '\\''--permission-mode <mode>'\\'' argument '\\''bogus'\\'' is invalid.\\n\\n' >&2\nexit 1\n",
+            "#!/bin/sh\necho '{\"type\":\"system\",\"subtype\":\"init\",\"session_id\":\"s\"}'\necho 'noise before'\nprintf 'a warning\\n\\033[31merror:\\033[0m option '\\''--permission-mode <mode>'\\'' argument '\\''bogus'\\'' is invalid.\\n\\n' >&2\nexit 1\n",
         )
         .unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -579,7 +583,11 @@ fn issue23_12_the_context_is_in_the_record_and_the_header() {
 #[test]
 fn issue23_26_dispose_removes_the_export_and_its_empty_folder() {
     let e = env("export-dispose");
-    e.sup.configure(|c| c.export_markdown = true);
+    // Retention waits for a task whose CLI idles: none here.
+    e.sup.configure(|c| {
+        c.export_markdown = true;
+        c.keep_alive = Duration::ZERO;
+    });
     rt().block_on(async {
         let dir = e.project.join(".claude-tasks");
         let a = e.start("one", &[]).await;

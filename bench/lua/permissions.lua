@@ -45,7 +45,7 @@ function P.start(prompt)
     P.done = true
     return false
   end
-  local buf = vim.fn.bufnr("claude-tasks://" .. id)
+  local buf = require("claude-tasks.buffer").find(id, vim.fn.getcwd()) or -1
   P.visible = vim.fn.bufwinid(buf) ~= -1
   api.nvim_buf_attach(buf, false, {
     on_lines = function(_, b, _, first, _, new_last)

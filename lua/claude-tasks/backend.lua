@@ -127,7 +127,7 @@ local function on_exit(job, code)
   local buffer = package.loaded["claude-tasks.buffer"]
   local restart = buffer ~= nil and buffer.has_loaded() and not (auto and uv.now() - auto < 10000)
   vim.schedule(function()
-    vim.notify(
+    require("claude-tasks.notify").notify(
       string.format(
         "claude-tasks: the backend exited unexpectedly (exit code %d); see %s. %s",
         code,
@@ -142,7 +142,7 @@ local function on_exit(job, code)
       if ok then
         auto_started[job2] = uv.now()
       else
-        vim.notify(M.clean_error(job2), vim.log.levels.ERROR)
+        require("claude-tasks.notify").notify(M.clean_error(job2), vim.log.levels.ERROR)
       end
     end
   end)
@@ -160,6 +160,11 @@ local function configure_args()
   local args = {}
   for _, key in ipairs(config.backend_options) do
     args[key] = o[key]
+  end
+  -- "ask" is the plugin's: it asks before Neovim quits (exit.lua) and tells the backend the
+  -- answer; a Neovim that goes away without asking cancels.
+  if args.on_exit == "ask" then
+    args.on_exit = "cancel"
   end
   return args
 end
@@ -259,6 +264,16 @@ function M.request(method, args)
   local ok, res = pcall(vim.fn.rpcrequest, chan, method, args or vim.empty_dict())
   if not ok then
     error(M.clean_error(res), 0)
+  end
+  return res
+end
+
+--- The same, for callers that report errors themselves: its result, or nil and the clean
+--- one-line error.
+function M.try(method, args)
+  local ok, res = pcall(M.request, method, args)
+  if not ok then
+    return nil, M.clean_error(res)
   end
   return res
 end

@@ -10,20 +10,14 @@ local M = {}
 local api = vim.api
 local levels = vim.log.levels
 
-local function nn(v)
-  if v == vim.NIL then
-    return nil
-  end
-  return v
+local function notify(msg, level)
+  require("claude-tasks.notify").notify(msg, level)
 end
 
+local nn = require("claude-tasks.format").nn
+
 local function request(method, args)
-  local backend = require("claude-tasks.backend")
-  local ok, res = pcall(backend.request, method, args)
-  if not ok then
-    return nil, backend.clean_error(res)
-  end
-  return res
+  return require("claude-tasks.backend").try(method, args)
 end
 
 local function plural(n, one, many)
@@ -324,7 +318,7 @@ function M.refresh(root, paths, who)
     end
   end
   if #out.modified > 0 then
-    vim.notify(
+    notify(
       string.format(
         "claude-tasks: %s changed %s, which you have unsaved changes in: your buffer is kept (:ClaudeTasks diff to compare, :e! to load the file)",
         who,
@@ -334,7 +328,7 @@ function M.refresh(root, paths, who)
     )
   end
   if #out.gone > 0 then
-    vim.notify(
+    notify(
       string.format(
         "claude-tasks: %s removed %s (the buffer is kept)",
         who,
@@ -399,20 +393,17 @@ function M.revert(task, opts)
   opts = opts or {}
   local c, err = M.fetch(task, opts.run)
   if not c then
-    return vim.notify(err, levels.ERROR)
+    return notify(err, levels.ERROR)
   end
   local label =
     string.format("run %s of #%s %s", tostring(c.run), tostring(c.id), tostring(nn(c.name) or ""))
   if #(c.files or {}) == 0 then
-    return vim.notify(
-      "claude-tasks: " .. label .. " changed no file: nothing to revert",
-      levels.INFO
-    )
+    return notify("claude-tasks: " .. label .. " changed no file: nothing to revert", levels.INFO)
   end
   local function go()
     local res, rerr = request("revert", { id = c.id, cwd = c.cwd, run = c.run })
     if not res then
-      return vim.notify(rerr, levels.ERROR)
+      return notify(rerr, levels.ERROR)
     end
     if type(res.task) == "table" then
       require("claude-tasks.state").refresh({ res.task })
@@ -443,7 +434,7 @@ function M.revert(task, opts)
         items = items,
       })
       vim.cmd("botright copen")
-      vim.notify(
+      notify(
         string.format(
           "claude-tasks: reverted %s with %s to resolve (quickfix list): nothing was overwritten",
           label,
@@ -452,7 +443,7 @@ function M.revert(task, opts)
         levels.WARN
       )
     else
-      vim.notify(
+      notify(
         string.format("claude-tasks: reverted %s (%s)", label, plural(#paths, "file", "files")),
         levels.INFO
       )
@@ -484,43 +475,22 @@ function M.revert(task, opts)
   end)
 end
 
--- --------------------------------------------------------------------------- picker
+-- --------------------------------------------------------------------------- actions
 
---- The picker's actions for a finished task whose last run's changes were recorded.
-function M.actions(task)
+--- The last run of a finished task run in place whose changes were recorded, when it changed
+--- files (what the task list's and the picker's changes, diff and revert act on; a worktree
+--- task's review is its worktree's).
+function M.reviewable(task)
+  if task.status == "running" or task.status == "queued" then
+    return nil
+  end
   local runs = nn(task.runs)
   local run = type(runs) == "table" and runs[#runs] or nil
   local files = run and nn(run.files_changed)
-  -- A worktree task's review is its worktree's (worktree.lua's actions).
   if type(files) ~= "table" or #files == 0 or require("claude-tasks.worktree").live(task) then
-    return {}
+    return nil
   end
-  local function report(_, err)
-    if err then
-      vim.notify(err, levels.ERROR)
-    end
-  end
-  local summary = M.totals(nn(run.changes) or {})
-  return {
-    {
-      label = "Changes (quickfix): " .. summary,
-      run = function()
-        report(M.quickfix(task))
-      end,
-    },
-    {
-      label = "Diff",
-      run = function()
-        report(M.diff(task, { whole = true }))
-      end,
-    },
-    {
-      label = "Revert",
-      run = function()
-        M.revert(task)
-      end,
-    },
-  }
+  return run
 end
 
 -- --------------------------------------------------------------------------- saves

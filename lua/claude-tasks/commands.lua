@@ -4,40 +4,78 @@ local M = {}
 
 local levels = vim.log.levels
 
-local function err(msg)
-  vim.notify(require("claude-tasks.backend").clean_error(msg), levels.ERROR)
+local function notify(msg, level)
+  require("claude-tasks.notify").notify(msg, level)
 end
 
---- :ClaudeTask {prompt}: the whole argument is the prompt; a range adds the lines as context.
---- With a bang, the task runs in a git worktree of its own.
-function M.task(o)
-  local prompt = o.args or ""
-  if vim.trim(prompt) == "" then
-    return err("claude-tasks: :ClaudeTask needs a prompt, e.g. :ClaudeTask fix the failing test")
-  end
-  local context
-  if (o.range or 0) > 0 then
-    local where
-    prompt, where = require("claude-tasks.context").add(prompt, 0, o.line1, o.line2)
-    context = { where }
-  end
-  local ct = require("claude-tasks")
-  local id, e = ct.start(prompt, { context = context, isolation = o.bang and "worktree" or nil })
+local function err(msg)
+  notify(require("claude-tasks.backend").clean_error(msg), levels.ERROR)
+end
+
+local function start(prompt, opts)
+  local id, e = require("claude-tasks").start(prompt, opts)
   if not id then
     return err(e)
   end
   if not require("claude-tasks.config").get().open then
-    vim.notify(
-      string.format("claude-tasks: started #%d (:ClaudeTasks open %d)", id, id),
-      levels.INFO
-    )
+    notify(string.format("claude-tasks: started #%d (:ClaudeTasks open %d)", id, id))
   end
 end
 
---- Cancels `task` ({ id, cwd } or a record), reporting errors.
-function M.cancel_task(task)
+--- :ClaudeTask {prompt}: the whole argument is the prompt; a range adds the lines as context.
+--- With a bang, the task runs in a git worktree of its own. Without a prompt, it is asked for
+--- (vim.ui.input); the range's lines are taken at once, from the buffer the command ran in.
+function M.task(o)
+  local prompt = o.args or ""
+  local range = (o.range or 0) > 0
+  local buf, line1, line2 = vim.api.nvim_get_current_buf(), o.line1, o.line2
+  local function go(text)
+    local context
+    if range then
+      if not vim.api.nvim_buf_is_valid(buf) then
+        return err("claude-tasks: the buffer of the range is gone")
+      end
+      local where
+      text, where = require("claude-tasks.context").add(text, buf, line1, line2)
+      context = { where }
+    end
+    start(text, { context = context, isolation = o.bang and "worktree" or nil })
+  end
+  if vim.trim(prompt) ~= "" then
+    return go(prompt)
+  end
+  local where = ""
+  if range then
+    local name = vim.api.nvim_buf_get_name(buf)
+    where = string.format(
+      " (%s:%d-%d)",
+      name ~= "" and vim.fn.fnamemodify(name, ":.") or "[No Name]",
+      math.min(line1, line2),
+      math.max(line1, line2)
+    )
+  end
+  local what = o.bang and "Claude task in a worktree" or "Claude task"
+  vim.ui.input({ prompt = what .. where .. ": " }, function(input)
+    if input and vim.trim(input) ~= "" then
+      go(input)
+    end
+  end)
+end
+
+--- Cancels `task` ({ id, cwd } or a record), asking first when it runs (option `confirm`;
+--- opts.force: never), or closes its Claude when it idles; reports errors.
+function M.cancel_task(task, opts)
   if not task then
     return
+  end
+  if not task.status then
+    -- A bare reference: the question needs the status.
+    task = require("claude-tasks").get(task) or task
+  end
+  if task.status then
+    local actions = require("claude-tasks.actions")
+    -- An idle task's cancel closes its Claude (nothing is lost: nothing is asked).
+    return actions.run(actions.idle(task) and "close" or "cancel", task, opts)
   end
   local _, e = require("claude-tasks").cancel(task)
   if e then
@@ -72,41 +110,26 @@ local function open_task(task)
   end
 end
 
-local function open_log(task)
-  local path = task.transcript
-  if type(path) ~= "string" then
-    local full, e = require("claude-tasks").get(task)
-    if not full then
-      return err(e)
-    end
-    path = full.transcript
-  end
-  if type(path) ~= "string" or vim.fn.filereadable(path) == 0 then
-    return err(
-      string.format(
-        "claude-tasks: #%s has no transcript yet (%s)",
-        tostring(task.id),
-        tostring(path)
-      )
-    )
-  end
-  local buf = vim.fn.bufadd(path)
-  vim.fn.bufload(buf)
-  vim.bo[buf].buflisted = true
-  vim.bo[buf].readonly = true
-  vim.bo[buf].modifiable = false
-  local mode = require("claude-tasks.config").get().open or "split"
-  require("claude-tasks.window").show(buf, mode, "transcript #" .. tostring(task.id))
-end
-
---- Disposes of `task`, asking first when its worktree has changes that were not applied.
-function M.dispose_task(task)
+--- Disposes of `task` after a question (option `confirm`; opts.force: none): the worktree's
+--- when its changes were not applied (they would be lost), else a plain one.
+function M.dispose_task(task, opts)
+  local label = require("claude-tasks.format").label(task)
   require("claude-tasks.worktree").confirm_dispose(task, function(force)
-    local _, e = require("claude-tasks").dispose(task, { force = force })
-    if e then
-      return err(e)
+    local function go()
+      local _, e = require("claude-tasks").dispose(task, { force = force })
+      if e then
+        return err(e)
+      end
+      notify("claude-tasks: disposed " .. label)
     end
-    vim.notify("claude-tasks: disposed " .. require("claude-tasks.format").label(task), levels.INFO)
+    if force or (opts and opts.force) then
+      return go()
+    end
+    require("claude-tasks.actions").confirm(
+      string.format("Dispose of %s? Its output and transcript are deleted.", label),
+      "Dispose",
+      go
+    )
   end)
 end
 
@@ -122,7 +145,7 @@ function M.diff_task(task)
   end
   local _, e = require("claude-tasks.worktree").diff(task)
   if e then
-    vim.notify(e, e:find("changed nothing", 1, true) and levels.INFO or levels.ERROR)
+    notify(e, e:find("changed nothing", 1, true) and levels.INFO or levels.ERROR)
   end
 end
 
@@ -145,13 +168,12 @@ function M.discard_task(task)
     if e then
       return err(e)
     end
-    vim.notify(
+    notify(
       string.format(
         "claude-tasks: discarded the worktree of #%s (branch %s)",
         tostring(task.id),
         tostring(worktree.of(task).branch)
-      ),
-      levels.INFO
+      )
     )
   end)
 end
@@ -160,12 +182,18 @@ local function live(t)
   return t.status == "running" or t.status == "queued"
 end
 
+local function finished(t)
+  return not live(t)
+end
+
 local function waiting(t)
   return require("claude-tasks.permissions").waiting(t)
 end
 
---- Runs `fn(task)` on the task `query` designates in the current project: an id or a unique
---- part of a name; several matches (or no query): the picker of the candidates.
+--- Runs `fn(task)` on the task `query` designates in the current project: an id (completion
+--- inserts "12 its-name": the name is dropped) or a unique part of a name; several matches (or
+--- no query): the picker of the candidates. opts.running / waiting / filter(task): the
+--- candidates; opts.none: what to say when there is none.
 local function with_task(query, opts, fn)
   local resolve = require("claude-tasks.resolve")
   local ok, tasks = pcall(resolve.list)
@@ -184,16 +212,16 @@ local function with_task(query, opts, fn)
   local picker = require("claude-tasks.picker")
   if query == "" then
     if #candidates == 0 then
-      return vim.notify(
+      return notify(
         opts.none
           or opts.running and "claude-tasks: no running task in this project"
           or opts.waiting and "claude-tasks: no task in this project waits for an answer"
-          or "claude-tasks: no task yet in this project",
-        levels.INFO
+          or "claude-tasks: no task yet in this project"
       )
     end
     return picker.select(candidates, opts.prompt, fn)
   end
+  query = resolve.strip_name(query, tasks)
   local found = resolve.match(query, tasks)
   if #found == 1 then
     return fn(found[1])
@@ -233,14 +261,21 @@ M.subcommands = {
   cancel = {
     usage = "cancel [id]",
     live = true,
-    run = function(rest)
-      with_task(rest, { running = true, prompt = "Cancel task" }, M.cancel_task)
+    run = function(rest, o)
+      with_task(rest, { running = true, prompt = "Cancel task" }, function(task)
+        M.cancel_task(task, { force = o.bang })
+      end)
     end,
   },
   resume = {
     usage = "resume {id} {prompt}",
+    filter = finished,
     run = function(rest)
-      local query, prompt = rest:match("^(%S+)%s*(.*)$")
+      local ok, tasks = pcall(require("claude-tasks.resolve").list)
+      if not ok then
+        return err(tasks)
+      end
+      local query, prompt = require("claude-tasks.resolve").split_ref(rest, tasks)
       if not query then
         return err("claude-tasks: usage: :ClaudeTasks resume {id} {prompt}")
       end
@@ -251,8 +286,15 @@ M.subcommands = {
   },
   dispose = {
     usage = "dispose {id}",
-    run = function(rest)
-      with_task(rest, { prompt = "Dispose of task" }, M.dispose_task)
+    filter = finished,
+    run = function(rest, o)
+      with_task(rest, {
+        filter = finished,
+        none = "claude-tasks: no finished task in this project",
+        prompt = "Dispose of task",
+      }, function(task)
+        M.dispose_task(task, { force = o.bang })
+      end)
     end,
   },
   apply = {
@@ -284,7 +326,29 @@ M.subcommands = {
   log = {
     usage = "log {id}",
     run = function(rest)
-      with_task(rest, { prompt = "Transcript of task" }, open_log)
+      with_task(rest, { prompt = "Transcript of task" }, function(task)
+        require("claude-tasks.log").open(task)
+      end)
+    end,
+  },
+  list = {
+    usage = "list",
+    notask = true,
+    run = function()
+      local _, e = require("claude-tasks.list").open()
+      if e then
+        err(e)
+      end
+    end,
+  },
+  pick = {
+    usage = "pick [all]",
+    words = { "all" },
+    run = function(rest)
+      if rest ~= "" and rest ~= "all" then
+        return err("claude-tasks: usage: :ClaudeTasks pick [all]")
+      end
+      require("claude-tasks.picker").pick({ all = rest == "all" })
     end,
   },
   allow = {
@@ -323,11 +387,17 @@ M.subcommands = {
   },
   rules = {
     usage = "rules",
+    notask = true,
     run = function()
       require("claude-tasks.permissions").rules_ui()
     end,
   },
 }
+
+-- A conversation with a live task: say, interrupt, tui (conversation.lua).
+for name, spec in pairs(require("claude-tasks.conversation").subcommands(with_task)) do
+  M.subcommands[name] = spec
+end
 
 --- What a task changed (changes.lua): `{id} [run]` or nothing (the picker of the tasks whose
 --- changes were recorded).
@@ -345,8 +415,28 @@ local CHANGED = {
   none = "claude-tasks: no task of this project has recorded changes yet",
 }
 
+--- "{id} [rest]" where completion may have put the task's name after its id: the id and the
+--- rest without that name; nil when `rest` does not start with an id.
+local function id_then(rest)
+  if not rest:match("^%s*#?%d+") then
+    return nil
+  end
+  local ok, tasks = pcall(require("claude-tasks.resolve").list)
+  if not ok then
+    return nil
+  end
+  local query, after = require("claude-tasks.resolve").split_ref(rest, tasks)
+  if query and query:match("^#?%d+$") then
+    return query, after
+  end
+end
+
 --- `{id} [run]` of :ClaudeTasks changes / revert: the query and the run number.
 local function id_and_run(rest)
+  local id, after = id_then(rest)
+  if id and (after == "" or after:match("^%d+$")) then
+    return id, tonumber(after)
+  end
   local query, run = rest:match("^(%S+)%s+(%d+)$")
   if query then
     return query, tonumber(run)
@@ -362,6 +452,7 @@ end
 
 M.subcommands.changes = {
   usage = "changes [id [run]]",
+  filter = changed,
   run = function(rest)
     local query, run = id_and_run(rest)
     with_task(query, vim.tbl_extend("force", CHANGED, { prompt = "Changes of" }), function(task)
@@ -377,7 +468,7 @@ M.subcommands.diff = {
     return require("claude-tasks.worktree").live(t) or changed(t)
   end,
   run = function(rest)
-    local query, path = rest:match("^(#?%d+)%s*(.-)$")
+    local query, path = id_then(rest)
     if not query then
       query, path = "", rest
     end
@@ -397,7 +488,7 @@ M.subcommands.diff = {
     }, function(task)
       local _, e = changes.review_task(task, { path = path, whole = path == "" })
       if e then
-        vim.notify(e, e:find("changed no", 1, true) and levels.INFO or levels.ERROR)
+        notify(e, e:find("changed no", 1, true) and levels.INFO or levels.ERROR)
       end
     end)
   end,
@@ -405,6 +496,7 @@ M.subcommands.diff = {
 
 M.subcommands.revert = {
   usage = "revert [id [run]]",
+  filter = changed,
   run = function(rest)
     local query, run = id_and_run(rest)
     with_task(query, vim.tbl_extend("force", CHANGED, { prompt = "Revert" }), function(task)
@@ -417,8 +509,13 @@ M.order = {
   "open",
   "cancel",
   "resume",
+  "say",
+  "interrupt",
+  "tui",
   "dispose",
   "log",
+  "list",
+  "pick",
   "changes",
   "diff",
   "revert",
@@ -430,7 +527,7 @@ M.order = {
   "rules",
 }
 
---- :ClaudeTasks [subcommand] ...
+--- :ClaudeTasks[!] [subcommand] ... (! : no question before a cancel or a dispose)
 function M.tasks(o)
   local sub, rest = (o.args or ""):match("^%s*(%S+)%s*(.-)%s*$")
   if not sub then
@@ -450,11 +547,11 @@ function M.tasks(o)
       )
     )
   end
-  spec.run(rest)
+  spec.run(rest, o)
 end
 
---- Completion of :ClaudeTasks: subcommands, then task ids (an id, or the ids of the tasks
---- whose name contains what was typed).
+--- Completion of :ClaudeTasks: subcommands, then the tasks the subcommand can act on, as
+--- "12 fix-failing-test" (an id, or a part of a name, completes).
 function M.complete(arglead, cmdline, cursorpos)
   local before = cmdline:sub(1, cursorpos or #cmdline)
   local rest = before:match("ClaudeTasks!?%s+(.*)$") or ""
@@ -466,13 +563,19 @@ function M.complete(arglead, cmdline, cursorpos)
     end, M.order)
   end
   local spec = M.subcommands[words[1]]
-  if index ~= 2 or not spec then
+  if index ~= 2 or not spec or spec.notask then
     return {}
+  end
+  if spec.words then
+    return vim.tbl_filter(function(w)
+      return vim.startswith(w, arglead)
+    end, spec.words)
   end
   local ok, tasks = pcall(require("claude-tasks.resolve").list)
   if not ok then
     return {}
   end
+  local resolve = require("claude-tasks.resolve")
   local needle = arglead:lower()
   local out = {}
   for _, t in ipairs(tasks) do
@@ -482,9 +585,13 @@ function M.complete(arglead, cmdline, cursorpos)
       and (not spec.waiting or waiting(t))
     then
       local id = tostring(t.id)
-      local name = type(t.name) == "string" and t.name:lower() or ""
-      if vim.startswith(id, arglead) or (needle ~= "" and name:find(needle, 1, true)) then
-        out[#out + 1] = id
+      local name = resolve.one_line(t.name)
+      if
+        vim.startswith(id, arglead)
+        or vim.startswith("#" .. id, arglead)
+        or (needle ~= "" and name:lower():find(needle, 1, true))
+      then
+        out[#out + 1] = vim.trim(id .. " " .. name)
       end
     end
   end

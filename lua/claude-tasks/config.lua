@@ -27,6 +27,22 @@ local function defaults()
     permissions = "ask",
     -- How a new task's output is shown: "split", "vsplit", "tab", "float", or false (not shown).
     open = "split",
+    -- Whether the cursor goes to a new task's output window (false: you stay where you are,
+    -- the window opens beside you).
+    focus = false,
+    -- One output window for the newest task: a new task (or a follow-up) is shown in the
+    -- output window shown last, instead of a new split, tab or float each time.
+    reuse_window = true,
+    -- The float of `open = "float"`: width and height as a fraction of the editor (0-1) or in
+    -- cells (> 1); border as for nvim_open_win().
+    float = {
+      width = 0.6,
+      height = 0.6,
+      border = "rounded",
+    },
+    -- Ask before cancelling a running task and before disposing of a task (the output
+    -- buffer's <C-c>, the task list, the picker, :ClaudeTasks cancel / dispose).
+    confirm = true,
     -- The output buffers' 'filetype'. "claude-tasks": the plugin highlights the markdown of what
     -- the windows show, at the same cost however long the output; "markdown" (or another)
     -- hands them to that filetype's syntax, treesitter and plugins (slow on long outputs).
@@ -44,7 +60,8 @@ local function defaults()
     branch_prefix = "claude-tasks/",
     -- What :ClaudeTasks apply does: "files" (merge into the files) or "commit" (and commit).
     apply = "files",
-    -- Running tasks when Neovim exits: "cancel", or "detach" (the next backend adopts them).
+    -- Running tasks when Neovim exits: "cancel" (says which), "detach" (they go on; the next
+    -- editor adopts them) or "ask" (asks which, or to stay).
     on_exit = "cancel",
     -- A cancelled task's time after SIGINT before SIGTERM, and after SIGTERM before SIGKILL.
     cancel_grace_ms = 2000,
@@ -64,6 +81,34 @@ local function defaults()
     -- Record what each run changes (snapshots of the work tree at its start and end) for
     -- :ClaudeTasks changes / diff / revert and the footer's "· 3 files +12 −4".
     track_changes = true,
+    -- How long a task's Claude Code process stays alive and idle after a run, so that a
+    -- follow-up goes to it at once (no new process, no session reload); 0: it ends with its run
+    -- and a follow-up resumes the session in a new one.
+    keep_alive_ms = 600000,
+    -- Most idle processes kept at once (each takes ~300 MB); the oldest are closed first.
+    max_idle = 2,
+    -- The prompt line of an output buffer: a small window under it where you write to the task.
+    prompt = {
+      -- Most lines the window grows to.
+      max_height = 10,
+      -- Keys (a list for several; false: not mapped).
+      keys = {
+        -- In an output buffer, on its last line (i and o on any line): open the window. `a`
+        -- allows a waiting request instead.
+        open = { "i", "a", "o", "<CR>" },
+        -- In an output buffer: stop the task's current turn (it stays for your next message).
+        interrupt = "<C-c>",
+        -- In the window: send, in normal mode ...
+        send = "<CR>",
+        -- ... and in insert and normal mode.
+        send_insert = "<C-s>",
+        -- Close the window without sending (normal mode: <Esc><Esc> from insert mode).
+        close = { "<Esc>", "q" },
+        -- Walk this task's earlier prompts (insert mode: on the first / last line).
+        prev = "<Up>",
+        next = "<Down>",
+      },
+    },
     -- The icons of statusline().
     statusline = {
       -- Before the number of running tasks.
@@ -86,6 +131,8 @@ M.backend_options = {
   "keep",
   "export_markdown",
   "track_changes",
+  "keep_alive_ms",
+  "max_idle",
 }
 
 local function describe(v)
@@ -148,6 +195,32 @@ local boolean = {
   expected = "a boolean",
 }
 local list_of_strings = { check = is_list_of_strings, expected = "a list of strings" }
+local positive_size = {
+  check = function(v)
+    return type(v) == "number" and v > 0 and (v <= 1 or v == math.floor(v)) and v < math.huge
+  end,
+  expected = "a fraction of the editor (0 < n <= 1) or a whole number of cells",
+}
+local keys_ = {
+  check = function(v)
+    if v == false then
+      return true
+    end
+    if type(v) == "string" then
+      return v ~= ""
+    end
+    if not is_list_of_strings(v) then
+      return false
+    end
+    for _, k in ipairs(v) do
+      if k == "" then
+        return false
+      end
+    end
+    return true
+  end,
+  expected = "a key (string), a list of keys, or false",
+}
 
 --- The `--permission-mode` values the tested Claude Code versions document (`claude --help`,
 --- tests/fixtures/claude-cli-*/help.txt): 2.1.197 lists "default", 2.1.332 lists "manual" in
@@ -207,6 +280,21 @@ local schema = {
   },
   permissions = one_of("ask", "deny"),
   open = one_of("split", "vsplit", "tab", "float", false),
+  focus = boolean,
+  reuse_window = boolean,
+  float = {
+    fields = {
+      width = positive_size,
+      height = positive_size,
+      border = {
+        check = function(v)
+          return type(v) == "string" or (type(v) == "table" and vim.islist(v) and #v > 0)
+        end,
+        expected = 'a border name ("rounded", "single", "none", ...) or a list of characters',
+      },
+    },
+  },
+  confirm = boolean,
   filetype = nonempty_string,
   notify = boolean,
   concurrency = one_of("queue", "reject", "parallel"),
@@ -224,7 +312,7 @@ local schema = {
     expected = "a non-empty string without spaces (a branch name's start)",
   },
   apply = one_of("files", "commit"),
-  on_exit = one_of("cancel", "detach"),
+  on_exit = one_of("cancel", "detach", "ask"),
   cancel_grace_ms = {
     check = function(v)
       return is_int(v) and v >= 0
@@ -248,6 +336,39 @@ local schema = {
   },
   export_markdown = boolean,
   track_changes = boolean,
+  keep_alive_ms = {
+    check = function(v)
+      return is_int(v) and v >= 0
+    end,
+    expected = "a non-negative integer (0: no process kept alive)",
+  },
+  max_idle = {
+    check = function(v)
+      return is_int(v) and v >= 0
+    end,
+    expected = "a non-negative integer",
+  },
+  prompt = {
+    fields = {
+      max_height = {
+        check = function(v)
+          return is_int(v) and v >= 1
+        end,
+        expected = "a positive integer",
+      },
+      keys = {
+        fields = {
+          open = keys_,
+          interrupt = keys_,
+          send = keys_,
+          send_insert = keys_,
+          close = keys_,
+          prev = keys_,
+          next = keys_,
+        },
+      },
+    },
+  },
   statusline = {
     fields = {
       icon = string_,
@@ -363,7 +484,7 @@ end
 function M.warn(warnings)
   for _, w in ipairs(warnings or {}) do
     vim.schedule(function()
-      vim.notify(w, vim.log.levels.WARN)
+      require("claude-tasks.notify").notify(w, vim.log.levels.WARN)
     end)
   end
 end
@@ -411,8 +532,13 @@ function M.setup(opts)
   M.warn(warnings)
   local new = defaults()
   for k, v in pairs(opts or {}) do
-    if k == "statusline" then
-      new.statusline = vim.tbl_extend("force", new.statusline, v)
+    if k == "statusline" or k == "float" then
+      new[k] = vim.tbl_extend("force", new[k], v)
+    elseif k == "prompt" then
+      -- Key lists are replaced, not merged item by item.
+      local keys = vim.tbl_extend("force", new.prompt.keys, v.keys or {})
+      new.prompt = vim.tbl_extend("force", new.prompt, v)
+      new.prompt.keys = keys
     else
       new[k] = v
     end
@@ -433,6 +559,14 @@ end
 --- The backend's log file (option or default).
 function M.log_file()
   return current.log_file or (vim.fn.stdpath("log") .. "/claude-tasks.log")
+end
+
+--- A key option as a list of keys (none when it is false).
+function M.keys(v)
+  if v == false or v == nil then
+    return {}
+  end
+  return type(v) == "string" and { v } or v
 end
 
 --- The command as a list (`cmd` may be a string).

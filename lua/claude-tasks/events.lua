@@ -94,6 +94,9 @@ function M.data(task)
     duration_ms = nn(task.duration_ms),
     session_id = nn(task.session_id),
     cost_usd = nn(task.cost_usd),
+    run_cost_usd = nn((last_run(task) or {}).cost_usd),
+    interrupted = nn((last_run(task) or {}).interrupted) == true,
+    live = type(nn(task.live)) == "table",
     num_turns = nn(task.num_turns),
     result = nn(task.result),
     error = nn(task.error),
@@ -140,6 +143,8 @@ function M.message(task)
     end
     parts[#parts + 1] = M.denied_text(task)
     return head .. table.concat(parts, " · "), levels.INFO
+  elseif status == "cancelled" and nn((last_run(task) or {}).interrupted) == true then
+    return head .. "interrupted; it waits for your next message (i in its output)", levels.INFO
   elseif status == "cancelled" then
     return head .. "cancelled" .. (took and (" after " .. took) or ""), levels.WARN
   elseif status == "interrupted" then
@@ -164,7 +169,7 @@ local function fire(pattern, data)
     modeline = false,
   })
   if not ok then
-    vim.notify(
+    require("claude-tasks.notify").notify(
       string.format("claude-tasks: a %s autocmd failed: %s", pattern, tostring(err)),
       vim.log.levels.ERROR
     )
@@ -222,7 +227,10 @@ local function handle(ev)
       -- First the buffers of the files it changed: the autocmds see them reloaded.
       local ok, err = pcall(require("claude-tasks.changes").after_run, task)
       if not ok then
-        vim.notify("claude-tasks: " .. tostring(err), vim.log.levels.ERROR)
+        require("claude-tasks.notify").notify(
+          "claude-tasks: " .. tostring(err),
+          vim.log.levels.ERROR
+        )
       end
     end
     fire(AUTOCMD[kind], data)
@@ -230,7 +238,7 @@ local function handle(ev)
       fire("ClaudeTaskDone", data)
       if require("claude-tasks.config").get().notify then
         local msg, level = M.message(task)
-        vim.notify(msg, level, { title = "claude-tasks" })
+        require("claude-tasks.notify").notify(msg, level)
       end
     end
   end)
@@ -242,7 +250,7 @@ function M.dispatch(ev)
   local ok, err = pcall(handle, ev)
   if not ok then
     vim.schedule(function()
-      vim.notify(
+      require("claude-tasks.notify").notify(
         "claude-tasks: cannot handle a backend event: " .. tostring(err),
         vim.log.levels.ERROR
       )

@@ -76,14 +76,26 @@ function M.branch(task)
   return s
 end
 
---- The picker entry of a task: "#3 running    12.3s fix the test · ~/proj", and
+--- Whether the task's Claude idles, kept alive for a follow-up (`keep_alive_ms`).
+function M.idle(task)
+  return type(M.nn(task.live)) == "table" and task.status ~= "running" and task.status ~= "queued"
+end
+
+--- The status shown for a task: its record's, or "idle" when its run is over and its Claude
+--- is kept alive for the next message (the record keeps the run's outcome).
+function M.status(task)
+  return M.idle(task) and "idle" or tostring(task.status)
+end
+
+--- The picker entry of a task: "#3 running    12.3s fix the test · ~/proj" ("idle" when its
+--- run is over and its Claude is kept alive), and
 --- " · ⎇ claude-tasks/3" for a worktree task; a task waiting for an answer:
 --- "#3 ? waiting  12.3s fix the test · ~/proj · Bash(npm test)".
 function M.entry(task, now)
   local elapsed = M.elapsed_ms(task, now)
   local branch = M.branch(task)
   local permissions = require("claude-tasks.permissions")
-  local status, asks = tostring(task.status), ""
+  local status, asks = M.status(task), ""
   local req = permissions.waiting(task) and permissions.pending(task)[1]
   if req then
     status, asks = "? waiting", " · " .. permissions.title(req)
@@ -114,6 +126,25 @@ function M.cost(task)
   if c and c > 0 then
     return string.format("$%.4f", c)
   end
+end
+
+--- How long ago `ms` (epoch ms) was: "now", "42s ago", "5m ago", "3h ago", "2d ago".
+function M.age(ms, now)
+  ms = tonumber(M.nn(ms))
+  if not ms then
+    return "-"
+  end
+  local s = math.floor(math.max(0, (now or M.now_ms()) - ms) / 1000)
+  if s < 5 then
+    return "now"
+  elseif s < 60 then
+    return s .. "s ago"
+  elseif s < 3600 then
+    return math.floor(s / 60) .. "m ago"
+  elseif s < 86400 then
+    return math.floor(s / 3600) .. "h ago"
+  end
+  return math.floor(s / 86400) .. "d ago"
 end
 
 return M

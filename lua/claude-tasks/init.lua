@@ -34,26 +34,49 @@ local function normalize_dir(dir)
   return path
 end
 
-local function title(task)
+--- The task's name: from the record, else from the cache.
+local function name_of(task)
   local name = task.name
-  if name == nil then
+  if name == nil or name == vim.NIL then
     local cached = state.get(task.cwd, task.id)
     name = cached and cached.name
   end
-  if type(name) ~= "string" then
-    name = ""
-  end
-  return vim.trim(string.format("claude-tasks #%s %s", tostring(task.id), name))
+  return type(name) == "string" and name or ""
 end
 
---- Shows the output of `task` per `mode`; a failure is reported but does not fail the caller.
+local function title(task)
+  return vim.trim(string.format("claude-tasks #%s %s", tostring(task.id), name_of(task)))
+end
+
+--- buffer.open's options for `task`: shown in the output window used last (option
+--- reuse_window), and entered when `focus`.
+local function view_opts(task, focus)
+  return {
+    name = name_of(task),
+    title = title(task),
+    focus = focus,
+    reuse = config.get().reuse_window,
+  }
+end
+
+--- Shows the output of a task that was just started or followed up, per `mode`, entering its
+--- window only with the option `focus`; a failure is reported but does not fail the caller.
 local function show(task, mode)
   if not mode then
     return
   end
-  local ok, err = pcall(require("claude-tasks.buffer").open, task.id, task.cwd, mode, title(task))
+  local ok, err = pcall(
+    require("claude-tasks.buffer").open,
+    task.id,
+    task.cwd,
+    mode,
+    view_opts(task, config.get().focus)
+  )
   if not ok then
-    vim.notify(require("claude-tasks.backend").clean_error(err), vim.log.levels.ERROR)
+    require("claude-tasks.notify").notify(
+      require("claude-tasks.backend").clean_error(err),
+      vim.log.levels.ERROR
+    )
   end
 end
 
@@ -61,12 +84,14 @@ end
 function M.setup(opts)
   config.setup(opts)
   require("claude-tasks.helptags").ensure()
+  -- Tasks an earlier editor left running show in the statusline from the first redraw.
+  require("claude-tasks.detached").load()
   state.recompute()
   local backend = package.loaded["claude-tasks.backend"]
   if backend and backend.running() then
     local ok, err = pcall(backend.configure)
     if not ok then
-      vim.notify(backend.clean_error(err), vim.log.levels.ERROR)
+      require("claude-tasks.notify").notify(backend.clean_error(err), vim.log.levels.ERROR)
     end
   end
 end
@@ -142,7 +167,8 @@ function M.cancel(ref)
 end
 
 --- Opens a task's output (opts.open: how; default: option `open`, or "split" when it is
---- false). Returns the buffer number, or nil and an error.
+--- false) and goes to it (opts.focus = false: stays). Returns the buffer number, or nil and an
+--- error.
 function M.open(ref, opts)
   local t, err = require("claude-tasks.resolve").one(ref)
   if not t then
@@ -153,15 +179,26 @@ function M.open(ref, opts)
   if mode == nil then
     mode = config.get().open or "split"
   end
-  local ok, buf = pcall(require("claude-tasks.buffer").open, t.id, t.cwd, mode, title(t))
+  if name_of(t) == "" and not require("claude-tasks.buffer").find(t.id, t.cwd) then
+    -- A new buffer is named after its task: an id alone does not say the name.
+    local gok, full = request("get", { id = t.id, cwd = t.cwd })
+    if not gok then
+      return nil, full
+    end
+    t = full
+  end
+  local ok, buf =
+    pcall(require("claude-tasks.buffer").open, t.id, t.cwd, mode, view_opts(t, opts.focus ~= false))
   if not ok then
     return nil, require("claude-tasks.backend").clean_error(buf)
   end
   return buf
 end
 
---- A follow-up turn in the task's Claude session. Shows the output per opts.open (default:
---- option `open`). Returns the task record, or nil and an error.
+--- A follow-up in the task's Claude session: said at once to a running task (its Claude takes
+--- it into the running turn, or answers it right after), written to its live Claude when one
+--- idles (kept `keep_alive_ms`), else a new Claude resuming the session. Shows the output per
+--- opts.open (default: option `open`). Returns the task record, or nil and an error.
 function M.resume(ref, prompt, opts)
   if type(prompt) ~= "string" or vim.trim(prompt) == "" then
     return nil, "claude-tasks: the follow-up prompt is empty"
@@ -169,6 +206,13 @@ function M.resume(ref, prompt, opts)
   local t, err = require("claude-tasks.resolve").one(ref)
   if not t then
     return nil, err
+  end
+  if require("claude-tasks.tui").is_open(t) then
+    return nil,
+      string.format(
+        "claude-tasks: Claude's TUI is open on #%s's session; close it first (both would write it)",
+        tostring(t.id)
+      )
   end
   local ok, task = request("resume", { id = t.id, prompt = prompt, cwd = t.cwd })
   if not ok then
@@ -180,6 +224,33 @@ function M.resume(ref, prompt, opts)
   end
   show(task, mode)
   return task
+end
+
+--- Says `text` to a task: resume() without showing its output. Returns the task record, or
+--- nil and an error.
+function M.say(ref, text)
+  return M.resume(ref, text, { open = false })
+end
+
+--- Stops the task's current turn (its tools are stopped, its requests withdrawn); the task
+--- stays, for the next message. Returns the task record, or nil and an error.
+function M.interrupt(ref)
+  local t, err = require("claude-tasks.resolve").one(ref)
+  if not t then
+    return nil, err
+  end
+  local ok, task = request("interrupt", { id = t.id, cwd = t.cwd })
+  if not ok then
+    return nil, task
+  end
+  return task
+end
+
+--- Opens Claude's own TUI on the task's session in a terminal split, in the task's directory
+--- (a worktree task's worktree). Refused while the task runs; its idle Claude is closed first.
+--- Returns the terminal buffer, or nil and an error.
+function M.tui(ref)
+  return require("claude-tasks.tui").open(ref)
 end
 
 --- The tasks of the current directory (opts.cwd: another one; opts.all: every project),

@@ -45,8 +45,22 @@ local function move_to_end(buf, follow)
   end
 end
 
+--- After a write of the lines from `start`: the folds it carries are made (folds.lua), and
+--- what hangs on the buffer's last line moves with it (activity.lua's sign of life); once per
+--- write, not per line.
+local function after_lines(buf, start, folds)
+  local f = package.loaded["claude-tasks.folds"]
+  if f or (type(folds) == "table" and #folds > 0) then
+    (f or require("claude-tasks.folds")).written(buf, start, folds)
+  end
+  local activity = package.loaded["claude-tasks.activity"]
+  if activity then
+    activity.written(buf)
+  end
+end
+
 --- Sets the lines and moves the following windows; returns ok, err.
-local function apply(buf, start, lines)
+local function apply(buf, start, lines, folds)
   local last = api.nvim_buf_line_count(buf)
   local follow = followers(buf)
   if start > last then
@@ -70,6 +84,7 @@ local function apply(buf, start, lines)
     return false, err
   end
   move_to_end(buf, follow)
+  after_lines(buf, start, folds)
   return true
 end
 
@@ -83,7 +98,7 @@ local function flush(buf)
     return
   end
   while #queue > 0 do
-    local ok, err = apply(buf, queue[1][1], queue[1][2])
+    local ok, err = apply(buf, queue[1][1], queue[1][2], queue[1][3])
     if not ok and locked(err) then
       return vim.defer_fn(function()
         flush(buf)
@@ -94,24 +109,25 @@ local function flush(buf)
   deferred[buf] = nil
 end
 
---- Replaces the lines of `buf` from 0-based `start` to the end with `lines`. Windows whose
---- cursor was on the last line follow to the new last line; others stay put. Returns false
---- when the buffer is gone (the backend then stops writing to it). Called by the backend.
-function M.write(buf, start, lines)
+--- Replaces the lines of `buf` from 0-based `start` to the end with `lines`, and folds the
+--- ranges `folds` (0-based first, last, first, last...). Windows whose cursor was on the last
+--- line follow to the new last line; others stay put. Returns false when the buffer is gone
+--- (the backend then stops writing to it). Called by the backend.
+function M.write(buf, start, lines, folds)
   if not api.nvim_buf_is_valid(buf) or not api.nvim_buf_is_loaded(buf) then
     return false
   end
   local queue = deferred[buf]
   if queue then
-    queue[#queue + 1] = { start, lines }
+    queue[#queue + 1] = { start, lines, folds }
     return true
   end
-  local ok, err = apply(buf, start, lines)
+  local ok, err = apply(buf, start, lines, folds)
   if not ok then
     if not locked(err) then
       error(err, 0)
     end
-    deferred[buf] = { { start, lines } }
+    deferred[buf] = { { start, lines, folds } }
     vim.schedule(function()
       flush(buf)
     end)
@@ -121,6 +137,8 @@ end
 
 --- Followers noted by `before_write` for the write in flight: buf -> wins.
 local following = {}
+--- The start of the write in flight: buf -> row.
+local starts = {}
 
 --- The first call of the backend's usual write, an `nvim_call_atomic` of `before_write`,
 --- `nvim_buf_set_lines` and `after_write` (doc/protocol.md): the lines go straight from the RPC
@@ -135,15 +153,19 @@ function M.before_write(buf, start)
     error("claude-tasks: use write()", 0)
   end
   following[buf] = followers(buf)
+  starts[buf] = start
   buf_opt.buf = buf
   set_option("modifiable", true, buf_opt)
 end
 
 --- The last call of the atomic write; with `written == false` (the backend calls it alone
---- when `nvim_buf_set_lines` failed) it only makes the buffer read-only again.
-function M.after_write(buf, written)
+--- when `nvim_buf_set_lines` failed) it only makes the buffer read-only again. `start` and
+--- `folds`: as for `write`.
+function M.after_write(buf, written, start, folds)
   local follow = following[buf]
   following[buf] = nil
+  start = start or starts[buf] or 0
+  starts[buf] = nil
   if not api.nvim_buf_is_valid(buf) then
     return
   end
@@ -151,6 +173,7 @@ function M.after_write(buf, written)
   set_option("modifiable", false, buf_opt)
   if written then
     move_to_end(buf, follow)
+    after_lines(buf, start, folds)
   end
 end
 

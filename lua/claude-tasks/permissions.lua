@@ -8,12 +8,7 @@ local M = {}
 
 local levels = vim.log.levels
 
-local function nn(v)
-  if v == vim.NIL then
-    return nil
-  end
-  return v
-end
+local nn = require("claude-tasks.format").nn
 
 --- The waiting requests of a task record (a list, maybe empty).
 function M.pending(task)
@@ -126,26 +121,28 @@ function M.announce(task)
         modeline = false,
       })
       if not ok then
-        vim.notify(
+        require("claude-tasks.notify").notify(
           "claude-tasks: a ClaudeTaskPermission autocmd failed: " .. tostring(err),
           levels.ERROR
         )
       end
       if config.notify then
-        vim.notify(M.message(task, req), levels.WARN, { title = "claude-tasks" })
+        require("claude-tasks.notify").notify(
+          M.message(task, req),
+          levels.WARN,
+          { title = "claude-tasks" }
+        )
       end
     end
   end)
 end
 
 local function request(method, args)
-  local backend = require("claude-tasks.backend")
-  local ok, res = pcall(backend.request, method, args)
-  if not ok then
-    return nil, backend.clean_error(res)
+  local res, err = require("claude-tasks.backend").try(method, args)
+  if res ~= nil then
+    require("claude-tasks.state").refresh({ res })
   end
-  require("claude-tasks.state").refresh({ res })
-  return res
+  return res, err
 end
 
 local function resolve(ref)
@@ -244,9 +241,9 @@ end
 
 local function report(res, err, done)
   if not res then
-    vim.notify(err, levels.ERROR)
+    require("claude-tasks.notify").notify(err, levels.ERROR)
   elseif done then
-    vim.notify(done, levels.INFO)
+    require("claude-tasks.notify").notify(done, levels.INFO)
   end
 end
 
@@ -281,7 +278,10 @@ function M.ask_questions(task, req)
   local input = type(nn(req.input)) == "table" and req.input or {}
   local questions = type(input.questions) == "table" and input.questions or {}
   if #questions == 0 then
-    return vim.notify("claude-tasks: the question request has no questions", levels.ERROR)
+    return require("claude-tasks.notify").notify(
+      "claude-tasks: the question request has no questions",
+      levels.ERROR
+    )
   end
   local answers = {}
   local function finish()
@@ -363,7 +363,10 @@ end
 --- `A`: the proposed rule, editable, then its scope, then allow.
 function M.ask_always(task, req)
   if is_question(req) or req.tool_name == "ExitPlanMode" then
-    return vim.notify("claude-tasks: no 'always' for " .. tostring(req.tool_name), levels.WARN)
+    return require("claude-tasks.notify").notify(
+      "claude-tasks: no 'always' for " .. tostring(req.tool_name),
+      levels.WARN
+    )
   end
   local default = nn(req.rule) or tostring(req.tool_name)
   vim.ui.input({ prompt = "Always allow (rule): ", default = default }, function(rule)
@@ -421,7 +424,7 @@ end
 --- scratch buffer, `:w` allows with its text, `:q` leaves the request waiting.
 function M.ask_edit(task, req)
   if req.input_cut then
-    return vim.notify(
+    return require("claude-tasks.notify").notify(
       "claude-tasks: this request's input is too large to edit here; allow or deny it",
       levels.WARN
     )
@@ -466,8 +469,13 @@ function M.ask_edit(task, req)
       local new_input
       if field == nil then
         local ok, decoded = pcall(vim.json.decode, body)
-        if not ok or type(decoded) ~= "table" then
-          return vim.notify("claude-tasks: the input is not a JSON object", levels.ERROR)
+        -- An array decodes to a table too; the CLI takes an object alone.
+        local object = ok and type(decoded) == "table" and not body:match("^%s*%[")
+        if not object then
+          return require("claude-tasks.notify").notify(
+            "claude-tasks: the input is not a JSON object",
+            levels.ERROR
+          )
         end
         new_input = decoded
       else
@@ -481,7 +489,7 @@ function M.ask_edit(task, req)
   })
   vim.cmd("split")
   vim.api.nvim_win_set_buf(0, buf)
-  vim.notify(
+  require("claude-tasks.notify").notify(
     "claude-tasks: edit, then :w to allow with this input (:q leaves the request waiting)",
     levels.INFO
   )
@@ -519,7 +527,7 @@ function M.key(buf, action)
   local task = { id = info.id, cwd = info.cwd }
   local req = request_at_cursor(buf, task)
   if not req then
-    return vim.notify(
+    return require("claude-tasks.notify").notify(
       "claude-tasks: #" .. tostring(info.id) .. " is not waiting for an answer",
       levels.INFO
     )
@@ -547,41 +555,14 @@ function M.act(task, req, action)
   end
 end
 
---- The actions the picker offers for a waiting task: { label, run(task) }.
-function M.actions(task)
-  local req = M.find(task)
-  if not req then
-    return {}
-  end
-  local title = M.title(req)
-  local out = {}
-  local function add(label, action)
-    out[#out + 1] = {
-      label = label,
-      run = function()
-        M.act(task, req, action)
-      end,
-    }
-  end
-  if is_question(req) then
-    add("Answer: " .. title, "allow")
-  else
-    add("Allow: " .. title, "allow")
-    add("Always allow…", "always")
-    add("Edit and allow…", "edit")
-  end
-  add("Deny…", "deny")
-  return out
-end
-
 --- `:ClaudeTasks rules`: the rules in a picker; choosing one removes it (after a yes).
 function M.rules_ui()
   local list, err = M.rules()
   if not list then
-    return vim.notify(err, levels.ERROR)
+    return require("claude-tasks.notify").notify(err, levels.ERROR)
   end
   if #list == 0 then
-    return vim.notify(
+    return require("claude-tasks.notify").notify(
       "claude-tasks: no 'always' rules here (A on a request in an output buffer adds one)",
       levels.INFO
     )
@@ -609,9 +590,9 @@ function M.rules_ui()
         id = nn(r.id),
       })
       if not ok then
-        return vim.notify(backend.clean_error(res), levels.ERROR)
+        return require("claude-tasks.notify").notify(backend.clean_error(res), levels.ERROR)
       end
-      vim.notify("claude-tasks: removed " .. r.rule, levels.INFO)
+      require("claude-tasks.notify").notify("claude-tasks: removed " .. r.rule, levels.INFO)
     end)
   end)
 end

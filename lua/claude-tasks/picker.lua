@@ -4,11 +4,14 @@
 local M = {}
 
 local function notify_err(err)
-  vim.notify(require("claude-tasks.backend").clean_error(err), vim.log.levels.ERROR)
+  require("claude-tasks.notify").notify(
+    require("claude-tasks.backend").clean_error(err),
+    vim.log.levels.ERROR
+  )
 end
 
---- The tasks to pick from: the current project's, plus those of other projects this editor
---- ran (from the cache), newest first. Raises.
+--- The tasks to pick from, newest first: the current project's; with opts.all, every
+--- project's (the backend's records, plus those of other projects this editor ran). Raises.
 function M.tasks(opts)
   opts = opts or {}
   local resolve = require("claude-tasks.resolve")
@@ -24,11 +27,18 @@ function M.tasks(opts)
     end
   end
   add(resolve.list(cwd))
-  for _, dir in ipairs(require("claude-tasks.state").cwds()) do
-    if dir ~= cwd then
-      local ok, list = pcall(resolve.list, dir)
-      if ok then
-        add(list)
+  if opts.all then
+    local ok, all =
+      pcall(require("claude-tasks.backend").request, "list", { cwd = cwd, all = true })
+    if ok and type(all) == "table" then
+      add(all)
+    end
+    for _, dir in ipairs(require("claude-tasks.state").cwds()) do
+      if dir ~= cwd then
+        local lok, list = pcall(resolve.list, dir)
+        if lok then
+          add(list)
+        end
       end
     end
   end
@@ -54,82 +64,19 @@ function M.tasks(opts)
   return out
 end
 
---- The actions offered for a task: { label, run(task) }.
+--- The actions offered for a task: the rows of actions.lua that apply to it.
 function M.actions(task)
-  local ct = require("claude-tasks")
-  local live = task.status == "running" or task.status == "queued"
-  local actions = require("claude-tasks.permissions").actions(task)
-  vim.list_extend(actions, {
-    {
-      label = "Open output",
+  local out = {}
+  local actions = require("claude-tasks.actions")
+  for _, row in ipairs(actions.for_task(task)) do
+    out[#out + 1] = {
+      label = actions.label(row, task),
       run = function()
-        local _, err = ct.open(task)
-        if err then
-          notify_err(err)
-        end
-      end,
-    },
-  })
-  if live then
-    actions[#actions + 1] = {
-      label = "Cancel",
-      run = function()
-        require("claude-tasks.commands").cancel_task(task)
-      end,
-    }
-  else
-    actions[#actions + 1] = {
-      label = "Follow up",
-      run = function()
-        require("claude-tasks.commands").follow_up(task)
+        require("claude-tasks.actions").run(row.name, task)
       end,
     }
   end
-  local sid = task.session_id
-  if type(sid) == "string" and sid ~= "" then
-    actions[#actions + 1] = {
-      label = "Copy session id",
-      run = function()
-        pcall(vim.fn.setreg, "+", sid)
-        vim.fn.setreg('"', sid)
-        vim.notify("claude-tasks: copied session id " .. sid, vim.log.levels.INFO)
-      end,
-    }
-  end
-  local worktree = require("claude-tasks.worktree")
-  if worktree.live(task) then
-    local commands = require("claude-tasks.commands")
-    actions[#actions + 1] = {
-      label = "Diff of the worktree",
-      run = function()
-        commands.diff_task(task)
-      end,
-    }
-    if not live then
-      actions[#actions + 1] = {
-        label = "Apply to the project",
-        run = function()
-          commands.apply_task(task)
-        end,
-      }
-      actions[#actions + 1] = {
-        label = "Discard the worktree",
-        run = function()
-          commands.discard_task(task)
-        end,
-      }
-    end
-  end
-  if not live then
-    vim.list_extend(actions, require("claude-tasks.changes").actions(task))
-    actions[#actions + 1] = {
-      label = "Dispose",
-      run = function()
-        require("claude-tasks.commands").dispose_task(task)
-      end,
-    }
-  end
-  return actions
+  return out
 end
 
 --- The action menu of one task.
@@ -148,26 +95,39 @@ function M.act(task)
   end)
 end
 
+--- The last entry of the picker of one project: the picker of every project.
+local OTHERS = { others = true }
+
 --- Picks a task from `tasks` (already fetched) and calls `on_choice(task)` (default: the
---- action menu).
-function M.select(tasks, prompt, on_choice)
+--- action menu). opts.others: end with an entry that opens the picker of every project.
+function M.select(tasks, prompt, on_choice, opts)
   local format = require("claude-tasks.format")
   local now = format.now_ms()
-  vim.ui.select(tasks, {
+  local items = tasks
+  if opts and opts.others then
+    items = vim.list_extend({}, tasks)
+    items[#items + 1] = OTHERS
+  end
+  vim.ui.select(items, {
     prompt = prompt or "Claude tasks",
     kind = "claude-tasks",
     format_item = function(t)
+      if t == OTHERS then
+        return "… tasks of other projects"
+      end
       return format.entry(t, now)
     end,
   }, function(choice)
-    if choice then
+    if choice == OTHERS then
+      return M.pick(vim.tbl_extend("force", opts.pick or {}, { all = true }))
+    elseif choice then
       (on_choice or M.act)(choice)
     end
   end)
 end
 
---- The picker. opts: running (only running/queued tasks), tasks (a given list), prompt,
---- on_choice (instead of the action menu).
+--- The picker of the current project's tasks. opts: all (every project's), running (only
+--- running/queued tasks), tasks (a given list), prompt, on_choice (instead of the action menu).
 function M.pick(opts)
   opts = opts or {}
   local tasks = opts.tasks
@@ -179,14 +139,16 @@ function M.pick(opts)
     tasks = res
   end
   if #tasks == 0 then
-    vim.notify(
+    require("claude-tasks.notify").notify(
       opts.running and "claude-tasks: no running task"
-        or "claude-tasks: no task yet in this project",
-      vim.log.levels.INFO
+        or opts.all and "claude-tasks: no task yet"
+        or "claude-tasks: no task yet in this project (:ClaudeTasks pick all: every project's)"
     )
     return
   end
-  M.select(tasks, opts.prompt, opts.on_choice)
+  -- Other projects' tasks only on request: the last entry asks for them.
+  local others = not opts.all and not opts.tasks and not opts.running
+  M.select(tasks, opts.prompt, opts.on_choice, { others = others, pick = opts })
 end
 
 return M

@@ -2,12 +2,7 @@
 
 local M = {}
 
-local function nn(v)
-  if v == vim.NIL then
-    return nil
-  end
-  return v
-end
+local nn = require("claude-tasks.format").nn
 
 --- The tasks of project `cwd` (default: the current directory), newest first. Raises.
 function M.list(cwd)
@@ -39,6 +34,49 @@ function M.match(query, tasks)
     end
   end
   return out
+end
+
+--- A task's name on one line, as completion shows it after the id.
+function M.one_line(name)
+  if type(name) ~= "string" then
+    return ""
+  end
+  return vim.trim((name:gsub("%s+", " ")))
+end
+
+local function by_id(tasks, id)
+  for _, t in ipairs(tasks) do
+    if t.id == id then
+      return t
+    end
+  end
+end
+
+--- `query` without the task's name after its id ("12 fix the test", as completion inserts it,
+--- is "12"); any other query as it is.
+function M.strip_name(query, tasks)
+  local id, after = vim.trim(query):match("^#?(%d+)%s+(.+)$")
+  local t = id and by_id(tasks, tonumber(id))
+  if t and M.one_line(nn(t.name)) == M.one_line(after) then
+    return id
+  end
+  return query
+end
+
+--- "{id} {prompt}": the task's query and the rest, without the task's name when it follows its
+--- id (as completion inserts it). Nil when `rest` is empty.
+function M.split_ref(rest, tasks)
+  local query, after = rest:match("^%s*(%S+)%s*(.-)%s*$")
+  if not query then
+    return nil
+  end
+  local id = tonumber(query:match("^#?(%d+)$"))
+  local t = id and by_id(tasks, id)
+  local name = t and M.one_line(nn(t.name)) or ""
+  if name ~= "" and (after == name or vim.startswith(after, name .. " ")) then
+    after = vim.trim(after:sub(#name + 1))
+  end
+  return query, after
 end
 
 --- "1 (fix the test), 2 (add docs)": what is valid, for error messages.

@@ -180,7 +180,7 @@ function M.open_diff(spec)
       return
     end
     if file.status == "deleted" and not spec.before then
-      return vim.notify(
+      return require("claude-tasks.notify").notify(
         "claude-tasks: " .. file.path .. " does not exist any more",
         vim.log.levels.WARN
       )
@@ -232,7 +232,10 @@ function M.reload(buf)
   end
   local spec, err = refill()
   if not spec then
-    return vim.notify(err or "claude-tasks: nothing to show", vim.log.levels.ERROR)
+    return require("claude-tasks.notify").notify(
+      err or "claude-tasks: nothing to show",
+      vim.log.levels.ERROR
+    )
   end
   spec.open = false
   M.open_diff(spec)

@@ -62,12 +62,44 @@ function M.recompute()
   end
 end
 
+--- Functions told of every change of the cache: fn(task) for a new or changed record,
+--- fn(nil, cwd, id) for a removed one (the task list follows the tasks this way).
+local listeners = {}
+
+local function tell(task, cwd, id)
+  for _, fn in ipairs(listeners) do
+    local ok, err = pcall(fn, task, cwd, id)
+    if not ok then
+      vim.schedule(function()
+        require("claude-tasks.notify").notify(
+          "claude-tasks: a task listener failed: " .. tostring(err),
+          vim.log.levels.ERROR
+        )
+      end)
+    end
+  end
+end
+
+--- Calls `fn` on every change of the cache (see `tell`); returns a function that stops it.
+function M.subscribe(fn)
+  listeners[#listeners + 1] = fn
+  return function()
+    for i, f in ipairs(listeners) do
+      if f == fn then
+        table.remove(listeners, i)
+        return
+      end
+    end
+  end
+end
+
 --- Stores a task record (from an event); returns the previous record of that task, if any.
 function M.put(task)
   local k = M.key(task.cwd, task.id)
   local prev = M.tasks[k]
   M.tasks[k] = task
   M.recompute()
+  tell(task)
   return prev
 end
 
@@ -78,6 +110,7 @@ end
 function M.remove(cwd, id)
   M.tasks[M.key(cwd, id)] = nil
   M.recompute()
+  tell(nil, cwd, id)
 end
 
 --- Updates the records of tasks already in the cache (from `list`/`get` answers). Tasks this
@@ -91,6 +124,7 @@ function M.refresh(records)
       M.tasks[k] = t
       changed = true
       require("claude-tasks.permissions").announce(t)
+      tell(t)
     end
   end
   if changed then

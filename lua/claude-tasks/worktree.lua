@@ -10,20 +10,10 @@ local M = {}
 local api = vim.api
 local levels = vim.log.levels
 
-local function nn(v)
-  if v == vim.NIL then
-    return nil
-  end
-  return v
-end
+local nn = require("claude-tasks.format").nn
 
 local function request(method, args)
-  local backend = require("claude-tasks.backend")
-  local ok, res = pcall(backend.request, method, args)
-  if not ok then
-    return nil, backend.clean_error(res)
-  end
-  return res
+  return require("claude-tasks.backend").try(method, args)
 end
 
 --- The task's worktree table, or nil for a task run in place.
@@ -113,7 +103,7 @@ function M.diff(task, opts)
   require("claude-tasks.window").show(buf, mode, string.format("#%d %s", task.id, d.branch))
   api.nvim_win_set_cursor(0, { 1, 0 })
   if nn(d.missing) then
-    vim.notify(
+    require("claude-tasks.notify").notify(
       string.format(
         "claude-tasks: #%d: %s; the diff shows its branch's commits",
         task.id,
@@ -123,11 +113,6 @@ function M.diff(task, opts)
     )
   end
   return buf
-end
-
---- `:edit` of a diff buffer: fetched again.
-function M.reload(buf)
-  require("claude-tasks.review").reload(buf)
 end
 
 --- One file of a worktree task side by side with its base, in diff mode (review.lua); `path`
@@ -275,7 +260,7 @@ function M.report(task, r)
   if total > 0 and conflicts == 0 then
     msg = msg .. string.format(" · :ClaudeTasks discard %d removes its worktree", task.id)
   end
-  vim.notify(msg, level)
+  require("claude-tasks.notify").notify(msg, level)
   return msg, level
 end
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::git::{io_error, Result};
+use crate::store::StoreError;
 
 /// A directory only we can read (it holds copies of the user's files' contents and names).
 pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
@@ -33,28 +34,16 @@ pub(crate) fn lock(path: &Path) -> Result<Flock<File>> {
         .map_err(|(_, errno)| io_error("lock", path, io::Error::from(errno)))
 }
 
-/// Replaces `path`'s content at once (a temporary file renamed over it), so a crash leaves the
-/// old content or the new, never a part.
+/// Replaces `path`'s content at once (the store's atomic replacement: a crash leaves the old
+/// content or the new, never a part; the file is 0600).
 pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut tmp = path.as_os_str().to_os_string();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let written = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut f| {
-            f.write_all(bytes)?;
-            f.sync_all()
-        });
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(io_error("write", &tmp, e));
-    }
-    fs::rename(&tmp, path).map_err(|e| io_error("rename", &tmp, e))
+    crate::store::replace_file(path, bytes).map_err(|e| {
+        let source = match e {
+            StoreError::Io(e) => e,
+            other => io::Error::other(other.to_string()),
+        };
+        io_error("replace", path, source)
+    })
 }
 
 /// A private temporary directory, removed when dropped.

@@ -65,6 +65,37 @@ pub fn argv(opts: &TaskOptions, session: SessionArg) -> Vec<String> {
     v
 }
 
+/// The argv of Claude's own TUI on a task's session (`:ClaudeTasks tui`): the task's program
+/// and options, interactive, resuming the session.
+pub fn tui_argv(opts: &TaskOptions, session_id: &str) -> Vec<String> {
+    let mut v: Vec<String> = Vec::with_capacity(opts.cmd.len() + opts.args.len() + 4);
+    match opts.cmd.split_first() {
+        Some((program, rest)) => {
+            v.push(program.clone());
+            v.extend(rest.iter().cloned());
+        }
+        None => v.push("claude".to_string()),
+    }
+    v.extend(opts.args.iter().cloned());
+    if !opts.permission_mode.is_empty() {
+        v.push(format!("--permission-mode={}", opts.permission_mode));
+    }
+    if let Some(model) = opts.model.as_deref().filter(|m| !m.is_empty()) {
+        v.push(format!("--model={model}"));
+    }
+    let tools: Vec<&str> = opts
+        .allowed_tools
+        .iter()
+        .map(|t| t.trim())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if !tools.is_empty() {
+        v.push(format!("--allowedTools={}", tools.join(",")));
+    }
+    v.push(format!("--resume={session_id}"));
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +167,35 @@ mod tests {
                 "--allowedTools=Bash(git commit:*),Read",
                 "--resume=abc"
             ]
+        );
+    }
+
+    #[test]
+    fn tui_argv_resumes_the_session_interactively() {
+        let o = TaskOptions {
+            cmd: vec!["npx".into(), "claude".into()],
+            model: Some("sonnet".into()),
+            permission_mode: "default".into(),
+            allowed_tools: vec!["Read".into()],
+            args: vec!["--add-dir".into(), "/x".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            tui_argv(&o, "abc"),
+            [
+                "npx",
+                "claude",
+                "--add-dir",
+                "/x",
+                "--permission-mode=default",
+                "--model=sonnet",
+                "--allowedTools=Read",
+                "--resume=abc"
+            ]
+        );
+        assert_eq!(
+            tui_argv(&TaskOptions::default(), "s"),
+            ["claude", "--resume=s"]
         );
     }
 

@@ -11,6 +11,9 @@ use rmpv::Value;
 
 use crate::nvim::outgoing::{Payloads, Sent};
 
+/// Lines `first..=last` (0-based) of a write that the buffer shows folded.
+pub type FoldRange = (usize, usize);
+
 #[derive(Debug)]
 pub enum WriteError {
     /// The buffer was wiped: stop writing to it, silently.
@@ -54,6 +57,40 @@ pub trait Editor: Send + Sync + 'static {
         start: usize,
         lines: &[String],
     ) -> Result<(), WriteError>;
+    /// `write_lines`, with the folds that begin in `lines` (closed at first). An editor that
+    /// shows no folds need not know them.
+    async fn write_folded(
+        &self,
+        buf: i64,
+        start: usize,
+        lines: &[String],
+        folds: &[FoldRange],
+        sent: Sent,
+    ) -> Result<Written, WriteError> {
+        let _ = folds;
+        self.write_lines(buf, start, lines, sent).await
+    }
+    /// `write_fallback`, with the folds that begin in `lines`.
+    async fn write_fallback_folded(
+        &self,
+        buf: i64,
+        start: usize,
+        lines: &[String],
+        folds: &[FoldRange],
+    ) -> Result<(), WriteError> {
+        let _ = folds;
+        self.write_fallback(buf, start, lines).await
+    }
+}
+
+/// Folds as Lua takes them: a flat list of 0-based first and last lines.
+fn encode_folds(folds: &[FoldRange]) -> Value {
+    Value::Array(
+        folds
+            .iter()
+            .flat_map(|&(first, last)| [Value::from(first as u64), Value::from(last as u64)])
+            .collect(),
+    )
 }
 
 /// The writer of a backend started by Neovim with `jobstart(..., {rpc = true})`: our stdout.
@@ -84,7 +121,14 @@ impl NvimEditor {
     /// Neovim copies the lines from the message into the buffer directly. Turning every line
     /// into a Lua string and back (the `write` path) costs Neovim twice the CPU per batch, and
     /// that time is taken from the user's typing.
-    async fn write_atomic(&self, buf: i64, start: usize, lines: &[String], sent: Sent) -> Atomic {
+    async fn write_atomic(
+        &self,
+        buf: i64,
+        start: usize,
+        lines: &[String],
+        folds: &[FoldRange],
+        sent: Sent,
+    ) -> Atomic {
         let call = |name: &str, args: Vec<Value>| {
             Value::Array(vec![Value::from(name), Value::Array(args)])
         };
@@ -114,7 +158,12 @@ impl NvimEditor {
                 "nvim_exec_lua",
                 vec![
                     AFTER_WRITE.into(),
-                    Value::Array(vec![Value::from(buf), Value::from(true)]),
+                    Value::Array(vec![
+                        Value::from(buf),
+                        Value::from(true),
+                        Value::from(start as u64),
+                        encode_folds(folds),
+                    ]),
                 ],
             ),
         ];
@@ -192,20 +241,7 @@ impl Editor for NvimEditor {
         lines: &[String],
         sent: Sent,
     ) -> Result<Written, WriteError> {
-        if self.no_atomic.load(Ordering::Relaxed) {
-            // Held until the answer: the next write waits for this one then.
-            let _sent = sent;
-            return self
-                .write_fallback(buf, start, lines)
-                .await
-                .map(|()| Written::Applied);
-        }
-        match self.write_atomic(buf, start, lines, sent).await {
-            Atomic::Done => Ok(Written::Applied),
-            Atomic::Gone => Err(WriteError::BufferGone),
-            Atomic::Failed(e) => Err(WriteError::Failed(e)),
-            Atomic::Fallback => Ok(Written::Fallback),
-        }
+        self.write_folded(buf, start, lines, &[], sent).await
     }
 
     async fn write_fallback(
@@ -214,12 +250,51 @@ impl Editor for NvimEditor {
         start: usize,
         lines: &[String],
     ) -> Result<(), WriteError> {
+        self.write_fallback_folded(buf, start, lines, &[]).await
+    }
+
+    async fn write_folded(
+        &self,
+        buf: i64,
+        start: usize,
+        lines: &[String],
+        folds: &[FoldRange],
+        sent: Sent,
+    ) -> Result<Written, WriteError> {
+        if self.no_atomic.load(Ordering::Relaxed) {
+            // Held until the answer: the next write waits for this one then.
+            let _sent = sent;
+            return self
+                .write_fallback_folded(buf, start, lines, folds)
+                .await
+                .map(|()| Written::Applied);
+        }
+        match self.write_atomic(buf, start, lines, folds, sent).await {
+            Atomic::Done => Ok(Written::Applied),
+            Atomic::Gone => Err(WriteError::BufferGone),
+            Atomic::Failed(e) => Err(WriteError::Failed(e)),
+            Atomic::Fallback => Ok(Written::Fallback),
+        }
+    }
+
+    async fn write_fallback_folded(
+        &self,
+        buf: i64,
+        start: usize,
+        lines: &[String],
+        folds: &[FoldRange],
+    ) -> Result<(), WriteError> {
         let lines = Value::Array(lines.iter().map(|l| Value::from(l.as_str())).collect());
         match self
             .nvim
             .exec_lua(
                 WRITE,
-                vec![Value::from(buf), Value::from(start as u64), lines],
+                vec![
+                    Value::from(buf),
+                    Value::from(start as u64),
+                    lines,
+                    encode_folds(folds),
+                ],
             )
             .await
         {

@@ -264,10 +264,11 @@ impl Renderer {
                 total - MAX_BODY
             ));
         }
-        lines.push(if req.tool_name == "AskUserQuestion" {
-            "  a answer · d decline".to_string()
-        } else {
-            "  a allow · A always · d deny · e edit".to_string()
+        // The keys that do something here: no "always" for what is never made a rule.
+        lines.push(match req.tool_name.as_str() {
+            "AskUserQuestion" => "  a answer · d decline".to_string(),
+            "ExitPlanMode" => "  a approve · d deny · e edit".to_string(),
+            _ => "  a allow · A always · d deny · e edit".to_string(),
         });
         // The group's lines are never blank.
         for l in lines.iter_mut() {
@@ -574,6 +575,77 @@ mod tests {
             json!({"by": "user"}),
         ));
         assert_eq!(render(&all)[3], "  ✓ answered: Color = Red, Blue");
+    }
+
+    #[test]
+    fn a_plan_a_multi_edit_a_notebook_and_any_other_tool_show_their_input() {
+        let plan = json!({"plan": "1. Read the test\n2. Fix it"});
+        let asked = [
+            init(),
+            tool_use("t1", "ExitPlanMode", plan.clone()),
+            request(RID, "t1", "ExitPlanMode", plan.clone()),
+        ];
+        assert_eq!(
+            render(&asked)[3..],
+            [
+                "? Approve this plan?  [43ba1187]",
+                "  1. Read the test",
+                "  2. Fix it",
+                "  a approve · d deny · e edit",
+            ]
+        );
+        let mut all = asked.to_vec();
+        all.push(echo(
+            RID,
+            json!({"behavior": "allow", "updatedInput": plan}),
+            json!({"by": "user"}),
+        ));
+        assert_eq!(render(&all)[3], "  ✓ allowed");
+
+        let multi = json!({"file_path": "/p/m.rs", "edits": [
+            {"old_string": "a", "new_string": "b"}, {"old_string": "c\nd", "new_string": "c"}]});
+        let shown = render(&[
+            init(),
+            tool_use("t2", "MultiEdit", multi.clone()),
+            request(RID, "t2", "MultiEdit", multi),
+        ]);
+        assert_eq!(shown[3], "? MultiEdit m.rs?  [43ba1187]");
+        assert_eq!(shown[4..shown.len() - 1].concat().matches("@@").count(), 4);
+        assert!(shown.contains(&"  -a".to_string()) && shown.contains(&"  +b".to_string()));
+        assert!(shown.contains(&"  -d".to_string()), "{shown:#?}");
+
+        let nb = json!({"notebook_path": "/p/n.ipynb", "new_source": "print(1)\nprint(2)"});
+        let shown = render(&[
+            init(),
+            tool_use("t3", "NotebookEdit", nb.clone()),
+            request(RID, "t3", "NotebookEdit", nb),
+        ]);
+        assert_eq!(
+            shown[3..6],
+            [
+                "? Edit the notebook n.ipynb?  [43ba1187]",
+                "  +print(1)",
+                "  +print(2)"
+            ]
+        );
+
+        // Any other tool: its input key by key, each on one line and cut.
+        let long = "y".repeat(500);
+        let other = json!({"url": "https://example.invalid/doc", "prompt": long, "n": 3});
+        let shown = render(&[
+            init(),
+            tool_use("t4", "WebFetch", other.clone()),
+            request(RID, "t4", "WebFetch", other),
+        ]);
+        assert_eq!(shown[3], "? Allow WebFetch?  [43ba1187]");
+        let body = &shown[4..shown.len() - 1];
+        assert!(
+            body.contains(&"  url: https://example.invalid/doc".to_string()),
+            "{body:#?}"
+        );
+        assert!(body.contains(&"  n: 3".to_string()), "{body:#?}");
+        let prompt = body.iter().find(|l| l.starts_with("  prompt: ")).unwrap();
+        assert!(prompt.chars().count() < 260, "{prompt}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use super::sanitize;
+use super::{sanitize, Fold};
 use crate::hash::FNV_OFFSET;
 use crate::text::MAX_SHOWN_LINE;
 
@@ -38,11 +38,16 @@ pub(super) enum Kind {
     Plain,
     Separator,
     Footer,
+    /// A message the user said during the run.
+    Said,
 }
 
 impl Kind {
     pub(super) fn groups(self) -> bool {
-        matches!(self, Kind::Tools | Kind::Retry | Kind::Notice | Kind::Plain)
+        matches!(
+            self,
+            Kind::Tools | Kind::Retry | Kind::Notice | Kind::Plain | Kind::Said
+        )
     }
 }
 
@@ -58,6 +63,8 @@ pub(super) struct Doc {
     pub(super) changed: bool,
     /// Whether the last line is blank (or the document is empty), to avoid doubled blank lines.
     pub(super) last_blank: bool,
+    /// Folds of the lines not yet handed out, in order.
+    pub(super) folds: Vec<Fold>,
 }
 
 impl Doc {
@@ -116,12 +123,24 @@ impl Doc {
         self.changed = true;
     }
 
+    /// Folds lines `first..=last`, which are (or are about to be) in the document.
+    pub(super) fn fold(&mut self, first: usize, last: usize) {
+        if last > first {
+            self.folds.push(Fold { first, last });
+        }
+    }
+
     /// Cuts the document to `at` lines; `last_blank` tells whether line `at - 1` is blank, as
     /// that line may already have been handed out.
     pub(super) fn truncate(&mut self, at: usize, last_blank: bool) {
         if at >= self.len() {
             return;
         }
+        // A fold keeps the lines it still has; one line is no fold.
+        self.folds.retain_mut(|f| {
+            f.last = f.last.min(at.saturating_sub(1));
+            f.first < at && f.last > f.first
+        });
         if at < self.base {
             self.pending.clear();
             self.pending_bytes = 0;

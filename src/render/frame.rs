@@ -5,7 +5,8 @@
 use std::borrow::Cow;
 
 use super::{Kind, Renderer};
-use crate::task::{Permissions, Status};
+use crate::stream_json::echo::Written;
+use crate::task::{Permissions, Status, Via};
 use crate::text::one_line;
 use crate::timefmt;
 
@@ -38,6 +39,7 @@ pub struct Footer<'a> {
     pub status: Status,
     pub duration_ms: Option<u64>,
     pub num_turns: u64,
+    /// The run's own cost.
     pub cost_usd: f64,
     pub error: Option<&'a str>,
     /// The CLI's last stderr lines, for a run that failed without saying why on stdout.
@@ -48,6 +50,11 @@ pub struct Footer<'a> {
     pub permissions: Permissions,
     /// What the run changed, when that was recorded.
     pub changes: Option<FooterChanges>,
+    /// The user interrupted the run's turn (the task stays for the next message).
+    pub interrupted: bool,
+    /// The task's cost over all its runs, shown after the run's own when the task has more
+    /// than one run.
+    pub task_cost_usd: Option<f64>,
 }
 
 /// The footer's `3 files +12 −4` segment.
@@ -87,12 +94,18 @@ impl Renderer {
         true
     }
 
-    /// Start of a follow-up run: blank, `── follow-up #2: <prompt> ──`, blank.
-    pub fn separator(&mut self, run_n: u32, prompt_title: &str) {
+    /// Start of a follow-up run: blank, `── ↻ follow-up #2 (live): <prompt> ──` (`resumed`
+    /// when a new CLI resumed the session), blank.
+    pub fn separator(&mut self, run_n: u32, prompt_title: &str, via: Via) {
         self.close(false);
         self.blank_line();
+        let how = match via {
+            Via::Live => " (live)",
+            Via::Resumed => " (resumed)",
+            Via::New => "",
+        };
         self.doc.push_owned(format!(
-            "── follow-up #{run_n}: {} ──",
+            "── ↻ follow-up #{run_n}{how}: {} ──",
             one_line(prompt_title, 80)
         ));
         self.doc.push("");
@@ -100,8 +113,16 @@ impl Renderer {
         self.new_run();
     }
 
-    /// The status line of a finished (or abandoned) run, and what explains it.
+    /// A run begins, its prompt written to the CLI as `prompt` says (`None` in records from
+    /// before prompts were hashed): what is said to it starts anew.
+    pub fn run_begins(&mut self, prompt: Option<Written>) {
+        self.said_new_run(prompt);
+    }
+
+    /// The status line of a finished (or abandoned) run, after what it never took, and what
+    /// explains it.
     pub fn footer(&mut self, f: &Footer) {
+        self.said_run_ends();
         self.begin(Kind::Footer);
         self.doc.push_owned(footer_line(f));
         if f.status == Status::Failed {
@@ -279,6 +300,7 @@ pub(super) fn footer_line(f: &Footer) -> String {
             if f.cost_usd > 0.0 {
                 parts.push(format!("${:.4}", f.cost_usd));
             }
+            parts.extend(task_cost(f));
             parts
         }
         Status::Failed => {
@@ -289,6 +311,17 @@ pub(super) fn footer_line(f: &Footer) -> String {
             }
             let mut parts = vec![s];
             parts.extend(duration);
+            parts
+        }
+        Status::Cancelled if f.interrupted => {
+            let mut parts = vec![match &duration {
+                Some(d) => format!("■ interrupted after {d}"),
+                None => "■ interrupted".to_string(),
+            }];
+            if f.cost_usd > 0.0 {
+                parts.push(format!("${:.4}", f.cost_usd));
+            }
+            parts.extend(task_cost(f));
             parts
         }
         Status::Cancelled => vec![match duration {
@@ -303,5 +336,15 @@ pub(super) fn footer_line(f: &Footer) -> String {
     if !f.denied.is_empty() {
         parts.push(denied_summary(f.denied));
     }
+    if f.status == Status::Cancelled && f.interrupted {
+        parts.push("the task waits for your next message".into());
+    }
     parts.join(SEP)
+}
+
+/// `task $0.1090`: the task's total beside a run's own cost, when they differ.
+fn task_cost(f: &Footer) -> Option<String> {
+    f.task_cost_usd
+        .filter(|t| *t > 0.0 && (*t - f.cost_usd).abs() >= 0.000_05)
+        .map(|t| format!("task ${t:.4}"))
 }

@@ -11,6 +11,7 @@ mod ask;
 mod diff;
 mod doc;
 mod frame;
+mod said;
 mod sanitize;
 #[cfg(test)]
 mod tests;
@@ -30,14 +31,26 @@ use tools::{ToolEntry, ToolGroup, MAX_LATE_TOOLS};
 
 pub use ask::{FileReader, FileText, MAX_DIFF_FILE};
 pub use frame::{model_name, Footer, FooterChanges, Header, MAX_STDERR_LINES};
+pub use said::SaidLine;
 pub use sanitize::sanitize;
 pub use tools::tool_summary;
 
-/// Replace the buffer from line `start` (0-based) to its end with `lines`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Replace the buffer from line `start` (0-based) to its end with `lines`, whose `folds` are
+/// closed at first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Update {
     pub start: usize,
     pub lines: Vec<String>,
+    /// Ranges of `lines` to fold, in document lines, in order.
+    pub folds: Vec<Fold>,
+}
+
+/// Lines `first..=last` (0-based document lines) that the buffer shows folded: the part of a
+/// tool's result under its first lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fold {
+    pub first: usize,
+    pub last: usize,
 }
 
 impl Update {
@@ -84,6 +97,12 @@ pub struct Renderer {
     files: Option<FileReader>,
     /// Requests shown on their own, whose answer is still to come.
     lone_asks: VecDeque<tools::Ask>,
+    /// What the user said to the current run, and how far the CLI took it.
+    said: said::Said,
+    /// The lines at the end for messages still waiting changed since the last update.
+    trailer_dirty: bool,
+    /// The last update ended with such lines.
+    trailer_in_buffer: bool,
 }
 
 impl Default for Renderer {
@@ -102,6 +121,7 @@ impl Renderer {
                 pending_bytes: 0,
                 changed: false,
                 last_blank: true,
+                folds: Vec::new(),
             },
             open: Open::None,
             last_kind: Kind::Start,
@@ -114,6 +134,9 @@ impl Renderer {
             cwd: String::new(),
             files: None,
             lone_asks: VecDeque::new(),
+            said: said::Said::default(),
+            trailer_dirty: false,
+            trailer_in_buffer: false,
         }
     }
 
@@ -148,6 +171,7 @@ impl Renderer {
     pub fn feed(&mut self, msg: &Msg) {
         match msg {
             Msg::Init(init) => {
+                self.said_turn_begins();
                 self.cwd.clone_from(&init.cwd);
                 let mut parts = Vec::new();
                 if !init.model.is_empty() {
@@ -179,8 +203,15 @@ impl Renderer {
             Msg::Control(c) => self.control(c),
             Msg::Assistant(a) => self.assistant(a),
             Msg::User(u) => {
-                // A subagent's, or the echo of a message we wrote (its run's header shows it).
-                if u.parent_tool_use_id.is_some() || u.replay {
+                // A subagent's.
+                if u.parent_tool_use_id.is_some() {
+                    return;
+                }
+                // The echo of a message we wrote: the run's prompt (its header shows it), or one
+                // said during the run.
+                if u.replay {
+                    let text = if self.shortened { None } else { u.text() };
+                    self.said_echo(text);
                     return;
                 }
                 for b in &u.content {
@@ -191,6 +222,7 @@ impl Renderer {
                                 self.begin(Kind::Notice);
                                 self.doc.push("■ interrupted by user");
                                 self.interrupted = true;
+                                self.said_interrupted();
                             }
                         }
                         stream_json::UserBlock::Other(_) => {}
@@ -256,10 +288,11 @@ impl Renderer {
     }
 
     pub fn take_update(&mut self) -> Option<Update> {
-        if !self.doc.changed && !self.tail_dirty {
+        if !self.doc.changed && !self.tail_dirty && !self.trailer_dirty {
             return None;
         }
         let start = self.doc.base;
+        let folds = mem::take(&mut self.doc.folds);
         let mut lines = mem::take(&mut self.doc.pending);
         self.doc.base += lines.len();
         self.doc.pending_bytes = 0;
@@ -268,7 +301,23 @@ impl Renderer {
         self.tail_in_buffer = tail.is_some();
         self.tail_dirty = false;
         lines.extend(tail);
-        Some(Update { start, lines })
+        let trailer = self.said_trailer();
+        self.trailer_in_buffer = !trailer.is_empty();
+        self.trailer_dirty = false;
+        lines.extend(trailer);
+        Some(Update {
+            start,
+            lines,
+            folds,
+        })
+    }
+
+    /// The lines after the document (messages still waiting) are to be drawn again: the next
+    /// update re-sends the end of the buffer even when nothing else changed.
+    fn trailer_changed(&mut self) {
+        if self.trailer_in_buffer || !self.said_trailer().is_empty() {
+            self.trailer_dirty = true;
+        }
     }
 
     /// Bytes of the lines the next update would carry.
@@ -282,7 +331,7 @@ impl Renderer {
 
     /// Lines of the document so far.
     pub fn line_count(&self) -> usize {
-        self.doc.len() + usize::from(self.tail_line_exists())
+        self.doc.len() + usize::from(self.tail_line_exists()) + self.said_trailer().len()
     }
 
     /// Heap bytes held by the renderer (for tests and diagnostics): bounded by what is pending
@@ -472,6 +521,7 @@ impl Renderer {
                 errors.extend(r.error_message());
             }
         }
+        self.said_result();
         if !errors.is_empty() || !r.permission_denials.is_empty() {
             self.begin(Kind::Notice);
             for e in &errors {

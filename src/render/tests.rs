@@ -428,8 +428,10 @@ fn header_separator_and_footers() {
         denied: &[],
         permissions: Permissions::Ask,
         changes: None,
+        interrupted: false,
+        task_cost_usd: None,
     });
-    r.separator(2, "and now\nthe docs");
+    r.separator(2, "and now\nthe docs", crate::task::Via::Resumed);
     r.feed(&parse_bytes(
         br#"{"type":"assistant","message":{"content":[{"type":"text","text":"ok"}]}}"#,
     ));
@@ -443,6 +445,8 @@ fn header_separator_and_footers() {
         denied: &[],
         permissions: Permissions::Ask,
         changes: None,
+        interrupted: false,
+        task_cost_usd: Some(0.0312),
     });
     let mut buf = Vec::new();
     apply(&mut buf, r.take_update().unwrap());
@@ -464,7 +468,7 @@ fn header_separator_and_footers() {
             "",
             "✓ done in 42.1s · 6 turns · $0.0312",
             "",
-            "── follow-up #2: and now… ──",
+            "── ↻ follow-up #2 (resumed): and now… ──",
             "",
             "ok",
             "",
@@ -482,6 +486,8 @@ fn header_separator_and_footers() {
             denied: &[],
             permissions: Permissions::Ask,
             changes: None,
+            interrupted: false,
+            task_cost_usd: None,
         })
     };
     assert_eq!(footer(Status::Completed, None), "✓ done · 1 turn");
@@ -492,6 +498,47 @@ fn header_separator_and_footers() {
     );
     assert_eq!(footer(Status::Cancelled, None), "■ cancelled");
     assert_eq!(footer(Status::Interrupted, Some(5)), "⚠ interrupted");
+    // A run's own cost, and the task's beside it; a run the user interrupted.
+    let mut f = Footer {
+        status: Status::Completed,
+        duration_ms: Some(2_000),
+        num_turns: 1,
+        cost_usd: 0.112,
+        error: None,
+        stderr: &[],
+        denied: &[],
+        permissions: Permissions::Ask,
+        changes: None,
+        interrupted: false,
+        task_cost_usd: Some(0.224),
+    };
+    assert_eq!(
+        footer_line(&f),
+        "✓ done in 2.0s · 1 turn · $0.1120 · task $0.2240"
+    );
+    f.task_cost_usd = Some(0.112);
+    assert_eq!(footer_line(&f), "✓ done in 2.0s · 1 turn · $0.1120");
+    f.status = Status::Cancelled;
+    f.interrupted = true;
+    f.task_cost_usd = Some(0.3);
+    assert_eq!(
+        footer_line(&f),
+        "■ interrupted after 2.0s · $0.1120 · task $0.3000 · the task waits for your next message"
+    );
+    // Segments of their own (what the run changed, its denied tools) come before the hint.
+    let denied = ["Bash".to_string()];
+    f.changes = Some(FooterChanges {
+        files: 2,
+        added: 5,
+        removed: 1,
+        ..FooterChanges::default()
+    });
+    f.denied = &denied;
+    assert_eq!(
+        footer_line(&f),
+        "■ interrupted after 2.0s · $0.1120 · task $0.3000 · 2 files +5 −1 · 1 tool denied (Bash) \
+         · the task waits for your next message"
+    );
 }
 
 #[test]
@@ -507,6 +554,8 @@ fn footers_say_what_the_run_changed_and_notes_say_it_was_reverted() {
             denied: &[],
             permissions: Permissions::Ask,
             changes: Some(changes),
+            interrupted: false,
+            task_cost_usd: None,
         })
     };
     let three = FooterChanges {
@@ -578,6 +627,7 @@ fn upd(start: usize, lines: &[&str]) -> Option<Update> {
     Some(Update {
         start,
         lines: lines.iter().map(|s| s.to_string()).collect(),
+        folds: Vec::new(),
     })
 }
 
@@ -693,21 +743,18 @@ fn tool_results_fold_and_late_results_find_their_call() {
     assert_eq!(r.take_update(), upd(0, &["● Bash(make)", "● Bash(ls)"]));
     let long: Vec<String> = (1..=12).map(|i| format!("line {i}")).collect();
     feed(&mut r, &result("a", &long.join("\n"), false));
-    // The first call's result goes under it: the second call is re-sent after it.
+    // The first call's result goes under it, whole, its lines after the fifth folded (issue
+    // 23, item 7); the second call is re-sent after it.
+    let mut lines = vec!["  ⎿ line 1".to_string()];
+    lines.extend((2..=12).map(|i| format!("    line {i}")));
+    lines.push("● Bash(ls)".into());
     assert_eq!(
         r.take_update(),
-        upd(
-            1,
-            &[
-                "  ⎿ line 1",
-                "    line 2",
-                "    line 3",
-                "    line 4",
-                "    line 5",
-                "  … 7 more lines",
-                "● Bash(ls)"
-            ]
-        )
+        Some(Update {
+            start: 1,
+            lines,
+            folds: vec![Fold { first: 6, last: 12 }],
+        })
     );
     feed(&mut r, &assistant_text("meanwhile"));
     feed(
@@ -716,12 +763,55 @@ fn tool_results_fold_and_late_results_find_their_call() {
     );
     assert_eq!(
         r.take_update(),
-        upd(8, &["", "meanwhile", "", "● Bash(ls)", "  ✗ no such file"])
+        upd(14, &["", "meanwhile", "", "● Bash(ls)", "  ✗ no such file"])
     );
     feed(&mut r, &result("zzz", "", false));
     assert_eq!(
         r.take_update(),
-        upd(13, &["● tool result", "  ⎿ (no output)"])
+        upd(19, &["● tool result", "  ⎿ (no output)"])
+    );
+}
+
+#[test]
+fn long_results_are_folded_up_to_a_bound_and_short_ones_are_not() {
+    let call = |id: &str| {
+        serde_json::json!({"type":"assistant","message":{"content":[{"type":"tool_use","id":id,"name":"Read","input":{"file_path":"a.rs"}}]}}).to_string()
+    };
+    let result = |id: &str, n: usize| {
+        let text: Vec<String> = (1..=n).map(|i| format!("l{i}")).collect();
+        serde_json::json!({"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":id,"content":text.join("\n")}]}}).to_string()
+    };
+    let mut r = Renderer::new();
+    // Six lines: one would be hidden, which is no fold.
+    feed(&mut r, &call("a"));
+    feed(&mut r, &result("a", 6));
+    let u = r.take_update().unwrap();
+    assert_eq!((u.lines.len(), u.folds.len()), (7, 0));
+    // Seven lines: two hidden.
+    feed(&mut r, &call("b"));
+    feed(&mut r, &result("b", 7));
+    let u = r.take_update().unwrap();
+    assert_eq!(u.start, 7);
+    assert_eq!(
+        u.folds,
+        vec![Fold {
+            first: 13,
+            last: 14
+        }]
+    );
+    assert_eq!(u.lines[u.lines.len() - 2..], ["    l6", "    l7"]);
+    // 1000 lines: 200 in the buffer, then how many were left out, in the fold too.
+    feed(&mut r, &call("c"));
+    feed(&mut r, &result("c", 1000));
+    let u = r.take_update().unwrap();
+    assert_eq!(u.lines.len(), 1 + 200 + 1);
+    assert_eq!(u.lines.last().unwrap(), "  … 800 more lines not shown");
+    assert_eq!(
+        u.folds,
+        vec![Fold {
+            first: u.start + 6,
+            last: u.start + 201
+        }]
     );
 }
 
@@ -1091,6 +1181,8 @@ fn every_shared_fixture_renders() {
                 denied: &[],
                 permissions: Permissions::Ask,
                 changes: None,
+                interrupted: false,
+                task_cost_usd: None,
             });
         }
         if let Some(u) = live.take_update() {
@@ -1391,6 +1483,8 @@ fn issue23_1_3_footers_show_stderr_and_denied_tools() {
         denied: &[],
         permissions: Permissions::Ask,
         changes: None,
+        interrupted: false,
+        task_cost_usd: None,
     });
     r.footer(&Footer {
         status: Status::Completed,
@@ -1402,6 +1496,8 @@ fn issue23_1_3_footers_show_stderr_and_denied_tools() {
         denied: &denied[..1],
         permissions: Permissions::Ask,
         changes: None,
+        interrupted: false,
+        task_cost_usd: None,
     });
     r.footer(&Footer {
         status: Status::Completed,
@@ -1413,6 +1509,8 @@ fn issue23_1_3_footers_show_stderr_and_denied_tools() {
         denied: &denied,
         permissions: Permissions::Deny,
         changes: None,
+        interrupted: false,
+        task_cost_usd: None,
     });
     assert_eq!(
         r.take_update().unwrap().lines,

@@ -95,8 +95,11 @@ impl Ask {
     }
 }
 
-/// Result lines shown under a tool call: the first one, then this many more.
+/// Result lines shown under a tool call: the first one, then this many more; the rest is in
+/// the buffer too, folded (`Fold`), up to `RESULT_MAX_LINES` lines in all.
 const RESULT_MORE_LINES: usize = 4;
+/// Result lines in the buffer at most; how many more there were is said after them.
+pub(super) const RESULT_MAX_LINES: usize = 200;
 /// Longest result line shown, in characters.
 const RESULT_LINE_CHARS: usize = 160;
 /// Tool calls waiting for a result that we keep open; older ones are left as they are.
@@ -145,6 +148,18 @@ impl ToolEntry {
     }
 
     fn push_lines(&self, doc: &mut Doc, skip: usize) {
+        // The entry's `skip` first lines are the document's last ones.
+        let at = doc.len() - skip;
+        let result_at =
+            1 + usize::from(self.sub.is_some()) + self.ask.as_ref().map_or(0, |a| a.lines.len());
+        if let Some(result) = &self.result {
+            // Under its first lines, a long result is folded (the note of lines left out
+            // included); a fold already in the document stays as it is.
+            let first = result_at + 1 + RESULT_MORE_LINES;
+            if result.len() > first - result_at + 1 && first >= skip {
+                doc.fold(at + first, at + result_at + result.len() - 1);
+            }
+        }
         let mut n = 0;
         let mut push = |doc: &mut Doc, line: Cow<str>| {
             if n >= skip {
@@ -340,7 +355,8 @@ impl Renderer {
     }
 }
 
-/// Result lines folded under a call: first line, a few more, and how many were left out.
+/// Result lines under a call: its first line, up to `RESULT_MAX_LINES` in all (the buffer folds
+/// those after the first few), and how many were left out.
 fn fold_result(content: &str, is_error: bool) -> Vec<String> {
     let marker = if is_error { "  ✗ " } else { "  ⎿ " };
     let mut lines = content
@@ -352,7 +368,7 @@ fn fold_result(content: &str, is_error: bool) -> Vec<String> {
         _ => return vec![format!("{marker}(no output)")],
     };
     let mut out = vec![format!("{marker}{}", cut_chars(&first, RESULT_LINE_CHARS))];
-    for l in lines.by_ref().take(RESULT_MORE_LINES) {
+    for l in lines.by_ref().take(RESULT_MAX_LINES - 1) {
         out.push(
             format!("    {}", cut_chars(&l, RESULT_LINE_CHARS))
                 .trim_end()
@@ -362,7 +378,7 @@ fn fold_result(content: &str, is_error: bool) -> Vec<String> {
     let more = lines.count();
     if more > 0 {
         let unit = if more == 1 { "line" } else { "lines" };
-        out.push(format!("  … {more} more {unit}"));
+        out.push(format!("  … {more} more {unit} not shown"));
     }
     out
 }

@@ -52,6 +52,8 @@ pub const METHODS: &[&str] = &[
     "original",
     "revert",
     "saved",
+    "interrupt",
+    "tui",
 ];
 
 /// Whether `mode` can be a `--permission-mode`: one word (a letter, then letters, digits, `_`
@@ -139,6 +141,8 @@ impl Rpc {
             "original" => self.original(sup, &a).await,
             "revert" => self.revert(sup, &a).await,
             "saved" => changes::saved(sup, params).map(|()| Value::Boolean(true)),
+            "interrupt" => self.interrupt(sup, &a).await,
+            "tui" => self.tui(sup, &a).await,
             _ => Err(format!("unknown method '{method}'")),
         }
     }
@@ -215,6 +219,27 @@ impl Rpc {
             .map(|r| self.rec(r))
     }
 
+    async fn interrupt(&self, sup: &Supervisor, a: &Args<'_>) -> Result<Value, String> {
+        let (cwd, id) = (self.cwd(a)?, a.u64("id")?);
+        off_runtime(sup, move |s| s.interrupt(&cwd, id))
+            .await
+            .map(|r| self.rec(r))
+    }
+
+    /// `{task, argv, cwd}`: how to open Claude's TUI on the task's session.
+    async fn tui(&self, sup: &Supervisor, a: &Args<'_>) -> Result<Value, String> {
+        let (cwd, id) = (self.cwd(a)?, a.u64("id")?);
+        let (rec, argv, dir) = sup.tui(&cwd, id).await?;
+        Ok(Value::Map(vec![
+            (Value::from("task"), self.rec(rec)),
+            (
+                Value::from("argv"),
+                Value::Array(argv.into_iter().map(Value::from).collect()),
+            ),
+            (Value::from("cwd"), Value::from(dir)),
+        ]))
+    }
+
     async fn dispose(&self, sup: &Supervisor, a: &Args<'_>) -> Result<Value, String> {
         let (cwd, id) = (self.cwd(a)?, a.u64("id")?);
         let force = a.opt_bool("force")?.unwrap_or(false);
@@ -277,7 +302,15 @@ fn configure(sup: &Supervisor, a: &Args) -> Result<Value, String> {
     let keep = a.opt_u64("keep")?;
     let export = a.opt_bool("export_markdown")?;
     let track_changes = a.opt_bool("track_changes")?;
+    let keep_alive = a.opt_u64("keep_alive_ms")?;
+    let max_idle = a.opt_u64("max_idle")?;
     sup.configure(|c| {
+        if let Some(v) = keep_alive {
+            c.keep_alive = std::time::Duration::from_millis(v);
+        }
+        if let Some(v) = max_idle {
+            c.max_idle = v as usize;
+        }
         if let Some(v) = on_exit.as_deref().and_then(OnExit::parse) {
             c.on_exit = v;
         }

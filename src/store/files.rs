@@ -93,7 +93,8 @@ pub(super) fn create_private_dir(path: &Path, ok_if_exists: bool) -> Result<(), 
 
 /// Replaces the file at `path` with `data`, atomically: a temp file in the same dir (so
 /// `rename` is atomic), fsync, rename, fsync the dir. Readers see the old content or the new.
-pub(super) fn replace_file(path: &Path, data: &[u8]) -> Result<(), StoreError> {
+/// The file is 0600 whatever the umask. Other rooms' private files use it too (`changes/`).
+pub(crate) fn replace_file(path: &Path, data: &[u8]) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()

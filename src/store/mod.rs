@@ -4,6 +4,7 @@
 //! are replaced by `rename`, and anything unreadable is skipped with a warning, never fatal,
 //! so one bad directory cannot hide every other task.
 
+mod detached;
 mod fifo;
 mod files;
 mod shared;
@@ -22,8 +23,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::hash::fnv1a64;
 use crate::task::{TaskRecord, RECORD_SCHEMA};
+pub use detached::DetachedTask;
 pub use fifo::{lock_exclusive, make_fifo, open_fifo, FifoAccess};
-use files::{create_private_dir, next_unique, replace_file, set_mode, sync_dir};
+pub(crate) use files::replace_file;
+use files::{create_private_dir, next_unique, set_mode, sync_dir};
 pub use shared::EditorFiles;
 pub use task_dir::TaskDir;
 use task_dir::RECORD_FILE;

@@ -41,6 +41,11 @@ impl TaskDir {
         self.0.join(format!("prompt-{n}.txt"))
     }
 
+    /// The `k`-th message (1-based) said while run `n` went on.
+    pub fn said(&self, n: u32, k: usize) -> PathBuf {
+        self.0.join(format!("said-{n}-{k}.txt"))
+    }
+
     /// Locked (`flock`) by the backend that owns the task while it does.
     pub fn owner_lock(&self) -> PathBuf {
         self.0.join("owner.lock")

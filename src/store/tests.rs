@@ -74,6 +74,9 @@ fn record(cwd: &str, id: u64, created: u64) -> TaskRecord {
             denied: vec![],
             files_changed: None,
             changes: None,
+            prompt_len: None,
+            prompt_hash: None,
+            ..Run::starting(1, "do it", 0, 0)
         }],
         process: None,
         cancel_requested: false,
@@ -81,6 +84,8 @@ fn record(cwd: &str, id: u64, created: u64) -> TaskRecord {
         worktree: None,
         pending: vec![],
         rules: vec![],
+        live: None,
+        tui_at_ms: None,
     }
 }
 

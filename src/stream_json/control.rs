@@ -109,6 +109,16 @@ impl ControlResponse {
             .unwrap_or(false)
     }
 
+    /// How many messages the CLI says it still has queued, in its answer to an interrupt
+    /// (2.1.332: `"response":{"still_queued":[]}`; 2.1.197 says nothing).
+    pub fn still_queued(&self) -> Option<usize> {
+        self.response
+            .as_ref()
+            .and_then(|r| r.get("still_queued"))
+            .and_then(Value::as_array)
+            .map(Vec::len)
+    }
+
     /// The input an allow runs with.
     pub fn updated_input(&self) -> Option<&Value> {
         self.response

@@ -8,6 +8,7 @@
 
 pub mod control;
 mod delta;
+pub mod echo;
 mod fields;
 mod parse;
 pub mod reader;
@@ -106,6 +107,16 @@ pub struct User {
     pub content: Vec<UserBlock>,
 }
 
+impl User {
+    /// The message's text when it is one text (how our messages are written and echoed).
+    pub fn text(&self) -> Option<&str> {
+        match self.content.as_slice() {
+            [one] => one.text(),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum UserBlock {
     ToolResult(ToolResult),
@@ -115,6 +126,14 @@ pub enum UserBlock {
 }
 
 impl UserBlock {
+    /// The text of a plain text block.
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            UserBlock::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+
     /// The note the CLI adds when the user interrupted the run (`[Request interrupted by
     /// user]`, or `... by user for tool use]`).
     pub fn is_interruption(&self) -> bool {
@@ -185,7 +204,12 @@ pub struct ResultInfo {
     pub subtype: String,
     pub is_error: bool,
     pub duration_ms: Option<u64>,
+    /// Time waiting for the API: like `total_cost_usd`, a running sum over every turn of the
+    /// CLI's process.
+    pub duration_api_ms: Option<u64>,
     pub num_turns: u64,
+    /// A running sum over every turn of the CLI's process (0.11 then 0.22 for two equal turns),
+    /// not this turn's cost.
     pub total_cost_usd: f64,
     /// The final assistant text, or the error text of an API failure.
     pub result: Option<String>,

@@ -407,6 +407,7 @@ fn result_from_value(v: &Value) -> ResultInfo {
         subtype,
         is_error,
         duration_ms: get_u64(v, "duration_ms"),
+        duration_api_ms: get_u64(v, "duration_api_ms"),
         num_turns: get_u64(v, "num_turns").unwrap_or(0),
         total_cost_usd: get_f64(v, "total_cost_usd").unwrap_or(0.0),
         result: get_str(v, "result").map(str::to_string),

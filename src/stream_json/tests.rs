@@ -268,7 +268,7 @@ fn odd_stream_events_fall_back_to_the_general_path() {
 #[test]
 fn parses_results() {
     let m = p(
-        r#"{"type":"result","subtype":"success","is_error":false,"api_error_status":null,"duration_ms":307,"num_turns":2,"result":"done","session_id":"s","total_cost_usd":0.196635,"permission_denials":[{"tool_name":"Write","tool_use_id":"t","tool_input":{"file_path":"/p/h.txt","content":"x"}}],"terminal_reason":"completed"}"#,
+        r#"{"type":"result","subtype":"success","is_error":false,"api_error_status":null,"duration_ms":307,"duration_api_ms":120,"num_turns":2,"result":"done","session_id":"s","total_cost_usd":0.196635,"permission_denials":[{"tool_name":"Write","tool_use_id":"t","tool_input":{"file_path":"/p/h.txt","content":"x"}}],"terminal_reason":"completed"}"#,
     );
     let Msg::Result(r) = m else {
         panic!("not a result")
@@ -279,6 +279,7 @@ fn parses_results() {
             subtype: "success".into(),
             is_error: false,
             duration_ms: Some(307),
+            duration_api_ms: Some(120),
             num_turns: 2,
             total_cost_usd: 0.196635,
             result: Some("done".into()),

@@ -8,13 +8,16 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 use super::export::export_markdown;
-use super::permissions::watch::{lock, Control};
+use super::live::interrupt_wait;
+use super::live::Cli;
+use super::permissions::watch::Control;
 use super::record::{apply_result, end_run_at, finish_run, outcome};
-use super::run::{interrupt_wait, set_changes};
-use super::{wait_true, Entry, Supervisor, TaskKey};
+use super::run_end::set_changes;
+use super::{Entry, Supervisor, TaskKey};
 use crate::cli::control::{self, Stdin};
 use crate::process::stop;
 use crate::store::{Store, TaskDir};
+use crate::stream_json::echo::Written;
 use crate::stream_json::summary::{summarize, RunSummary};
 use crate::task::{now_ms, ProcessInfo, Status, TaskRecord};
 use crate::{log_info, log_warn};
@@ -28,6 +31,9 @@ impl Supervisor {
             return;
         }
         if rec.status.is_finished() {
+            if let Some(live) = rec.live.clone() {
+                return self.take_in_idle(rec, live);
+            }
             self.state()
                 .tasks
                 .entry(key)
@@ -87,6 +93,52 @@ impl Supervisor {
         })
     }
 
+    /// A finished task whose record says its CLI idles, kept alive for a follow-up: re-adopted
+    /// still warm when no live backend owns it and the CLI is there; else its record is told
+    /// the CLI is gone (the next follow-up resumes the session in a new one).
+    fn take_in_idle(&self, mut rec: TaskRecord, live: crate::task::Live) {
+        let key = (rec.cwd.clone(), rec.id);
+        let dir = self.shared.store.task_dir(&rec.cwd, rec.id);
+        let Some(lock) = try_lock(&dir) else {
+            // Another editor's backend keeps it.
+            let mut entry = Entry::new(rec);
+            entry.foreign = true;
+            self.state().tasks.entry(key).or_insert(entry);
+            return;
+        };
+        let alive = rec
+            .process
+            .clone()
+            .filter(|p| crate::process::proctree::is_alive(p.pid, p.start_time));
+        match alive {
+            Some(info) if live.until_ms > now_ms() => self.adopt_idle(rec, lock, info, live),
+            found => {
+                if let Some(info) = found {
+                    // Its keep-alive time went by while nobody owned it.
+                    let grace = self.state().config.cancel_grace;
+                    tokio::spawn(async move {
+                        stop::end_idle_foreign(info.pid, info.start_time, &info.marker, grace)
+                            .await;
+                        stop::kill_leftovers_of(info.pid, info.start_time, &info.marker);
+                    });
+                }
+                log_info!(
+                    "task #{} in {}: its idle CLI is gone (or its time is over)",
+                    rec.id,
+                    rec.cwd
+                );
+                rec.live = None;
+                rec.process = None;
+                self.persist(&rec);
+                drop(lock);
+                self.state()
+                    .tasks
+                    .entry(key)
+                    .or_insert_with(|| Entry::new(rec));
+            }
+        }
+    }
+
     /// A task whose backend went away and whose process is gone: its transcript says how the
     /// run ended; without a `result` line it was interrupted (and can be resumed).
     fn settle_orphan(&self, mut rec: TaskRecord) {
@@ -118,7 +170,7 @@ impl Supervisor {
         // Settled before it enters the table, so no request ever sees the stale "running".
         match &summary.result {
             Some(res) => {
-                apply_result(&mut rec, res);
+                apply_result(&mut rec, res, None);
                 let (status, error) = outcome(&summary, None, cancelled);
                 finish_run(&mut rec, status, None, error);
             }
@@ -203,12 +255,13 @@ impl Supervisor {
     ) {
         // Its stdin is ours now: its open requests are still open, and answerable from here.
         let dir = self.shared.store.task_dir(&key.0, key.1);
-        let offset = self
+        let run = self
             .state()
             .tasks
             .get(&key)
-            .and_then(|e| e.record.borrow().current_run().map(|r| r.transcript_offset))
-            .unwrap_or(0);
+            .and_then(|e| e.record.borrow().current_run().cloned());
+        let offset = run.as_ref().map_or(0, |r| r.transcript_offset);
+        let n = run.as_ref().map_or(1, |r| r.n);
         let d = dir.clone();
         let opened = tokio::task::spawn_blocking(move || Stdin::open(&d, true))
             .await
@@ -217,73 +270,50 @@ impl Supervisor {
             log_warn!("task #{}: cannot open its stdin again: {e}", key.1);
         }
         let mut control = Control::new(opened);
-        // Each run writes one message, its prompt (the CLI's echo of it is in the transcript).
-        control.sent = 1;
+        // What was written to it in this run: its prompt and what was said meanwhile (the
+        // watcher reads their echoes from the run's start).
+        if let Some(run) = &run {
+            control.expect(Written {
+                len: run.prompt_len.unwrap_or(0),
+                hash: run.prompt_hash.unwrap_or(0),
+            });
+            for s in &run.said {
+                control.expect(Written {
+                    len: s.len,
+                    hash: s.hash,
+                });
+            }
+        }
         let control = Arc::new(Mutex::new(control));
-        if let Some(e) = self.state().tasks.get_mut(&key) {
-            e.control = Some(control.clone());
-        }
         let watcher = self.watch_control(&key, &dir, offset, control);
-        let mut idle = watcher.idle.clone();
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
-        loop {
-            if !crate::process::proctree::is_alive(info.pid, info.start_time) {
-                break;
-            }
-            let grace = self.state().config.cancel_grace;
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = wait_true(&mut cancel) => {
-                    let c = watcher.control.clone();
-                    let wrote = tokio::time::timeout(
-                        interrupt_wait(grace),
-                        tokio::task::spawn_blocking(move || lock(&c).interrupt()),
-                    )
-                    .await;
-                    let ended = matches!(wrote, Ok(Ok(Ok(())))) && tokio::select! {
-                        _ = wait_true(&mut idle) => true,
-                        _ = tokio::time::sleep(interrupt_wait(grace)) => false,
-                    };
-                    if ended {
-                        stop::end_idle_foreign(info.pid, info.start_time, &info.marker, grace).await;
-                    } else {
-                        stop::cancel_foreign(info.pid, info.start_time, &info.marker, grace).await;
-                    }
-                    break;
-                }
-                _ = wait_true(&mut idle) => {
-                    stop::end_idle_foreign(info.pid, info.start_time, &info.marker, grace).await;
-                    break;
-                }
+        let cli = Arc::new(Cli::new(
+            info.pid,
+            info.start_time,
+            info.marker.clone(),
+            None,
+            watcher,
+        ));
+        {
+            let mut st = self.state();
+            if let Some(e) = st.tasks.get_mut(&key) {
+                e.cli = Some(cli.clone());
+                e.control = Some(cli.control.clone());
             }
         }
-        watcher.finish().await;
-        if let Some(e) = self.state().tasks.get_mut(&key) {
-            e.control = None;
+        let end = self.supervise(&cli, &mut cancel).await;
+        {
+            let mut st = self.state();
+            if let Some(e) = st.tasks.get_mut(&key) {
+                e.cli = None;
+                e.control = None;
+            }
         }
-        // Tool processes it left behind are ours to clean up, as after a run of our own.
-        stop::kill_leftovers_of(info.pid, info.start_time, &info.marker);
-        let (summary, cancelled) = self.run_ended(&key, &dir, offset).await;
-        let (status, error) = outcome(&summary, None, cancelled);
-        let run = self
+        self.end_run(&key, n, offset, &cli, end).await;
+        let cancelled = self
             .state()
             .tasks
             .get(&key)
-            .and_then(|e| e.record.borrow().current_run().cloned());
-        let changed = self.end_changes(&key, run.as_ref()).await;
-        let rec = self
-            .update(&key, |r| {
-                if let Some(res) = &summary.result {
-                    apply_result(r, res);
-                }
-                set_changes(r, changed);
-                finish_run(r, status, None, error);
-            })
-            .await;
-        if let Some(rec) = &rec {
-            self.run_finished(rec).await;
-            self.emit(status.as_str(), rec);
-        }
+            .is_some_and(|e| e.record.borrow().cancel_requested);
         // A follow-up asked for while it ran adopted: our driver takes the task (and its slot)
         // from here, like any task of ours.
         let follow_up = {
@@ -293,7 +323,9 @@ impl Supervisor {
                 Some(e) => {
                     e.active = false;
                     e.cancel = None;
-                    e.lock = None;
+                    if e.idle.is_none() {
+                        e.lock = None;
+                    }
                     st.running = st.running.saturating_sub(1);
                     false
                 }
@@ -307,9 +339,7 @@ impl Supervisor {
             self.drive(key).await;
             return;
         }
-        if let Some(rec) = rec {
-            self.prune(&rec.cwd);
-        }
+        self.prune(&key.0);
         self.shared.idle.notify_waiters();
         self.schedule();
     }
@@ -407,6 +437,11 @@ impl Supervisor {
             if !rec.status.is_finished() {
                 self.take_in(rec);
             }
+        }
+        // The tasks an editor left running are this backend's now (or another live one's):
+        // the hint for the next editor's statusline has served.
+        if let Err(e) = self.shared.store.clear_detached() {
+            log_warn!("{e}");
         }
         // Mirrored foreign tasks are loaded on demand only.
         let mut st = self.state();

@@ -35,6 +35,11 @@ pub struct Config {
     pub track_changes: bool,
     /// How git is run for the snapshots (tests point it at a configuration of their own).
     pub git: Git,
+    /// How long a task's CLI stays alive and idle after a run, for the next follow-up; zero:
+    /// it ends with its run.
+    pub keep_alive: Duration,
+    /// Most idle CLIs kept at once (each ~300 MB); the oldest are closed first.
+    pub max_idle: usize,
 }
 
 impl Default for Config {
@@ -48,6 +53,8 @@ impl Default for Config {
             export_markdown: false,
             track_changes: true,
             git: Git::default(),
+            keep_alive: Duration::from_secs(600),
+            max_idle: 2,
         }
     }
 }

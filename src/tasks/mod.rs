@@ -11,16 +11,19 @@ mod adopt;
 mod changes;
 pub mod config;
 mod export;
+mod follow_up;
 pub mod isolation;
+mod live;
 pub mod permissions;
 mod queue;
 mod record;
 mod run;
+mod run_end;
 mod shutdown;
+mod start;
 mod stderr;
 
 use std::collections::{HashMap, VecDeque};
-use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rmpv::Value;
@@ -29,13 +32,10 @@ use tokio::sync::{mpsc, watch, Notify};
 use crate::log_warn;
 use crate::nvim::editor::Editor;
 use crate::nvim::encode::{json_to_msgpack, record_value};
-use crate::process::spawn;
 use crate::store::Store;
 use crate::task::{now_ms, Status, TaskOptions, TaskRecord};
-use crate::tasks::config::{Concurrency, Config};
-use crate::text::title_of;
+use crate::tasks::config::Config;
 use crate::view::View;
-use adopt::try_lock;
 pub use changes::{status_name, Reverted, RunReview};
 pub use isolation::Isolation;
 
@@ -52,10 +52,6 @@ pub struct StartRequest {
     /// Where the prompt's context came from (`src/sample.lua:2-4`), for the header.
     pub context: Vec<String>,
 }
-
-/// Most context entries a record keeps, and the longest one in characters.
-const MAX_CONTEXT: usize = 20;
-const MAX_CONTEXT_CHARS: usize = 300;
 
 #[derive(Clone)]
 pub struct Supervisor {
@@ -112,6 +108,10 @@ struct Entry {
     foreign: bool,
     /// While we own its running CLI: its stdin and what it has open (`permissions::watch`).
     control: Option<Arc<Mutex<permissions::watch::Control>>>,
+    /// While a run goes on: its CLI (a message said or an interrupt reaches it through it).
+    cli: Option<Arc<live::Cli>>,
+    /// Between runs: its CLI, alive and idle, for the next follow-up (`live`).
+    idle: Option<live::IdleCli>,
 }
 
 impl Entry {
@@ -125,36 +125,14 @@ impl Entry {
             lock: None,
             foreign: false,
             control: None,
+            cli: None,
+            idle: None,
         }
     }
 
     fn rec(&self) -> TaskRecord {
         self.record.borrow().clone()
     }
-}
-
-fn uuid_v4() -> String {
-    use std::io::Read;
-    let mut b = [0u8; 16];
-    let filled = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_ok();
-    if !filled {
-        // No /dev/urandom: mix time and pid; unique enough for a session id on one machine.
-        let seed = (now_ms() as u128) << 32 | u128::from(std::process::id());
-        b = (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)).to_le_bytes();
-    }
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
 }
 
 impl Supervisor {
@@ -330,116 +308,6 @@ impl Supervisor {
 
     // ----------------------------------------------------------------------------- requests
 
-    pub async fn start(&self, req: StartRequest) -> Result<TaskRecord, String> {
-        if req.prompt.trim().is_empty() {
-            return Err("start: the prompt is empty".into());
-        }
-        check_cwd(&req.cwd)?;
-        let planned = self
-            .plan_worktree(&req.cwd, &req.isolation)
-            .await
-            .map_err(|e| format!("start: {e}"))?;
-        {
-            let st = self.state();
-            if st.shutting_down {
-                return Err("start: the backend is shutting down".into());
-            }
-            // Worktree tasks are counted apart: they never wait for, nor hold up, the tasks
-            // that run in the project's own files.
-            if st.config.concurrency == Concurrency::Reject && planned.is_none() {
-                if let Some((_, id)) = st
-                    .tasks
-                    .iter()
-                    .find(|(k, e)| {
-                        k.0 == req.cwd && e.active && e.record.borrow().worktree.is_none()
-                    })
-                    .map(|(k, _)| k.clone())
-                {
-                    return Err(format!(
-                        "start: task #{id} is already running in {} (concurrency = 'reject')",
-                        req.cwd
-                    ));
-                }
-            }
-        }
-        let store = self.shared.store.clone();
-        let cwd = req.cwd.clone();
-        let (id, _dir) = tokio::task::spawn_blocking(move || store.allocate(&cwd))
-            .await
-            .map_err(|e| format!("start: {e}"))?
-            .map_err(|e| format!("start: {e}"))?;
-        let name = req
-            .name
-            .clone()
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| title_of(&req.prompt, 60));
-        let mut rec = TaskRecord::queued(
-            id,
-            name,
-            req.cwd.clone(),
-            uuid_v4(),
-            req.options.clone(),
-            now_ms(),
-        );
-        if let Some(plan) = planned {
-            match self.worktree_record(&req.cwd, id, plan).await {
-                Ok(wt) => rec.worktree = Some(wt),
-                Err(e) => {
-                    let (store, cwd) = (self.shared.store.clone(), req.cwd.clone());
-                    let _ = tokio::task::spawn_blocking(move || store.remove(&cwd, id)).await;
-                    return Err(format!("start: {e}"));
-                }
-            }
-        }
-        rec.context = req
-            .context
-            .iter()
-            .map(|c| crate::text::one_line(c, MAX_CONTEXT_CHARS))
-            .filter(|c| !c.is_empty())
-            .take(MAX_CONTEXT)
-            .collect();
-        let store = self.shared.store.clone();
-        let r2 = rec.clone();
-        tokio::task::spawn_blocking(move || {
-            let dir = store.task_dir(&r2.cwd, r2.id);
-            let made = [dir.transcript(), dir.stderr()]
-                .iter()
-                .try_for_each(|path| Store::open_append_private(path).map(drop))
-                .and_then(|()| store.write_record(&r2));
-            if made.is_err() {
-                // E.g. a full disk: leave no half-made task dir behind (it would be listed as
-                // an abandoned start forever). Its id stays taken.
-                let _ = store.remove(&r2.cwd, r2.id);
-            }
-            made
-        })
-        .await
-        .map_err(|e| format!("start: {e}"))?
-        .map_err(|e| format!("start: {e}"))?;
-        let key = (rec.cwd.clone(), rec.id);
-        let lock = try_lock(&self.shared.store.task_dir(&rec.cwd, rec.id));
-        {
-            let mut st = self.state();
-            let mut entry = Entry::new(rec.clone());
-            entry.prompts.push_back(req.prompt);
-            entry.active = true;
-            entry.lock = lock;
-            st.tasks.insert(key.clone(), entry);
-            if rec.worktree.is_none() {
-                st.queue.push_back(key.clone());
-            }
-        }
-        if rec.worktree.is_some() {
-            // It waits for its worktree, made from what the user sees now; then it queues.
-            self.emit("queued", &rec);
-            self.make_worktree(key);
-            return Ok(rec);
-        }
-        self.schedule();
-        self.emit_if_waiting(&key);
-        Ok(rec)
-    }
-
     /// `queued` is news only for a task that waits; one that started at once says `started`.
     fn emit_if_waiting(&self, key: &TaskKey) {
         let rec = {
@@ -514,68 +382,19 @@ impl Supervisor {
                 self.emit("cancelled", &rec);
                 Ok(rec)
             }
+            _ if entry.idle.is_some() => {
+                // Its CLI idles, kept alive for a follow-up: cancel ends it (and its tree).
+                let rec = entry.rec();
+                drop(st);
+                let me = self.clone();
+                tokio::spawn(async move { me.close_idle(&key, "cancelled").await });
+                Ok(rec)
+            }
             other => Err(format!(
                 "cancel: task #{id} is not running (it is {})",
                 other.as_str()
             )),
         }
-    }
-
-    pub fn resume(&self, cwd: &str, id: u64, prompt: String) -> Result<TaskRecord, String> {
-        if prompt.trim().is_empty() {
-            return Err("resume: the prompt is empty".into());
-        }
-        let key = (cwd.to_owned(), id);
-        self.ensure_loaded(&key)?;
-        self.check_follow_up(&key)?;
-        let _claim = self.claim();
-        let mut st = self.state();
-        if st.shutting_down {
-            return Err("resume: the backend is shutting down".into());
-        }
-        if isolation::worktree_busy(&key) {
-            return Err(format!(
-                "resume: task #{id}'s worktree is being applied or discarded; try again"
-            ));
-        }
-        let entry = st.tasks.get_mut(&key).ok_or_else(|| no_task(cwd, id))?;
-        if entry.foreign && !entry.record.borrow().status.is_finished() {
-            return Err(format!(
-                "resume: task #{id} is running in another editor; follow up when it has ended"
-            ));
-        }
-        if !entry.active {
-            match try_lock(&self.shared.store.task_dir(cwd, id)) {
-                Some(lock) => {
-                    entry.lock = Some(lock);
-                    entry.foreign = false;
-                }
-                None => {
-                    return Err(format!(
-                        "resume: task #{id} is busy in another editor; try again when it has ended"
-                    ))
-                }
-            }
-        }
-        entry.prompts.push_back(prompt);
-        if entry.active {
-            // Running or queued: the follow-up runs when the current run ends.
-            let rec = entry.rec();
-            return Ok(rec);
-        }
-        entry.active = true;
-        entry.record.send_modify(|r| {
-            r.status = Status::Queued;
-            r.cancel_requested = false;
-            r.error = None;
-        });
-        let (rev, rec) = (self.next_revision(), entry.rec());
-        st.queue.push_back(key.clone());
-        drop(st);
-        self.persist_revision(&key, rev, &rec);
-        self.schedule();
-        self.emit_if_waiting(&key);
-        Ok(rec)
     }
 
     /// Deletes a finished task, its worktree and branch included; refused while its worktree has
@@ -589,6 +408,7 @@ impl Supervisor {
         let key = (cwd.to_owned(), id);
         self.ensure_loaded(&key)?;
         let _worktree_gone = self.dispose_worktree(&key, force)?;
+        let mut closing = None;
         let rec = {
             let mut st = self.state();
             let entry = st.tasks.get(&key).ok_or_else(|| no_task(cwd, id))?;
@@ -599,8 +419,11 @@ impl Supervisor {
                 ));
             }
             let rec = entry.rec();
-            // Dropping the entry stops its views (their record channel closes).
-            st.tasks.remove(&key);
+            // Dropping the entry stops its views (their record channel closes); an idle CLI
+            // goes with the task.
+            if let Some(idle) = st.tasks.remove(&key).and_then(|mut e| e.idle.take()) {
+                closing = Some(idle.cli);
+            }
             self.shared
                 .written
                 .lock()
@@ -608,6 +431,9 @@ impl Supervisor {
                 .remove(&key);
             rec
         };
+        if let Some(cli) = closing {
+            self.close_detached(key.clone(), cli);
+        }
         self.shared
             .store
             .remove(cwd, id)
@@ -727,17 +553,6 @@ pub(crate) fn no_task(cwd: &str, id: u64) -> String {
     format!("no task #{id} in {cwd}")
 }
 
-fn check_cwd(cwd: &str) -> Result<(), String> {
-    if cwd.is_empty() {
-        return Err("start: 'cwd' is empty".into());
-    }
-    let p = Path::new(cwd);
-    if !p.is_absolute() {
-        return Err(format!("start: cwd '{cwd}' is not an absolute path"));
-    }
-    spawn::check_cwd(p).map_err(|why| format!("start: cwd '{cwd}' {why}"))
-}
-
 async fn wait_true(rx: &mut watch::Receiver<bool>) {
     loop {
         if *rx.borrow_and_update() {
@@ -755,28 +570,38 @@ mod tests {
     use super::*;
     use crate::testutil::temp_path as tmp;
 
-    /// A record's write can take tens of ms (its fsyncs wait for the transcripts' writeback,
-    /// see `update`). The runtime must go on meanwhile: the views the update woke render the
-    /// change (a run's footer) while it is being written. Here the runtime has one thread and
-    /// another thread holds the record writer, as a write stuck in fsync would.
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_record_write_in_progress_does_not_hold_up_the_runtime() {
-        let root = tmp("slow-write");
+    /// A supervisor on a fresh store under a temporary root, and one queued task (`name`)
+    /// whose record is on disk but not yet in the table: (root, supervisor, key, record).
+    pub(crate) fn supervisor_with_a_task(
+        root: &str,
+        name: &str,
+    ) -> (std::path::PathBuf, Supervisor, TaskKey, TaskRecord) {
+        let root = tmp(root);
         let _ = std::fs::remove_dir_all(&root);
         let store = Store::open(&root).unwrap();
         let cwd = "/a/project".to_string();
         let (id, _) = store.allocate(&cwd).unwrap();
         let sup = Supervisor::new(store, Arc::new(crate::testutil::NoEditor));
-        let key = (cwd.clone(), id);
         let rec = TaskRecord::queued(
             id,
-            "before".into(),
+            name.into(),
             cwd.clone(),
             "sid".into(),
             Default::default(),
             0,
         );
         sup.store().write_record(&rec).unwrap();
+        (root, sup, (cwd, id), rec)
+    }
+
+    /// A record's write can take tens of ms (its fsyncs wait for the transcripts' writeback,
+    /// see `update`). The runtime must go on meanwhile: the views the update woke render the
+    /// change (a run's footer) while it is being written. Here the runtime has one thread and
+    /// another thread holds the record writer, as a write stuck in fsync would.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_record_write_in_progress_does_not_hold_up_the_runtime() {
+        let (root, sup, key, rec) = supervisor_with_a_task("slow-write", "before");
+        let (cwd, id) = key.clone();
         let mut seen = {
             let entry = Entry::new(rec);
             let rx = entry.record.subscribe();

@@ -72,7 +72,10 @@ impl Supervisor {
                 e.active = false;
                 e.cancel = None;
                 e.prompts.clear();
-                e.lock = None;
+                // A task whose CLI idles stays ours, for the follow-up that takes it.
+                if e.idle.is_none() {
+                    e.lock = None;
+                }
                 e.rec()
             })
         };
@@ -89,11 +92,17 @@ impl Supervisor {
         let keep = self.state().config.keep;
         let (recs, _) = self.shared.store.list(Some(cwd));
         let finished: Vec<&TaskRecord> = recs.iter().filter(|r| r.status.is_finished()).collect();
+        // A task whose CLI is kept alive is in use: its CLI closes first.
         // A task whose worktree is still there is kept whatever its age: only apply, discard
         // or dispose end a worktree.
         for old in finished.iter().skip(keep) {
             let key = (old.cwd.clone(), old.id);
-            let busy = self.state().tasks.get(&key).is_some_and(|e| e.active);
+            let busy = old.live.is_some()
+                || self
+                    .state()
+                    .tasks
+                    .get(&key)
+                    .is_some_and(|e| e.active || e.idle.is_some());
             if busy || !super::isolation::prunable(old) {
                 continue;
             }

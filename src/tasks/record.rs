@@ -3,7 +3,7 @@
 use crate::process::reaper::Exit;
 use crate::stream_json;
 use crate::stream_json::summary::RunSummary;
-use crate::task::{now_ms, Status, TaskRecord, MAX_DENIED};
+use crate::task::{now_ms, Status, TaskRecord, Via, MAX_DENIED};
 use crate::text::{cut_bytes, one_line};
 
 /// Moves the end of the current run (and of the task) to `end_ms`, keeping the totals right.
@@ -18,11 +18,27 @@ pub(super) fn end_run_at(r: &mut TaskRecord, end_ms: u64) {
     r.duration_ms = Some(r.runs.iter().filter_map(|x| x.duration_ms).sum());
 }
 
-/// Takes the numbers of a run's `result` line into the run.
-pub(super) fn apply_result(r: &mut TaskRecord, res: &stream_json::ResultInfo) {
+/// Takes the numbers of a run's last `result` line into the run. The CLI's cost and API time
+/// are running sums over every turn of its process, so a run in the CLI of the run before
+/// (`via = live`) counts only what it added; `turns`: the API round trips of all the run's
+/// turns (a run whose messages made two turns has two results), else the last result's.
+pub(super) fn apply_result(r: &mut TaskRecord, res: &stream_json::ResultInfo, turns: Option<u64>) {
+    let i = r.runs.len().saturating_sub(1);
+    let (base_cost, base_api) = match (r.via_of(i), i.checked_sub(1).and_then(|p| r.runs.get(p))) {
+        (Via::Live, Some(prev)) => (
+            prev.cli_cost_usd.unwrap_or(0.0),
+            prev.cli_api_ms.unwrap_or(0),
+        ),
+        _ => (0.0, 0),
+    };
     if let Some(run) = r.runs.last_mut() {
-        run.cost_usd = res.total_cost_usd;
-        run.num_turns = res.num_turns;
+        run.cost_usd = own(res.total_cost_usd, base_cost);
+        run.cli_cost_usd = Some(res.total_cost_usd);
+        run.api_ms = res
+            .duration_api_ms
+            .map(|a| own(a as f64, base_api as f64) as u64);
+        run.cli_api_ms = res.duration_api_ms;
+        run.num_turns = turns.unwrap_or(res.num_turns);
         run.denied = res
             .permission_denials
             .iter()
@@ -32,6 +48,16 @@ pub(super) fn apply_result(r: &mut TaskRecord, res: &stream_json::ResultInfo) {
     }
     if let Some(text) = &res.result {
         r.result = Some(cut_bytes(text, 4096));
+    }
+}
+
+/// What a running sum added since `base`. A sum below its base is no running sum (a CLI that
+/// counts per turn, or one that started over): it is taken as it is.
+fn own(sum: f64, base: f64) -> f64 {
+    if sum >= base {
+        sum - base
+    } else {
+        sum
     }
 }
 
@@ -62,7 +88,9 @@ pub(super) fn finish_run(
         None => None,
     };
     r.error = error;
+    // The caller keeps them when the CLI stays alive and idle.
     r.process = None;
+    r.live = None;
     // Nothing waits any more: the CLI that asked is gone.
     r.pending.clear();
     r.duration_ms = Some(r.runs.iter().filter_map(|x| x.duration_ms).sum());

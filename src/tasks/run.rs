@@ -1,28 +1,27 @@
-//! One run of a task: its prompt written, the CLI spawned with its stdin FIFO, the prompt sent
-//! as a stream-json message, the CLI's requests watched, and the CLI ended when it is idle (or
-//! cancelled: interrupted first, then the signal ladder); its record finished from what the
-//! transcript says.
+//! One run of a task: its start recorded (`changes`), its prompt written to the task's live CLI
+//! (a warm follow-up) or to a new one spawned with its stdin FIFO, the CLI's requests watched,
+//! the run over when the CLI is idle again (or gone, or cancelled: interrupted first, then the
+//! signal ladder); how it ended is `run_end`'s.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use super::permissions::watch::{lock, Control, Watcher};
-use super::record::{apply_result, finish_run, outcome};
-use super::stderr;
-use super::{wait_true, Entry, Supervisor, TaskKey};
+use super::live::Cli;
+use super::permissions::watch::{lock, Control};
+use super::record::finish_run;
+use super::{Entry, Supervisor, TaskKey};
 use crate::cli::control::{self, Stdin};
 use crate::cli::invoke::{self, SessionArg};
-use crate::process::reaper::Exit;
 use crate::process::spawn::{new_marker, Process, SpawnConfig, SpawnError};
 use crate::store::{make_fifo, Store, TaskDir};
-use crate::stream_json::summary::{summarize, RunSummary};
-use crate::task::{now_ms, ProcessInfo, Run, RunChanges, Status};
+use crate::stream_json::echo::Written;
+use crate::task::{now_ms, ProcessInfo, Run, RunChanges, Status, Via};
 use crate::{log_info, log_warn};
 
-/// A run that is ready to spawn: its prompt is written and the run, with the marker its CLI
-/// will carry, is in the record on disk.
+/// A run that is ready to start: its prompt is written and the run, with the marker of the CLI
+/// it runs in (a new one's, or the live one's), is in the record on disk.
 struct Prepared {
     n: u32,
     marker: String,
@@ -30,44 +29,160 @@ struct Prepared {
     prompt_file: PathBuf,
     /// Where the run's output begins in the transcript.
     transcript_offset: u64,
-    argv: Vec<String>,
+    via: Via,
     cancel: watch::Receiver<bool>,
     /// How the run's changes are recorded (its start is, before the spawn).
     changes: Option<RunChanges>,
 }
 
 impl Supervisor {
-    /// One run: prepared, its CLI spawned, waited for (or cancelled), its record finished.
+    /// One run: prepared, its prompt written to the task's live CLI (a warm follow-up) or to a
+    /// new one, waited for until the CLI is idle again (or gone, or cancelled), its record
+    /// finished; then the CLI kept alive for the next follow-up, or closed.
     pub(super) async fn run_once(&self, key: &TaskKey, prompt: String) {
-        let Some(mut run) = self.prepare(key, &prompt).await else {
+        let warm = self.take_idle(key).await;
+        let via = match (
+            &warm,
+            self.state()
+                .tasks
+                .get(key)
+                .map(|e| e.record.borrow().runs.len()),
+        ) {
+            (Some(_), _) => Via::Live,
+            (None, Some(0)) => Via::New,
+            (None, _) => Via::Resumed,
+        };
+        let marker = warm.as_ref().map(|c| c.marker.clone());
+        let Some(mut run) = self.prepare(key, &prompt, via, marker).await else {
+            if let Some(cli) = warm {
+                // Cancelled before it began: the CLI is idle still, and goes with the task.
+                self.keep_or_close(key, cli, false).await;
+            }
             return;
         };
-        // Before the CLI can touch a file (it delays the spawn, never a request).
+        // Before the CLI can touch a file, a live one too (it delays the spawn or the write to
+        // the live CLI, never a request).
         run.changes = self.begin_changes(key, run.n).await;
         if *run.cancel.borrow() {
             self.forget_changes(key);
             self.cancel_before_spawn(key, run.n).await;
+            if let Some(cli) = warm {
+                self.keep_or_close(key, cli, false).await;
+            }
             return;
         }
-        let Some(process) = self.spawn_cli(key, &run, &prompt).await else {
-            self.forget_changes(key);
-            return;
+        let cli = match warm {
+            Some(cli) => match self.write_follow_up(key, &run, &cli, &prompt).await {
+                Ok(()) => Some(cli),
+                Err(e) => {
+                    // It died between being taken and the write: the session goes on in a new
+                    // CLI, and the run says so.
+                    log_info!(
+                        "task #{}: its live CLI is gone ({e}); resuming the session",
+                        key.1
+                    );
+                    cli.stop_watching().await;
+                    cli.kill_leftovers();
+                    run.via = Via::Resumed;
+                    run.marker = new_marker();
+                    let marker = run.marker.clone();
+                    self.update(key, |r| {
+                        if let Some(last) = r.runs.last_mut() {
+                            last.via = Some(Via::Resumed);
+                            last.marker = Some(marker);
+                        }
+                        r.live = None;
+                        r.process = None;
+                    })
+                    .await;
+                    None
+                }
+            },
+            None => None,
         };
-        let watcher = self.start_control(key, &run, &process).await;
-        let (exit, ended_idle) = self
-            .wait_for_exit(&process, &watcher, &mut run.cancel)
-            .await;
-        // Everything the CLI wrote is read before the record says how the run ended.
-        watcher.finish().await;
-        if let Some(e) = self.state().tasks.get_mut(key) {
-            e.control = None;
+        let cli = match cli {
+            Some(cli) => cli,
+            None => {
+                let Some(process) = self.spawn_cli(key, &run, &prompt).await else {
+                    self.forget_changes(key);
+                    return;
+                };
+                Arc::new(self.start_control(key, &run, process, &prompt).await)
+            }
+        };
+        {
+            let mut st = self.state();
+            if let Some(e) = st.tasks.get_mut(key) {
+                e.cli = Some(cli.clone());
+                e.control = Some(cli.control.clone());
+            }
         }
-        self.finish(key, &run, exit, ended_idle).await;
+        let end = self.supervise(&cli, &mut run.cancel).await;
+        {
+            let mut st = self.state();
+            if let Some(e) = st.tasks.get_mut(key) {
+                e.cli = None;
+                e.control = None;
+            }
+        }
+        self.end_run(key, run.n, run.transcript_offset, &cli, end)
+            .await;
+    }
+
+    /// Writes a warm follow-up's prompt to the live CLI (its run is published already), then
+    /// keeps it in the run's prompt file.
+    async fn write_follow_up(
+        &self,
+        key: &TaskKey,
+        run: &Prepared,
+        cli: &Cli,
+        prompt: &str,
+    ) -> Result<(), String> {
+        let c = cli.control.clone();
+        let text = prompt.to_owned();
+        let (file, id) = (run.prompt_file.clone(), key.1);
+        let written = tokio::task::spawn_blocking(move || {
+            let sent = {
+                let mut c = lock(&c);
+                c.begin_run();
+                c.send_user(&text)
+            };
+            if let Err(e) = Store::write_file_private(&file, text.as_bytes()) {
+                log_warn!("task #{id}: cannot keep the prompt: {e}");
+            }
+            sent
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        if written.is_ok() {
+            // The run's record says it runs in this CLI.
+            let info = cli.info(self.shared.owner);
+            let changes = run.changes.clone();
+            if let Some(rec) = self
+                .update(key, |r| {
+                    r.live = None;
+                    r.process = Some(info);
+                    if let Some(run) = r.current_run_mut() {
+                        run.changes = changes;
+                    }
+                })
+                .await
+            {
+                self.emit("started", &rec);
+            }
+        }
+        written
     }
 
     /// Writes the prompt and publishes the run; None when the run ended already (the prompt
     /// could not be written, or a cancel came while it was being prepared).
-    async fn prepare(&self, key: &TaskKey, prompt: &str) -> Option<Prepared> {
+    async fn prepare(
+        &self,
+        key: &TaskKey,
+        prompt: &str,
+        via: Via,
+        live_marker: Option<String>,
+    ) -> Option<Prepared> {
         let dir = self.shared.store.task_dir(&key.0, key.1);
         let transcript = dir.transcript();
         let stderr = dir.stderr();
@@ -75,11 +190,15 @@ impl Supervisor {
         let n = rec.runs.len() as u32 + 1;
         let prompt_file = dir.prompt(n);
         let pf = prompt_file.clone();
-        let bytes = prompt.as_bytes().to_vec();
+        // A warm run's prompt file is written after the prompt reached the CLI (the same trip
+        // to the blocking pool): nothing stands between the user and the live CLI.
+        let bytes = (via != Via::Live).then(|| prompt.as_bytes().to_vec());
         let stale_cancel = dir.cancel_request();
         let (t_len, e_len) = match tokio::task::spawn_blocking(move || {
             let _ = std::fs::remove_file(&stale_cancel);
-            Store::write_file_private(&pf, &bytes).map_err(|e| e.to_string())?;
+            if let Some(bytes) = bytes {
+                Store::write_file_private(&pf, &bytes).map_err(|e| e.to_string())?;
+            }
             let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
             Ok::<_, String>((len(&transcript), len(&stderr)))
         })
@@ -97,16 +216,10 @@ impl Supervisor {
                 return None;
             }
         };
-        let session = if n == 1 {
-            SessionArg::New(&rec.session_id)
-        } else {
-            SessionArg::Resume(&rec.session_id)
-        };
-        let argv = invoke::argv(&rec.options, session);
-        // The run is published before the spawn so that a view reading the run's first bytes
-        // already knows where the run began.
+        // The run is published before the spawn (or the write to the live CLI) so that a view
+        // reading the run's first bytes already knows where the run began.
         let (cancel_tx, cancel_rx) = watch::channel(false);
-        let marker = new_marker();
+        let marker = live_marker.unwrap_or_else(new_marker);
         let cancelled_early;
         {
             let mut st = self.state();
@@ -116,6 +229,7 @@ impl Supervisor {
             entry.record.send_modify(|r| {
                 let mut run = Run::starting(n, prompt, t_len, e_len);
                 run.marker = Some(marker.clone());
+                run.via = Some(via);
                 r.runs.push(run);
                 r.status = Status::Running;
                 r.started_at_ms.get_or_insert(now_ms());
@@ -130,15 +244,18 @@ impl Supervisor {
         }
         // On disk before the spawn: the record then names the marker of every CLI that may be
         // running, so a backend that dies before it records the CLI's pid leaves a CLI the next
-        // one finds (`adopt`) instead of an orphan nobody ends (its stdin never closes).
-        self.update(key, |_| {}).await;
+        // one finds (`adopt`) instead of an orphan nobody ends (its stdin never closes). A live
+        // CLI's pid and marker are on disk already.
+        if via != Via::Live {
+            self.update(key, |_| {}).await;
+        }
         Some(Prepared {
             n,
             marker,
             dir,
             prompt_file,
             transcript_offset: t_len,
-            argv,
+            via,
             cancel: cancel_rx,
             changes: None,
         })
@@ -168,8 +285,17 @@ impl Supervisor {
                 .map_err(|e| e.to_string())
                 .and_then(|r| r.map_err(|e| e.to_string()))
         };
+        let argv = {
+            let st = self.state();
+            let rec = st.tasks.get(key).map(Entry::rec)?;
+            let session = match run.via {
+                Via::New => SessionArg::New(&rec.session_id),
+                Via::Resumed | Via::Live => SessionArg::Resume(&rec.session_id),
+            };
+            invoke::argv(&rec.options, session)
+        };
         let cfg = SpawnConfig {
-            argv: run.argv.clone(),
+            argv,
             cwd: self.run_cwd(key),
             stdin: fifo,
             stdin_fifo: true,
@@ -247,16 +373,20 @@ impl Supervisor {
     /// Opens the CLI's stdin, writes what of the handshake and the prompt did not fit in the
     /// FIFO before the spawn (on the blocking pool, not waited for: a long prompt waits there
     /// until the CLI reads it), and starts watching the CLI's requests.
-    async fn start_control(&self, key: &TaskKey, run: &Prepared, process: &Process) -> Watcher {
+    async fn start_control(
+        &self,
+        key: &TaskKey,
+        run: &Prepared,
+        process: Process,
+        prompt: &str,
+    ) -> Cli {
         let dir = run.dir.clone();
         let opened = tokio::task::spawn_blocking(move || Stdin::open(&dir, false))
             .await
             .unwrap_or_else(|e| Err(e.to_string()));
         let control = Arc::new(Mutex::new(Control::new(opened)));
-        if let Some(e) = self.state().tasks.get_mut(key) {
-            e.control = Some(control.clone());
-        }
-        lock(&control).sent = 1;
+        // The prompt is in the FIFO already.
+        lock(&control).expect(Written::of(prompt));
         if !process.stdin_rest.is_empty() {
             let (c, id, rest) = (control.clone(), key.1, process.stdin_rest.clone());
             tokio::task::spawn_blocking(move || {
@@ -265,143 +395,14 @@ impl Supervisor {
                 }
             });
         }
-        self.watch_control(key, &run.dir, run.transcript_offset, control)
-    }
-
-    /// The CLI's exit: by itself, ended by us once it is idle (then the flag is true), or
-    /// cancelled. Then no process of its tree is left.
-    async fn wait_for_exit(
-        &self,
-        process: &Process,
-        watcher: &Watcher,
-        cancel: &mut watch::Receiver<bool>,
-    ) -> (Exit, bool) {
-        let mut idle = watcher.idle.clone();
-        let exit = tokio::select! {
-            exit = process.wait() => (exit, false),
-            _ = wait_true(cancel) => (self.cancel_live(process, watcher).await, false),
-            _ = wait_true(&mut idle) => {
-                let grace = self.state().config.cancel_grace;
-                (process.end_idle(grace).await, true)
-            }
-        };
-        process.kill_leftovers();
-        exit
-    }
-
-    /// Cancel: the protocol's `interrupt` first (the CLI stops its tools and withdraws its
-    /// requests within ms, then it is idle and ends), the signal ladder when that does not
-    /// bring it to an end within the grace time.
-    async fn cancel_live(&self, process: &Process, watcher: &Watcher) -> Exit {
-        // Read now, not at spawn: shutdown shortens it.
-        let grace = self.state().config.cancel_grace;
-        let c = watcher.control.clone();
-        let wrote = tokio::time::timeout(
-            interrupt_wait(grace),
-            tokio::task::spawn_blocking(move || lock(&c).interrupt()),
+        let watcher = self.watch_control(key, &run.dir, run.transcript_offset, control);
+        Cli::new(
+            process.pid,
+            process.start_time,
+            process.marker.clone(),
+            Some(process),
+            watcher,
         )
-        .await;
-        if let Ok(Ok(Ok(()))) = wrote {
-            let mut idle = watcher.idle.clone();
-            tokio::select! {
-                exit = process.wait() => return exit,
-                _ = wait_true(&mut idle) => return process.end_idle(grace).await,
-                _ = tokio::time::sleep(interrupt_wait(grace)) => {}
-            }
-        }
-        process.cancel(grace).await
-    }
-
-    /// Finishes the run's record from what its part of the transcript says. A CLI that our
-    /// SIGTERM ended because it was idle exits as its last result says (as it does when its
-    /// stdin ends); any other end (it crashed first) stays as it was.
-    async fn finish(&self, key: &TaskKey, run: &Prepared, exit: Exit, ended_idle: bool) {
-        let (summary, cancelled) = self.run_ended(key, &run.dir, run.transcript_offset).await;
-        let by_our_term = matches!(exit, Exit::Signal(15) | Exit::Code(143));
-        let exit = match (&summary.result, ended_idle && by_our_term) {
-            (Some(r), true) => Exit::Code(i32::from(r.is_error)),
-            _ => exit,
-        };
-        let (status, error) = outcome(&summary, Some(exit), cancelled);
-        // Without a result line, the CLI's stderr is the only word on why it failed.
-        let stderr = if status == Status::Failed && summary.result.is_none() {
-            self.stderr_tail(key, &run.dir).await
-        } else {
-            Vec::new()
-        };
-        let error = stderr::explain(error, &stderr);
-        let changed = self.end_changes(key, None).await;
-        let rec = self
-            .update(key, |r| {
-                if let Some(res) = &summary.result {
-                    apply_result(r, res);
-                }
-                set_changes(r, changed);
-                if status == Status::Cancelled {
-                    r.cancel_requested = true;
-                }
-                finish_run(r, status, Some(exit), error);
-                if let Some(run) = r.current_run_mut() {
-                    run.stderr = stderr;
-                }
-            })
-            .await;
-        if let Some(rec) = rec {
-            log_info!(
-                "task #{} run {} ended: {}",
-                key.1,
-                run.n,
-                rec.status.as_str()
-            );
-            self.run_finished(&rec).await;
-            self.emit(status.as_str(), &rec);
-        }
-    }
-
-    /// After a run's process is gone: what its part of the transcript says, and whether a
-    /// cancel was asked for (here, or by another backend through the cancel-request file).
-    pub(super) async fn run_ended(
-        &self,
-        key: &TaskKey,
-        dir: &TaskDir,
-        offset: u64,
-    ) -> (RunSummary, bool) {
-        let path = dir.transcript();
-        let summary = tokio::task::spawn_blocking(move || summarize(&path, offset))
-            .await
-            .unwrap_or_default();
-        let cancelled = self
-            .state()
-            .tasks
-            .get(key)
-            .is_some_and(|e| e.record.borrow().cancel_requested)
-            || dir.cancel_request().exists();
-        (summary, cancelled)
-    }
-
-    /// The last lines of what the current run wrote on stderr.
-    async fn stderr_tail(&self, key: &TaskKey, dir: &TaskDir) -> Vec<String> {
-        let from = self
-            .state()
-            .tasks
-            .get(key)
-            .and_then(|e| e.record.borrow().current_run().map(|r| r.stderr_offset))
-            .unwrap_or(0);
-        let path = dir.stderr();
-        let read = tokio::task::spawn_blocking(move || {
-            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            let cut = len.saturating_sub(from) > stderr::TAIL_BYTES;
-            Store::read_tail(&path, from, stderr::TAIL_BYTES).map(|b| (b, cut))
-        })
-        .await;
-        match read {
-            Ok(Ok((bytes, cut))) => stderr::last_lines(&bytes, cut),
-            Ok(Err(e)) => {
-                log_warn!("task #{}: {e}", key.1);
-                Vec::new()
-            }
-            Err(_) => Vec::new(),
-        }
     }
 
     /// A run that could not even be prepared (its prompt could not be written).
@@ -418,23 +419,6 @@ impl Supervisor {
     }
 }
 
-/// How long an interrupt is given to end the turn before the ladder: the CLI does it in
-/// 6-40 ms, and the ladder after it must still fit in the grace Neovim gives on quitting.
-pub(super) fn interrupt_wait(grace: std::time::Duration) -> std::time::Duration {
-    (grace / 2).min(std::time::Duration::from_secs(1))
-}
-
-/// The current run's changes, as `end_changes` found them.
-pub(super) fn set_changes(
-    r: &mut crate::task::TaskRecord,
-    changed: Option<(RunChanges, Option<Vec<crate::task::FileChanged>>)>,
-) {
-    if let (Some((ch, files)), Some(run)) = (changed, r.current_run_mut()) {
-        run.changes = Some(ch);
-        run.files_changed = files;
-    }
-}
-
 fn append(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     std::fs::OpenOptions::new()
@@ -447,33 +431,21 @@ fn append(path: &Path, data: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::TaskRecord;
-    use crate::testutil::temp_path as tmp;
+    use crate::tasks::tests::supervisor_with_a_task;
 
     /// The run, with the marker its CLI will carry, is on disk before the spawn: a backend that
     /// dies between the spawn and the record of the CLI's pid leaves a CLI the next backend can
     /// find (`adopt`), not one that nobody ends.
     #[tokio::test(flavor = "current_thread")]
     async fn a_run_and_its_marker_are_on_disk_before_the_spawn() {
-        let root = tmp("marker-on-disk");
-        let _ = std::fs::remove_dir_all(&root);
-        let store = Store::open(&root).unwrap();
-        let cwd = "/a/project".to_string();
-        let (id, _) = store.allocate(&cwd).unwrap();
-        let sup = Supervisor::new(store, Arc::new(crate::testutil::NoEditor));
-        let key = (cwd.clone(), id);
-        let rec = TaskRecord::queued(
-            id,
-            "t".into(),
-            cwd.clone(),
-            "sid".into(),
-            Default::default(),
-            0,
-        );
-        sup.store().write_record(&rec).unwrap();
+        let (root, sup, key, rec) = supervisor_with_a_task("marker-on-disk", "t");
+        let (cwd, id) = key.clone();
         sup.state().tasks.insert(key.clone(), Entry::new(rec));
 
-        let prepared = sup.prepare(&key, "do it").await.expect("prepared");
+        let prepared = sup
+            .prepare(&key, "do it", Via::New, None)
+            .await
+            .expect("prepared");
         let on_disk = sup.store().read_record(&cwd, id).unwrap();
         let run = on_disk.current_run().expect("the run is on disk");
         assert_eq!(run.n, 1);

@@ -3,6 +3,7 @@
 
 use super::{Supervisor, TaskKey};
 use crate::log_info;
+use crate::store::DetachedTask;
 use crate::task::{now_ms, Status};
 use crate::tasks::config::OnExit;
 
@@ -18,6 +19,36 @@ impl Supervisor {
             "the editor went away: leaving {} task(s) running",
             st.running
         );
+        drop(st);
+        self.note_detached();
+    }
+
+    /// Names the tasks left running in the store's `detached.json`, for the next editor's
+    /// statusline (store/detached.rs).
+    fn note_detached(&self) {
+        let left: Vec<DetachedTask> = {
+            let st = self.state();
+            st.tasks
+                .values()
+                .filter(|e| e.active && !e.foreign)
+                .filter_map(|e| {
+                    let rec = e.record.borrow();
+                    let p = rec.process.as_ref()?;
+                    (rec.status == Status::Running).then(|| DetachedTask {
+                        cwd: rec.cwd.clone(),
+                        id: rec.id,
+                        name: rec.name.clone(),
+                        created_at_ms: rec.created_at_ms,
+                        started_at_ms: rec.started_at_ms,
+                        pid: p.pid,
+                        start_time: p.start_time,
+                    })
+                })
+                .collect()
+        };
+        if let Err(e) = self.shared.store.add_detached(&left) {
+            crate::log_warn!("cannot note the tasks left running: {e}");
+        }
     }
 
     /// Neovim closed the channel: apply `on_exit` and wait until every task this backend runs is
@@ -57,9 +88,16 @@ impl Supervisor {
             }
         }
         if policy == OnExit::Detach {
-            log_info!("shutdown: leaving running tasks running (on_exit = 'detach')");
+            log_info!(
+                "shutdown: leaving running tasks running and idle CLIs alive (on_exit = 'detach')"
+            );
+            self.note_detached();
             return;
         }
+        // Idle CLIs end cleanly (nothing runs in them); running tasks are cancelled below, and
+        // their CLIs are not kept once they end.
+        self.close_all_idle("the editor quits (on_exit = 'cancel')")
+            .await;
         loop {
             let notified = self.shared.idle.notified();
             tokio::pin!(notified);

@@ -2,7 +2,8 @@
 //! footers of the record's runs, parsing, rendering.
 
 use super::CHUNK;
-use crate::render::{FileText, Footer, FooterChanges, Header, Renderer};
+use crate::render::{FileText, Footer, FooterChanges, Header, Renderer, SaidLine};
+use crate::stream_json::echo::Written;
 use crate::stream_json::reader::LineFeed;
 use crate::task::{Status, TaskRecord};
 use crate::transcript::framing::{Framer, LineRef, Piece, MAX_LINE};
@@ -18,6 +19,8 @@ struct RunCursor {
     footed_runless: bool,
     /// Revert notes drawn (in the order of `notes`).
     noted: usize,
+    /// Runs whose messages (prompt, what was said) the renderer was given.
+    said_for: usize,
 }
 
 impl RunCursor {
@@ -27,8 +30,43 @@ impl RunCursor {
         while self.begun < rec.runs.len() && line.offset >= rec.runs[self.begun].transcript_offset {
             self.foot_through(self.begun, rec, r);
             let run = &rec.runs[self.begun];
-            r.separator(run.n, &run.prompt_title);
+            r.separator(run.n, &run.prompt_title, rec.via_of(self.begun));
             self.begun += 1;
+        }
+        self.sync_said(rec, r);
+    }
+
+    /// Gives the renderer the current run's messages: its prompt when it begins, then what
+    /// is said to it as the record lists it.
+    fn sync_said(&mut self, rec: &TaskRecord, r: &mut Renderer) {
+        // A run whose footer is drawn takes nothing more (what it never took was drawn then).
+        if self.footed >= self.begun {
+            return;
+        }
+        let Some(run) = rec.runs.get(self.begun.wrapping_sub(1)) else {
+            return;
+        };
+        if self.said_for < self.begun {
+            let prompt = run
+                .prompt_len
+                .zip(run.prompt_hash)
+                .map(|(len, hash)| Written { len, hash });
+            r.run_begins(prompt);
+            self.said_for = self.begun;
+        }
+        if r.said_known() != run.said.len() {
+            let lines: Vec<SaidLine> = run
+                .said
+                .iter()
+                .map(|s| SaidLine {
+                    title: s.title.clone(),
+                    written: Written {
+                        len: s.len,
+                        hash: s.hash,
+                    },
+                })
+                .collect();
+            r.set_said(&lines);
         }
     }
 
@@ -52,14 +90,18 @@ impl RunCursor {
                 denied: &[],
                 permissions: rec.options.permissions,
                 changes: None,
+                interrupted: false,
+                task_cost_usd: None,
             });
             self.footed_runless = true;
         }
+        self.sync_said(rec, r);
         while self.footed < rec.runs.len() && rec.runs[self.footed].status.is_finished() {
             if self.begun <= self.footed {
                 let run = &rec.runs[self.footed];
-                r.separator(run.n, &run.prompt_title);
+                r.separator(run.n, &run.prompt_title, rec.via_of(self.footed));
                 self.begun = self.footed + 1;
+                self.sync_said(rec, r);
             }
             self.foot_through(self.footed + 1, rec, r);
         }
@@ -69,6 +111,9 @@ impl RunCursor {
     fn foot_through(&mut self, end: usize, rec: &TaskRecord, r: &mut Renderer) {
         while self.footed < end {
             let run = &rec.runs[self.footed];
+            // The task's total so far, beside a run's own cost once there are several runs.
+            let task_cost = (rec.runs.len() > 1)
+                .then(|| rec.runs[..=self.footed].iter().map(|x| x.cost_usd).sum());
             r.footer(&Footer {
                 status: run.status,
                 duration_ms: run.duration_ms,
@@ -79,6 +124,8 @@ impl RunCursor {
                 denied: &run.denied,
                 permissions: rec.options.permissions,
                 changes: footer_changes(run),
+                interrupted: run.interrupted && run.status == Status::Cancelled,
+                task_cost_usd: task_cost,
             });
             self.footed += 1;
             self.notes_through(rec, r);
@@ -176,6 +223,7 @@ impl Pipeline {
                 footed: 0,
                 footed_runless: false,
                 noted: 0,
+                said_for: 0,
             },
             framer: Framer::new(MAX_LINE, 0),
             lines: LineFeed::new(transcript),
@@ -198,6 +246,7 @@ impl Pipeline {
     /// The next bytes of the transcript; `rec` is at least as new as the read that got them.
     pub(super) fn push(&mut self, chunk: &[u8], rec: &TaskRecord) {
         self.started(rec);
+        self.cursor.sync_said(rec, &mut self.renderer);
         self.framer.push_pieces(chunk, |piece| {
             if let Piece::Line(line) = piece {
                 self.cursor.before_line(line, rec, &mut self.renderer);
@@ -285,7 +334,7 @@ pub fn render_all(rec: &TaskRecord, transcript: &std::path::Path) -> std::io::Re
 mod tests {
     use super::*;
     use crate::stream_json::reader::LONG_STRING;
-    use crate::testutil::{finished_record, fixtures, fixtures_root};
+    use crate::testutil::{finished_record, fixture_dir, fixtures, fixtures_root};
     use crate::transcript::framing::Line;
 
     /// The view's way (lines lent by the framer, text deltas rendered in place) must render
@@ -398,6 +447,53 @@ mod tests {
             assert!(over_cap.contains(kind), "{kind} missing from {over_cap:?}");
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A view wakes again after a run's footer (the record changes, the file is read to its end
+    /// once more): what was said to that run was drawn before its footer and must not come back
+    /// as waiting at the buffer's end (its renderer state was reset by the footer).
+    #[test]
+    fn a_footed_run_takes_no_more_said_messages() {
+        let path = fixture_dir().join("control-live-queued-two/stdout.jsonl");
+        let data = std::fs::read(&path).unwrap();
+        let mut rec = finished_record();
+        let prompt = Written::of("SCENARIO:slow chunks=8 delay=0.15 first turn");
+        rec.runs[0].prompt_len = Some(prompt.len);
+        rec.runs[0].prompt_hash = Some(prompt.hash);
+        for text in ["SCENARIO:hello queued one", "SCENARIO:remember queued two"] {
+            let w = Written::of(text);
+            rec.runs[0].said.push(crate::task::Said {
+                title: text.into(),
+                len: w.len,
+                hash: w.hash,
+                at_ms: 0,
+            });
+        }
+        let mut pipe = Pipeline::new(&rec, &path);
+        let mut out = Vec::new();
+        pipe.push(&data, &rec);
+        assert!(pipe.caught_up(&rec));
+        // The next wakes of the view: nothing more was written.
+        for _ in 0..2 {
+            pipe.push(&[], &rec);
+            assert!(!pipe.caught_up(&rec));
+        }
+        while let Some(u) = pipe.renderer.take_update() {
+            u.apply_to(&mut out);
+        }
+        let own: Vec<&String> = out.iter().filter(|l| l.starts_with("› ")).collect();
+        assert_eq!(
+            own,
+            [
+                "› SCENARIO:hello queued one · a turn of its own",
+                "› SCENARIO:remember queued two · a turn of its own"
+            ],
+            "{out:#?}"
+        );
+        assert!(
+            out.last().is_some_and(|l| l.starts_with("✓ done")),
+            "{out:#?}"
+        );
     }
 
     /// A long line cut on the way (its bytes handed over by the framer) renders exactly as one

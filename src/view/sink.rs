@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::render::Update;
+use crate::render::{Fold, Update};
 
 pub const FRAME: Duration = Duration::from_millis(16);
 pub const MAX_LINES_PER_CALL: usize = 10_000;
@@ -23,6 +23,8 @@ pub const MAX_BYTES_PER_CALL: usize = 128 * 1024;
 struct Carry {
     start: usize,
     lines: VecDeque<String>,
+    /// Folds of those lines (a fold may reach past the lines a call takes).
+    folds: Vec<Fold>,
 }
 
 #[derive(Default)]
@@ -58,12 +60,19 @@ impl Sink {
                 self.carry_bytes -= bytes_of(c.lines.range(keep..));
                 c.lines.truncate(keep);
                 c.lines.extend(u.lines);
+                let end = c.start + keep;
+                c.folds.retain_mut(|f| {
+                    f.last = f.last.min(end.saturating_sub(1));
+                    f.first < end && f.last > f.first
+                });
+                c.folds.extend(u.folds);
                 self.carry_bytes += added;
             }
             _ => {
                 self.carry = Some(Carry {
                     start: u.start,
                     lines: u.lines.into(),
+                    folds: u.folds,
                 });
                 self.carry_bytes = added;
             }
@@ -135,9 +144,14 @@ impl Sink {
             bytes += l.len() + 1;
             n += 1;
         }
+        // The folds that begin in these lines go with them; Lua closes one once its last line
+        // is in the buffer too.
+        let end = c.start + n;
+        let split = c.folds.partition_point(|f| f.first < end);
         let batch = Update {
             start: c.start,
             lines: c.lines.drain(..n).collect(),
+            folds: c.folds.drain(..split).collect(),
         };
         c.start += n;
         if c.lines.is_empty() {
@@ -161,6 +175,7 @@ mod tests {
         Update {
             start,
             lines: lines.iter().map(|s| s.to_string()).collect(),
+            folds: Vec::new(),
         }
     }
 
@@ -173,6 +188,56 @@ mod tests {
         assert_eq!(b.start, 0);
         assert_eq!(b.lines, vec!["a", "b", "partial", "c"]);
         assert!(!s.has_pending());
+    }
+
+    fn fold(first: usize, last: usize) -> Fold {
+        Fold { first, last }
+    }
+
+    #[test]
+    fn folds_go_with_the_call_of_their_first_line_and_go_when_replaced() {
+        let mut s = Sink::new();
+        let lines: Vec<String> = (0..MAX_LINES_PER_CALL + 20)
+            .map(|i| i.to_string())
+            .collect();
+        s.offer(Update {
+            start: 0,
+            lines,
+            folds: vec![
+                fold(5, 9),
+                fold(MAX_LINES_PER_CALL - 2, MAX_LINES_PER_CALL + 3),
+            ],
+        });
+        // A later update from line 40 takes no fold before it, and brings its own.
+        s.offer(Update {
+            start: 40,
+            lines: vec!["x".into(); MAX_LINES_PER_CALL],
+            folds: vec![fold(41, 45)],
+        });
+        let now = Instant::now();
+        let a = s.next_batch(now).unwrap();
+        assert_eq!(a.folds, vec![fold(5, 9), fold(41, 45)]);
+        // An update from inside a fold keeps the lines before it.
+        let mut s = Sink::new();
+        s.offer(Update {
+            start: 0,
+            lines: vec!["y".into(); 20],
+            folds: vec![fold(2, 10), fold(12, 15)],
+        });
+        s.offer(up(8, &["z"]));
+        let b = s.next_batch(now).unwrap();
+        assert_eq!((b.lines.len(), b.folds), (9, vec![fold(2, 7)]));
+        // A fold that reaches past a call's lines goes with the call it begins in.
+        let mut s = Sink::new();
+        s.offer(Update {
+            start: 0,
+            lines: (0..MAX_LINES_PER_CALL + 5).map(|i| i.to_string()).collect(),
+            folds: vec![fold(MAX_LINES_PER_CALL - 1, MAX_LINES_PER_CALL + 2)],
+        });
+        let c = s.next_batch(now).unwrap();
+        let d = s.next_batch(now).unwrap();
+        assert_eq!(c.folds.len(), 1);
+        assert!(d.folds.is_empty());
     }
 
     #[test]
@@ -188,7 +253,11 @@ mod tests {
     fn large_updates_are_cut_into_calls() {
         let mut s = Sink::new();
         let lines: Vec<String> = (0..25_000).map(|i| i.to_string()).collect();
-        s.offer(Update { start: 7, lines });
+        s.offer(Update {
+            start: 7,
+            lines,
+            ..Update::default()
+        });
         let now = Instant::now();
         let a = s.next_batch(now).unwrap();
         let b = s.next_batch(now).unwrap();
@@ -208,7 +277,11 @@ mod tests {
         let mut lines = vec![big.clone()];
         lines.extend((0..600).map(|_| line.clone()));
         let total = bytes_of(&lines);
-        s.offer(Update { start: 0, lines });
+        s.offer(Update {
+            start: 0,
+            lines,
+            ..Update::default()
+        });
         assert_eq!(s.pending_bytes(), total);
         let now = Instant::now();
         let a = s.next_batch(now).unwrap();
@@ -243,7 +316,11 @@ mod tests {
     fn an_update_arriving_between_chunks_merges_with_the_rest() {
         let mut s = Sink::new();
         let lines: Vec<String> = (0..10_002).map(|i| i.to_string()).collect();
-        s.offer(Update { start: 0, lines });
+        s.offer(Update {
+            start: 0,
+            lines,
+            ..Update::default()
+        });
         let now = Instant::now();
         s.next_batch(now).unwrap();
         // The last line grew and a new one came.
@@ -257,7 +334,11 @@ mod tests {
     fn a_backlog_is_due_at_once() {
         let mut s = Sink::new();
         let lines: Vec<String> = (0..3 * MAX_LINES_PER_CALL).map(|i| i.to_string()).collect();
-        s.offer(Update { start: 0, lines });
+        s.offer(Update {
+            start: 0,
+            lines,
+            ..Update::default()
+        });
         let t = Instant::now();
         s.next_batch(t);
         // Two full calls wait: no frame to wait for.

@@ -118,10 +118,11 @@ async fn write_in_order(
         let _ = s.await;
     }
     let turn = to.turn().await?;
+    let folds: Vec<_> = batch.folds.iter().map(|f| (f.first, f.last)).collect();
     let (sent, mut on_its_way) = oneshot::channel();
     let call = to
         .editor
-        .write_lines(to.buf, batch.start, &batch.lines, sent);
+        .write_folded(to.buf, batch.start, &batch.lines, &folds, sent);
     tokio::pin!(call);
     // Held until the request is on its way: the gate, and the next write's go-ahead.
     let mut handoff = Some((turn, next_sent));
@@ -152,7 +153,7 @@ async fn write_in_order(
     // Lua, whose replace-to-the-end may have removed these lines: redo it, after that one.
     let _turn = to.turn().await?;
     to.editor
-        .write_fallback(to.buf, batch.start, &batch.lines)
+        .write_fallback_folded(to.buf, batch.start, &batch.lines, &folds)
         .await?;
     Ok(Outcome::Redone)
 }

@@ -59,8 +59,8 @@ A request without tools (a "side" request such as title generation, only made wh
 nonessential traffic is enabled) gets a short text answer and never consumes a scenario.
 
 Every request is logged as one JSON object per line to ``--log FILE``:
-``{"seq", "t", "method", "path", "headers", "body" (parsed JSON or text), "scenario", "step",
-"reply"}``; after a streamed answer a ``{"seq", "event": "stream_done" | "stream_cut" |
+``{"seq", "t", "mono_ns" (when the request line arrived, CLOCK_MONOTONIC ns), "method", "path",
+"headers", "body" (parsed JSON or text), "scenario", "step", "reply"}``; after a streamed answer a ``{"seq", "event": "stream_done" | "stream_cut" |
 "client_gone"}`` line follows.
 
 Start: ``python3 mock_anthropic.py [--port 0] [--port-file F] [--log F]``. It prints
@@ -486,6 +486,12 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
         pass
 
+    def parse_request(self) -> bool:
+        # Called as soon as the request line is read: when the request reached us, on the
+        # clock (CLOCK_MONOTONIC) other processes' timestamps use (vim.uv.hrtime()).
+        self._arrived_ns = time.monotonic_ns()
+        return super().parse_request()
+
     # -- plumbing ---------------------------------------------------------------------------
 
     def _read_body(self) -> bytes:
@@ -532,6 +538,7 @@ class Handler(BaseHTTPRequestHandler):
         return {
             "seq": seq,
             "t": _now(),
+            "mono_ns": getattr(self, "_arrived_ns", None),
             "method": self.command,
             "path": self.path,
             "headers": {k.lower(): v for k, v in self.headers.items()

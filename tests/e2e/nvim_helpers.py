@@ -49,7 +49,7 @@ DEFAULT_NVIM_BINS = [
 # The footer of a run, as DESIGN.md §1 specifies it (`✓ done in …`, `✗ failed: …`,
 # `■ cancelled`). Content lines may also start with ✗ / ■ (`✗ API Error: …`,
 # `■ interrupted by user`), so the match is on the words too.
-FOOTER_RE = re.compile(r"^(✓ done|✗ failed|■ cancelled)")
+FOOTER_RE = re.compile(r"^(✓ done|✗ failed|■ cancelled|■ interrupted( after|$| ·))")
 
 
 def nvim_bins() -> tuple[list[str], bool]:
@@ -113,11 +113,11 @@ vim.notify = function(msg, level, _)
   table.insert(_G.__e2e.notes, { msg = tostring(msg), level = level or vim.log.levels.INFO })
 end
 
--- The buffer named claude-tasks://<id> (the public name), or nil.
+-- The output buffer of task <id> of the current directory (b:claude_task), or nil.
 function _G.__e2e.buf(id)
-  local name = "claude-tasks://" .. tostring(id)
   for _, b in ipairs(vim.api.nvim_list_bufs()) do
-    if vim.api.nvim_buf_is_valid(b) and vim.api.nvim_buf_get_name(b) == name then
+    local t = vim.api.nvim_buf_is_valid(b) and vim.b[b].claude_task
+    if type(t) == "table" and t.id == id and t.cwd == vim.fn.getcwd() then
       return b
     end
   end
@@ -161,7 +161,7 @@ end
 """
 
 # FOOTER_RE as a Vim regex (very magic).
-_FOOTER_VIM_RE = r"\v^(✓ done|✗ failed|■ cancelled)"
+_FOOTER_VIM_RE = r"\v^(✓ done|✗ failed|■ cancelled|■ interrupted( after|$| ·))"
 
 # A Lua expression, with ... = (task id, Lua pattern): the task's buffer has a matching line.
 HAS_LINE = ("(function(id, pat) local l = _G.__e2e.lines(id); if l == vim.NIL then return false"
@@ -277,7 +277,7 @@ class ChildNvim:
         return self.events(id_, "ClaudeTaskDone")[n - 1]["data"]
 
     def buffer_lines(self, id_: int) -> list[str] | None:
-        """The lines of the buffer ``claude-tasks://<id>``, or None when there is none."""
+        """The lines of task <id>'s output buffer, or None when there is none."""
         return self.lua("return _G.__e2e.lines(...)", id_)
 
     def buffer_text(self, id_: int) -> str:
@@ -288,7 +288,7 @@ class ChildNvim:
         / ``■ cancelled…``, and the lines under it: stderr, a hint); returns the lines."""
         try:
             return self.wait_for("_G.__e2e.footer_lines(...)", id_, n, _FOOTER_VIM_RE,
-                                 timeout=timeout, what=f"footer #{n} in claude-tasks://{id_}")
+                                 timeout=timeout, what=f"footer #{n} in the output of #{id_}")
         except AssertionError as e:
             raise AssertionError(f"{e}\n{self.diagnostics(id_)}") from None
 
@@ -397,7 +397,10 @@ class Editors:
         self.log_path: Path | None = None  # the backends' log (shared)
 
     def options(self, **setup: Any) -> dict:
-        opts = {"binary": str(self.backend), "cmd": self.cmd, "notify": True}
+        # focus: the scenarios drive the output window a task opens; confirm: they cancel with
+        # :ClaudeTasks cancel, and a headless child has nobody to answer vim.ui.select.
+        opts = {"binary": str(self.backend), "cmd": self.cmd, "notify": True, "focus": True,
+                "confirm": False}
         opts.update(setup)
         return opts
 
@@ -413,7 +416,7 @@ class Editors:
     def open_fresh(self, nv: ChildNvim, task_id: int) -> None:
         """Opens the task in nv for ``fresh_render``: `:ClaudeTasks open <id>`."""
         nv.command(f"ClaudeTasks open {task_id}")
-        assert nv.lua("return vim.api.nvim_buf_get_name(0)") == f"claude-tasks://{task_id}"
+        assert nv.lua("return vim.b.claude_task.id") == task_id
 
     def fresh_render(self, task_id: int) -> list[str]:
         """The task's output as a new Neovim (new backend) renders it from disk."""

@@ -190,7 +190,9 @@ def test_history_picker_replay_list_all_and_retention(editors, fake, project_dir
     b.lua(_SELECT_STUB)
     b.command("ClaudeTasks")
     [sel] = b.lua("return _G.__sel")
-    items, shown = sel["items"], sel["shown"]
+    # This project's tasks, then an entry for the other projects' (issue 23, item 18).
+    assert sel["items"][-1] == {"others": True} and sel["shown"][-1] == "… tasks of other projects"
+    items, shown = sel["items"][:-1], sel["shown"][:-1]
     assert [(t["id"], t["status"]) for t in items] == [(2, "completed"), (1, "completed")], items
     by_id = {t["id"]: t for t in items}
     for done, name in ((a_done1, "first task"), (a_done2, "second task")):
@@ -208,7 +210,7 @@ def test_history_picker_replay_list_all_and_retention(editors, fake, project_dir
     # `:ClaudeTasks open <id>` replays the whole transcript: what A showed, line for line.
     for task_id, want in ((1, a_lines1), (2, a_lines2)):
         b.command(f"ClaudeTasks open {task_id}")
-        assert b.lua("return vim.api.nvim_buf_get_name(0)") == f"claude-tasks://{task_id}"
+        assert b.lua("return vim.b.claude_task.id") == task_id
         assert b.wait_footer(task_id) == want
     # B's backend did not run (or re-run) anything
     assert b.events() == [], b.events()
@@ -227,6 +229,14 @@ def test_history_picker_replay_list_all_and_retention(editors, fake, project_dir
     assert [(t["id"], t["cwd"]) for t in everywhere] == [
         (1, str(other)), (2, str(project_dir)), (1, str(project_dir))], everywhere
     assert [t["status"] for t in everywhere] == ["completed"] * 3
+    # The picker shows the other project's task on request only.
+    b.lua("_G.__sel = {}")
+    b.command("ClaudeTasks")
+    assert [(t.get("id"), t.get("cwd")) for t in b.lua("return _G.__sel")[0]["items"]] == [
+        (2, str(project_dir)), (1, str(project_dir)), (None, None)]
+    b.command("ClaudeTasks pick all")
+    assert [(t["id"], t["cwd"]) for t in b.lua("return _G.__sel")[1]["items"]] == [
+        (1, str(other)), (2, str(project_dir)), (1, str(project_dir))]
 
     # Retention: keep = 2, then a third task: the oldest finished one is disposed of.
     dir1 = Path(here[1]["dir"])
@@ -268,7 +278,8 @@ def test_detached_task_is_readopted_and_followed_live(editors, fake):
     old_backend = editors.quit(a)
     assert old_backend
     log = log_lines(editors, old_backend)
-    assert any(ln.endswith("shutdown: leaving running tasks running (on_exit = 'detach')")
+    assert any(ln.endswith("shutdown: leaving running tasks running and idle CLIs alive"
+                           " (on_exit = 'detach')")
                for ln in log), log
 
     # The CLI keeps running without any backend: alive, no longer the old backend's child,
@@ -290,7 +301,7 @@ def test_detached_task_is_readopted_and_followed_live(editors, fake):
 
         b = editors.new()
         b.command(f"ClaudeTasks open {task_id}")
-        assert b.lua("return vim.api.nvim_buf_get_name(0)") == f"claude-tasks://{task_id}"
+        assert b.lua("return vim.b.claude_task.id") == task_id
         buf = watch_buffer(b, task_id)
         b_backend = b.backend_pid()
         rec = b.get(task_id)
@@ -315,8 +326,11 @@ def test_detached_task_is_readopted_and_followed_live(editors, fake):
     assert_fake_lines_transcript(transcript, n)
     assert_shows_fake_lines(lines, n, once=True)
     assert editors.fresh_render(task_id) == lines
-    assert not helpers.pid_alive(cli)
-    assert b.get(task_id)["status"] == "completed"
+    # B keeps the CLI it adopted alive and idle for a follow-up (keep_alive_ms).
+    rec = b.get(task_id)
+    assert rec["status"] == "completed"
+    assert rec["live"] and rec["process"]["pid"] == cli, rec
+    assert helpers.pid_alive(cli)
     assert error_notes(b) == []
 
 
@@ -338,8 +352,10 @@ def test_readopted_task_leaves_no_tool_process(editors, fake, tmp_path):
         b.command(f"ClaudeTasks open {task_id}")
         b.wait_owned(task_id, b.backend_pid())
     assert b.wait_done(task_id)["status"] == "completed", b.diagnostics(task_id)
-    # As after a run the backend started itself: the CLI's leftover tool processes are killed.
-    wait_gone(tree, None, 3, "the re-adopted task's tree after it ended")
+    # Its CLI idles, kept for a follow-up; closed, nothing of its tree is left, as after a
+    # run the backend started itself.
+    b.command(f"ClaudeTasks cancel {task_id}")
+    wait_gone(tree, None, 3, "the re-adopted task's tree after its CLI closed")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,7 +366,8 @@ def test_readopted_task_leaves_no_tool_process(editors, fake, tmp_path):
 def test_follow_up_after_completed_resumes_the_session(editors, fake, tmp_path):
     record = tmp_path / "rec"
     argv_file, stdin_file = Path(f"{record}.argv"), Path(f"{record}.stdin")
-    a = editors.new(cmd=[str(fake), f"--fake-record={record}"])
+    # A new CLI for the follow-up: keep_alive_ms = 0 (the warm follow-up is test_live_e2e's).
+    a = editors.new(cmd=[str(fake), f"--fake-record={record}"], keep_alive_ms=0)
     a.command("ClaudeTask first question")
     task_id = 1
     first = a.wait_done(task_id)
@@ -373,8 +390,8 @@ def test_follow_up_after_completed_resumes_the_session(editors, fake, tmp_path):
     assert stdin_file.read_bytes() == b"more please"
 
     lines = a.wait_footer(task_id, n=2)
-    seps = [i for i, ln in enumerate(lines) if ln.startswith("── follow-up")]
-    assert [lines[i] for i in seps] == ["── follow-up #2: more please ──"], lines
+    seps = [i for i, ln in enumerate(lines) if ln.startswith("── ↻ follow-up")]
+    assert [lines[i] for i in seps] == ["── ↻ follow-up #2 (resumed): more please ──"], lines
     footers = [i for i, ln in enumerate(lines) if FOOTER_RE.match(ln)]
     assert len(footers) == 2 and footers[0] < seps[0] < footers[1], lines
     assert all(lines[i].startswith("✓ done") for i in footers), lines
@@ -392,8 +409,9 @@ def test_follow_up_after_completed_resumes_the_session(editors, fake, tmp_path):
     assert rec["duration_ms"] == sum(r["duration_ms"] for r in runs)
     assert second["cost_usd"] == pytest.approx(rec["cost_usd"])
     assert second["num_turns"] == rec["num_turns"]
-    # the second footer shows the second run's numbers
-    assert lines[footers[1]].endswith(f"2 turns · ${BUILTIN_COST:.4f}"), lines[footers[1]]
+    # the second footer shows the second run's numbers, and the task's total beside them
+    assert lines[footers[1]].endswith(
+        f"2 turns · ${BUILTIN_COST:.4f} · task ${2 * BUILTIN_COST:.4f}"), lines[footers[1]]
     assert editors.fresh_render(task_id) == lines
 
 
@@ -444,7 +462,7 @@ def test_follow_up_after_interrupted_resumes_the_session(editors, fake, tmp_path
     argv_file.unlink()
     pids_file.unlink()
     b.command(f"ClaudeTasks resume {task_id} go on please")
-    assert b.lua("return vim.api.nvim_buf_get_name(0)") == f"claude-tasks://{task_id}"
+    assert b.lua("return vim.b.claude_task.id") == task_id
     helpers.wait_for(argv_file.exists, 30, "the follow-up's CLI to start")
     argv = argv_file.read_text().splitlines()
     assert f"--resume={session}" in argv, argv
@@ -461,7 +479,7 @@ def test_follow_up_after_interrupted_resumes_the_session(editors, fake, tmp_path
     cancelled = wait_event(b, "ClaudeTaskCancelled", task_id, editors.cwd, timeout=30)
     assert cancelled["status"] == "cancelled"
     lines = b.wait_footer(task_id, n=1)
-    sep = lines.index("── follow-up #2: go on please ──")
+    sep = lines.index("── ↻ follow-up #2 (resumed): go on please ──")
     interrupted = [i for i, ln in enumerate(lines) if ln == "⚠ interrupted"]
     assert interrupted and interrupted[0] < sep, lines
     assert lines[-1].startswith("■ cancelled"), lines
@@ -501,7 +519,8 @@ end)(...)"""
 
 @on_nvims()
 def test_two_editors_share_one_project(editors, fake, tmp_path):
-    opts = {"concurrency": "parallel", "max_running": 20}
+    # No CLI kept idle after its run: at the end the backend has no child left at all.
+    opts = {"concurrency": "parallel", "max_running": 20, "keep_alive_ms": 0}
     a = editors.new(**opts)
     b = editors.new(**opts)
     # both backends up, then both editors start 10 tasks at the same time
@@ -634,7 +653,7 @@ def test_export_markdown_on_completion(editors, project_dir):
     assert a.wait_done(task_id, n=2)["status"] == "completed"
     lines = a.wait_footer(task_id, n=2)
     check_export(path, a.get(task_id), lines)
-    assert "── follow-up #2: and again ──" in lines
+    assert "── ↻ follow-up #2 (live): and again ──" in lines
 
 
 @on_nvims()
@@ -668,7 +687,7 @@ def test_real_cli_backend_killed_mid_stream_is_readopted(cli_editors, project_di
     nv = cli_editors.new()
     nv.command("ClaudeTask SCENARIO:slow chunks=20 delay=0.3")
     task_id = 1
-    assert nv.lua("return vim.api.nvim_buf_get_name(0)") == f"claude-tasks://{task_id}"
+    assert nv.lua("return vim.b.claude_task.id") == task_id
     old = nv.backend_pid()
     cli = nv.task_pid(task_id)
     cli_editors.keep_an_eye_on(cli)

@@ -5,7 +5,7 @@ CLI talking to the mock Messages API (mock_anthropic.py).
 Each test starts tasks with ``:ClaudeTask`` / ``:ClaudeTasks`` (or ``require("claude-tasks")
 .start(prompt, opts)`` where a per-task option differs), waits for ``User ClaudeTaskDone``
 (recorded in the child by an autocmd, polled; timeouts are failure guards only), and checks the
-output buffer ``claude-tasks://<id>``, the event data, the files and processes left behind, and
+output buffer of the task (``b:claude_task``), the event data, the files and processes left behind, and
 what the mock received.
 
 Every scenario runs on each Neovim binary (``NVIM_BINS``, colon-separated, or the two local
@@ -51,11 +51,12 @@ def make_nvim(cli_editors, claude_home, mock_server, tmp_path):
 
 
 def current_task_id(nv: ChildNvim) -> int:
-    """The id of the task whose output the current window shows (``claude-tasks://<id>``)."""
-    name = nv.lua("return vim.api.nvim_buf_get_name(0)")
-    m = re.fullmatch(r"claude-tasks://(\d+)", name)
-    assert m, f"the current buffer is {name!r}, not a task output buffer"
-    return int(m.group(1))
+    """The id of the task whose output the current window shows (``b:claude_task``)."""
+    task = nv.lua("return vim.b.claude_task")
+    name = nv.lua("return vim.fn.bufname()")
+    assert task, f"the current buffer is {name!r}, not a task output buffer"
+    assert re.fullmatch(r"claude #%d .*" % task["id"], name), name
+    return int(task["id"])
 
 
 def no_queued(patterns: list[str]) -> list[str]:
@@ -229,19 +230,21 @@ def test_bash_call_with_folded_output(make_nvim):
     calls = [i for i, ln in enumerate(lines) if ln.startswith("● Bash(")]
     assert len(calls) == 1, lines
     assert lines[calls[0]] == "● Bash(seq 1 12)"
-    # the output, folded: the first lines, then "… N more lines", then the next block
+    # the output, whole, its lines after the fifth in a closed fold that says how many
     block = []
     for ln in lines[calls[0] + 1:]:
         if ln.strip() == "":
             break
         block.append(ln)
     assert block[0] == "  ⎿ 1", block
-    assert [b.strip() for b in block[1:3]] == ["2", "3"], block
-    more = [b for b in block if re.fullmatch(r"\s*… \d+ more lines", b)]
-    assert len(more) == 1, block
-    shown = len(block) - 1  # output lines shown above the "… N more lines" line
-    assert int(re.search(r"\d+", more[0]).group()) == 12 - shown, block
-    assert "12" not in [b.strip() for b in block], block
+    assert [b.strip() for b in block[1:]] == [str(i) for i in range(2, 13)], block
+    row = calls[0] + 2 + 5  # 1-based: the call, the first five lines, then the fold
+    fold = nv.lua("local b, r = ...; return vim.api.nvim_buf_call(b, function()"
+                  " return { vim.fn.foldclosed(r), vim.fn.foldclosedend(r),"
+                  " vim.fn.foldtextresult(r) } end)",
+                  nv.lua("return _G.__e2e.buf(...)", task_id), row)
+    assert fold[:2] == [row, row + 6], (fold, block)
+    assert fold[2].startswith("    … 7 more lines"), fold
     assert any(ln.startswith("Bash step finished.") for ln in lines)
 
 
@@ -405,7 +408,7 @@ def test_follow_up_resumes_the_session(make_nvim, mock_server):
 
     lines = nv.wait_footer(task_id, n=2)
     text = "\n".join(lines)
-    seps = [i for i, ln in enumerate(lines) if ln.startswith("── follow-up #2")]
+    seps = [i for i, ln in enumerate(lines) if ln.startswith("── ↻ follow-up #2 (live)")]
     assert len(seps) == 1, text
     assert "what did I say?" in lines[seps[0]]
     footers = [i for i, ln in enumerate(lines) if nvim_helpers.FOOTER_RE.match(ln)]

@@ -164,10 +164,13 @@ def test_a_waiting_task_survives_an_editor_restart_with_detach_and_is_answered(
     b.command(f"ClaudeTasks allow {task_id}")
     helpers.wait_for(lambda: (project_dir / "after-restart").exists(), 30,
                      "the allowed command to run")
-    helpers.wait_for(lambda: not helpers.pid_alive(cli), 30, "the idle CLI to be ended")
     rec = b.wait_for("(function(id) local t = require('claude-tasks').get(id);"
                      " return t.status == 'completed' and t end)(...)", task_id)
     assert rec["pending"] == []
+    # The new editor's backend keeps the CLI it adopted, idle, for a follow-up.
+    assert rec["live"] and rec["process"]["pid"] == cli, rec
+    b.command(f"ClaudeTasks cancel {task_id}")
+    helpers.wait_for(lambda: not helpers.pid_alive(cli), 30, "the idle CLI to be closed")
 
 
 @on_nvims()

@@ -268,6 +268,16 @@ async fn every_way_the_cli_can_end_is_reported_exactly() {
                 "KILL" | "9" => 9,
                 _ => 11,
             };
+            // A run ends at its result (its CLI may stay, idle): a death right after it is the
+            // run's exit only when the backend sees it before the result line. Either way the
+            // result decides the outcome, and a signal recorded is the right one.
+            if *status == "completed" {
+                assert!(
+                    run["signal"].is_null() || run["signal"] == n,
+                    "{args:?}: {run:#}"
+                );
+                continue;
+            }
             assert_eq!(run["signal"], n, "{args:?}");
             assert_eq!(end["exit_code"], 128 + n, "{args:?}");
         }

@@ -111,8 +111,27 @@ def child(nvim_bin, tmp_path, monkeypatch):
             vim.opt.runtimepath:prepend(root)
             vim.cmd("runtime plugin/claude-tasks.lua")
             _G.__notes = {}
+            _G.__builtin_notify = vim.notify
             vim.notify = function(msg, level)
               table.insert(_G.__notes, { msg = msg, level = level or vim.log.levels.INFO })
+            end
+            -- Headless, these would wait for keys nobody types (input(), inputlist()) or
+            -- answer at once (confirm()): recorded, and answered from _G.__answers (default:
+            -- nothing) and _G.__confirm (default: 1, the first choice: "yes"). A question
+            -- through vim.ui.select (kind claude-tasks.confirm) is in _G.__confirms too.
+            _G.__inputs, _G.__answers, _G.__confirms = {}, {}, {}
+            vim.ui.input = function(opts, cb)
+              table.insert(_G.__inputs, opts.prompt or "")
+              cb(table.remove(_G.__answers, 1))
+            end
+            vim.fn.confirm = function(msg)
+              table.insert(_G.__confirms, msg)
+              return _G.__confirm or 1
+            end
+            vim.ui.select = function(items, opts, cb)
+              table.insert(_G.__confirms, opts.prompt or "")
+              local i = _G.__confirm or 1
+              cb(items[i], items[i] and i or nil)
             end
             """,
             ROOT,
@@ -129,6 +148,36 @@ def child(nvim_bin, tmp_path, monkeypatch):
             nvim.close()
         except Exception:  # noqa: BLE001
             pass
+
+
+@pytest.fixture
+def ui(child, tmp_path):
+    """A UI attached to the child (bench/ui.py: `nvim_ui_attach` with ext_linegrid, as a terminal
+    does), so what only happens with a screen happens: "Press ENTER" prompts, redraws, focus.
+    Returns a function `attach(cols=80, rows=24)`; the UI is detached at the end."""
+    import subprocess
+
+    procs = []
+
+    def attach(cols=80, rows=24):
+        sock = child.lua("return vim.fn.serverstart()")
+        ready = tmp_path / ("ui-ready-%d" % len(procs))
+        proc = subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "bench", "ui.py"), sock, str(cols), str(rows),
+             str(ready)]
+        )
+        procs.append(proc)
+        deadline = time.monotonic() + 10
+        while not ready.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("the UI did not attach")
+            time.sleep(0.01)
+        child.wait("#vim.api.nvim_list_uis() == 1", what="the attached UI")
+
+    yield attach
+    for proc in procs:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture

@@ -256,6 +256,18 @@ def handle(method, params):
         redraw(key)
         dispatch("cancelled", rec)
         return rec
+    if method == "interrupt":
+        key = find(method, a, cwd)
+        rec = tasks[key]
+        if rec["status"] != "running":
+            raise RpcError("interrupt: task %d is not running (it is %s)" % (rec["id"], rec["status"]))
+        rec["status"] = "cancelled"
+        rec["runs"][-1]["status"] = "cancelled"
+        rec["runs"][-1]["interrupted"] = True
+        rec["live"] = {"since_ms": now_ms(), "until_ms": now_ms() + 600000}
+        redraw(key)
+        dispatch("cancelled", rec)
+        return rec
     if method == "resume":
         key = find(method, a, cwd)
         rec = tasks[key]

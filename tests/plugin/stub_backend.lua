@@ -87,6 +87,12 @@ b.request = function(method, args)
     local t = find(args)
     t.status = "running"
     return t
+  elseif method == "interrupt" then
+    local t = find(args)
+    if t.status ~= "running" then
+      error("interrupt: task " .. t.id .. " is not running (it is " .. t.status .. ")", 0)
+    end
+    return t
   elseif method == "dispose" then
     local t = find(args)
     for i, x in ipairs(_G.__tasks) do

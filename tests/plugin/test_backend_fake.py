@@ -9,7 +9,8 @@ ERROR, INFO = 4, 2
 def use(child, fake_backend, **extra):
     opts = ", ".join("%s = %s" % (k, v) for k, v in extra.items())
     child.lua(
-        "require('claude-tasks').setup({ binary = ..., notify = true%s })"
+        # focus: these tests drive the output window they open.
+        "require('claude-tasks').setup({ binary = ..., notify = true, focus = true%s })"
         % ((", " + opts) if opts else ""),
         fake_backend,
     )
@@ -49,12 +50,14 @@ def test_start_attach_write_and_complete(child, fake_backend):
         "max_running": 4,
         "cancel_grace_ms": 2000,
         "keep": 100,
+        "keep_alive_ms": 600000,
+        "max_idle": 2,
         "export_markdown": False,
         "track_changes": True,
     }
     # The fake writes the buffer from inside the attach request (nested call).
     buf = child.lua("return vim.api.nvim_get_current_buf()")
-    assert child.lua("return vim.api.nvim_buf_get_name(0)") == "claude-tasks://1"
+    assert child.lua("return vim.fn.bufname()") == "claude #1 say hi"
     assert child.lua("return vim.api.nvim_buf_get_lines(0, 0, -1, false)") == [
         "# #1 say hi",
         "",

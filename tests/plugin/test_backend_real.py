@@ -39,7 +39,7 @@ def real(child, real_backend):
         cmd = [fake, *fake_args]
         child.lua(
             "local bin, cmd, opts = ...; require('claude-tasks').setup(vim.tbl_extend('force',"
-            " { binary = bin, cmd = cmd }, opts))",
+            " { binary = bin, cmd = cmd, focus = true }, opts))",
             bin_,
             cmd,
             opts,
@@ -70,7 +70,7 @@ def test_start_streams_into_the_buffer_and_completes(child, real):
     )
     child.nvim.command("ClaudeTask say hello")
     buf = child.lua("return vim.api.nvim_get_current_buf()")
-    assert child.lua("return vim.api.nvim_buf_get_name(0)") == "claude-tasks://1"
+    assert child.lua("return vim.fn.bufname()") == "claude #1 say hello"
     child.wait("vim.tbl_contains(__patterns(), 'ClaudeTaskDone')", timeout=30)
     assert child.lua("return __patterns()") == [
         "ClaudeTaskStarted",
@@ -152,10 +152,11 @@ def test_picker_lists_the_task(child, real):
     )
     child.nvim.command("ClaudeTasks")
     items = child.lua("return _G.__items")
-    assert len(items) == 1
+    assert len(items) == 2 and items[1] == "… tasks of other projects"
     assert items[0].startswith("#1 running")
     assert " pick me · " in items[0]
-    assert child.lua("return vim.fn.getcompletion('ClaudeTasks cancel ', 'cmdline')") == ["1"]
+    assert child.lua("return vim.fn.getcompletion('ClaudeTasks cancel ', 'cmdline')") == [
+        "1 pick me"]
     child.lua("require('claude-tasks').cancel(1)")
     child.wait("vim.tbl_contains(__patterns(), 'ClaudeTaskDone')", timeout=30)
 
@@ -168,7 +169,7 @@ def test_follow_up_and_reopen_after_a_backend_restart(child, real):
     child.wait("#vim.tbl_filter(function(p) return p == 'ClaudeTaskDone' end, __patterns()) == 2", timeout=30)
     buf = child.lua("return vim.api.nvim_get_current_buf()")
     child.wait("select(2, __buf_text(%d):gsub('✓ done', '')) == 2" % buf, timeout=10)
-    assert "── follow-up #2" in child.lua("return __buf_text(...)", buf)
+    assert "── ↻ follow-up #2 (live): and a second thing ──" in child.lua("return __buf_text(...)", buf)
     # a new backend renders the whole transcript again from disk
     child.lua("require('claude-tasks.backend').stop()")
     child.nvim.command("bwipeout %d" % buf)
@@ -187,9 +188,10 @@ def test_log_opens_the_transcript(child, real):
     child.lua("require('claude-tasks').start('log me', { open = false })")
     child.wait("vim.tbl_contains(__patterns(), 'ClaudeTaskDone')", timeout=30)
     child.nvim.command("ClaudeTasks log 1")
-    assert child.lua("return vim.fn.expand('%:t')") == "transcript.jsonl"
-    assert child.lua("return vim.bo.readonly") is True
-    assert '"type":"system"' in child.lua("return __buf_text()").replace(" ", "")
+    assert child.lua("return vim.fn.bufname()") == "claude #1 log"
+    assert child.lua("return vim.bo.modifiable") is False
+    child.wait("__buf_text():gsub(' ', ''):find('\"type\":\"system\"', 1, true) ~= nil",
+               what="the transcript's lines")
 
 
 def test_checkhealth_with_the_real_backend(child, real):

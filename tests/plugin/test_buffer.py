@@ -121,7 +121,7 @@ def test_filetype_waits_until_the_buffer_is_shown(child):
 
 def test_task_buffer_options_and_keys(child):
     buf = open_task(child)
-    assert child.lua("return vim.api.nvim_buf_get_name(...)", buf) == "claude-tasks://1"
+    assert child.lua("return vim.fn.bufname(...)", buf) == "claude #1 demo"
     opts = child.lua(
         """
         local b = ...
@@ -151,7 +151,7 @@ def test_task_buffer_options_and_keys(child):
         """,
         buf,
     )
-    for lhs in ("q", "<C-C>", "r", "gf", "gF"):
+    for lhs in ("q", "c", "<C-C>", "r", "i", "o", "a", "<CR>", "gf", "gF"):
         assert lhs in maps
     assert child.lua("return vim.b[...].claude_task", buf) == {"id": 1, "cwd": os.getcwd()}
 
@@ -169,13 +169,20 @@ def test_q_closes_the_window_not_the_task(child):
     assert child.lua("return vim.api.nvim_get_current_buf()") != buf
 
 
-def test_ctrl_c_cancels_and_r_follows_up(child):
-    open_task(child)
+def test_ctrl_c_interrupts_without_asking_and_r_opens_the_prompt_window(child):
+    buf = open_task(child)
+    child.lua("vim.ui.select = function() error('asked') end; vim.fn.confirm = vim.ui.select")
     child.nvim.feedkeys(child.nvim.replace_termcodes("<C-c>", True, False, True), "x")
-    assert child.calls("cancel") == [{"id": 1, "cwd": os.getcwd()}]
-    child.lua("vim.ui.input = function(o, cb) cb('and then?') end")
+    # Interrupt, not cancel: nothing is lost, so nothing is asked.
+    assert child.calls("interrupt") == [{"id": 1, "cwd": os.getcwd()}]
+    assert child.calls("cancel") == []
     child.nvim.feedkeys("r", "x")
+    assert child.lua("return vim.bo.filetype") == "markdown"
+    assert child.lua("return vim.b.claude_task_prompt") == {"id": 1, "cwd": os.getcwd()}
+    child.lua("vim.api.nvim_buf_set_lines(0, 0, -1, false, { 'and then?' })")
+    child.nvim.feedkeys(child.nvim.replace_termcodes("<C-s>", True, False, True), "x")
     assert child.calls("resume") == [{"id": 1, "prompt": "and then?", "cwd": os.getcwd()}]
+    assert child.lua("return vim.api.nvim_get_current_buf()") == buf
 
 
 def test_gf_resolves_relative_to_the_task_cwd(child, tmp_path):
@@ -189,7 +196,10 @@ def test_gf_resolves_relative_to_the_task_cwd(child, tmp_path):
     child.lua("vim.api.nvim_win_set_cursor(0, { 1, 10 })")
     child.nvim.feedkeys("gf", "x")
     assert child.lua("return vim.api.nvim_buf_get_name(0)") == str(proj / "src" / "lib.rs")
+    # in the window the user came from: the output window still shows the output
+    assert child.lua("return vim.fn.bufwinid(...)", buf) != -1
     # gF with a line number, from a float: the file opens in the previous window
+    child.nvim.command("only")
     child.lua("require('claude-tasks').open({ id = 1, cwd = ... }, { open = 'float' })", str(proj))
     assert child.lua("return vim.api.nvim_win_get_config(0).relative") == "editor"
     child.lua("vim.api.nvim_win_set_cursor(0, { 2, 9 })")
@@ -254,8 +264,9 @@ def test_same_id_in_two_projects(child, tmp_path):
     a = child.lua("return require('claude-tasks').open(1)")
     b = child.lua("return require('claude-tasks').open({ id = 1, cwd = ... })", other)
     assert a != b
-    assert child.lua("return vim.api.nvim_buf_get_name(...)", a) == "claude-tasks://1"
-    assert child.lua("return vim.api.nvim_buf_get_name(...)", b).startswith("claude-tasks://1 (")
+    assert child.lua("return vim.fn.bufname(...)", a) == "claude #1 task 1"
+    assert child.lua("return vim.fn.bufname(...)", b).startswith("claude #1 task 1 (")
+    assert "/" not in child.lua("return vim.fn.bufname(...)", b)
 
 
 def test_edit_url_attaches(child):
@@ -265,6 +276,12 @@ def test_edit_url_attaches(child):
     buf = child.lua("return vim.api.nvim_get_current_buf()")
     assert child.calls("attach") == [{"id": 4, "buf": buf, "cwd": os.getcwd()}]
     assert child.lua("return vim.bo.buftype") == "nofile"
+    assert child.lua("return vim.fn.bufname()") == "claude #4 task 4"
+    # no buffer is left behind under the URL
+    assert child.lua("return vim.fn.bufnr('claude-tasks://4')") == -1
+    # :edit in it renders it again
+    child.nvim.command("edit")
+    assert len(child.calls("attach")) == 2 and child.calls("attach")[1]["buf"] == buf
     # open() finds that buffer instead of making another
     assert child.lua("return require('claude-tasks').open(4)") == buf
 

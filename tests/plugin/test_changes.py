@@ -446,6 +446,37 @@ def test_a_task_in_a_submodule_records_the_submodule(child, ct, tmp_path):
     sub.assert_same(sub_before)
 
 
+def test_the_task_list_keys_review_and_revert_a_run(child, ct):
+    """The task list (issue 23) acts on a run's changes with the picker's actions: C the
+    quickfix list, = the diff, u the revert (asked first)."""
+    git_repo(ct)
+    before = ct.capture()
+    run_task(child, tools(edit("a.txt", "line 3\n", "three\n")))
+    child.nvim.command("ClaudeTasks list")
+    listwin = child.lua("return vim.api.nvim_get_current_win()")
+    assert "1 file" in child.lua("return vim.api.nvim_get_current_line()")
+
+    def on(key):
+        child.lua("vim.api.nvim_set_current_win(...); vim.api.nvim_win_set_cursor(0, { 1, 0 })",
+                  listwin)
+        child.nvim.input(key)
+        child.flush()
+
+    on("C")
+    assert [i["file"] for i in qf(child)["items"]] == ["a.txt"]
+    on("=")
+    assert child.lua("return vim.fn.bufname()") == "claude-tasks://1/diff"
+    assert "+three" in child.lua("return __buf_text()")
+    child.lua("_G.__choose = 2; _G.__asked = nil")
+    on("u")
+    assert child.lua("return _G.__asked.prompt") == "Revert run 1 of #1 change things?"
+    assert ct.read("a.txt") != numbered(20)
+    child.lua("_G.__choose = 1")
+    on("u")
+    assert ct.read("a.txt") == numbered(20)
+    ct.assert_same(before)
+
+
 def test_picker_offers_changes_diff_and_revert(child, ct):
     git_repo(ct)
     before = ct.capture()

@@ -16,14 +16,19 @@ def errors(child):
     return [n["msg"] for n in child.notes() if n["level"] == ERROR]
 
 
-def test_empty_prompt_is_an_error_not_a_task(child):
+def test_21_no_prompt_asks_for_it(child):
     child.stub_backend()
+    child.lua("require('claude-tasks').setup({ open = false })")
+    # Nothing typed (or only spaces): no task, no error.
     run(child, "ClaudeTask")
+    child.lua("_G.__answers = { '   ' }")
     run(child, "ClaudeTask    ")
-    errs = errors(child)
-    assert len(errs) == 2
-    assert all("needs a prompt" in e for e in errs)
-    assert child.calls("start") == []
+    assert child.lua("return _G.__inputs") == ["Claude task: ", "Claude task: "]
+    assert child.calls("start") == [] and errors(child) == []
+    # An answer is the prompt.
+    child.lua("_G.__answers = { 'write the docs' }")
+    run(child, "ClaudeTask")
+    assert [s["prompt"] for s in child.calls("start")] == ["write the docs"]
 
 
 @pytest.mark.parametrize(
@@ -67,11 +72,17 @@ def test_start_sends_the_options(child):
 
 def test_start_opens_the_output_per_option(child):
     child.stub_backend()
+    win = child.lua("return vim.api.nvim_get_current_win()")
     run(child, "ClaudeTask hello")
-    assert child.lua("return vim.api.nvim_buf_get_name(0)") == "claude-tasks://1"
-    assert len(child.lua("return vim.api.nvim_tabpage_list_wins(0)")) == 2
+    # Shown beside, the cursor stays (focus = false).
+    assert child.lua("return vim.api.nvim_get_current_win()") == win
+    wins = child.lua("return vim.api.nvim_tabpage_list_wins(0)")
+    assert len(wins) == 2
+    out = [w for w in wins if w != win][0]
+    buf = child.lua("return vim.api.nvim_win_get_buf(...)", out)
+    assert child.lua("return vim.fn.bufname(...)", buf) == "claude #1 hello"
     attach = child.calls("attach")
-    assert attach == [{"id": 1, "buf": child.lua("return vim.api.nvim_get_current_buf()"), "cwd": os.getcwd()}]
+    assert attach == [{"id": 1, "buf": buf, "cwd": os.getcwd()}]
 
 
 def test_open_false_says_how_to_open(child):
@@ -112,11 +123,33 @@ def test_visual_range_from_a_mapping(child):
     assert prompt == "why\n\nContext: [No Name] lines 1-2:\n```python\none\ntwo\n```"
 
 
-def test_range_with_empty_prompt_is_an_error(child):
+def test_21_range_without_prompt_asks_and_keeps_the_range(child):
     child.stub_backend()
+    child.lua("require('claude-tasks').setup({ open = false })")
+    child.lua("vim.api.nvim_buf_set_lines(0, 0, -1, false, { 'one', 'two', 'three' })")
+    # The answer comes when another buffer is current (a float input, say): the lines are the
+    # range's, taken when the command ran.
+    child.lua(
+        """
+        vim.ui.input = function(opts, cb)
+          _G.__prompt = opts.prompt
+          vim.schedule(function()
+            vim.cmd('enew')
+            vim.api.nvim_buf_set_lines(0, 0, -1, false, { 'other' })
+            cb('why so')
+          end)
+        end
+        """
+    )
+    run(child, "2,3ClaudeTask")
+    child.wait("#_G.__calls_of('start') == 1")
+    assert child.lua("return _G.__prompt") == "Claude task ([No Name]:2-3): "
+    prompt = child.calls("start")[0]["prompt"]
+    assert prompt == "why so\n\nContext: [No Name] lines 2-3:\n```\ntwo\nthree\n```"
+    # Cancelled input: nothing.
+    child.lua("vim.ui.input = function(opts, cb) cb(nil) end")
     run(child, "%ClaudeTask")
-    assert len(errors(child)) == 1
-    assert child.calls("start") == []
+    assert len(child.calls("start")) == 1 and errors(child) == []
 
 
 def add_tasks(child):
@@ -129,18 +162,42 @@ def add_tasks(child):
     )
 
 
-def test_id_completion(child):
+def complete(child, line):
+    return child.lua("return vim.fn.getcompletion(..., 'cmdline')", line)
+
+
+def test_19_completion_names_the_tasks_a_subcommand_can_act_on(child):
     child.stub_backend()
     add_tasks(child)
-    assert child.lua("return vim.fn.getcompletion('ClaudeTasks open ', 'cmdline')") == ["3", "2", "1"]
-    # cancel: only running or queued tasks
-    assert child.lua("return vim.fn.getcompletion('ClaudeTasks cancel ', 'cmdline')") == ["3", "2"]
-    # a part of a name completes to the ids
-    assert child.lua("return vim.fn.getcompletion('ClaudeTasks open FIX', 'cmdline')") == ["3", "1"]
-    assert child.lua("return vim.fn.getcompletion('ClaudeTasks resume 2', 'cmdline')") == ["2"]
-    # no completion after the id
-    assert child.lua("return vim.fn.getcompletion('ClaudeTasks open 1 ', 'cmdline')") == []
-    assert child.lua("return vim.fn.getcompletion('ClaudeTasks nope ', 'cmdline')") == []
+    assert complete(child, "ClaudeTasks open ") == [
+        "3 fix the build", "2 Add docs", "1 fix the test"]
+    # cancel: only running or queued tasks; resume and dispose: only finished ones
+    assert complete(child, "ClaudeTasks cancel ") == ["3 fix the build", "2 Add docs"]
+    assert complete(child, "ClaudeTasks resume ") == ["1 fix the test"]
+    assert complete(child, "ClaudeTasks dispose ") == ["1 fix the test"]
+    # a part of a name, or the start of an id, completes
+    assert complete(child, "ClaudeTasks open FIX") == ["3 fix the build", "1 fix the test"]
+    assert complete(child, "ClaudeTasks open 2") == ["2 Add docs"]
+    assert complete(child, "ClaudeTasks cancel test") == []
+    # no completion after the task
+    assert complete(child, "ClaudeTasks open 1 fix the test ") == []
+    assert complete(child, "ClaudeTasks nope ") == []
+    assert complete(child, "ClaudeTasks pick ") == ["all"]
+
+
+def test_19_a_completed_task_with_its_name_is_its_id(child):
+    child.stub_backend()
+    add_tasks(child)
+    child.lua("require('claude-tasks').setup({ open = false, confirm = false })")
+    run(child, "ClaudeTasks cancel 3 fix the build")
+    assert [c["id"] for c in child.calls("cancel")] == [3]
+    # resume: the name after the id is not part of the prompt
+    run(child, "ClaudeTasks resume 1 fix the test and now the docs")
+    run(child, "ClaudeTasks resume 1 fix the test")
+    run(child, "ClaudeTasks resume 1 fixes first")
+    assert [c["prompt"] for c in child.calls("resume")] == ["and now the docs", "fixes first"]
+    assert child.lua("return _G.__inputs") == ["Follow up on #1: "]
+    assert errors(child) == []
 
 
 def test_cancel_by_id_and_by_unique_name_part(child):
@@ -170,7 +227,7 @@ def test_ambiguous_name_opens_a_narrowed_picker(child):
     sel = child.lua("return _G.__selects")
     assert len(sel) == 1
     assert [s.split()[0] for s in sel[0]["items"]] == ["#3", "#1"]
-    assert child.lua("return vim.api.nvim_buf_get_name(0)") == "claude-tasks://1"
+    assert child.lua("return vim.fn.bufname()") == "claude #1 fix the test"
 
 
 def test_cancel_without_id_picks_among_running(child):
@@ -179,8 +236,10 @@ def test_cancel_without_id_picks_among_running(child):
     child.lua(
         """
         vim.ui.select = function(items, opts, cb)
-          _G.__items = vim.tbl_map(function(t) return t.id end, items)
-          cb(items[1], 1)
+          if opts.kind == 'claude-tasks' then
+            _G.__items = vim.tbl_map(function(t) return t.id end, items)
+          end
+          cb(items[1], 1)  -- the task, then "Cancel it"
         end
         """
     )
@@ -234,15 +293,35 @@ def test_dispose_wipes_the_buffer(child):
     assert child.lua("return vim.api.nvim_buf_is_valid(%d)" % buf) is False
 
 
-def test_log_opens_the_transcript_read_only(child):
+def test_13_log_follows_the_transcript_and_closes_with_q(child):
     child.stub_backend()
     add_tasks(child)
     path = child.lua("return _G.__tasks[3].transcript")
     with open(path, "w") as f:
-        f.write('{"type":"result"}\n')
+        f.write('{"type":"system"}\n{"type":"assistant","n":1}\n')
+    win = child.lua("return vim.api.nvim_get_current_win()")
     run(child, "ClaudeTasks log 1")
-    assert child.lua("return vim.api.nvim_buf_get_name(0)") == path
-    assert child.lua("return { vim.bo.readonly, vim.bo.modifiable }") == [True, False]
+    assert child.lua("return vim.fn.bufname()") == "claude #1 log"
+    assert child.lua("return { vim.bo.modifiable, vim.bo.buftype }") == [False, "nofile"]
+    child.wait("vim.api.nvim_buf_line_count(0) == 2")
+    # Appended lines come in (a line without its newline waits for it); the window follows.
+    with open(path, "a") as f:
+        f.write('{"type":"result"}\n{"type":"par')
+    child.wait("vim.api.nvim_buf_line_count(0) == 3", what="the appended line")
+    with open(path, "a") as f:
+        f.write('tial"}\n')
+    child.wait("vim.api.nvim_buf_line_count(0) == 4", what="the completed line")
+    assert child.lua("return vim.api.nvim_buf_get_lines(0, 0, -1, false)") == [
+        '{"type":"system"}', '{"type":"assistant","n":1}', '{"type":"result"}',
+        '{"type":"partial"}']
+    assert child.lua("return vim.api.nvim_win_get_cursor(0)[1]") == 4
+    # Opening it again shows the same buffer; q closes its window.
+    buf = child.lua("return vim.api.nvim_get_current_buf()")
+    run(child, "ClaudeTasks log 1")
+    assert child.lua("return vim.api.nvim_get_current_buf()") == buf
+    child.nvim.input("q")
+    child.wait("vim.api.nvim_get_current_win() == %d" % win)
+    assert child.lua("return vim.api.nvim_buf_is_valid(%d)" % buf) is False
 
 
 def test_errors_are_clean(child):

@@ -79,6 +79,8 @@ def test_started_then_completed(child):
         "num_turns": 6,
         "result": "ok",
         "denied": [],
+        "interrupted": False,
+        "live": False,
     }
     assert ev[2]["data"] == ev[1]["data"]
     notes = child.notes()

@@ -28,8 +28,8 @@ function _G.__event(pattern, id)
   end
 end
 function _G.__lines(id)
-  local buf = vim.fn.bufnr('claude-tasks://' .. id)
-  if buf < 0 then return {} end
+  local buf = require('claude-tasks.buffer').find(id, vim.fn.getcwd())
+  if not buf then return {} end
   return vim.api.nvim_buf_get_lines(buf, 0, -1, false)
 end
 function _G.__has_line(id, pattern)

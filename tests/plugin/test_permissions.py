@@ -12,7 +12,8 @@ WARN, ERROR = 3, 4
 def use(child, fake_backend, **extra):
     opts = ", ".join("%s = %s" % (k, v) for k, v in extra.items())
     child.lua(
-        "require('claude-tasks').setup({ binary = ..., notify = true%s })"
+        # focus: these tests drive the output window they open.
+        "require('claude-tasks').setup({ binary = ..., notify = true, focus = true%s })"
         % ((", " + opts) if opts else ""),
         fake_backend,
     )
@@ -229,7 +230,7 @@ def test_commands_without_an_id_pick_among_waiting_tasks_and_deny_takes_a_reason
     assert child.notes()[-1]["level"] == ERROR
     # Completion offers the waiting tasks only.
     make_wait(child, 2, dict(BASH, request_id="dddd0000-4"))
-    assert child.lua("return vim.fn.getcompletion('ClaudeTasks allow ', 'cmdline')") == ["2"]
+    assert child.lua("return vim.fn.getcompletion('ClaudeTasks allow ', 'cmdline')") == ["2 two"]
 
 
 def test_the_picker_lists_waiting_tasks_first_with_their_actions(child, fake_backend):

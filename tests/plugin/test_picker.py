@@ -45,7 +45,8 @@ def test_entries_newest_first(child):
     assert sel["kind"] == "claude-tasks"
     items = sel["items"]
     here = os.path.basename(os.getcwd())
-    assert [i.split()[0] for i in items] == ["#3", "#2", "#1"]
+    assert [i.split()[0] for i in items] == ["#3", "#2", "#1", "…"]
+    assert items[3] == "… tasks of other projects"
     assert re.match(r"^#3 queued +\d+\.\ds later · .*%s$" % re.escape(here), items[0]), items[0]
     assert re.match(r"^#2 running +3\.\ds add docs · ", items[1]), items[1]
     assert re.match(r"^#1 completed +42\.1s fix the test · ", items[2]), items[2]
@@ -56,27 +57,51 @@ def test_actions_of_a_finished_task(child):
     child.lua("_G.__choose = { 3, 'Copy session id' }")
     child.lua("require('claude-tasks').pick()")
     sels = selects(child)
-    assert sels[1]["items"] == ["Open output", "Follow up", "Copy session id", "Dispose"]
+    assert sels[1]["items"] == [
+        "Open output",
+        "Follow up",
+        "Open Claude's TUI on its session",
+        "Transcript",
+        "Copy session id",
+        "Dispose",
+    ]
     assert sels[1]["prompt"] == "#1 fix the test"
     assert child.lua("return vim.fn.getreg('\"')") == "sid-1"
 
 
 def test_actions_of_a_running_task(child):
     setup_picker(child)
-    child.lua("_G.__choose = { 2, 'Cancel' }")
+    # a running task: asked first (issue 23, item 20)
+    child.lua("_G.__choose = { 2, 'Cancel', 'Cancel it' }")
     child.lua("require('claude-tasks').pick()")
-    assert selects(child)[1]["items"] == ["Open output", "Cancel", "Copy session id"]
+    sels = selects(child)
+    assert sels[1]["items"] == [
+        "Open output",
+        "Say… (now, into the running turn or right after it)",
+        "Interrupt (stop this turn; the task waits for your next message)",
+        "Cancel",
+        "Transcript",
+        "Copy session id",
+    ]
+    assert sels[2]["items"] == ["Cancel it", "No"]
+    assert sels[2]["prompt"].startswith("Cancel #2 add docs (running for ")
     assert child.calls("cancel") == [{"id": 2, "cwd": os.getcwd()}]
+    # "No" keeps it running
+    child.lua("_G.__choose = { 2, 'Cancel', 'No' }")
+    child.lua("require('claude-tasks').pick()")
+    assert len(child.calls("cancel")) == 1
 
 
 def test_open_and_dispose_actions(child):
     setup_picker(child)
     child.lua("_G.__choose = { 1, 'Open output' }")
     child.lua("require('claude-tasks').pick()")
-    assert child.lua("return vim.api.nvim_buf_get_name(0)") == "claude-tasks://3"
-    child.lua("_G.__choose = { 3, 'Dispose' }")
+    assert child.lua("return vim.fn.bufname()") == "claude #3 later"
+    child.lua("_G.__choose = { 3, 'Dispose', 'Dispose' }")
     child.lua("require('claude-tasks').pick()")
     assert child.calls("dispose") == [{"id": 1, "cwd": os.getcwd()}]
+    assert selects(child)[-1]["prompt"] == (
+        "Dispose of #1 fix the test? Its output and transcript are deleted.")
 
 
 def test_follow_up_action(child):
@@ -88,7 +113,7 @@ def test_follow_up_action(child):
     assert child.calls("resume") == [{"id": 1, "prompt": "again", "cwd": os.getcwd()}]
 
 
-def test_picker_includes_other_projects_this_editor_ran(child):
+def test_18_picker_shows_other_projects_only_on_request(child):
     setup_picker(child)
     child.lua(
         """
@@ -97,10 +122,17 @@ def test_picker_includes_other_projects_this_editor_ran(child):
         require('claude-tasks.events').dispatch({ type = 'started', task = _G.__tasks[1] })
         """
     )
+    # This project's tasks, and an entry that asks for the others...
+    child.lua("_G.__choose = { 4, 1 }")
     child.lua("require('claude-tasks').pick()")
-    items = selects(child)[0]["items"]
-    assert items[0].startswith("#1 running") and items[0].endswith("· /tmp/other-project")
-    assert len(items) == 4
+    first, every = selects(child)[0]["items"], selects(child)[1]["items"]
+    assert [i.split()[0] for i in first] == ["#3", "#2", "#1", "…"]
+    assert not any("other-project" in i for i in first)
+    # ... which opens the picker of every project.
+    assert every[0].startswith("#1 running") and every[0].endswith("· /tmp/other-project")
+    assert len(every) == 4
+    child.nvim.command("ClaudeTasks pick all")
+    assert selects(child)[3]["items"] == every
 
 
 def test_empty_picker_says_so(child):

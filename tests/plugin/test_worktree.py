@@ -98,9 +98,9 @@ def edit_line(n, text):
 def test_bang_runs_in_a_worktree_and_diff_and_apply_bring_it_back(child, project):
     project.task_does(edit_line(2, "task 2"))
     before = UserState.capture(project.root)
-    child.lua("require('claude-tasks').setup(vim.tbl_extend('force', require('claude-tasks.config').get(), { open = 'split' }))")
+    child.lua("require('claude-tasks').setup(vim.tbl_extend('force', require('claude-tasks.config').get(), { open = 'split', focus = true }))")
     child.nvim.command("ClaudeTask! change line two")
-    assert child.lua("return vim.api.nvim_buf_get_name(0)") == "claude-tasks://1"
+    assert child.lua("return vim.fn.bufname()") == "claude #1 change line two"
     project.wait_done(1)
     rec = project.get(1)
     wt = rec["worktree"]
@@ -268,11 +268,13 @@ def test_dispose_asks_first_when_changes_were_not_applied(child, project):
     child.nvim.command("ClaudeTasks dispose 1")
     assert not os.path.exists(paths[0])
     assert "no task #1" in child.lua("return select(2, require('claude-tasks').get(1))")
-    # Applied: disposed without a question, its worktree with it.
+    # Applied: nothing would be lost, only the plain question of any dispose (issue 23, item
+    # 20); disposed with its worktree.
     child.nvim.command("ClaudeTasks apply 2")
-    n = child.lua("return #_G.__selects")
+    child.lua("_G.__choose = { 'Dispose' }")
     child.nvim.command("ClaudeTasks dispose 2")
-    assert child.lua("return #_G.__selects") == n, "no question"
+    sel = child.lua("return _G.__selects[#_G.__selects]")
+    assert sel["prompt"].startswith("Dispose of #2 "), sel
     assert not os.path.exists(paths[1])
     assert git(project.root, "branch", "--list", "claude-tasks/*") == ""
     before.assert_same(UserState.capture(project.root), ("src/lib.rs",))
@@ -289,9 +291,13 @@ def test_the_picker_offers_diff_apply_and_discard(child, project):
         "local t = require('claude-tasks').get(1); require('claude-tasks.picker').act(t)"
     )
     sel = child.lua("return _G.__selects[#_G.__selects]")
+    # Both tasks' Claude idles, kept alive for a follow-up.
+    live = ["Follow up (its Claude is live)", "Open Claude's TUI on its session",
+            "Close its idle Claude"]
     assert sel["items"] == [
         "Open output",
-        "Follow up",
+        *live,
+        "Transcript",
         "Copy session id",
         "Diff of the worktree",
         "Apply to the project",
@@ -300,8 +306,9 @@ def test_the_picker_offers_diff_apply_and_discard(child, project):
     ], sel
     child.lua("require('claude-tasks.picker').act(require('claude-tasks').get(2))")
     sel = child.lua("return _G.__selects[#_G.__selects]")
-    assert sel["items"] == ["Open output", "Follow up", "Copy session id", "Dispose"]
-    assert child.lua("return vim.fn.getcompletion('ClaudeTasks apply ', 'cmdline')") == ["1"]
+    assert sel["items"] == ["Open output", *live, "Transcript", "Copy session id", "Dispose"]
+    assert child.lua("return vim.fn.getcompletion('ClaudeTasks apply ', 'cmdline')") == [
+        "1 " + child.lua("return require('claude-tasks').get(1).name")]
     # diff of a task run in place is its run's changes (test_changes.py): here, none.
     child.nvim.command("ClaudeTasks diff 2")
     assert any("run 1 of #2 changed no file" in n["msg"] for n in project.notes()), project.notes()

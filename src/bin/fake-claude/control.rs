@@ -125,6 +125,20 @@ impl Control {
         }
     }
 
+    /// The next turn's prompt, waiting for it: every message queued by then, joined by
+    /// newlines, as the real CLI takes them (`control-live-queued-two`); None once stdin has
+    /// ended.
+    pub fn next_turn(&self) -> Option<String> {
+        let first = self.next_message()?;
+        let rest = self.take_messages();
+        if rest.is_empty() {
+            return Some(first);
+        }
+        let mut all = vec![first];
+        all.extend(rest);
+        Some(all.join("\n"))
+    }
+
     /// The user messages that came during the turn, now folded into it.
     pub fn take_messages(&self) -> Vec<String> {
         self.state().messages.drain(..).collect()
@@ -227,17 +241,12 @@ impl Control {
         out.echo(&json!({"type": "control_response", "response": inner}).to_string());
     }
 
-    /// The answer to an `interrupt` (2.1.332 adds what is still queued).
+    /// The answer to an `interrupt`: 2.1.332 adds `still_queued`, empty even with a message
+    /// queued, which runs as the next turn all the same (`control-live-interrupt-queued`).
     pub fn answer_interrupt(&self, out: &mut Out, request_id: &str) {
-        let queued: Vec<Value> = self
-            .state()
-            .messages
-            .iter()
-            .map(|m| Value::from(m.as_str()))
-            .collect();
         let body = match self.inner.cli {
             Cli::V2_1_197 => None,
-            Cli::V2_1_332 => Some(json!({ "still_queued": queued })),
+            Cli::V2_1_332 => Some(json!({ "still_queued": [] })),
         };
         self.respond(out, request_id, Ok(body));
     }

@@ -12,7 +12,8 @@
 //! answers (`control_response`) to what it asks; each user message is a turn (`system/init` …
 //! `result`), and the process stays alive and idle after a result until stdin ends (exit code:
 //! the last result's `is_error`) or a signal comes. A message written during a turn is folded
-//! into it when the turn still calls a tool after it, and runs as the next turn otherwise.
+//! into it when the turn still calls a tool after it, and runs as the next turn otherwise (the
+//! messages waiting then taken together, joined by newlines, as one prompt echoed once).
 //! `--fake-exit`, `--fake-no-result` and `--fake-kill-self` still end the process after the
 //! first turn's output, like a crashing CLI.
 //!
@@ -330,7 +331,7 @@ fn run(o: &Opts, args: &[String]) -> Result<(), String> {
             return finish(&out, o);
         }
         lock(&out).flush();
-        match control.next_message() {
+        match control.next_turn() {
             Some(next) => prompt = next,
             None => {
                 let out = lock(&out);

@@ -313,6 +313,11 @@ pub fn with_numbered_lines(em: &Emitter, frame: &str, key: &str, n: usize, b: us
     let (head, tail) = frame.split_at(open + empty.len() - 1);
     let (mut batch, mut piece) = (String::new(), String::new());
     em.with(|out| {
+        // A turn an interrupt stopped writes nothing more (a line begun here would be left
+        // without its end, and the next turn's first line glued to it).
+        if out.stopped {
+            return;
+        }
         out.part(head);
         for i in 0..n {
             batch.clear();

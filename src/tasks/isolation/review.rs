@@ -424,6 +424,8 @@ impl Supervisor {
         if !rec.has_live_worktree() {
             return Err(claim_worktree_error(&rec, "discard"));
         }
+        // A CLI kept alive in the worktree would answer a follow-up from nowhere.
+        self.drop_idle(&key);
         self.discard_now(&rec)
             .map_err(|e| format!("discard: {e}"))?;
         self.modify_record(&key, |r| {

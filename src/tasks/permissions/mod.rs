@@ -3,6 +3,7 @@
 //! the CLI's stdin whichever backend owns the task, and the plugin's rules per task and per
 //! project. What the CLI has open, and what the plugin answers itself, is `watch`'s.
 
+mod channel;
 pub mod rules;
 mod unsaved;
 pub(crate) mod watch;

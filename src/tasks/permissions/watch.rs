@@ -4,20 +4,21 @@
 //! `deny` policy) within a few ms, shows the rest to the user (the record's `pending` and the
 //! `permission` event), and says when the CLI is idle (its `result` written, every message we
 //! wrote taken). The transcript is the truth: a backend that re-adopts a task rebuilds all of
-//! this by reading the run again from its start.
+//! this by reading the run again from its start. What it shares with the requests that answer
+//! is `channel`'s.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use tokio::sync::watch;
 
 use super::rules::{self, Rule};
-use crate::cli::control::{self, Answer, Decider, Stdin, UNSAVED_HOOK};
+use crate::cli::control::{self, Answer, Decider, UNSAVED_HOOK};
 use crate::render::{sanitize, tool_summary};
 use crate::store::TaskDir;
 use crate::stream_json::control::{CanUseTool, Control as Line, RequestKind};
+use crate::stream_json::echo::{self, Written};
 use crate::stream_json::reader::{Consumer, LineFeed};
 use crate::stream_json::{Msg, TextDelta};
 use crate::task::{now_ms, Pending, Permissions};
@@ -33,108 +34,12 @@ const MAX_INPUT_STRING: usize = 64 * 1024;
 /// Largest request line read back from the transcript to answer with its whole input.
 const MAX_REQUEST_LINE: u64 = 256 * 1024 * 1024;
 
-/// A `can_use_tool` request the CLI has open.
-pub(crate) struct OpenRequest {
-    pub(crate) pending: Pending,
-    /// In the record's `pending` (waiting for the user).
-    pub(crate) shown: bool,
-    /// We wrote an answer; its echo has not come yet.
-    pub(crate) answered: bool,
-}
-
-struct HookCall {
-    request_id: String,
-    tool_name: String,
-    tool_input: Value,
-    tool_use_id: Option<String>,
-    answered: bool,
-}
-
-/// What a task's watcher and the requests that answer share.
-#[derive(Default)]
-pub(crate) struct Control {
-    stdin: Option<Stdin>,
-    stdin_error: Option<String>,
-    pub(crate) open: Vec<OpenRequest>,
-    hooks: Vec<HookCall>,
-    /// tool_use_id -> the file (relative to the task) our hook made the CLI ask about.
-    unsaved_by_tool: HashMap<String, String>,
-    /// Requests answered (from the record a crashed backend left) before this watcher read
-    /// them: they are neither shown nor answered again.
-    pub(crate) answered_early: Vec<String>,
-    /// User messages we wrote in this run, and the CLI's echoes of them.
-    pub(crate) sent: u64,
-    replayed: u64,
-    /// The last line that matters was a `result`.
-    after_result: bool,
-    interrupts: u64,
-}
-
-impl Control {
-    pub(crate) fn new(stdin: Result<Stdin, String>) -> Control {
-        let (stdin, stdin_error) = match stdin {
-            Ok(s) => (Some(s), None),
-            Err(e) => (None, Some(e)),
-        };
-        Control {
-            stdin,
-            stdin_error,
-            ..Control::default()
-        }
-    }
-
-    /// Writes one line to the CLI.
-    pub(crate) fn write(&mut self, line: &str) -> Result<(), String> {
-        match self.stdin.as_mut() {
-            Some(s) => s.write_line(line),
-            None => Err(self
-                .stdin_error
-                .clone()
-                .unwrap_or_else(|| "the CLI's stdin is not open".into())),
-        }
-    }
-
-    /// Writes bytes that end a line already begun (the rest of a prompt).
-    pub(crate) fn write_raw(&mut self, bytes: &[u8]) -> Result<(), String> {
-        match self.stdin.as_mut() {
-            Some(s) => s.write_bytes(bytes),
-            None => Err(self
-                .stdin_error
-                .clone()
-                .unwrap_or_else(|| "the CLI's stdin is not open".into())),
-        }
-    }
-
-    /// Writes the protocol's `interrupt`.
-    pub(crate) fn interrupt(&mut self) -> Result<(), String> {
-        self.interrupts += 1;
-        let id = format!("ct-int-{}", self.interrupts);
-        self.write(&control::interrupt(&id))
-    }
-
-    fn idle(&self) -> bool {
-        self.after_result && self.replayed >= self.sent
-    }
-
-    /// The requests the user is asked, oldest first.
-    pub(crate) fn waiting(&self) -> Vec<Pending> {
-        self.open
-            .iter()
-            .filter(|r| r.shown && !r.answered)
-            .map(|r| r.pending.clone())
-            .collect()
-    }
-}
-
-pub(crate) fn lock(c: &Mutex<Control>) -> MutexGuard<'_, Control> {
-    c.lock().unwrap_or_else(|p| p.into_inner())
-}
+use super::channel::HookCall;
+pub(crate) use super::channel::{lock, Control, OpenRequest};
 
 /// A running watcher.
 pub(crate) struct Watcher {
     pub(crate) control: Arc<Mutex<Control>>,
-    /// Becomes true when the CLI is idle.
-    pub(crate) idle: watch::Receiver<bool>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -186,15 +91,12 @@ impl Supervisor {
         offset: u64,
         control: Arc<Mutex<Control>>,
     ) -> Watcher {
-        let (idle_tx, idle) = watch::channel(false);
         let (stop, stop_rx) = watch::channel(false);
         let me = self.clone();
         let (k, d, c) = (key.clone(), dir.clone(), control.clone());
-        let task =
-            tokio::spawn(async move { me.watch_loop(k, d, offset, c, idle_tx, stop_rx).await });
+        let task = tokio::spawn(async move { me.watch_loop(k, d, offset, c, stop_rx).await });
         Watcher {
             control,
-            idle,
             stop,
             task,
         }
@@ -206,7 +108,6 @@ impl Supervisor {
         dir: TaskDir,
         offset: u64,
         control: Arc<Mutex<Control>>,
-        idle: watch::Sender<bool>,
         mut stop: watch::Receiver<bool>,
     ) {
         let path = dir.transcript();
@@ -250,9 +151,7 @@ impl Supervisor {
             if !stopping {
                 self.answer_what_we_can(&key, &dir, &control).await;
             }
-            if lock(&control).idle() {
-                let _ = idle.send(true);
-            }
+            lock(&control).publish_idle();
             if stopping {
                 return;
             }
@@ -310,6 +209,18 @@ impl Supervisor {
                     c.open.retain(|r| r.pending.request_id != request_id);
                     c.hooks.retain(|h| h.request_id != request_id);
                 }
+                Msg::Control(Line::Response(resp)) if resp.request_id.starts_with("ct-int-") => {
+                    // The answer to our interrupt; 2.1.332 says what it still has queued.
+                    if let Some(n) = resp.still_queued() {
+                        c.tally.still_queued = Some(n);
+                        if n > 0 {
+                            log_info!(
+                                "task #{}: {n} message(s) still queued after the interrupt",
+                                key.1
+                            );
+                        }
+                    }
+                }
                 Msg::Control(Line::Response(resp)) => {
                     let id = resp.request_id;
                     c.open.retain(|r| r.pending.request_id != id);
@@ -322,10 +233,26 @@ impl Supervisor {
                         }
                     }
                 }
-                Msg::Result(_) => c.after_result = true,
-                Msg::User(_) => {
-                    c.replayed += 1;
+                Msg::Result(r) => {
+                    c.after_result = true;
+                    let t = &mut c.tally;
+                    t.results += 1;
+                    t.turns += r.num_turns;
+                    t.cli_cost_usd = Some(r.total_cost_usd);
+                    t.cli_api_ms = r.duration_api_ms.or(t.cli_api_ms);
+                    t.last_error = r.is_error;
+                    t.ended_by_interrupt = t.interrupt_pending && r.is_error;
+                    t.interrupt_pending = false;
+                }
+                Msg::User(u) => {
+                    let waiting: Vec<Written> = c.waiting_echo.iter().copied().collect();
+                    let text = if cut { None } else { u.text() };
+                    for _ in 0..echo::taken(text, &waiting) {
+                        c.waiting_echo.pop_front();
+                    }
                     c.after_result = false;
+                    // A message taken after the interrupt: what ends next is its turn.
+                    c.tally.interrupt_pending = false;
                 }
                 _ => {}
             }
