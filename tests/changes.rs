@@ -253,6 +253,66 @@ fn later_snapshots_reuse_the_private_index_and_survive_its_loss_and_a_gc() {
 }
 
 #[test]
+fn a_start_is_the_work_tree_at_its_capture_and_a_lost_index_fails_it_honestly() {
+    let w = World::repo("capture");
+    let run = Run::new(&w, 1, 1);
+    let before = w.capture();
+    w.write("untracked.txt", "kept only by our refs\n");
+    // Old enough for git to trust its stat data (not "racily clean"), so that a later `add -A`
+    // does not hash it again.
+    let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+    fs::File::options()
+        .write(true)
+        .open(w.path("untracked.txt"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    // What the CLI does after the capture (while the commit is made) belongs to the run.
+    let captured = match changes::begin_capture(&run.place()).unwrap() {
+        changes::Begun::Captured(c) => c,
+        changes::Begun::Recorded(_) => panic!("a git work tree is captured"),
+    };
+    w.write("a.txt", "a\n");
+    let start = captured.finish().unwrap();
+    let first = run.finish(&start);
+    let files = changes::run_changes(&w.git, &first).unwrap().files;
+    assert_eq!(
+        files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
+        ["a.txt"]
+    );
+    // Our refs deleted by hand and the objects pruned: the private index names blobs that are
+    // gone. A start committed after its capture cannot read the work tree again (the CLI may
+    // have begun), so it fails and says so; the next snapshot starts from a seed.
+    for r in w
+        .git(&["for-each-ref", "--format=%(refname)", "refs/claude-tasks/"])
+        .lines()
+    {
+        w.git(&["update-ref", "-d", r]);
+    }
+    w.git(&["gc", "-q", "--prune=now"]);
+    let second = Run::new(&w, 2, 1);
+    let captured = match changes::begin_capture(&second.place()).unwrap() {
+        changes::Begun::Captured(c) => c,
+        changes::Begun::Recorded(_) => panic!("a git work tree is captured"),
+    };
+    assert!(captured.finish().is_err(), "a start built on lost objects");
+    let third = Run::new(&w, 3, 1).around(|_| w.write("b.txt", "b\n"));
+    assert_eq!(
+        tree_paths(&w, &third.end.commit),
+        [
+            ".gitignore",
+            "README",
+            "a.txt",
+            "b.txt",
+            "src/lib.rs",
+            "untracked.txt"
+        ]
+    );
+    w.git(&["fsck", "--no-progress", "--no-dangling"]);
+    before.assert_same(&w.capture(), &["untracked.txt", "a.txt", "b.txt"]);
+}
+
+#[test]
 fn a_change_the_user_s_stat_data_cannot_see_is_still_recorded() {
     // git's "racy clean" case: a file rewritten (same size, same mtime) in the instant its
     // index entry was written. Only the index file's own mtime tells git to look at the

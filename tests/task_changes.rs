@@ -408,6 +408,76 @@ fn a_running_task_cannot_be_reverted_and_a_warm_follow_up_has_its_own_changes() 
     before.assert_same(&e.w.capture(), &["second.txt", "go.log"]);
 }
 
+/// Waits (polling, bounded) until `path` exists: the sign a held `git` or the CLI gives.
+async fn until_exists(path: &Path, what: &str) {
+    let deadline = tokio::time::Instant::now() + GUARD;
+    while !path.exists() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[test]
+fn a_warm_follow_up_reaches_its_cli_before_its_start_snapshot_is_committed() {
+    // The prompt waits for the work tree's capture (`git add -A`, `write-tree`), not for the
+    // snapshot's commit and refs: a `git` that holds every `commit-tree` while `hold` exists
+    // shows the CLI working on the follow-up while its start is being committed, and the run's
+    // changes still its own.
+    let e = env(World::repo("task-warm-capture"));
+    let dir = e.w.tmp.0.clone();
+    let wrapper = dir.join("git-holding-commits");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nd='{}'\nfor a in \"$@\"; do\n  if [ \"$a\" = commit-tree ] && [ -e \"$d/hold\" ]; then\n    : > \"$d/held\"\n    i=0\n    while [ ! -e \"$d/release\" ] && [ $i -lt 3000 ]; do sleep 0.01; i=$((i+1)); done\n    break\n  fi\ndone\nexec git \"$@\"\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let git = e.w.git.clone().program(&wrapper);
+    e.sup.configure(|c| c.git = git);
+    let before = e.w.capture();
+    rt().block_on(async {
+        let rec = e.start(json!([write("first.txt", "1\n")])).await;
+        let first = e.ed.wait_event("completed", rec.id).await;
+        assert!(first.live.is_some(), "{first:#?}");
+        let cli = first.process.as_ref().expect("its CLI idles").pid;
+        std::fs::write(dir.join("hold"), "").unwrap();
+        e.sup
+            .resume(
+                &e.cwd(),
+                rec.id,
+                format!("fake-tools: {}", json!([write("second.txt", "2\n")])),
+            )
+            .unwrap();
+        until_exists(&dir.join("held"), "the start's commit-tree").await;
+        until_exists(
+            &e.w.path("second.txt"),
+            "the CLI's edit while the commit is held",
+        )
+        .await;
+        // The run is not watched (so it cannot end) before its start is recorded.
+        assert_eq!(e.ed.count("completed", rec.id), 1);
+        std::fs::write(dir.join("release"), "").unwrap();
+        e.ed.until("the follow-up's end", |s| s.count("completed", rec.id) == 2)
+            .await;
+        let done = e.sup.get(&e.cwd(), rec.id).unwrap();
+        assert_eq!(done.runs[1].via, Some(claude_tasks::task::Via::Live));
+        assert_eq!(done.process.as_ref().map(|p| p.pid), Some(cli));
+        assert_eq!(
+            summary(&Env::files(&done, 0)),
+            [("first.txt", "added", 1, 0)]
+        );
+        assert_eq!(
+            summary(&Env::files(&done, 1)),
+            [("second.txt", "added", 1, 0)]
+        );
+        e.sup.dispose(&e.cwd(), rec.id).unwrap();
+    });
+    before.assert_same(&e.w.capture(), &["first.txt", "second.txt"]);
+}
+
 #[test]
 fn outside_git_the_named_files_are_recorded_and_reverted() {
     let w = World::plain("task-plain");

@@ -186,34 +186,65 @@ impl RunSnapshots {
 /// (or if the snapshot fails) an empty fallback that [`before_edit`] fills. An error (git
 /// missing, the directory gone) means no record at all: the caller runs the task without one.
 pub fn begin(place: &Place<'_>) -> Result<RunStart> {
+    match begin_capture(place)? {
+        Begun::Recorded(start) => Ok(start),
+        Begun::Captured(c) => c.finish(),
+    }
+}
+
+/// [`begin`] in two steps: what the run's CLI must not get ahead of (the work tree read into
+/// the private index, or the fallback made), then, for git, [`StartCapture::finish`], which
+/// makes the snapshot's commit and refs and may run while the CLI already works.
+pub enum Begun {
+    Recorded(RunStart),
+    Captured(StartCapture),
+}
+
+/// A git start whose files are recorded; its commit is not made yet.
+pub struct StartCapture {
+    captured: snapshot::Captured,
+    ref_name: String,
+    keep_ref: String,
+    message: String,
+}
+
+impl StartCapture {
+    pub fn finish(self) -> Result<RunStart> {
+        let start = self.captured.commit(&Take {
+            ref_name: &self.ref_name,
+            keep_ref: &self.keep_ref,
+            parent: None,
+            message: &self.message,
+        })?;
+        Ok(RunStart::Git { start })
+    }
+}
+
+/// See [`Begun`].
+pub fn begin_capture(place: &Place<'_>) -> Result<Begun> {
     let why = match Repo::discover(place.git, place.cwd) {
-        Ok(repo) => {
-            let ref_name = place.refs.run(place.id, place.run, End::Start);
-            let taken = PrivateIndex::new(place.index_dir).snapshot(
-                &repo,
-                &Take {
-                    ref_name: &ref_name,
-                    keep_ref: &place.refs.keep_alive(),
-                    parent: None,
-                    message: &place.message(End::Start),
-                },
-            );
-            match taken {
-                Ok(start) => return Ok(RunStart::Git { start }),
-                // An unreadable file, a broken repository: the named files are still worth
-                // keeping, and `why` says why the whole tree is not.
-                Err(e) => format!("git snapshot failed: {e}"),
+        Ok(repo) => match PrivateIndex::new(place.index_dir).capture(&repo) {
+            Ok(captured) => {
+                return Ok(Begun::Captured(StartCapture {
+                    captured,
+                    ref_name: place.refs.run(place.id, place.run, End::Start),
+                    keep_ref: place.refs.keep_alive(),
+                    message: place.message(End::Start),
+                }))
             }
-        }
+            // An unreadable file, a broken repository: the named files are still worth
+            // keeping, and `why` says why the whole tree is not.
+            Err(e) => format!("git snapshot failed: {e}"),
+        },
         Err(e @ (Error::NotAWorkTree { .. } | Error::Bare { .. })) => e.to_string(),
         Err(e) => return Err(e),
     };
     FileBackup::create(place.git, place.cwd, place.run_dir)?;
-    Ok(RunStart::Files {
+    Ok(Begun::Recorded(RunStart::Files {
         root: place.cwd.to_path_buf(),
         dir: place.run_dir.to_path_buf(),
         why,
-    })
+    }))
 }
 
 /// For the fallback: keeps `paths` (absolute, or relative to the task's directory) as they are

@@ -17,6 +17,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use nix::fcntl::Flock;
+
 use super::private::{create_private_dir, lock, replace_file};
 use super::{Method, Snapshot};
 use crate::git::objects::{update_refs, RefChange};
@@ -73,8 +75,19 @@ impl PrivateIndex {
     /// Records the work tree of `repo` as a commit (see the module's doc). Several callers may
     /// snapshot one project at once: they take turns on the index's lock.
     pub fn snapshot(&self, repo: &Repo, take: &Take<'_>) -> Result<Snapshot> {
+        let mut captured = self.capture(repo)?;
+        // Both halves run now: an index found unusable at `write-tree` may be seeded again and
+        // the work tree read anew.
+        captured.now = true;
+        captured.commit(take)
+    }
+
+    /// The first half of a snapshot, the only one that reads the work tree: its files go into
+    /// the private index (`git add -A`). The index stays locked until [`Captured::commit`] (or
+    /// the drop of what this returns).
+    pub fn capture(&self, repo: &Repo) -> Result<Captured> {
         create_private_dir(&self.dir)?;
-        let _lock = lock(&self.dir.join(LOCK))?;
+        let lock = lock(&self.dir.join(LOCK))?;
         let index = self.path();
         // A git killed while writing our index leaves this behind; with the lock held nobody
         // else can be writing it.
@@ -88,18 +101,113 @@ impl PrivateIndex {
             replace_file(&owner, top)?;
             seeded = true;
         }
-        let tree = match self.write_tree(repo) {
-            Ok(tree) => tree,
-            // An index of ours that git cannot use (corrupt, objects gone): start it again once.
+        match self.add_all(repo) {
+            Ok(()) => {}
+            // An index of ours that git cannot read (corrupt): start it again once.
             Err(_) if !seeded => {
                 self.seed(repo)?;
-                self.write_tree(repo)?
+                seeded = true;
+                self.add_all(repo)?
             }
             Err(e) => return Err(e),
-        };
+        }
+        Ok(Captured {
+            index: self.clone(),
+            repo: repo.clone(),
+            seeded,
+            now: false,
+            _lock: lock,
+        })
+    }
+
+    /// `git add -A` into the private index.
+    fn add_all(&self, repo: &Repo) -> Result<()> {
+        repo.cmd()
+            .args(PRIVATE_INDEX_CONFIG)
+            .args(["add", "-A"])
+            .index(&self.path())
+            .run()
+            .map(drop)
+    }
+
+    /// The private index as a tree. Reads the index and the repository's objects only.
+    fn write_tree(&self, repo: &Repo) -> Result<String> {
+        let index = self.path();
+        repo.cmd()
+            .args(PRIVATE_INDEX_CONFIG)
+            .arg("write-tree")
+            .index(&index)
+            .run_line()
+    }
+
+    /// Starts the private index from a copy of the user's (its stat data spares hashing every
+    /// file again), or empty when there is none or it is split (its entries then live in
+    /// shared files of the repository that our copy must not depend on).
+    fn seed(&self, repo: &Repo) -> Result<()> {
+        let index = self.path();
+        let _ = fs::remove_file(&index);
+        let user = repo.git_dir.join("index");
+        if !user.exists() || split_index(repo)? {
+            return Ok(());
+        }
+        let tmp = self.dir.join("index.seed");
+        if let Err(e) = copy_keeping_mtime(&user, &tmp) {
+            let _ = fs::remove_file(&tmp);
+            // The user's index may vanish or change under us (a commit being made); start empty.
+            crate::log_warn!(
+                "snapshot: cannot copy {} ({e}); hashing every file instead",
+                user.display()
+            );
+            return Ok(());
+        }
+        fs::rename(&tmp, &index).map_err(|e| io_error("rename", &tmp, e))
+    }
+}
+
+/// A snapshot whose files are in the private index (their blobs written), not yet its tree,
+/// commit and refs. What is left reads only the index and the repository's objects, never the
+/// work tree, so it may run while the CLI already works: a run's prompt waits only for the
+/// capture.
+pub struct Captured {
+    index: PrivateIndex,
+    repo: Repo,
+    /// The index was seeded from the user's for this snapshot.
+    seeded: bool,
+    /// The commit follows the capture at once (`PrivateIndex::snapshot`).
+    now: bool,
+    _lock: Flock<File>,
+}
+
+impl Captured {
+    /// The snapshot's tree, commit and refs; the private index is unlocked after them.
+    pub fn commit(self, take: &Take<'_>) -> Result<Snapshot> {
+        match self.make(take) {
+            Ok(snapshot) => Ok(snapshot),
+            // An index of ours that git cannot build from (its objects gone: our keep-alive
+            // ref deleted and the objects pruned). When this is still the moment of the
+            // capture, it is seeded again and the work tree read anew; else this snapshot fails
+            // (a work tree read now could hold the CLI's first edits) and the next capture
+            // starts from a seed.
+            Err(_) if !self.seeded && self.now => {
+                self.index.seed(&self.repo)?;
+                self.index.add_all(&self.repo)?;
+                self.make(take)
+            }
+            Err(e) => {
+                let _ = fs::remove_file(self.index.path());
+                Err(e)
+            }
+        }
+    }
+
+    fn make(&self, take: &Take<'_>) -> Result<Snapshot> {
+        let (repo, index) = (&self.repo, self.index.path());
+        let tree = self.index.write_tree(repo)?;
         // git wrote the index as the umask says; it lists the user's file names.
         fs::set_permissions(&index, fs::Permissions::from_mode(0o600))
             .map_err(|e| io_error("protect", &index, e))?;
+        // The parent is HEAD now, which may be a few ms later than the capture: it only tells
+        // a person browsing our refs where the work tree stood; every diff reads the trees.
         let parent = match take.parent {
             Some(p) => Some(p.to_string()),
             None => repo.resolve("HEAD")?,
@@ -131,44 +239,6 @@ impl PrivateIndex {
             git_dir: repo.git_dir.clone(),
             work_tree: repo.top.clone(),
         })
-    }
-
-    /// `git add -A` into the private index, then `write-tree`.
-    fn write_tree(&self, repo: &Repo) -> Result<String> {
-        let index = self.path();
-        repo.cmd()
-            .args(PRIVATE_INDEX_CONFIG)
-            .args(["add", "-A"])
-            .index(&index)
-            .run()?;
-        repo.cmd()
-            .args(PRIVATE_INDEX_CONFIG)
-            .arg("write-tree")
-            .index(&index)
-            .run_line()
-    }
-
-    /// Starts the private index from a copy of the user's (its stat data spares hashing every
-    /// file again), or empty when there is none or it is split (its entries then live in
-    /// shared files of the repository that our copy must not depend on).
-    fn seed(&self, repo: &Repo) -> Result<()> {
-        let index = self.path();
-        let _ = fs::remove_file(&index);
-        let user = repo.git_dir.join("index");
-        if !user.exists() || split_index(repo)? {
-            return Ok(());
-        }
-        let tmp = self.dir.join("index.seed");
-        if let Err(e) = copy_keeping_mtime(&user, &tmp) {
-            let _ = fs::remove_file(&tmp);
-            // The user's index may vanish or change under us (a commit being made); start empty.
-            crate::log_warn!(
-                "snapshot: cannot copy {} ({e}); hashing every file instead",
-                user.display()
-            );
-            return Ok(());
-        }
-        fs::rename(&tmp, &index).map_err(|e| io_error("rename", &tmp, e))
     }
 }
 

@@ -5,10 +5,11 @@
 //! review's requests: a run's diff, a file before the run, revert, and the refs that go with a
 //! disposed task.
 //!
-//! A run's start is recorded before its CLI is spawned and its end before its record says it
-//! ended, so the footer and the `completed` event already carry `files_changed`. Nothing here
-//! ever runs git on a runtime worker: every call into `changes` goes through `spawn_blocking`,
-//! or is made by a request, which the RPC layer runs on the blocking pool.
+//! A run's start is captured before its CLI has the prompt (a warm follow-up's commit is made
+//! while the prompt goes out) and recorded before the run is watched; its end before its record says it ended,
+//! so the footer and the `completed` event already carry `files_changed`. Nothing here ever
+//! runs git on a runtime worker: every call into `changes` goes through `spawn_blocking`, or is
+//! made by a request, which the RPC layer runs on the blocking pool.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -117,6 +118,48 @@ fn not_recorded(error: String) -> RunChanges {
     }
 }
 
+/// A run's start being recorded (`begin_changes`).
+pub(super) enum Beginning {
+    Done(Option<RunChanges>),
+    /// The work tree is captured; its snapshot's commit is being made.
+    Committing {
+        me: Supervisor,
+        key: TaskKey,
+        n: u32,
+        git: Git,
+        commit: tokio::task::JoinHandle<crate::git::Result<RunStart>>,
+    },
+}
+
+impl Beginning {
+    /// What the record says of the run's start, once it is recorded (`None`: changes are not
+    /// tracked). A file the editor saves between the capture and this is not marked "also
+    /// edited by you": the run's record of saves begins here, a few ms after its start.
+    pub(super) async fn recorded(self) -> Option<RunChanges> {
+        let (me, key, n, git, commit) = match self {
+            Beginning::Done(ch) => return ch,
+            Beginning::Committing {
+                me,
+                key,
+                n,
+                git,
+                commit,
+            } => (me, key, n, git, commit),
+        };
+        let start = match commit.await {
+            Ok(Ok(start)) => start,
+            Ok(Err(e)) => {
+                log_warn!("task #{} run {n}: changes not recorded: {e}", key.1);
+                return Some(not_recorded(format!("cannot record the run's start: {e}")));
+            }
+            Err(e) => return Some(not_recorded(format!("cannot record the run's start: {e}"))),
+        };
+        let ch = describe(&start);
+        me.record_live(&key, n, start, git);
+        Some(ch)
+    }
+}
+
 fn canonical(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
@@ -136,29 +179,44 @@ impl Supervisor {
         }
     }
 
-    /// Records run `n`'s start (before its CLI is spawned); returns what the record says of it,
-    /// `None` when changes are not tracked.
-    pub(super) async fn begin_changes(&self, key: &TaskKey, n: u32) -> Option<RunChanges> {
+    /// Begins recording run `n`'s start: returns once nothing the CLI does can get into it (the
+    /// work tree is read into the private index, or the fallback is made), with the snapshot's
+    /// commit still being made on the blocking pool. The prompt goes to the CLI after this, and
+    /// [`Beginning::recorded`] is awaited before the run is watched.
+    pub(super) async fn begin_changes(&self, key: &TaskKey, n: u32) -> Beginning {
         let (track, git) = {
             let st = self.state();
             (st.config.track_changes, st.config.git.clone())
         };
         if !track {
-            return None;
+            return Beginning::Done(None);
         }
         let w = self.where_of(key, n, git.clone());
-        let begun = tokio::task::spawn_blocking(move || changes::begin(&w.place())).await;
-        let start = match begun {
-            Ok(Ok(start)) => start,
+        let begun = tokio::task::spawn_blocking(move || changes::begin_capture(&w.place())).await;
+        let why = |e: String| {
+            Beginning::Done(Some(not_recorded(format!(
+                "cannot record the run's start: {e}"
+            ))))
+        };
+        match begun {
+            Ok(Ok(changes::Begun::Recorded(start))) => {
+                let ch = describe(&start);
+                self.record_live(key, n, start, git);
+                Beginning::Done(Some(ch))
+            }
+            Ok(Ok(changes::Begun::Captured(c))) => Beginning::Committing {
+                me: self.clone(),
+                key: key.clone(),
+                n,
+                git,
+                commit: tokio::task::spawn_blocking(move || c.finish()),
+            },
             Ok(Err(e)) => {
                 log_warn!("task #{} run {n}: changes not recorded: {e}", key.1);
-                return Some(not_recorded(format!("cannot record the run's start: {e}")));
+                why(e.to_string())
             }
-            Err(e) => return Some(not_recorded(format!("cannot record the run's start: {e}"))),
-        };
-        let ch = describe(&start);
-        self.record_live(key, n, start, git);
-        Some(ch)
+            Err(e) => why(e.to_string()),
+        }
     }
 
     fn record_live(&self, key: &TaskKey, n: u32, start: RunStart, git: Git) {

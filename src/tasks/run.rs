@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
+use super::changes::Beginning;
 use super::live::Cli;
 use super::permissions::watch::{lock, Control};
 use super::record::finish_run;
@@ -31,8 +32,20 @@ struct Prepared {
     transcript_offset: u64,
     via: Via,
     cancel: watch::Receiver<bool>,
-    /// How the run's changes are recorded (its start is, before the spawn).
+    /// How the run's changes are recorded: its start is captured before the CLI has the
+    /// prompt (`beginning`), and recorded (`changes`) before the run is watched.
     changes: Option<RunChanges>,
+    beginning: Option<Beginning>,
+}
+
+impl Prepared {
+    /// Waits for the run's start to be recorded (its snapshot's commit, made while the prompt
+    /// went out); a second call does nothing.
+    async fn start_recorded(&mut self) {
+        if let Some(b) = self.beginning.take() {
+            self.changes = b.recorded().await;
+        }
+    }
 }
 
 impl Supervisor {
@@ -60,10 +73,16 @@ impl Supervisor {
             }
             return;
         };
-        // Before the CLI can touch a file, a live one too (it delays the spawn or the write to
-        // the live CLI, never a request).
-        run.changes = self.begin_changes(key, run.n).await;
+        // Captured before the CLI can touch a file, a live one too: a warm follow-up's prompt
+        // waits for one `git add`, its snapshot's commit is made while the prompt goes out.
+        run.beginning = Some(self.begin_changes(key, run.n).await);
+        if warm.is_none() {
+            // A new CLI takes ~0.5 s to start: its run is recorded whole before the spawn, as
+            // the record then names its pid and its start together.
+            run.start_recorded().await;
+        }
         if *run.cancel.borrow() {
+            run.start_recorded().await;
             self.forget_changes(key);
             self.cancel_before_spawn(key, run.n).await;
             if let Some(cli) = warm {
@@ -72,7 +91,7 @@ impl Supervisor {
             return;
         }
         let cli = match warm {
-            Some(cli) => match self.write_follow_up(key, &run, &cli, &prompt).await {
+            Some(cli) => match self.write_follow_up(key, &mut run, &cli, &prompt).await {
                 Ok(()) => Some(cli),
                 Err(e) => {
                     // It died between being taken and the write: the session goes on in a new
@@ -103,7 +122,7 @@ impl Supervisor {
         let cli = match cli {
             Some(cli) => cli,
             None => {
-                let Some(process) = self.spawn_cli(key, &run, &prompt).await else {
+                let Some(process) = self.spawn_cli(key, &mut run, &prompt).await else {
                     self.forget_changes(key);
                     return;
                 };
@@ -134,7 +153,7 @@ impl Supervisor {
     async fn write_follow_up(
         &self,
         key: &TaskKey,
-        run: &Prepared,
+        run: &mut Prepared,
         cli: &Cli,
         prompt: &str,
     ) -> Result<(), String> {
@@ -155,6 +174,7 @@ impl Supervisor {
         .await
         .unwrap_or_else(|e| Err(e.to_string()));
         if written.is_ok() {
+            run.start_recorded().await;
             // The run's record says it runs in this CLI.
             let info = cli.info(self.shared.owner);
             let changes = run.changes.clone();
@@ -258,6 +278,7 @@ impl Supervisor {
             via,
             cancel: cancel_rx,
             changes: None,
+            beginning: None,
         })
     }
 
@@ -275,7 +296,7 @@ impl Supervisor {
 
     /// Starts the run's CLI and records its process; None when it could not start (the run
     /// then failed, with the reason in the record and in `stderr.log`).
-    async fn spawn_cli(&self, key: &TaskKey, run: &Prepared, prompt: &str) -> Option<Process> {
+    async fn spawn_cli(&self, key: &TaskKey, run: &mut Prepared, prompt: &str) -> Option<Process> {
         let n = run.n;
         let fifo = run.dir.stdin_fifo();
         let made = {
@@ -327,6 +348,7 @@ impl Supervisor {
         if let Ok(Err(e)) = synced {
             log_warn!("task #{}: {e}", key.1);
         }
+        run.start_recorded().await;
         let process = match spawned {
             Ok(p) => p,
             Err(e) => {
