@@ -3,8 +3,8 @@
 //! a room, its files (other than `mod.rs`) name each other without a cycle. Read from the source
 //! text: every `crate::<room>` path outside test code, `use crate::{..}` groups included.
 //!
-//! Test code (`tests.rs` files, `#[cfg(test)] mod tests` blocks) and `testutil` may name any
-//! room; code that ships may not name `testutil`.
+//! Test code (`tests.rs` files and `tests/` folders, `#[cfg(test)] mod tests` blocks) and
+//! `testutil` may name any room; code that ships may not name `testutil`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -125,8 +125,14 @@ fn room_of(file: &Path) -> Option<String> {
     }
 }
 
+/// A unit-test module: `tests.rs`, or a file of a `tests/` folder of modules by topic.
 fn is_test_file(file: &Path) -> bool {
-    file.file_name().is_some_and(|n| n == "tests.rs")
+    let in_tests_folder = file
+        .strip_prefix(src())
+        .ok()
+        .and_then(Path::parent)
+        .is_some_and(|dir| dir.components().any(|c| c.as_os_str() == "tests"));
+    in_tests_folder || file.file_name().is_some_and(|n| n == "tests.rs")
 }
 
 #[test]
