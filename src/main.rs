@@ -231,10 +231,14 @@ async fn serve(cli: Cli) -> Result<(), String> {
         .ok_or("cannot create the supervisor")?;
     // Without a program to start, the CLIs live only as long as a backend closes them.
     match std::env::current_exe() {
+        // Absolute: the watchdog runs in another directory.
         Ok(program) => sup.set_watchdog(WatchdogSpec {
             program,
-            state_dir: cli.state_dir.clone(),
-            log_file: cli.log_file.clone(),
+            state_dir: std::path::absolute(&cli.state_dir).unwrap_or(cli.state_dir.clone()),
+            log_file: cli
+                .log_file
+                .as_ref()
+                .map(|f| std::path::absolute(f).unwrap_or(f.clone())),
         }),
         Err(e) => log_error!("cannot find our own binary to start the watchdog: {e}"),
     }
