@@ -8,6 +8,7 @@ use std::sync::Arc;
 use claude_tasks::nvim::outgoing::{Outgoing, Payloads};
 use claude_tasks::rpc::{Rpc, VERSION};
 use claude_tasks::store::Store;
+use claude_tasks::tasks::watchdog::WatchdogSpec;
 use claude_tasks::{log_error, log_info};
 use nvim_rs::Neovim;
 
@@ -18,11 +19,15 @@ struct Cli {
     state_dir: PathBuf,
     log_file: Option<PathBuf>,
     nice: Option<i32>,
+    /// `--watchdog --owner PID:START`: not a backend but the watchdog of the backend with that
+    /// pid and start time (`tasks/watchdog`), started by it.
+    watchdog: Option<(i32, u64)>,
 }
 
 const USAGE: &str =
     "usage: claude-tasks [--state-dir DIR] [--log-file FILE] [--nice 0-19] | --version
-Started by claude-tasks.nvim; speaks msgpack-RPC on stdin/stdout.";
+Started by claude-tasks.nvim; speaks msgpack-RPC on stdin/stdout.
+(--watchdog --owner PID:START is how the backend starts its watchdog.)";
 
 fn default_state_dir() -> PathBuf {
     let base = std::env::var_os("XDG_STATE_HOME")
@@ -43,7 +48,10 @@ fn parse_args() -> Result<Parsed, String> {
         state_dir: default_state_dir(),
         log_file: None,
         nice: None,
+        watchdog: None,
     };
+    let mut watchdog = false;
+    let mut owner: Option<(i32, u64)> = None;
     let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {
         let arg = arg.to_string_lossy().into_owned();
@@ -65,6 +73,13 @@ fn parse_args() -> Result<Parsed, String> {
             "--help" | "-h" => return Ok(Parsed::Print(USAGE.to_owned())),
             "--state-dir" => cli.state_dir = value("--state-dir")?,
             "--log-file" => cli.log_file = Some(value("--log-file")?),
+            "--watchdog" => watchdog = true,
+            "--owner" => {
+                let v = value("--owner")?;
+                owner = Some(parse_owner(&v.to_string_lossy()).ok_or_else(|| {
+                    format!("--owner needs PID:START_TIME, not '{}'", v.display())
+                })?);
+            }
             "--nice" => {
                 let v = value("--nice")?;
                 let n = v
@@ -82,7 +97,20 @@ fn parse_args() -> Result<Parsed, String> {
             other => return Err(format!("unknown argument '{other}'\n{USAGE}")),
         }
     }
+    match (watchdog, owner) {
+        (true, Some(o)) => cli.watchdog = Some(o),
+        (true, None) => return Err(format!("--watchdog needs --owner\n{USAGE}")),
+        (false, Some(_)) => return Err(format!("--owner is for --watchdog only\n{USAGE}")),
+        (false, None) => {}
+    }
     Ok(Parsed::Run(cli))
+}
+
+/// `PID:START_TIME`, both positive.
+fn parse_owner(v: &str) -> Option<(i32, u64)> {
+    let (pid, start) = v.split_once(':')?;
+    let pid = pid.parse::<i32>().ok().filter(|p| *p > 0)?;
+    Some((pid, start.parse().ok()?))
 }
 
 fn main() -> ExitCode {
@@ -114,6 +142,9 @@ fn run(cli: Cli) -> Result<(), String> {
         if let Err(e) = claude_tasks::log::to_file(path) {
             eprintln!("claude-tasks: cannot open log file {}: {e}", path.display());
         }
+    }
+    if let Some(owner) = cli.watchdog {
+        return claude_tasks::tasks::watchdog::run(&cli.state_dir, owner);
     }
     if let Some(n) = cli.nice {
         claude_tasks::process::priority::lower(n);
@@ -198,6 +229,19 @@ async fn serve(cli: Cli) -> Result<(), String> {
         .supervisor(Some(nvim))
         .cloned()
         .ok_or("cannot create the supervisor")?;
+    // Without a program to start, the CLIs live only as long as a backend closes them.
+    match std::env::current_exe() {
+        // Absolute: the watchdog runs in another directory.
+        Ok(program) => sup.set_watchdog(WatchdogSpec {
+            program,
+            state_dir: std::path::absolute(&cli.state_dir).unwrap_or(cli.state_dir.clone()),
+            log_file: cli
+                .log_file
+                .as_ref()
+                .map(|f| std::path::absolute(f).unwrap_or(f.clone())),
+        }),
+        Err(e) => log_error!("cannot find our own binary to start the watchdog: {e}"),
+    }
     // Tasks left running by a backend that crashed or detached are adopted (or settled) now, so
     // their buffers and events continue without waiting for a request.
     let recovering = sup.clone();

@@ -223,6 +223,11 @@ pub struct Run {
     /// backend can still find and adopt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub marker: Option<String>,
+    /// How long its CLI stays idle after the run's `result` (`keep_alive_ms` as the run
+    /// started; 0: closed with the run), on disk before the spawn: a backend that dies mid-run
+    /// leaves the deadline to its watchdog (`tasks/watchdog`). Absent in older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_alive_ms: Option<u64>,
     /// The CLI's last stderr lines when the run failed without a result (trimmed, sanitized,
     /// at most a few short lines).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -452,6 +457,7 @@ impl Run {
             num_turns: 0,
             error: None,
             marker: None,
+            keep_alive_ms: None,
             stderr: Vec::new(),
             denied: Vec::new(),
             files_changed: None,

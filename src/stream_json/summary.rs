@@ -44,19 +44,8 @@ pub fn summarize(path: &Path, offset: u64) -> RunSummary {
         };
         next += 1;
         out.lines += 1;
-        let msg = if len <= MAX_LINE as u64 {
-            stream_json::parse_bytes(&read_at(&mut f, start, len))
-        } else {
-            match crate::transcript::longline::cut_long_strings_in_file(
-                path,
-                start,
-                len,
-                LONG_STRING,
-                LONG_OUT,
-            ) {
-                Ok(Some(short)) => stream_json::parse_bytes(&short.json),
-                _ => continue,
-            }
+        let Some(msg) = parse_at(&mut f, path, start, len) else {
+            continue;
         };
         if let stream_json::Msg::Result(r) = msg {
             out.result = Some(r);
@@ -64,6 +53,47 @@ pub fn summarize(path: &Path, offset: u64) -> RunSummary {
         }
     }
     out
+}
+
+/// Whether the CLI is idle as far as its output says: the last complete line after `offset` is
+/// a `result` and nothing was written after it (no partial line). Reads the last line only, in
+/// bounded memory, and parses it (whatever its key order) to tell what it is.
+pub fn ends_with_result(path: &Path, offset: u64) -> bool {
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let Ok(end) = f.metadata().map(|m| m.len()) else {
+        return false;
+    };
+    // A partial line at the end: the CLI is writing again.
+    if end <= offset || read_at(&mut f, end - 1, 1) != b"\n" {
+        return false;
+    }
+    let Some(&(start, len)) = last_lines(&mut f, offset, end, 1).first() else {
+        return false;
+    };
+    matches!(
+        parse_at(&mut f, path, start, len),
+        Some(stream_json::Msg::Result(_))
+    )
+}
+
+/// The message of the line at `start..start + len`; one longer than the framer keeps is
+/// re-read with its long strings cut. None when it cannot be read back.
+fn parse_at(f: &mut std::fs::File, path: &Path, start: u64, len: u64) -> Option<stream_json::Msg> {
+    if len <= MAX_LINE as u64 {
+        return Some(stream_json::parse_bytes(&read_at(f, start, len)));
+    }
+    match crate::transcript::longline::cut_long_strings_in_file(
+        path,
+        start,
+        len,
+        LONG_STRING,
+        LONG_OUT,
+    ) {
+        Ok(Some(short)) => Some(stream_json::parse_bytes(&short.json)),
+        _ => None,
+    }
 }
 
 /// How many of a run's last lines `summarize` looks at: the result is the last, but a line the
@@ -291,5 +321,35 @@ mod tests {
         assert!(summarize(&p, offset).result.is_none());
         assert!(summarize(&p, 0).result.is_some());
         let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
+    fn ends_with_result_only_when_the_last_complete_line_is_the_run_s_result() {
+        let p = tmp("ends-with-result");
+        let check = |data: &str, offset: u64| {
+            std::fs::write(&p, data).unwrap();
+            ends_with_result(&p, offset)
+        };
+        let assistant = "{\"type\":\"assistant\"}\n";
+        assert!(check(&format!("{assistant}{RESULT}\n"), 0));
+        // Blank lines after it do not hide it.
+        assert!(check(&format!("{assistant}{RESULT}\n\n"), 0));
+        // Key order is not assumed: `type` last (2.1.332).
+        let type_last = r#"{"subtype":"success","is_error":false,"result":"ok","type":"result"}"#;
+        assert!(check(&format!("{assistant}{type_last}\n"), 0));
+        // Not idle: a line after the result, a partial line, no line of the run yet, or a
+        // result that belongs to an earlier run.
+        assert!(!check(&format!("{RESULT}\n{assistant}"), 0));
+        assert!(!check(&format!("{RESULT}\n{{\"type\":\"assis"), 0));
+        assert!(!check(&format!("{assistant}{RESULT}"), 0));
+        let earlier = format!("{RESULT}\n");
+        assert!(!check(&earlier, earlier.len() as u64));
+        // A string that only looks like a result.
+        assert!(!check(
+            "{\"type\":\"assistant\",\"x\":\"{\\\"type\\\":\\\"result\\\"}\"}\n",
+            0
+        ));
+        std::fs::remove_file(&p).unwrap();
+        assert!(!ends_with_result(&p, 0), "no file");
     }
 }

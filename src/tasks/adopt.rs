@@ -226,6 +226,7 @@ impl Supervisor {
         let Some(mut info) = rec.process.clone() else {
             return;
         };
+        self.ensure_watchdog();
         info.owner_pid = self.shared.owner.0;
         info.owner_start_time = self.shared.owner.1;
         rec.process = Some(info.clone());

@@ -457,6 +457,7 @@ impl Supervisor {
             None,
             watcher,
         ));
+        self.ensure_watchdog();
         rec.process = Some(cli.info(self.shared.owner));
         self.persist(&rec);
         {

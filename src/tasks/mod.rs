@@ -22,6 +22,7 @@ mod run_end;
 mod shutdown;
 mod start;
 mod stderr;
+pub mod watchdog;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -80,6 +81,8 @@ struct Shared {
     unsaved: Mutex<Vec<String>>,
     /// The runs whose changes are being recorded.
     recording: changes::Recording,
+    /// The process that ends our CLIs at their deadlines once we are gone.
+    watchdog: Mutex<watchdog::Keeper>,
 }
 
 struct State {
@@ -167,6 +170,7 @@ impl Supervisor {
                 owner,
                 unsaved: Mutex::new(Vec::new()),
                 recording: changes::Recording::default(),
+                watchdog: Mutex::default(),
             }),
         }
     }

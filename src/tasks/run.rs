@@ -243,12 +243,19 @@ impl Supervisor {
         let cancelled_early;
         {
             let mut st = self.state();
+            // What `run_end` will keep its CLI for, as far as is known now.
+            let keep_alive = if st.config.max_idle > 0 {
+                st.config.keep_alive.as_millis() as u64
+            } else {
+                0
+            };
             let entry = st.tasks.get_mut(key)?;
             entry.cancel = Some(cancel_tx);
             cancelled_early = entry.record.borrow().cancel_requested;
             entry.record.send_modify(|r| {
                 let mut run = Run::starting(n, prompt, t_len, e_len);
                 run.marker = Some(marker.clone());
+                run.keep_alive_ms = Some(keep_alive);
                 run.via = Some(via);
                 r.runs.push(run);
                 r.status = Status::Running;
@@ -334,6 +341,8 @@ impl Supervisor {
             env: vec![],
             marker: Some(run.marker.clone()),
         };
+        // Before the CLI exists: from its spawn on, it outlives us unless someone ends it.
+        self.ensure_watchdog();
         let spawned = match made {
             Ok(()) => Process::spawn(&cfg),
             Err(e) => Err(SpawnError::Io {

@@ -473,12 +473,18 @@ def child_stats(pid: int) -> list[dict]:
     return [st for st in map(proc_stat, descendants(pid)) if st]
 
 
+def is_watchdog(st: dict) -> bool:
+    """The backend's own helper (`claude-tasks --watchdog`), not a process of any task."""
+    return "--watchdog" in (st.get("cmd") or [])
+
+
 def wait_no_children(pid: int, timeout: float = 5) -> None:
-    """Waits until pid (a backend) has no child left, zombies included, else fails the test."""
+    """Waits until pid (a backend) has no child left, zombies included, else fails the test.
+    Its watchdog lives as long as it does, and is not counted."""
     state: dict = {}
 
     def none() -> bool:
-        state["kids"] = child_stats(pid)
+        state["kids"] = [st for st in child_stats(pid) if not is_watchdog(st)]
         return not state["kids"]
 
     try:
