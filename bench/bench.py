@@ -55,6 +55,8 @@ FAKE = os.path.join(ROOT, "target/release/fake-claude")
 OLD_CLI, NEW_CLI = "2.1.197", "2.1.332"
 # `--nice N`: the plugin's `nice` option for every run (None: the plugin's default).
 NICE = None
+BASELINE = None
+BASELINE_LABEL = "baseline"
 BENCH_LUA = os.path.join(HERE, "lua/bench.lua")
 # The UI of the `view` group: a large terminal's cells (columns, rows).
 UI_SIZE = (200, 50)
@@ -900,13 +902,13 @@ class Bench:
 
     # -- follow-ups: warm (the live CLI) and cold (a new CLI resuming the session) -----------
 
-    def followup_run(self, claude, home, warm, n, track=True):
+    def followup_run(self, claude, home, warm, n, track=True, backend=None):
         """One task with the real CLI and n follow-ups, the output window visible (a UI
         attached): for each, say() → the CLI's request at the mock, and → the first line of
         its answer drawn. `warm`: the CLI is kept alive between runs; else each follow-up
         resumes the session in a new CLI (keep_alive_ms = 0). `track`: track_changes (each
         run's start, a warm one's too, is a snapshot of the project's git work tree taken before
-        its prompt is written)."""
+        its prompt is written). `backend`: another backend binary (--baseline-backend)."""
         sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
         try:
             import helpers as e2e
@@ -929,7 +931,7 @@ class Bench:
             cmd = ["/usr/bin/env", "-i"] + ["%s=%s" % kv for kv in sorted(env.items())] + [
                 str(claude)]
             nv.setup(cmd=cmd, open="split", keep_alive_ms=600000 if warm else 0,
-                     track_changes=track)
+                     track_changes=track, binary=backend or BACKEND)
             nv.lua("_G.BF = dofile(...)", os.path.join(HERE, "lua/followup.lua"))
             if not nv.lua("return BF.start(...)", "SCENARIO:hello first"):
                 raise RuntimeError("start failed: %r" % nv.lua("return BF.result()"))
@@ -994,15 +996,21 @@ class Bench:
         os.makedirs(home, exist_ok=True)
         # (warm, track_changes): the default warm, warm without the per-run start snapshot it
         # waits for, and cold (the old way).
-        variants = [(True, True), (True, False), (False, True)]
+        # With --baseline-backend, the default warm once more with that binary: the build
+        # before a change, measured in the same run as the build after it.
+        variants = [(True, True, None), (True, False, None), (False, True, None)]
+        if BASELINE:
+            variants.append((True, True, BASELINE))
         res = {v: ([], []) for v in variants}
         # Not measured: the CLI's first start in a fresh HOME writes its settings and caches.
         self.followup_run(claude, home, True, 1)
         for i in range(self.runs):
             for v in (variants if i % 2 == 0 else variants[::-1]):
-                log("  run %d/%d: %s%s" % (i + 1, self.runs, "warm" if v[0] else "cold",
-                                          "" if v[1] else ", track_changes off"))
-                req, drawn = self.followup_run(claude, home, v[0], n, track=v[1])
+                log("  run %d/%d: %s%s%s" % (i + 1, self.runs, "warm" if v[0] else "cold",
+                                            "" if v[1] else ", track_changes off",
+                                            ", baseline" if v[2] else ""))
+                req, drawn = self.followup_run(claude, home, v[0], n, track=v[1],
+                                               backend=v[2])
                 res[v][0].append(req)
                 res[v][1].append(drawn)
         add = self.res.add
@@ -1010,13 +1018,15 @@ class Bench:
         for v in variants:
             warm = v[0]
             how = ("warm (live CLI)" if warm else "cold (--resume)") + (
-                "" if v[1] else ", track_changes off")
+                "" if v[1] else ", track_changes off") + (
+                ", baseline (%s)" % BASELINE_LABEL if v[2] else "")
             reqs, drawns = res[v]
             add("followup", "follow-up → request at the mock API, p50, %s" % how, "ms",
                 [pct(x, 50) for x in reqs], fmt="%.1f", note=note)
             add("followup", "follow-up → request at the mock API, p99, %s" % how, "ms",
                 [pct(x, 99) for x in reqs], fmt="%.1f",
-                target=50 if warm else None, cmp="le" if warm else None)
+                target=50 if warm and not v[2] else None,
+                cmp="le" if warm and not v[2] else None)
             add("followup", "follow-up → first answer line drawn (visible window), p50, %s"
                 % how, "ms", [pct(x, 50) for x in drawns], fmt="%.1f")
             add("followup", "follow-up → first answer line drawn (visible window), p99, %s"
@@ -1666,6 +1676,10 @@ def main():
     ap.add_argument("--nvim", default=None)
     ap.add_argument("--peer-timeout", type=float, default=60.0)
     ap.add_argument("--backend", default=None)
+    ap.add_argument("--baseline-backend", default=None,
+                    help="followup: also measure the default warm follow-up with this backend "
+                         "binary (a build before a change), in the same run")
+    ap.add_argument("--baseline-label", default="baseline")
     ap.add_argument("--nice", type=int, default=None,
                     help="the plugin's `nice` option for every run (default: the plugin's)")
     ap.add_argument("--sizes", default=None)
@@ -1673,8 +1687,11 @@ def main():
     ap.add_argument("--update", action="store_true")
     ap.add_argument("--out", default=os.path.join(HERE, "results/latest.json"))
     args = ap.parse_args()
-    global BACKEND, NICE
+    global BACKEND, NICE, BASELINE, BASELINE_LABEL
     NICE = args.nice
+    if args.baseline_backend:
+        BASELINE = os.path.abspath(args.baseline_backend)
+        BASELINE_LABEL = args.baseline_label
     if args.backend:
         BACKEND = os.path.abspath(args.backend)
     if args.quick and args.runs == 5:
