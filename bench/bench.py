@@ -1032,7 +1032,7 @@ class Bench:
             add("followup", "follow-up → first answer line drawn (visible window), p99, %s"
                 % how, "ms", [pct(x, 99) for x in drawns], fmt="%.1f")
         ratio = [pct(c, 50) / max(pct(w, 50), 0.001)
-                 for w, c in zip(res[(True, True)][0], res[(False, True)][0])]
+                 for w, c in zip(res[(True, True, None)][0], res[(False, True, None)][0])]
         add("followup", "cold / warm, to the request (p50 of each run)", "x", ratio,
             target=10, cmp="ge", fmt="%.1f")
 
