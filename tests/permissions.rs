@@ -31,17 +31,6 @@ fn bash(cmd: &str) -> Json {
     json!({"name": "Bash", "input": {"command": cmd, "description": "a step"}})
 }
 
-/// `start` in the project with the fake CLI; `extra` adds options.
-fn start_args(w: &World, prompt: &str, extra: Vec<(&str, Value)>) -> Value {
-    let mut pairs = vec![
-        ("prompt", s(prompt)),
-        ("cwd", s(&w.cwd())),
-        ("cmd", Value::Array(vec![s(FAKE)])),
-    ];
-    pairs.extend(extra);
-    map(pairs)
-}
-
 fn args(w: &World, id: u64, extra: Vec<(&str, Value)>) -> Value {
     let mut pairs = vec![("id", Value::from(id)), ("cwd", s(&w.cwd()))];
     pairs.extend(extra);
@@ -131,7 +120,7 @@ async fn allow_deny_and_an_edited_input_from_the_editor() {
         bash("touch asked.txt")
     ]);
     let id = b
-        .start(start_args(&w, &prompt("three steps", steps), vec![]))
+        .start(w.start_with(&prompt("three steps", steps), vec![]))
         .await;
     b.req("attach", w.attach_args(id, 1)).await;
 
@@ -230,7 +219,7 @@ async fn always_rules_answer_the_next_requests_themselves() {
         bash("ls -a; touch three")
     ]);
     let id = b
-        .start(start_args(&w, &prompt("always", steps), vec![]))
+        .start(w.start_with(&prompt("always", steps), vec![]))
         .await;
     b.req("attach", w.attach_args(id, 1)).await;
     waiting(&w, id, 1).await;
@@ -282,11 +271,7 @@ async fn always_rules_answer_the_next_requests_themselves() {
         .await;
     assert!(bad.contains("no closing ')'"), "{bad}");
     let id2 = b
-        .start(start_args(
-            &w,
-            &prompt("make", json!([bash("make -v || true")])),
-            vec![],
-        ))
+        .start(w.start_with(&prompt("make", json!([bash("make -v || true")])), vec![]))
         .await;
     // `make -v || true` is no simple command: asked, not answered by `make:*`.
     let p = asked(&w, id2, "Bash", "command", "make -v || true").await;
@@ -294,11 +279,7 @@ async fn always_rules_answer_the_next_requests_themselves() {
     b.req("deny", args(&w, id2, vec![])).await;
     assert_eq!(w.fake.wait_end(id2).await.0, "completed");
     let id3 = b
-        .start(start_args(
-            &w,
-            &prompt("make", json!([bash("make --version")])),
-            vec![],
-        ))
+        .start(w.start_with(&prompt("make", json!([bash("make --version")])), vec![]))
         .await;
     let (_, end) = w.fake.wait_end(id3).await;
     assert!(!w.fake.has("permission", id3));
@@ -332,8 +313,7 @@ async fn permissions_deny_denies_what_no_rule_allows_and_says_so() {
         {"question": "Which?", "header": "Q", "multiSelect": false,
          "options": [{"label": "A", "description": "a"}]}]}}]);
     let id = b
-        .start(start_args(
-            &w,
+        .start(w.start_with(
             &prompt("unwatched", steps),
             vec![("permissions", s("deny"))],
         ))
@@ -359,7 +339,7 @@ async fn permissions_deny_denies_what_no_rule_allows_and_says_so() {
     let bad = b
         .err(
             "start",
-            start_args(&w, "x", vec![("permissions", s("maybe"))]),
+            w.start_with("x", vec![("permissions", s("maybe"))]),
         )
         .await;
     assert!(
@@ -369,18 +349,14 @@ async fn permissions_deny_denies_what_no_rule_allows_and_says_so() {
     let bad = b
         .err(
             "start",
-            start_args(&w, "x", vec![("permission_mode", s("--yolo"))]),
+            w.start_with("x", vec![("permission_mode", s("--yolo"))]),
         )
         .await;
     assert!(bad.contains("'permission_mode' must be a mode"), "{bad}");
     let bad = b
         .err(
             "start",
-            start_args(
-                &w,
-                "x",
-                vec![("allowed_tools", Value::Array(vec![s("Bash(")]))],
-            ),
+            w.start_with("x", vec![("allowed_tools", Value::Array(vec![s("Bash(")]))]),
         )
         .await;
     assert!(bad.contains("'allowed_tools'"), "{bad}");
@@ -395,14 +371,10 @@ async fn parallel_requests_of_two_tasks_are_answered_in_any_order() {
     // Task 1 asks two things at once (the fake can; the real CLI asks one at a time).
     let both = json!([[bash("touch a1"), bash("touch a2")]]);
     let one = b
-        .start(start_args(&w, &prompt("two at once", both), vec![]))
+        .start(w.start_with(&prompt("two at once", both), vec![]))
         .await;
     let two = b
-        .start(start_args(
-            &w,
-            &prompt("other", json!([bash("touch b1")])),
-            vec![],
-        ))
+        .start(w.start_with(&prompt("other", json!([bash("touch b1")])), vec![]))
         .await;
     let p1 = waiting(&w, one, 2).await;
     waiting(&w, two, 1).await;
@@ -427,11 +399,7 @@ async fn cancel_while_waiting_interrupts_and_withdraws_the_request() {
     let w = world("cancel");
     let b = w.backend().await;
     let id = b
-        .start(start_args(
-            &w,
-            &prompt("cancel me", json!([bash("touch never")])),
-            vec![],
-        ))
+        .start(w.start_with(&prompt("cancel me", json!([bash("touch never")])), vec![]))
         .await;
     b.req("attach", w.attach_args(id, 1)).await;
     waiting(&w, id, 1).await;
@@ -472,11 +440,7 @@ async fn a_waiting_task_survives_its_backend_and_is_answered_from_the_next() {
     let w = world("crash");
     let b = w.backend().await;
     let id = b
-        .start(start_args(
-            &w,
-            &prompt("wait for me", json!([bash("touch later")])),
-            vec![],
-        ))
+        .start(w.start_with(&prompt("wait for me", json!([bash("touch later")])), vec![]))
         .await;
     let p = waiting(&w, id, 1).await;
     let pid = w.fake.last("started", id)["process"]["pid"]
@@ -551,9 +515,7 @@ async fn an_edit_of_an_unsaved_file_always_asks() {
         {"name": "Write", "input": {"file_path": "clean.txt", "content": "new\n"}},
         {"name": "Write", "input": {"file_path": dirty.to_string_lossy(), "content": "theirs\n"}}
     ]);
-    let id = b
-        .start(start_args(&w, &prompt("edits", steps), vec![]))
-        .await;
+    let id = b.start(w.start_with(&prompt("edits", steps), vec![])).await;
     b.req("attach", w.attach_args(id, 1)).await;
     let p = waiting(&w, id, 1).await;
     assert_eq!(p[0]["unsaved"], "dirty.txt");
@@ -596,11 +558,7 @@ async fn the_stdin_fifo_is_private_and_a_tampered_one_is_refused() {
     // Each follow-up opens the FIFO anew (a live CLI's would be open already).
     b.configure(vec![("keep_alive_ms", Value::from(0))]).await;
     let id = b
-        .start(start_args(
-            &w,
-            &prompt("check", json!([bash("touch x")])),
-            vec![],
-        ))
+        .start(w.start_with(&prompt("check", json!([bash("touch x")])), vec![]))
         .await;
     let rec = waiting(&w, id, 1).await;
     let _ = rec;
@@ -695,11 +653,7 @@ async fn bad_answers_get_clear_errors_and_nothing_hangs() {
         "header": "Color", "multiSelect": false,
         "options": [{"label": "Red", "description": "r"}, {"label": "Blue", "description": "b"}]}]}});
     let id = b
-        .start(start_args(
-            &w,
-            &prompt("ask", json!([bash("touch z"), q])),
-            vec![],
-        ))
+        .start(w.start_with(&prompt("ask", json!([bash("touch z"), q])), vec![]))
         .await;
     b.req("attach", w.attach_args(id, 1)).await;
     let p = waiting(&w, id, 1).await;

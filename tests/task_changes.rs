@@ -92,6 +92,19 @@ impl Env {
         f
     }
 
+    /// Task `id` after its warm follow-up: the second run went to the live CLI `cli`, the first
+    /// changed the one file `first`, the second added `second.txt`.
+    fn warm_second_run(&self, id: u64, cli: i32, first: (&str, &str, u64, u64)) {
+        let done = self.sup.get(&self.cwd(), id).unwrap();
+        assert_eq!(done.runs[1].via, Some(claude_tasks::task::Via::Live));
+        assert_eq!(done.process.as_ref().map(|p| p.pid), Some(cli));
+        assert_eq!(summary(&Env::files(&done, 0)), [first]);
+        assert_eq!(
+            summary(&Env::files(&done, 1)),
+            [("second.txt", "added", 1, 0)]
+        );
+    }
+
     /// The refs of our snapshots in the user's repository.
     fn our_refs(&self) -> Vec<String> {
         self.w
@@ -382,17 +395,7 @@ fn a_running_task_cannot_be_reverted_and_a_warm_follow_up_has_its_own_changes() 
             .unwrap();
         e.ed.until("the follow-up's end", |s| s.count("completed", rec.id) == 2)
             .await;
-        let done = e.sup.get(&e.cwd(), rec.id).unwrap();
-        assert_eq!(done.runs[1].via, Some(claude_tasks::task::Via::Live));
-        assert_eq!(done.process.as_ref().map(|p| p.pid), Some(cli));
-        assert_eq!(
-            summary(&Env::files(&done, 0)),
-            [("README", "modified", 1, 0)]
-        );
-        assert_eq!(
-            summary(&Env::files(&done, 1)),
-            [("second.txt", "added", 1, 0)]
-        );
+        e.warm_second_run(rec.id, cli, ("README", "modified", 1, 0));
         assert_eq!(e.sup.review(&e.cwd(), rec.id, None).unwrap().run, 2);
         assert_eq!(e.sup.review(&e.cwd(), rec.id, Some(1)).unwrap().run, 1);
         // Undo the first run only: the second one's file stays.
@@ -462,17 +465,7 @@ fn a_warm_follow_up_reaches_its_cli_before_its_start_snapshot_is_committed() {
         std::fs::write(dir.join("release"), "").unwrap();
         e.ed.until("the follow-up's end", |s| s.count("completed", rec.id) == 2)
             .await;
-        let done = e.sup.get(&e.cwd(), rec.id).unwrap();
-        assert_eq!(done.runs[1].via, Some(claude_tasks::task::Via::Live));
-        assert_eq!(done.process.as_ref().map(|p| p.pid), Some(cli));
-        assert_eq!(
-            summary(&Env::files(&done, 0)),
-            [("first.txt", "added", 1, 0)]
-        );
-        assert_eq!(
-            summary(&Env::files(&done, 1)),
-            [("second.txt", "added", 1, 0)]
-        );
+        e.warm_second_run(rec.id, cli, ("first.txt", "added", 1, 0));
         e.sup.dispose(&e.cwd(), rec.id).unwrap();
     });
     before.assert_same(&e.w.capture(), &["first.txt", "second.txt"]);

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use claude_tasks::task::now_ms;
-use common::{alive, map, poll, s, wait_gone, Backend, Json, World, FAKE};
+use common::{alive, poll, s, wait_gone, Backend, Json, World};
 use rmpv::Value;
 use serde_json::json;
 
@@ -25,16 +25,17 @@ fn world(name: &str) -> World {
     World::new("watchdog", name, GUARD)
 }
 
-fn start_args(w: &World, prompt: &str, extra: Vec<(&str, Value)>) -> Value {
-    let mut pairs = vec![
-        ("prompt", s(prompt)),
-        ("cwd", s(&w.cwd())),
-        ("cmd", Value::Array(vec![s(FAKE)])),
-    ];
-    pairs.extend(extra);
-    map(pairs)
+/// The backend's log says the watchdog closed task `id`'s CLI `pid`.
+fn assert_closed_by_the_watchdog(w: &World, id: u64, pid: i32) {
+    let log = w.log();
+    assert!(
+        log.contains(&format!(
+            "watchdog: task #{id} in {}: closing its CLI (pid {pid})",
+            w.cwd()
+        )),
+        "{log}"
+    );
 }
-
 fn pid_of(rec: &Json) -> i32 {
     rec["process"]["pid"].as_i64().expect("a process") as i32
 }
@@ -60,7 +61,7 @@ fn watchdogs(w: &World) -> Vec<i32> {
 
 /// A started task that completed; its CLI stays idle.
 async fn idle_task(w: &World, b: &Backend) -> (u64, Json) {
-    let id = b.start(start_args(w, "first", vec![])).await;
+    let id = b.start(w.start_with("first", vec![])).await;
     let (kind, rec) = w.fake.wait_end(id).await;
     assert_eq!(kind, "completed", "{rec:#}");
     assert!(rec["live"].is_object(), "{rec:#}");
@@ -116,14 +117,7 @@ async fn an_idle_cli_whose_backend_died_is_closed_at_its_deadline_then_the_watch
         disk["live"].is_null() && disk["process"].is_null(),
         "{disk:#}"
     );
-    let log = w.log();
-    assert!(
-        log.contains(&format!(
-            "watchdog: task #{id} in {}: closing its CLI (pid {pid})",
-            w.cwd()
-        )),
-        "{log}"
-    );
+    assert_closed_by_the_watchdog(&w, id, pid);
     // The next backend resumes it cold.
     let b = w.backend().await;
     let got = b.req("get", w.id_args(id)).await;
@@ -179,11 +173,7 @@ async fn a_cli_whose_backend_died_mid_run_is_closed_keep_alive_after_its_result(
     }});
     let prompt = format!("held\nfake-tools: {}", json!([step]));
     let id = b
-        .start(start_args(
-            &w,
-            &prompt,
-            vec![("permission_mode", s("bypassPermissions"))],
-        ))
+        .start(w.start_with(&prompt, vec![("permission_mode", s("bypassPermissions"))]))
         .await;
     let rec = w.fake.wait_event("started", id).await;
     let pid = pid_of(&rec);
@@ -221,14 +211,7 @@ async fn a_cli_whose_backend_died_mid_run_is_closed_keep_alive_after_its_result(
     );
     assert!(at <= result_at + 600 + LADDER_MS + MARGIN_MS);
     wait_gone(&dogs).await;
-    let log = w.log();
-    assert!(
-        log.contains(&format!(
-            "watchdog: task #{id} in {}: closing its CLI (pid {pid})",
-            w.cwd()
-        )),
-        "{log}"
-    );
+    assert_closed_by_the_watchdog(&w, id, pid);
     // The next backend settles the run from its transcript.
     let b = w.backend().await;
     let got = b.req("get", w.id_args(id)).await;

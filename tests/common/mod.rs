@@ -716,6 +716,17 @@ impl World {
         self.project.to_string_lossy().into_owned()
     }
 
+    /// `start` in the project with the fake CLI; `extra` adds options.
+    pub fn start_with(&self, prompt: &str, extra: Vec<(&str, Value)>) -> Value {
+        let mut pairs = vec![
+            ("prompt", s(prompt)),
+            ("cwd", s(&self.cwd())),
+            ("cmd", cmd(&[])),
+        ];
+        pairs.extend(extra);
+        map(pairs)
+    }
+
     pub fn launch(&self) -> Launch {
         Launch {
             state: self.root.join("state"),
