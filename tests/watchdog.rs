@@ -234,3 +234,59 @@ async fn the_watchdog_exits_with_a_backend_that_closed_its_clis() {
     wait_gone(&dogs).await;
     assert!(w.log().contains("0 of its CLIs to watch"), "{}", w.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_no_backend_comes_back_to_answer_is_interrupted_and_its_cli_closed() {
+    let w = world("asking");
+    let b = w.backend().await;
+    b.configure(vec![("keep_alive_ms", Value::from(600))]).await;
+    // acceptEdits (the default): the Bash call asks.
+    let step = json!({"name": "Bash", "input": {"command": "touch asked.txt"}});
+    let id = b
+        .start(w.start_with(&format!("ask\nfake-tools: {}", json!([step])), vec![]))
+        .await;
+    let rec = w.fake.wait_event("started", id).await;
+    let pid = pid_of(&rec);
+    w.fake
+        .until("the request", |n| {
+            n.find(&["permission", "updated"], id)
+                .is_some_and(|(_, t)| t["pending"].as_array().is_some_and(|p| p.len() == 1))
+        })
+        .await;
+    let dogs = watchdogs(&w);
+    kill(b).await;
+    let transcript = PathBuf::from(rec["transcript"].as_str().unwrap());
+    let offset = rec["runs"][0]["transcript_offset"].as_u64().unwrap();
+    let asked_at = std::fs::metadata(&transcript)
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let at = gone_at(pid).await;
+    assert!(
+        at >= asked_at + 600,
+        "closed {} ms after its request",
+        at - asked_at
+    );
+    assert!(at <= asked_at + 600 + LADDER_MS + MARGIN_MS);
+    wait_gone(&dogs).await;
+    assert_closed_by_the_watchdog(&w, id, pid);
+    // The turn was interrupted, not cut: its result ends the transcript; the tool never ran.
+    assert!(claude_tasks::stream_json::summary::ends_with_result(
+        &transcript,
+        offset
+    ));
+    assert!(!w.project.join("asked.txt").exists());
+    // The next backend settles the run from it: over, nothing waiting, no CLI.
+    let b = w.backend().await;
+    let got = b.req("get", w.id_args(id)).await;
+    assert_ne!(got["status"], "running", "{got:#}");
+    assert!(got["process"].is_null() && got["live"].is_null(), "{got:#}");
+    assert!(
+        got["pending"].as_array().is_none_or(|p| p.is_empty()),
+        "{got:#}"
+    );
+    b.stop().await;
+}

@@ -56,26 +56,25 @@ pub fn summarize(path: &Path, offset: u64) -> RunSummary {
 }
 
 /// Whether the CLI is idle as far as its output says: the last complete line after `offset` is
-/// a `result` and nothing was written after it (no partial line). Reads the last line only, in
-/// bounded memory, and parses it (whatever its key order) to tell what it is.
+/// a `result` and nothing was written after it (no partial line).
 pub fn ends_with_result(path: &Path, offset: u64) -> bool {
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return false;
-    };
-    let Ok(end) = f.metadata().map(|m| m.len()) else {
-        return false;
-    };
-    // A partial line at the end: the CLI is writing again.
-    if end <= offset || read_at(&mut f, end - 1, 1) != b"\n" {
-        return false;
-    }
-    let Some(&(start, len)) = last_lines(&mut f, offset, end, 1).first() else {
-        return false;
-    };
     matches!(
-        parse_at(&mut f, path, start, len),
+        last_message(path, offset),
         Some(stream_json::Msg::Result(_))
     )
+}
+
+/// The message of the last complete line after `offset`, when nothing was written after it (no
+/// partial line: else the CLI is writing again, and None). Reads the last line only, in bounded
+/// memory, and parses it (whatever its key order) to tell what it is.
+pub fn last_message(path: &Path, offset: u64) -> Option<stream_json::Msg> {
+    let mut f = std::fs::File::open(path).ok()?;
+    let end = f.metadata().ok()?.len();
+    if end <= offset || read_at(&mut f, end - 1, 1) != b"\n" {
+        return None;
+    }
+    let &(start, len) = last_lines(&mut f, offset, end, 1).first()?;
+    parse_at(&mut f, path, start, len)
 }
 
 /// The message of the line at `start..start + len`; one longer than the framer keeps is

@@ -19,10 +19,13 @@ use decide::{decide, Facts, Watch};
 
 use super::adopt::try_lock;
 use super::{Supervisor, TaskKey};
+use crate::cli::control::Stdin;
 use crate::process::helper::{spawn_helper, Helper};
 use crate::process::stop;
+use crate::store::TaskDir;
 use crate::store::{Store, StoreError};
-use crate::task::now_ms;
+use crate::stream_json::summary::ends_with_result;
+use crate::task::{now_ms, TaskRecord};
 use crate::tasks::config::Config;
 use crate::{log_info, log_warn};
 
@@ -157,6 +160,24 @@ fn wait_for_eof() {
     }
 }
 
+/// Ends the turn of a CLI that waits for an answer: the protocol's `interrupt` withdraws its
+/// request and ends the turn with a `result` (in ~40 ms), so that the transcript says how the
+/// run ended and the next backend settles it from there. Waits for that result at most
+/// `grace`; the ladder that follows ends the CLI whatever happened.
+fn interrupt_turn(rec: &TaskRecord, dir: &TaskDir, grace: Duration) {
+    let sent = Stdin::open(dir, true)
+        .and_then(|mut s| s.write_line(&crate::cli::control::interrupt("ct-int-watchdog")));
+    if let Err(e) = sent {
+        log_warn!("watchdog: task #{}: cannot interrupt its turn: {e}", rec.id);
+        return;
+    }
+    let offset = rec.current_run().map_or(0, |r| r.transcript_offset);
+    let deadline = std::time::Instant::now() + grace;
+    while !ends_with_result(&dir.transcript(), offset) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The tasks whose record names a CLI of `owner`.
 fn mine(store: &Store, owner: (i32, u64)) -> Vec<TaskKey> {
     let (recs, _warnings) = store.list(None);
@@ -203,8 +224,8 @@ fn look(
             return Look::Done;
         }
         Watch::Wait => return Look::Soon,
-        Watch::CloseAt(t, _) if t > now_ms() => return Look::At(t),
-        Watch::CloseAt(..) => {}
+        Watch::CloseAt(t, _) | Watch::InterruptAt(t, _) if t > now_ms() => return Look::At(t),
+        Watch::CloseAt(..) | Watch::InterruptAt(..) => {}
     }
     // Its time came. A backend that holds the task's lock adopted it (or is about to): never
     // closed under it; its record soon names that backend, and the task is left then.
@@ -216,10 +237,11 @@ fn look(
         Ok(rec) => rec,
         Err(_) => return Look::Soon,
     };
-    let why = match decide(&rec, owner, &Facts::read(&rec, &dir)) {
-        Watch::CloseAt(t, why) if t <= now_ms() => why,
+    let (why, interrupt) = match decide(&rec, owner, &Facts::read(&rec, &dir)) {
+        Watch::CloseAt(t, why) if t <= now_ms() => (why, false),
+        Watch::InterruptAt(t, why) if t <= now_ms() => (why, true),
         Watch::Leave(_) => return Look::Done,
-        Watch::CloseAt(t, _) => return Look::At(t),
+        Watch::CloseAt(t, _) | Watch::InterruptAt(t, _) => return Look::At(t),
         Watch::Wait => return Look::Soon,
     };
     let Some(info) = rec.process.clone() else {
@@ -229,6 +251,9 @@ fn look(
         "watchdog: task #{id} in {cwd}: closing its CLI (pid {}): {why}",
         info.pid
     );
+    if interrupt {
+        interrupt_turn(&rec, &dir, grace);
+    }
     let gone = runtime.block_on(stop::end_idle_foreign(
         info.pid,
         info.start_time,

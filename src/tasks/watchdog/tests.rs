@@ -41,8 +41,45 @@ fn facts(cli_alive: bool, ends_with_result: bool, modified_ms: u64) -> Facts {
     Facts {
         cli_alive,
         ends_with_result,
+        asking: false,
         modified_ms,
     }
+}
+
+/// A CLI whose last line, written at `modified_ms`, is a request of its own.
+fn asking(modified_ms: u64) -> Facts {
+    Facts {
+        asking: true,
+        ..facts(true, false, modified_ms)
+    }
+}
+
+#[test]
+fn a_request_nobody_answers_is_interrupted_keep_alive_after_it() {
+    // Its backend died mid-run while the CLI asked: the same time from the request.
+    assert!(matches!(
+        decide(&running(Some(300)), OWNER, &asking(2000)),
+        Watch::InterruptAt(2300, _)
+    ));
+    // An idle CLI that took a follow-up and asked: at its deadline at the earliest, and the
+    // keep-alive time after the request.
+    assert!(matches!(
+        decide(&idle(), OWNER, &asking(1200)),
+        Watch::InterruptAt(1700, _)
+    ));
+    // Not its own any more, or gone: left alone, asking or not.
+    assert!(matches!(
+        decide(&running(Some(300)), (1, 1), &asking(2000)),
+        Watch::Leave(_)
+    ));
+    let gone = Facts {
+        cli_alive: false,
+        ..asking(2000)
+    };
+    assert!(matches!(
+        decide(&running(Some(300)), OWNER, &gone),
+        Watch::Leave(_)
+    ));
 }
 
 #[test]
@@ -159,8 +196,23 @@ fn facts_check_the_cli_by_pid_start_time_and_marker_and_read_the_run_s_tail() {
     )
     .unwrap();
     let f = Facts::read(&rec, &dir);
-    assert!(f.cli_alive && f.ends_with_result, "{f:?}");
+    assert!(f.cli_alive && f.ends_with_result && !f.asking, "{f:?}");
     assert!(f.modified_ms > 0);
+    // A request of the CLI's after it (keys in any order), then the same half written.
+    let ask = r#"{"request":{"tool_name":"Bash","subtype":"can_use_tool","input":{}},"request_id":"r1","type":"control_request"}"#;
+    let mut text = std::fs::read_to_string(dir.transcript()).unwrap();
+    text.push_str(ask);
+    text.push('\n');
+    std::fs::write(dir.transcript(), &text).unwrap();
+    let f = Facts::read(&rec, &dir);
+    assert!(f.asking && !f.ends_with_result, "{f:?}");
+    text.push_str(&ask[..20]);
+    std::fs::write(dir.transcript(), &text).unwrap();
+    let f = Facts::read(&rec, &dir);
+    assert!(
+        !f.asking && !f.ends_with_result,
+        "a partial line: the CLI writes: {f:?}"
+    );
     // The result belongs to an earlier run when the current one starts after it.
     rec.runs[0].transcript_offset = std::fs::metadata(dir.transcript()).unwrap().len();
     assert!(!Facts::read(&rec, &dir).ends_with_result);
