@@ -7,6 +7,17 @@ use crate::task::{Status, TaskRecord};
 /// `keep_alive_ms` of a run whose record predates `Run::keep_alive_ms`: the default.
 pub(super) const DEFAULT_KEEP_ALIVE_MS: u64 = 600_000;
 
+/// How long a request waits for a backend to come back and answer it: the run's keep-alive
+/// time, or the default one where that is 0 (idle CLIs are not kept then, but a question to
+/// the user is not an idle CLI: `on_exit = "detach"` promises it to the next editor).
+fn asking_time(keep: u64) -> u64 {
+    if keep == 0 {
+        DEFAULT_KEEP_ALIVE_MS
+    } else {
+        keep
+    }
+}
+
 const NOBODY_ANSWERED: &str =
     "nobody answered its request for its keep-alive time (no editor came back)";
 
@@ -92,7 +103,8 @@ pub(super) fn decide(rec: &TaskRecord, owner: (i32, u64), facts: &Facts) -> Watc
         let keep = live.until_ms.saturating_sub(live.since_ms);
         if facts.asking {
             return Watch::InterruptAt(
-                live.until_ms.max(facts.modified_ms.saturating_add(keep)),
+                live.until_ms
+                    .max(facts.modified_ms.saturating_add(asking_time(keep))),
                 NOBODY_ANSWERED,
             );
         }
@@ -113,7 +125,10 @@ pub(super) fn decide(rec: &TaskRecord, owner: (i32, u64), facts: &Facts) -> Watc
         .and_then(|r| r.keep_alive_ms)
         .unwrap_or(DEFAULT_KEEP_ALIVE_MS);
     if facts.asking {
-        return Watch::InterruptAt(facts.modified_ms.saturating_add(keep), NOBODY_ANSWERED);
+        return Watch::InterruptAt(
+            facts.modified_ms.saturating_add(asking_time(keep)),
+            NOBODY_ANSWERED,
+        );
     }
     if !facts.ends_with_result {
         return Watch::Wait;

@@ -67,6 +67,11 @@ fn a_request_nobody_answers_is_interrupted_keep_alive_after_it() {
         decide(&idle(), OWNER, &asking(1200)),
         Watch::InterruptAt(1700, _)
     ));
+    // keep_alive_ms = 0 keeps no idle CLI, but a request still waits the default time.
+    assert!(matches!(
+        decide(&running(Some(0)), OWNER, &asking(2000)),
+        Watch::InterruptAt(t, _) if t == 2000 + DEFAULT_KEEP_ALIVE_MS
+    ));
     // Not its own any more, or gone: left alone, asking or not.
     assert!(matches!(
         decide(&running(Some(300)), (1, 1), &asking(2000)),
