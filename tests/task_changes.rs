@@ -41,6 +41,16 @@ struct Env {
     ed: Arc<Screen<TaskRecord>>,
 }
 
+/// The end of a test is the editor's exit: every CLI the test left (idle ones kept for
+/// follow-ups included) is closed, as `on_exit = "cancel"` does, instead of outliving the test
+/// binary. On a thread of its own, so that a drop inside the runtime cannot block it.
+impl Drop for Env {
+    fn drop(&mut self) {
+        let sup = self.sup.clone();
+        let _ = std::thread::spawn(move || rt().block_on(sup.shutdown())).join();
+    }
+}
+
 fn env(w: World) -> Env {
     let store = Store::open(&w.tmp.0.join("store")).unwrap();
     let ed = Arc::new(Screen::new(GUARD));
@@ -411,6 +421,25 @@ fn a_running_task_cannot_be_reverted_and_a_warm_follow_up_has_its_own_changes() 
     before.assert_same(&e.w.capture(), &["second.txt", "go.log"]);
 }
 
+/// Gives the supervisor a `git` that holds every `commit-tree` while `<dir>/hold` exists: it
+/// writes `<dir>/held`, and goes on once `<dir>/release` exists (or after 30 s). Returns `dir`.
+fn hold_commits(e: &Env) -> std::path::PathBuf {
+    let dir = e.w.tmp.0.clone();
+    let wrapper = dir.join("git-holding-commits");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nd='{}'\nfor a in \"$@\"; do\n  if [ \"$a\" = commit-tree ] && [ -e \"$d/hold\" ]; then\n    : > \"$d/held\"\n    i=0\n    while [ ! -e \"$d/release\" ] && [ $i -lt 3000 ]; do sleep 0.01; i=$((i+1)); done\n    break\n  fi\ndone\nexec git \"$@\"\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let git = e.w.git.clone().program(&wrapper);
+    e.sup.configure(|c| c.git = git);
+    dir
+}
+
 /// Waits (polling, bounded) until `path` exists: the sign a held `git` or the CLI gives.
 async fn until_exists(path: &Path, what: &str) {
     let deadline = tokio::time::Instant::now() + GUARD;
@@ -427,19 +456,7 @@ fn a_warm_follow_up_reaches_its_cli_before_its_start_snapshot_is_committed() {
     // shows the CLI working on the follow-up while its start is being committed, and the run's
     // changes still its own.
     let e = env(World::repo("task-warm-capture"));
-    let dir = e.w.tmp.0.clone();
-    let wrapper = dir.join("git-holding-commits");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nd='{}'\nfor a in \"$@\"; do\n  if [ \"$a\" = commit-tree ] && [ -e \"$d/hold\" ]; then\n    : > \"$d/held\"\n    i=0\n    while [ ! -e \"$d/release\" ] && [ $i -lt 3000 ]; do sleep 0.01; i=$((i+1)); done\n    break\n  fi\ndone\nexec git \"$@\"\n",
-            dir.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let git = e.w.git.clone().program(&wrapper);
-    e.sup.configure(|c| c.git = git);
+    let dir = hold_commits(&e);
     let before = e.w.capture();
     rt().block_on(async {
         let rec = e.start(json!([write("first.txt", "1\n")])).await;
@@ -469,6 +486,48 @@ fn a_warm_follow_up_reaches_its_cli_before_its_start_snapshot_is_committed() {
         e.sup.dispose(&e.cwd(), rec.id).unwrap();
     });
     before.assert_same(&e.w.capture(), &["first.txt", "second.txt"]);
+}
+
+#[test]
+fn quitting_while_a_run_s_end_is_recorded_closes_its_cli_instead_of_keeping_it() {
+    // The editor quits (`shutdown`, on_exit = "cancel") after a run's end decided to keep its
+    // CLI for follow-ups and before the CLI is kept: here while the end snapshot's commit is
+    // held. The CLI must be closed with the rest, not kept alive behind the quit.
+    let e = env(World::repo("task-quit-at-end"));
+    let dir = hold_commits(&e);
+    rt().block_on(async {
+        let rec = e
+            .start(json!([bash("while [ ! -e go.log ]; do sleep 0.01; done")]))
+            .await;
+        let started = e.ed.wait_event("started", rec.id).await;
+        let cli = started.process.as_ref().expect("a CLI").pid;
+        std::fs::write(dir.join("hold"), "").unwrap();
+        e.w.write("go.log", "");
+        until_exists(&dir.join("held"), "the end's commit-tree").await;
+        let sup = e.sup.clone();
+        let quit = tokio::spawn(async move { sup.shutdown().await });
+        // `shutdown` cancels what runs once it has begun: then it is under way.
+        let deadline = tokio::time::Instant::now() + GUARD;
+        while !e.sup.get(&e.cwd(), rec.id).unwrap().cancel_requested {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "shutdown never began"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        std::fs::write(dir.join("release"), "").unwrap();
+        tokio::time::timeout(GUARD, quit)
+            .await
+            .expect("shutdown ends")
+            .unwrap();
+        assert!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(cli), None).is_err(),
+            "the CLI outlived the quit"
+        );
+        let done = e.sup.get(&e.cwd(), rec.id).unwrap();
+        assert!(done.live.is_none() && done.process.is_none(), "{done:#?}");
+        assert!(done.status.is_finished(), "{done:#?}");
+    });
 }
 
 #[test]

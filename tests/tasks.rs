@@ -44,6 +44,16 @@ struct Env {
     ed: Arc<Recorder>,
 }
 
+/// The end of a test is the editor's exit: every CLI the test left (idle ones kept for
+/// follow-ups included) is closed, as `on_exit = "cancel"` does, instead of outliving the test
+/// binary. On a thread of its own, so that a drop inside the runtime cannot block it.
+impl Drop for Env {
+    fn drop(&mut self) {
+        let sup = self.sup.clone();
+        let _ = std::thread::spawn(move || rt().block_on(sup.shutdown())).join();
+    }
+}
+
 fn env(name: &str) -> Env {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -789,6 +799,13 @@ struct WireEnv {
     screen: Arc<Recorder>,
     ed: Arc<Queued>,
     sup: Supervisor,
+}
+
+impl Drop for WireEnv {
+    fn drop(&mut self) {
+        let sup = self.sup.clone();
+        let _ = std::thread::spawn(move || rt().block_on(sup.shutdown())).join();
+    }
 }
 
 impl WireEnv {

@@ -240,14 +240,19 @@ impl Supervisor {
     /// Keeps a run's CLI alive and idle for the next follow-up (its record already says
     /// `live`): a keeper closes it at the deadline, or when it dies meanwhile. Then at most
     /// `max_idle` stay, the oldest closed first.
-    pub(super) fn keep_idle(&self, key: &TaskKey, cli: Arc<Cli>, live: &Live) {
+    pub(super) fn keep_idle(&self, key: &TaskKey, cli: Arc<Cli>, live: &Live) -> bool {
         let (stop_tx, stop_rx) = watch::channel(());
         {
             let mut st = self.state();
+            // Decided under the lock `shutdown` sets `shutting_down` under before it closes
+            // every idle CLI: a CLI is either among those or not kept at all.
+            if st.shutting_down {
+                return false;
+            }
             let Some(e) = st.tasks.get_mut(key) else {
                 drop(st);
                 self.close_detached(key.clone(), cli);
-                return;
+                return true;
             };
             e.idle = Some(IdleCli {
                 cli: cli.clone(),
@@ -259,6 +264,7 @@ impl Supervisor {
         let (me, k) = (self.clone(), key.clone());
         tokio::spawn(async move { me.keeper(k, cli, wait, stop_rx).await });
         self.evict();
+        true
     }
 
     /// Closes the idle CLI at its deadline or cleans up after it when it dies first; stops
@@ -466,7 +472,11 @@ impl Supervisor {
             entry.lock = Some(lock);
             st.tasks.insert(key.clone(), entry);
         }
-        self.keep_idle(&key, cli.clone(), &live);
+        if !self.keep_idle(&key, cli.clone(), &live) {
+            // The backend quits while it adopts: closed as the others are.
+            self.close_detached(key, cli);
+            return;
+        }
         if !usable {
             let me = self.clone();
             tokio::spawn(async move {

@@ -12,7 +12,7 @@ use super::{stderr, Supervisor, TaskKey};
 use crate::process::reaper::Exit;
 use crate::store::{Store, TaskDir};
 use crate::stream_json::summary::{summarize, RunSummary};
-use crate::task::{now_ms, Live, RunChanges, Status};
+use crate::task::{now_ms, Live, RunChanges, Status, TaskRecord};
 use crate::{log_info, log_warn};
 
 impl Supervisor {
@@ -109,8 +109,13 @@ impl Supervisor {
                 }
             );
         }
+        let mut rec = rec;
         match (&live, end) {
-            (Some(l), _) => self.keep_idle(key, cli.clone(), l),
+            // Not kept: the editor began to quit after `keep` was decided.
+            (Some(l), _) if !self.keep_idle(key, cli.clone(), l) => {
+                rec = self.close_kept(key, cli.clone()).await.or(rec);
+            }
+            (Some(_), _) => {}
             (None, RunEnd::Idle) => {
                 let grace = self.state().config.cancel_grace;
                 cli.close(grace).await;
@@ -144,10 +149,16 @@ impl Supervisor {
                 .get(key)
                 .and_then(|e| e.record.borrow().live.clone())
             {
-                self.keep_idle(key, cli, &live);
-                return;
+                if self.keep_idle(key, cli.clone(), &live) {
+                    return;
+                }
             }
         }
+        self.close_kept(key, cli).await;
+    }
+
+    /// Closes an idle CLI that is not kept, and says so in the record.
+    async fn close_kept(&self, key: &TaskKey, cli: Arc<Cli>) -> Option<TaskRecord> {
         let grace = self.state().config.cancel_grace;
         cli.close(grace).await;
         cli.stop_watching().await;
@@ -155,7 +166,7 @@ impl Supervisor {
             r.live = None;
             r.process = None;
         })
-        .await;
+        .await
     }
 
     /// After a run's process is gone: what its part of the transcript says, and whether a
