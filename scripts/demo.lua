@@ -1,5 +1,7 @@
 -- demo.lua — run by scripts/demo.sh in a headless Neovim whose cwd is a scratch project.
 local root = assert(os.getenv("CLAUDE_TASKS_ROOT"), "CLAUDE_TASKS_ROOT not set")
+-- The backend and the demo agent: the release build (`make demo`), or another (the tests').
+local bin_dir = os.getenv("CLAUDE_TASKS_BIN_DIR") or (root .. "/target/release")
 local out = function(s)
   io.stdout:write(s, "\n")
 end
@@ -7,14 +9,15 @@ end
 vim.cmd("runtime plugin/claude-tasks.lua")
 local ct = require("claude-tasks")
 ct.setup({
-  binary = root .. "/target/release/claude-tasks",
+  binary = bin_dir .. "/claude-tasks",
   -- The offline demo agent: replays a realistic session (text, a Bash tool call, its result).
-  cmd = { root .. "/target/release/fake-claude", "--fake-delay-ms=40" },
+  cmd = { bin_dir .. "/fake-claude", "--fake-delay-ms=40" },
   notify = true,
   open = "split",
 })
 
 local events = {}
+local task_id
 vim.api.nvim_create_autocmd("User", {
   pattern = {
     "ClaudeTaskStarted",
@@ -25,6 +28,7 @@ vim.api.nvim_create_autocmd("User", {
   },
   callback = function(ev)
     local d = ev.data or {}
+    task_id = task_id or d.id
     table.insert(
       events,
       string.format(
@@ -59,8 +63,14 @@ local done = vim.wait(30000, function()
   end
   return false
 end, 10)
--- The last lines reach the buffer on the next frame.
-local buf = vim.fn.bufnr("claude-tasks://1")
+-- The task's output buffer (what `open = "split"` shows); its last lines reach it on the next
+-- frame.
+local buf = task_id and require("claude-tasks.buffer").find(task_id, vim.fn.getcwd())
+if not buf then
+  out("demo: no output buffer for the task (events: " .. #events .. ")")
+  vim.cmd("cq 1")
+  return
+end
 vim.wait(2000, function()
   local last = vim.api.nvim_buf_get_lines(buf, -2, -1, false)[1] or ""
   return last:match("^[✓✗■]") ~= nil

@@ -9,7 +9,8 @@ ROOT="$PWD"
 nvim_ok() {  # $1: a nvim binary; true when it is >= 0.10
   "$1" --headless -u NONE -i NONE -n --cmd 'if has("nvim-0.10") | qa! | else | cq | endif' </dev/null >/dev/null 2>&1
 }
-NVIM_BIN="${NVIM:-}"
+# DEMO_NVIM: a Neovim to use (not $NVIM: inside Neovim's :terminal that is the editor's socket).
+NVIM_BIN="${DEMO_NVIM:-}"
 if [ -z "$NVIM_BIN" ] && command -v nvim >/dev/null 2>&1 && nvim_ok "$(command -v nvim)"; then
   NVIM_BIN="$(command -v nvim)"
 fi
@@ -18,7 +19,8 @@ if [ -z "$NVIM_BIN" ]; then
   scripts/install-nvim.sh "$ROOT/.deps/nvim-0.10.4"
   NVIM_BIN="$ROOT/.deps/nvim-0.10.4/bin/nvim"
 fi
-[ -x target/release/claude-tasks ] || cargo build --release
+# CLAUDE_TASKS_BIN_DIR: another build's binaries (the tests run the demo with the debug build).
+[ -n "${CLAUDE_TASKS_BIN_DIR:-}" ] || [ -x target/release/claude-tasks ] || cargo build --release
 
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
