@@ -4,7 +4,8 @@
 //! - data: the CLI appends to `transcript.jsonl` -> `transcript` (follow, framing) ->
 //!   `stream_json` (parse) -> `render` -> `view` (sink) -> `nvim` (editor) -> a Neovim buffer;
 //! - control: Neovim's requests -> `rpc` -> `tasks` -> `process` (spawn, stop) and `store`;
-//!   beside it the git layer, `worktree` -> `changes` -> `git` (a library so far).
+//!   beside it the git layer, `worktree` -> `changes` -> `git`, which `tasks` uses for what
+//!   each run changed and for worktree tasks.
 //!
 //! A room imports only rooms below it on these paths, never one above (`tests/layering.rs`
 //! checks it).
