@@ -77,6 +77,25 @@ pub fn last_message(path: &Path, offset: u64) -> Option<stream_json::Msg> {
     parse_at(&mut f, path, start, len)
 }
 
+/// How much of a transcript's beginning `started_a_session` reads: the session's first line
+/// comes after the answer to `initialize` (~10 KB).
+const SESSION_HEAD: u64 = 1024 * 1024;
+
+/// Whether the CLI started a session in this transcript: a `system/init` line among the lines
+/// of its first `SESSION_HEAD` bytes (each parsed, whatever its key order; a line cut by the
+/// limit is not read).
+pub fn started_a_session(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| f.take(SESSION_HEAD).read_to_end(&mut head));
+    if read.is_err() {
+        return false;
+    }
+    head.split(|&b| b == b'\n')
+        .take(head.iter().filter(|&&b| b == b'\n').count())
+        .any(|line| matches!(stream_json::parse_bytes(line), stream_json::Msg::Init(_)))
+}
+
 /// The message of the line at `start..start + len`; one longer than the framer keeps is
 /// re-read with its long strings cut. None when it cannot be read back.
 fn parse_at(f: &mut std::fs::File, path: &Path, start: u64, len: u64) -> Option<stream_json::Msg> {
@@ -163,6 +182,24 @@ mod tests {
     use crate::testutil::temp_path as tmp;
 
     const RESULT: &str = r#"{"type":"result","subtype":"success","is_error":false,"num_turns":3,"total_cost_usd":0.5,"result":"ok"}"#;
+
+    #[test]
+    fn a_session_is_started_by_its_init_line_not_by_words_in_other_lines() {
+        let p = tmp("session-head");
+        // The answer to `initialize` names a slash command "init" and carries a session id
+        // field: no session yet.
+        let answer = r#"{"type":"control_response","response":{"subtype":"success","request_id":"ct-init-1","response":{"commands":[{"name":"init"}],"session_id":"x"}}}"#;
+        std::fs::write(&p, format!("{answer}\n")).unwrap();
+        assert!(!started_a_session(&p));
+        // The session's first line, its keys in another order; then one cut short.
+        let init = r#"{"session_id":"s1","cwd":"/p","model":"m","tools":[],"subtype":"init","type":"system"}"#;
+        std::fs::write(&p, format!("{answer}\n{}", &init[..40])).unwrap();
+        assert!(!started_a_session(&p), "a partial line is not read");
+        std::fs::write(&p, format!("{answer}\n{init}\n")).unwrap();
+        assert!(started_a_session(&p));
+        assert!(!started_a_session(&p.with_extension("missing")));
+        let _ = std::fs::remove_file(&p);
+    }
 
     #[test]
     fn summarize_finds_the_result_at_the_end_of_a_large_transcript() {

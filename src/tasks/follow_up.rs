@@ -3,13 +3,12 @@
 //! else a run in a new CLI that resumes the session; `interrupt` stops the current turn and keeps
 //! the task; `tui` hands the session to Claude's own TUI.
 
-use std::path::Path;
-
 use super::adopt::try_lock;
 use super::permissions::watch::lock;
 use super::{isolation, no_task, Entry, Supervisor, TaskKey};
 use crate::cli::control::Stdin;
 use crate::store::Store;
+use crate::stream_json::summary::started_a_session;
 use crate::task::{now_ms, Said, Status, TaskRecord};
 use crate::text::title_of;
 use crate::{log_info, log_warn};
@@ -277,7 +276,7 @@ impl Supervisor {
                 .runs
                 .iter()
                 .any(|r| r.num_turns > 0 || r.status == Status::Completed)
-            || transcript_names_session(&self.shared.store.task_dir(&key.0, key.1).transcript());
+            || started_a_session(&self.shared.store.task_dir(&key.0, key.1).transcript());
         if started {
             return Ok(());
         }
@@ -292,17 +291,6 @@ impl Supervisor {
             rec.id
         ))
     }
-}
-
-/// Whether the CLI wrote its session's first line (`system/init`) to the transcript: read from
-/// its beginning, bounded (the line comes first, after the ~10 KB answer to `initialize`).
-fn transcript_names_session(path: &Path) -> bool {
-    use std::io::Read;
-    let mut head = Vec::new();
-    let read = std::fs::File::open(path).and_then(|f| f.take(1024 * 1024).read_to_end(&mut head));
-    read.is_ok()
-        && memchr::memmem::find(&head, b"\"session_id\"").is_some()
-        && memchr::memmem::find(&head, b"\"init\"").is_some()
 }
 
 /// A message's title: its first line, shortened, and how many lines follow.
