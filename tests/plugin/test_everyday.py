@@ -112,6 +112,41 @@ def test_23_01_the_cli_s_own_error_is_shown(child, real, tmp_path):
     assert note["msg"].endswith(": " + why) and "\n" not in note["msg"]
 
 
+def test_23_01_a_usage_text_after_the_error_does_not_hide_it(child, real, tmp_path):
+    # A `cmd` that is not Claude: it rejects a flag, then prints its usage, a dozen lines, and
+    # a line about --help. The error is the line that says what went wrong, not the last one.
+    usage = "".join("echo '  -%d, --option-%d   does thing %d' >&2\n" % (i, i, i) for i in range(12))
+    cli = script(
+        tmp_path,
+        "notclaude",
+        "echo \"notclaude: unrecognized option '--output-format'\" >&2\n"
+        "echo 'Usage: notclaude [OPTION]... [FILE]...' >&2\n"
+        + usage
+        + "echo \"Try 'notclaude --help' for more information.\" >&2\n"
+        "exit 2\n",
+    )
+    real(cmd=[cli])
+    child.nvim.command("ClaudeTask hello")
+    child.wait("__event('ClaudeTaskDone', 1) ~= nil", timeout=30)
+    why = (
+        "the CLI exited with code 2 without a result: "
+        "notclaude: unrecognized option '--output-format'"
+    )
+    assert child.lua("return __event('ClaudeTaskFailed', 1)")["error"] == why
+    [note] = [n for n in notes(child, ERROR) if "failed" in n["msg"]]
+    assert note["msg"].endswith(": " + why), note
+    # Under the footer: that line first, then the last lines (at most 5 in all).
+    child.wait("__has_line(1, '^  │ Try ')", timeout=10)
+    shown = [l for l in child.lua("return __lines(1)") if l.startswith("  │ ")]
+    assert shown == [
+        "  │ notclaude: unrecognized option '--output-format'",
+        "  │ -9, --option-9   does thing 9",
+        "  │ -10, --option-10   does thing 10",
+        "  │ -11, --option-11   does thing 11",
+        "  │ Try 'notclaude --help' for more information.",
+    ], shown
+
+
 # ----------------------------------------------------------------------------------- item 2
 
 

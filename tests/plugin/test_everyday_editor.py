@@ -253,6 +253,60 @@ def test_8_a_live_task_shows_a_spinner_and_its_time_at_the_tail(child):
     child.wait("not require('claude-tasks.activity').ticking()", what="the clock stops")
 
 
+RATE = """
+local ns = require('claude-tasks.activity').ns
+_G.__frames, _G.__redraws = {}, 0
+local set_extmark = vim.api.nvim_buf_set_extmark
+vim.api.nvim_buf_set_extmark = function(buf, n, row, col, o)
+  if n == ns then
+    table.insert(_G.__frames, { t = vim.uv.hrtime() / 1e6, text = o.virt_text[1][1] })
+  end
+  return set_extmark(buf, n, row, col, o)
+end
+local cmd = vim.cmd
+vim.cmd = setmetatable({}, {
+  __index = cmd,
+  __call = function(_, c, ...)
+    if c == 'redrawstatus!' then _G.__redraws = _G.__redraws + 1 end
+    return cmd(c, ...)
+  end,
+})
+"""
+
+
+def test_8_the_sign_of_life_and_the_statusline_change_at_most_a_few_times_a_second(child):
+    buf = open_task(child)
+    write(child, buf, 0, ["# #1 demo", "", "thinking about it"])
+    child.lua(RATE)
+    child.lua("require('claude-tasks.events').dispatch({ type = 'started', task = _G.__tasks[1] })")
+    child.wait("#_G.__frames > 0", what="the first frame")
+    # Measured over more than a second and a half of silence from the CLI: every update of the
+    # mark (each redraws the window), and how often its text changed.
+    child.wait("vim.uv.hrtime() / 1e6 - _G.__frames[1].t > 1600", timeout=10,
+               what="a second and a half")
+    frames = child.lua("return _G.__frames")
+    span = (frames[-1]["t"] - frames[0]["t"]) / 1000.0
+    changes = sum(1 for a, b in zip(frames, frames[1:]) if a["text"] != b["text"])
+    assert changes >= 1, frames  # it moves ...
+    # ... at most a few times a second (four by design; ten leaves room for a loaded machine,
+    # whose timers come late, not early).
+    assert len(frames) - 1 <= 10 * max(span, 1.0), (span, frames)
+    assert changes <= 10 * max(span, 1.0), (span, frames)
+    # The statusline is redrawn once per change of what it says, and a burst of events (a
+    # backend catching up) is one redraw.
+    assert child.lua("return _G.__redraws") == 1
+    child.lua("""
+      for id = 2, 51 do
+        local t = __add_task({ id = id })
+        require('claude-tasks.events').dispatch({ type = 'started', task = t })
+      end
+    """)
+    child.flush()
+    assert child.lua("return require('claude-tasks').statusline()") == "✻ 51"
+    assert child.lua("return _G.__redraws") == 2
+    child.lua("vim.cmd = getmetatable(vim.cmd).__index")
+
+
 # 14 ---------------------------------------------------------------------------------------------
 
 def test_14_edit_of_an_unknown_id_says_so_and_wipes_the_buffer(child):

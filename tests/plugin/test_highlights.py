@@ -156,7 +156,7 @@ NORMAL_OUTPUT = [
 ]
 
 
-def test_normal_output_is_never_drawn_as_an_error(child):
+def test_23_09_normal_output_is_never_drawn_as_an_error(child):
     # Issue 23 item 9: markdown's syntax drew snake_case underscores as errors (red).
     lines = HEADER + NORMAL_OUTPUT + ["", "✓ done in 1.0s · 1 turn · $0.0100"]
     buf, win = shown_task(child, lines)
