@@ -91,7 +91,10 @@ fn our_argvs() -> Vec<Vec<String>> {
     };
     vec![
         argv(&o, SessionArg::New("00000000-0000-4000-8000-000000000000")),
-        argv(&o, SessionArg::Resume("00000000-0000-4000-8000-000000000000")),
+        argv(
+            &o,
+            SessionArg::Resume("00000000-0000-4000-8000-000000000000"),
+        ),
         tui_argv(&o, "00000000-0000-4000-8000-000000000000"),
     ]
 }
@@ -102,7 +105,10 @@ fn flags(argv: &[String]) -> Vec<(String, Option<String>)> {
     let mut out = Vec::new();
     let mut it = argv.iter().skip(1).peekable();
     while let Some(a) = it.next() {
-        assert!(a.starts_with('-'), "a bare word in our argv: {a} in {argv:?}");
+        assert!(
+            a.starts_with('-'),
+            "a bare word in our argv: {a} in {argv:?}"
+        );
         if let Some((f, v)) = a.split_once('=') {
             out.push((f.to_string(), Some(v.to_string())));
         } else if it.peek().is_some_and(|n| !n.starts_with('-')) {
@@ -131,7 +137,10 @@ fn every_flag_the_backend_passes_is_one_each_pinned_cli_documents() {
     for v in pinned() {
         let help = fixture(&v, "help.txt");
         let doc = documented(&help);
-        assert!(doc.contains("--print") && doc.contains("-p"), "{v}: {doc:?}");
+        assert!(
+            doc.contains("--print") && doc.contains("-p"),
+            "{v}: {doc:?}"
+        );
         for f in &used {
             if let Some((_, run)) = HIDDEN.iter().find(|(h, _)| h == f) {
                 // Hidden on purpose: if a version documents it, it moves out of HIDDEN.
@@ -139,7 +148,10 @@ fn every_flag_the_backend_passes_is_one_each_pinned_cli_documents() {
                 let cmd = fixture(&v, &format!("{run}/cmd.txt"));
                 let out = fixture(&v, &format!("{run}/stdout.jsonl"));
                 assert!(cmd.contains(f.as_str()), "{v}/{run}: not run with {f}");
-                assert!(out.contains("\"can_use_tool\""), "{v}/{run}: {f} had no effect");
+                assert!(
+                    out.contains("\"can_use_tool\""),
+                    "{v}/{run}: {f} had no effect"
+                );
                 continue;
             }
             assert!(doc.contains(f), "CLI {v} does not document {f} (help.txt)");

@@ -93,7 +93,8 @@ fn flood_fixture_keeps_its_20000_lines() {
         seen.push(root);
     }
     assert!(
-        seen.iter().any(|r| r.ends_with("tests/fixtures/claude-cli-2.1.332")),
+        seen.iter()
+            .any(|r| r.ends_with("tests/fixtures/claude-cli-2.1.332")),
         "2.1.332's flood not rendered: {seen:?}"
     );
 }

@@ -91,7 +91,9 @@ fn fixture_versions() -> Vec<PathBuf> {
     };
     // src/render/tests/mod.rs: the repository is four levels up.
     if let Some(root) = src.ancestors().nth(4) {
-        dirs.extend(crate::testutil::version_dirs(&root.join("../shared/fixtures")));
+        dirs.extend(crate::testutil::version_dirs(
+            &root.join("../shared/fixtures"),
+        ));
     }
     dirs
 }

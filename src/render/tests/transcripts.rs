@@ -380,6 +380,9 @@ fn every_shared_fixture_renders() {
     assert!(compressed >= 1, "no compressed fixture rendered");
     let versions: Vec<_> = roots.iter().filter_map(|r| r.file_name()).collect();
     for v in ["claude-cli-2.1.197", "claude-cli-2.1.332"] {
-        assert!(versions.iter().any(|n| *n == v), "{v} missing: {versions:?}");
+        assert!(
+            versions.iter().any(|n| *n == v),
+            "{v} missing: {versions:?}"
+        );
     }
 }
