@@ -22,7 +22,9 @@ pub fn fixture_dir() -> PathBuf {
 
 /// Every recorded transcript of every CLI version, as (`claude-cli-<version>/<scenario>`, its
 /// `stdout.jsonl`), sorted by name: a version recorded later is covered without a change here.
-/// `fixtures_root().join(name)` is the scenario's directory.
+/// `fixtures_root().join(name)` is the scenario's directory. The runs kept compressed
+/// (`stdout.jsonl.gz`, past 256 KiB: the floods) are not among them, as every test here feeds
+/// each run whole many times; the crate's own tests read those with [`fixture_stdout`].
 pub fn fixtures() -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let mut versions = 0;
@@ -57,6 +59,42 @@ pub fn fixtures() -> Vec<(String, Vec<u8>)> {
     out.sort();
     assert!(versions >= 1 && out.len() >= 10, "fixtures: {}", out.len());
     out
+}
+
+/// The `claude-cli-<version>` directories under `root`, sorted (none if it does not exist).
+pub fn version_dirs(root: &std::path::Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("claude-cli-"))
+        })
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// What the CLI wrote in the recorded run `dir`: its `stdout.jsonl`, or its `stdout.jsonl.gz`
+/// decompressed (flate2 is a dev-dependency, so only the crate's own tests have this); `None`
+/// when the directory holds neither. A compressed file that does not decompress is a broken
+/// fixture: a panic naming it.
+#[cfg(test)]
+pub fn fixture_stdout(dir: &std::path::Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    if let Ok(b) = std::fs::read(dir.join("stdout.jsonl")) {
+        return Some(b);
+    }
+    let gz = dir.join("stdout.jsonl.gz");
+    let file = std::fs::File::open(&gz).ok()?;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_end(&mut out)
+        .unwrap_or_else(|e| panic!("{}: {e}", gz.display()));
+    Some(out)
 }
 
 /// A `text_delta` line in exactly the CLI's shape (which the in-place parser takes), with

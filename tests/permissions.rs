@@ -436,6 +436,65 @@ async fn cancel_while_waiting_interrupts_and_withdraws_the_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deny_with_interrupt_stops_the_turn_and_says_so() {
+    let w = world("deny-interrupt");
+    let b = w.backend().await;
+    let steps = json!([bash("touch stopped.txt"), bash("touch never-asked.txt")]);
+    let id = b
+        .start(w.start_with(&prompt("stop here", steps), vec![]))
+        .await;
+    b.req("attach", w.attach_args(id, 1)).await;
+    asked(&w, id, "Bash", "command", "touch stopped.txt").await;
+    b.req(
+        "deny",
+        args(
+            &w,
+            id,
+            vec![("message", s("stop it")), ("interrupt", Value::from(true))],
+        ),
+    )
+    .await;
+    // The CLI ends the turn at once (an error result, aborted_tools): the run ends as one the
+    // user interrupted, not as a failure, and the task waits for the next message.
+    let (kind, end) = w.fake.wait_end(id).await;
+    assert_eq!(kind, "cancelled", "{end:#}");
+    assert_eq!(end["status"], "cancelled");
+    assert_eq!(end["runs"][0]["interrupted"], true, "{end:#}");
+    assert_eq!(end["cancel_requested"], false, "the task goes on");
+    assert!(end["error"].is_null(), "{end:#}");
+    assert!(end["live"].is_object(), "its Claude waits for a follow-up");
+    assert_eq!(end["pending"], json!([]));
+    assert_eq!(end["runs"][0]["denied"], json!(["Bash"]));
+    // What the CLI did: our deny (with interrupt) echoed, then the interrupted turn's result;
+    // the second call never came.
+    let lines = transcript_lines(&end);
+    assert!(lines.iter().any(|v| v["type"] == "control_response"
+        && v["claude_tasks"]["by"] == "user"
+        && v["response"]["response"]["interrupt"] == true));
+    let results: Vec<&Json> = lines.iter().filter(|v| v["type"] == "result").collect();
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0]["subtype"], "error_during_execution");
+    assert_eq!(results[0]["terminal_reason"], "aborted_tools");
+    assert!(!lines
+        .iter()
+        .any(|v| v.to_string().contains("touch never-asked.txt") && v["type"] == "assistant"));
+    assert!(!w.project.join("stopped.txt").exists());
+    // The buffer says who stopped it, and that the task goes on.
+    let want = w.buffer_shows(1, &end).await;
+    assert!(
+        want.iter().any(|l| l == "  ✗ denied and stopped: stop it"),
+        "{want:#?}"
+    );
+    assert!(
+        want.iter().any(|l| l.starts_with("■ interrupted after ")
+            && l.ends_with("the task waits for your next message")),
+        "{want:#?}"
+    );
+    assert!(want.iter().all(|l| !l.starts_with("✗ failed")), "{want:#?}");
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_task_survives_its_backend_and_is_answered_from_the_next() {
     let w = world("crash");
     let b = w.backend().await;

@@ -20,6 +20,8 @@ from record_fixture import Run, STREAM_INPUT, is_tool_use, one
 PLUGIN = STREAM_INPUT + ["--permission-prompt-tool", "stdio", "--replay-user-messages"]
 DEFAULT = ["--permission-mode", "default"]
 ACCEPT = ["--permission-mode", "acceptEdits"]
+BYPASS = ["--permission-mode", "bypassPermissions"]
+AUTO = ["--permission-mode", "auto"]
 NEW = ["--session-id={sid}"]
 HOOK = {"PreToolUse": [{"matcher": "Write|Edit|MultiEdit|NotebookEdit",
                         "hookCallbackIds": ["claude_tasks_unsaved"]}]}
@@ -112,6 +114,32 @@ def unsaved(run: Run) -> None:
     end_idle(run)
 
 
+def unsaved_any_mode(run: Run) -> None:
+    """A mode that may write without asking (bypassPermissions, auto): our hook answers `ask`.
+    Whether the CLI then asks is what is recorded, so a CLI that ignores the hook's `ask` and
+    writes is recorded as it is (the driver waits for a request or the result, whichever comes
+    first); a request is denied."""
+    initialize(run)
+    run.user("SCENARIO:write make a file")
+    hook = run.wait_line(hook_callback, what="the hook callback")
+    run.send({"type": "control_response",
+              "claude_tasks": {"by": "hook", "unsaved": "hello.txt"},
+              "response": {"subtype": "success", "request_id": hook["request_id"],
+                           "response": {"hookSpecificOutput": {
+                               "hookEventName": "PreToolUse", "permissionDecision": "ask",
+                               "permissionDecisionReason":
+                                   "you have unsaved changes in hello.txt"}}}})
+    first = run.wait_line(lambda ln: can_use_tool(ln) or result(ln),
+                          what="the request the hook made, or the result")
+    if can_use_tool(first):
+        run.note("the CLI asked: the hook's ask was obeyed")
+        answer(run, first, {"behavior": "deny", "message": "The user denied this in Neovim."})
+        run.wait_line(result, what="the result")
+    else:
+        run.note("NO request: the CLI ignored the hook's ask in this mode")
+    end_idle(run)
+
+
 def question(run: Run) -> None:
     """AskUserQuestion answered as the backend answers it: allow + input + answers."""
     initialize(run, None)
@@ -168,6 +196,19 @@ RECIPES = [
     one("control-permission-unsaved-hook", PLUGIN + ACCEPT + NEW, drive=unsaved,
         notes="acceptEdits: the PreToolUse hook answered permissionDecision=ask makes the CLI "
               "ask for a Write it would have run (decision_reason_type hook)."),
+    one("control-permission-unsaved-hook-bypassPermissions", PLUGIN + BYPASS + NEW,
+        drive=unsaved_any_mode, env={"IS_SANDBOX": "1"},
+        notes="bypassPermissions (IS_SANDBOX=1: as root the CLI refuses the mode without it): "
+              "the PreToolUse hook answered permissionDecision=ask; whether "
+              "the CLI still asks for the Write (a can_use_tool, denied) or writes anyway is "
+              "what this run shows (timeline.txt, cwd_files.txt). Recorded: 2.1.197 and 2.1.332 "
+              "both ask; the Write is denied and nothing is written."),
+    one("control-permission-unsaved-hook-auto", PLUGIN + AUTO + NEW,
+        drive=unsaved_any_mode,
+        notes="auto: the PreToolUse hook answered permissionDecision=ask; whether the CLI "
+              "still asks for the Write (a can_use_tool, denied) or writes anyway is what this "
+              "run shows (timeline.txt, cwd_files.txt). Recorded: 2.1.197 and 2.1.332 both "
+              "ask; the Write is denied and nothing is written."),
     one("control-permission-question", PLUGIN + DEFAULT + NEW, drive=question,
         notes="AskUserQuestion answered with allow + updatedInput.answers."),
     one("control-interrupt-waiting", PLUGIN + DEFAULT + NEW, drive=interrupt_waiting,

@@ -190,3 +190,63 @@ def test_terminal_escapes_in_a_request_reach_neither_the_buffer_nor_the_notifica
     assert any("asks: Bash(echo" in m for m in notes), notes
     nv.command(f"ClaudeTasks deny {task_id} no escapes")
     assert nv.wait_done(task_id)["status"] == "completed"
+
+
+# ---------------------------------------------------------------------------------------------
+# Unsaved work in a mode that writes without asking (issue 21 item 4)
+
+
+@on_nvims()
+def test_bypass_permissions_still_asks_before_overwriting_an_unsaved_buffer(
+        cli, cli_editors, claude_home, mock_server, project_dir, tmp_path):
+    """With `permission_mode = "bypassPermissions"` the CLI asks for nothing, yet the Write to a
+    file with unsaved changes in the editor must become a request (the backend's PreToolUse
+    hook answers `ask`). Some CLI versions were reported to ignore a hook's `ask` in this mode:
+    should a pinned one do so, this fails saying which (the fixtures
+    control-permission-unsaved-hook-bypassPermissions record what each version does)."""
+    import nvim_helpers
+
+    # As root, the CLI refuses bypassPermissions unless told it runs in a sandbox.
+    env = nvim_helpers.nvim_env(claude_home, mock_server.url, tmp_path / "xdg",
+                                IS_SANDBOX="1")
+    nv = cli_editors.new(env=env, open="split")
+    # The mock's Write creates hello.txt; the user is typing that new file and has not saved
+    # it yet. (An existing file would need a Read first: the CLI refuses a Write of a file it
+    # has not read before any hook runs, and the mock only writes.)
+    target = project_dir / "hello.txt"
+    nv.command("edit " + str(target))
+    nv.lua("vim.api.nvim_buf_set_lines(0, 0, -1, false, { 'my unsaved', 'work' })")
+    assert nv.lua("return vim.bo.modified") is True
+    buf = nv.lua("return vim.api.nvim_get_current_buf()")
+    before = nv.lua("return vim.api.nvim_buf_get_lines(..., 0, -1, false)", buf)
+    assert before == ["my unsaved", "work"]
+
+    task_id = nv.start("SCENARIO:write make a file", permission_mode="bypassPermissions")
+    # A request, or (a CLI that ignores the hook's ask) the run's end: whichever comes first.
+    nv.wait_for("#_G.__e2e.of(..., 'ClaudeTaskPermission') >= 1"
+                " or #_G.__e2e.of(..., 'ClaudeTaskDone') >= 1", task_id,
+                what=f"a request or the end of task {task_id}", timeout=60)
+    asked = nv.events(task_id, "ClaudeTaskPermission")
+    assert asked, (
+        f"CLI {cli.version}: bypassPermissions wrote without asking although the file has "
+        f"unsaved changes (the hook's ask was ignored); on disk: "
+        f"{target.read_text() if target.exists() else None!r}\n"
+        + nv.diagnostics(task_id))
+    data = asked[0]["data"]
+    assert data["tool_name"] == "Write"
+    assert data["input"]["file_path"] == str(target)
+    assert not target.exists(), "written before the answer"
+    nv.wait_line(task_id, "^  ⚠ you have unsaved changes in hello%.txt$", "the warning")
+
+    nv.lua("vim.ui.input = function(_, cb) cb('I am editing it') end")
+    press(nv, task_id, "d")
+    done = nv.wait_done(task_id)
+    assert done["status"] == "completed", nv.diagnostics(task_id)
+    assert done["denied"] == ["Write"], done
+    # The file and the buffer are as the user left them: nothing written, the text unsaved.
+    assert not target.exists()
+    assert nv.lua("return vim.api.nvim_buf_get_lines(..., 0, -1, false)", buf) == before
+    assert nv.lua("return vim.bo[...].modified", buf) is True
+    lines = nv.wait_footer(task_id)
+    assert "  ✗ denied: I am editing it" in lines, lines
+    assert nv.lua("return vim.api.nvim_buf_get_lines(..., 0, -1, false)", buf) == before

@@ -76,8 +76,11 @@ fn upd(start: usize, lines: &[&str]) -> Option<Update> {
     })
 }
 
-/// The shared recordings' directory of every CLI version (`claude-cli-<version>`), sorted.
-fn shared_fixtures() -> Vec<PathBuf> {
+/// The recordings' directory of every CLI version (`claude-cli-<version>`): the repository's
+/// own (tests/fixtures) and, where it is checked out beside the repository, the shared set;
+/// sorted, the repository's first.
+fn fixture_versions() -> Vec<PathBuf> {
+    let mut dirs = crate::testutil::version_dirs(&crate::testutil::fixtures_root());
     // Resolved from this source file, so it also works when the module is compiled into
     // another crate; CI has `shared/` beside the repository.
     let file = Path::new(file!());
@@ -87,38 +90,16 @@ fn shared_fixtures() -> Vec<PathBuf> {
         Path::new(env!("CARGO_MANIFEST_DIR")).join(file)
     };
     // src/render/tests/mod.rs: the repository is four levels up.
-    let Some(root) = src.ancestors().nth(4) else {
-        return Vec::new();
-    };
-    let Ok(entries) = std::fs::read_dir(root.join("../shared/fixtures")) else {
-        return Vec::new();
-    };
-    let mut dirs: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_dir()
-                && p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("claude-cli-"))
-        })
-        .collect();
-    dirs.sort();
+    if let Some(root) = src.ancestors().nth(4) {
+        dirs.extend(crate::testutil::version_dirs(
+            &root.join("../shared/fixtures"),
+        ));
+    }
     dirs
 }
 
 fn read_stdout(dir: &Path) -> Option<Vec<u8>> {
-    if let Ok(b) = std::fs::read(dir.join("stdout.jsonl")) {
-        return Some(b);
-    }
-    let gz = dir.join("stdout.jsonl.gz");
-    if !gz.exists() {
-        return None;
-    }
-    let out = std::process::Command::new("gzip")
-        .arg("-dc")
-        .arg(&gz)
-        .output()
-        .ok()?;
-    Some(out.stdout)
+    crate::testutil::fixture_stdout(dir)
 }
 
 // Declared after `fixture!`, which only the modules declared after it can use.

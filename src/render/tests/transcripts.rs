@@ -317,12 +317,11 @@ fn unknown_session_error() {
 
 #[test]
 fn every_shared_fixture_renders() {
-    let roots = shared_fixtures();
-    if roots.is_empty() {
-        eprintln!("shared fixtures not found: skipped");
-        return;
-    }
+    // Every recorded run of every CLI version: the repository's (both pinned versions, the
+    // compressed floods included) and the shared set where it is checked out.
+    let roots = fixture_versions();
     let mut count = 0;
+    let mut compressed = 0;
     let dirs = roots
         .iter()
         .flat_map(|root| std::fs::read_dir(root).unwrap())
@@ -331,6 +330,9 @@ fn every_shared_fixture_renders() {
         let Some(bytes) = read_stdout(&dir) else {
             continue;
         };
+        if !dir.join("stdout.jsonl").exists() {
+            compressed += 1;
+        }
         let mut live = Renderer::new();
         let mut once = Renderer::new();
         let mut buf = Vec::new();
@@ -374,4 +376,13 @@ fn every_shared_fixture_renders() {
         count += 1;
     }
     assert!(count > 50, "only {count} fixtures");
+    // At least 2.1.332's flood, which only this reader decompresses.
+    assert!(compressed >= 1, "no compressed fixture rendered");
+    let versions: Vec<_> = roots.iter().filter_map(|r| r.file_name()).collect();
+    for v in ["claude-cli-2.1.197", "claude-cli-2.1.332"] {
+        assert!(
+            versions.iter().any(|n| *n == v),
+            "{v} missing: {versions:?}"
+        );
+    }
 }

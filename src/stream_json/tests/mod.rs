@@ -5,6 +5,7 @@ mod delta_memory;
 mod fast_path;
 mod messages;
 mod results;
+mod unsaved_modes;
 mod versions;
 
 use super::delta::text_delta_line;

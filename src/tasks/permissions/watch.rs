@@ -222,6 +222,13 @@ impl Supervisor {
                     }
                 }
                 Msg::Control(Line::Response(resp)) => {
+                    // The echo of the user's deny with `interrupt`: the CLI ends the turn as
+                    // for our interrupt (an error result), so the run ends as interrupted, not
+                    // failed. From the echo, so a backend that re-adopted the task knows too.
+                    if resp.decided.is_some() && resp.interrupts() {
+                        c.tally.interrupted = true;
+                        c.tally.interrupt_pending = true;
+                    }
                     let id = resp.request_id;
                     c.open.retain(|r| r.pending.request_id != id);
                     if let Some(i) = c.hooks.iter().position(|h| h.request_id == id) {
