@@ -101,7 +101,8 @@ async fn a_follow_up_goes_to_the_live_cli_and_each_run_has_its_own_cost() {
     let b = w.backend().await;
     let record = w.root.join("rec");
     let flag = format!("--fake-record={}", record.display());
-    let (id, first) = started(&w, &b, "first", &[&flag]).await;
+    // A few ms between lines: the first result's API time (half the fake's age) is not 0.
+    let (id, first) = started(&w, &b, "first", &[&flag, "--fake-delay-ms=5"]).await;
     let pid = pid_of(&first);
     assert!(alive(pid), "the CLI stays alive and idle");
     assert!(
@@ -134,6 +135,22 @@ async fn a_follow_up_goes_to_the_live_cli_and_each_run_has_its_own_cost() {
     );
     assert!((second["cost_usd"].as_f64().unwrap() - 0.0246).abs() < 1e-9);
     assert!((second["runs"][1]["cli_cost_usd"].as_f64().unwrap() - 0.0246).abs() < 1e-9);
+    // The event carries the task with its runs: what Lua reports as the event's `run_cost_usd`
+    // is the last run's own cost, never the CLI's running sum.
+    let last = second["runs"].as_array().unwrap().last().unwrap();
+    assert!((last["cost_usd"].as_f64().unwrap() - 0.0123).abs() < 1e-9);
+    // So is the API time (`duration_api_ms`, the fake's half of its age at each result): each
+    // run has what it added, the CLI's sum is kept beside it as the next live run's base.
+    let api = |i: usize, k: &str| second["runs"][i][k].as_u64().expect(k);
+    assert_eq!(api(0, "api_ms"), api(0, "cli_api_ms"));
+    assert!(api(0, "cli_api_ms") > 0, "{second:#}");
+    assert!(api(1, "cli_api_ms") >= api(0, "cli_api_ms"), "{second:#}");
+    assert_eq!(
+        api(1, "api_ms"),
+        api(1, "cli_api_ms") - api(0, "cli_api_ms"),
+        "{second:#}"
+    );
+    assert!(api(1, "api_ms") < api(1, "cli_api_ms"), "{second:#}");
     let lines = w.fake.footer(3, "✓ done").await;
     assert!(
         lines
@@ -541,4 +558,84 @@ async fn bad_follow_ups_and_interrupts_get_clear_errors() {
     let err = b.err("resume", w.resume_args(id, "hello")).await;
     assert!(err.contains("no task"), "{err}");
     b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_still_queued_at_an_interrupt_runs_after_it_as_a_turn_of_its_own() {
+    let w = world("queued-interrupt");
+    let b = w.backend().await;
+    let id = b
+        .start(start_args(
+            &w,
+            "stream",
+            &["--fake-lines=60", "--fake-delay-ms=40"],
+            vec![],
+        ))
+        .await;
+    b.req("attach", w.attach_args(id, 10)).await;
+    shows(&w, 10, "the streamed text", |l| l.starts_with("line 000002")).await;
+    let pid = pid_of(&w.fake.wait_event("started", id).await);
+    b.req("resume", w.resume_args(id, "queued before the interrupt"))
+        .await;
+    shows(&w, 10, "the pending mark", |l| {
+        l == "› queued before the interrupt · waiting"
+    })
+    .await;
+    b.req("interrupt", w.id_args(id)).await;
+    // The interrupt ends the streaming turn; the message outlives it, and the buffer says so
+    // until the CLI takes it.
+    let lines = shows(&w, 10, "the still-queued mark", |l| {
+        l == "› queued before the interrupt · still queued: runs after the interrupt"
+    })
+    .await;
+    assert!(
+        lines.iter().any(|l| l == "■ interrupted by user"),
+        "{lines:#?}"
+    );
+    // Then the CLI takes it as a turn of its own, in the same run and process: the interrupted
+    // turn's error result does not end the run, the queued turn's answer does.
+    let (kind, rec) = nth_end(&w, id, 1).await;
+    assert_eq!(kind, "completed", "{rec:#}");
+    let run = &rec["runs"][0];
+    assert_eq!(run["num_turns"], 2, "{rec:#}");
+    assert_eq!(run["said"].as_array().unwrap().len(), 1, "{rec:#}");
+    // The run was interrupted (its first turn), yet it ended well: no "interrupted" task.
+    assert_eq!(run["interrupted"], true, "{rec:#}");
+    assert_eq!(rec["cancel_requested"], false);
+    assert_eq!(pid_of(&rec), pid);
+    assert!(rec["live"].is_object(), "{rec:#}");
+    let results: Vec<Json> = std::fs::read_to_string(common::transcript_of(&rec))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Json>(l).ok())
+        .filter(|v| v["type"] == "result")
+        .collect();
+    let subtypes: Vec<&str> = results
+        .iter()
+        .map(|r| r["subtype"].as_str().unwrap())
+        .collect();
+    assert_eq!(subtypes, ["error_during_execution", "success"]);
+    let lines = w.fake.footer(10, "✓ done").await;
+    let stopped = lines.iter().position(|l| l == "■ interrupted by user");
+    let own = lines
+        .iter()
+        .position(|l| l == "› queued before the interrupt · a turn of its own");
+    assert!(
+        stopped.is_some() && own.is_some() && stopped < own,
+        "{lines:#?}"
+    );
+    // Its answer follows the mark; the pending mark is gone.
+    assert!(
+        lines[own.unwrap()..].iter().any(|l| l.starts_with("line 0")),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.ends_with("· waiting") || l.contains("still queued")),
+        "{lines:#?}"
+    );
+    w.buffer_shows(10, &rec).await;
+    b.stop().await;
+    wait_gone(&[pid]).await;
 }
