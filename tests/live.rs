@@ -639,3 +639,51 @@ async fn a_message_still_queued_at_an_interrupt_runs_after_it_as_a_turn_of_its_o
     b.stop().await;
     wait_gone(&[pid]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_cli_neither_queues_nor_refuses_a_new_task_under_any_policy() {
+    let w = world("policy");
+    let b = w.backend().await;
+    let (_, rec) = started(&w, &b, "first", &[]).await;
+    let mut idle = pid_of(&rec);
+    for policy in ["queue", "reject", "parallel"] {
+        b.configure(vec![
+            ("concurrency", s(policy)),
+            ("max_running", Value::from(1)),
+        ])
+        .await;
+        // The task before this one idles in its CLI: not running, so this one starts at once.
+        assert!(alive(idle));
+        // (Refused, `start` fails; queued behind it, it would never start: nothing else runs.)
+        let id = b
+            .start(start_args(&w, &format!("under {policy}"), &[], vec![]))
+            .await;
+        w.fake.wait_event("started", id).await;
+        assert!(alive(idle), "{policy}: the idle CLI was closed for it");
+        let (kind, rec) = w.fake.wait_end(id).await;
+        assert_eq!(kind, "completed", "{policy}: {rec:#}");
+        assert!(rec["live"].is_object(), "{policy}: {rec:#}");
+        idle = pid_of(&rec);
+    }
+    // A running task still counts: the same start is refused beside it.
+    b.configure(vec![("concurrency", s("reject"))]).await;
+    let hang = b
+        .start(start_args(&w, "hang", &["--fake-hang"], vec![]))
+        .await;
+    w.fake.wait_event("started", hang).await;
+    let err = b.err("start", start_args(&w, "refused", &[], vec![])).await;
+    assert!(err.contains("already running"), "{err}");
+    b.configure(vec![("concurrency", s("queue"))]).await;
+    let queued = b.start(start_args(&w, "queued", &[], vec![])).await;
+    b.req("cancel", w.id_args(hang)).await;
+    let (kind, rec) = w.fake.wait_end(queued).await;
+    assert_eq!(kind, "completed");
+    // It waited for the running task, not for any idle one.
+    let (_, stopped) = w.fake.wait_end(hang).await;
+    let (ended, began) = (
+        stopped["ended_at_ms"].as_u64().unwrap(),
+        rec["runs"][0]["started_at_ms"].as_u64().unwrap(),
+    );
+    assert!(began >= ended, "started {} ms before", ended - began);
+    b.stop().await;
+}
