@@ -687,3 +687,48 @@ async fn an_idle_cli_neither_queues_nor_refuses_a_new_task_under_any_policy() {
     assert!(began >= ended, "started {} ms before", ended - began);
     b.stop().await;
 }
+
+/// Makes the project a git repository with one commit (a worktree task needs one).
+fn git_init(w: &World) {
+    for args in [
+        &["init", "-q"][..],
+        &["add", "-A"],
+        &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one"],
+    ] {
+        let st = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&w.project)
+            .status()
+            .unwrap();
+        assert!(st.success(), "git {args:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tui_of_a_worktree_task_runs_in_its_worktree_and_is_refused_once_it_is_gone() {
+    let w = world("tui-worktree");
+    git_init(&w);
+    let b = w.backend().await;
+    let id = b
+        .start(start_args(
+            &w,
+            "isolated",
+            &[],
+            vec![("isolation", s("worktree"))],
+        ))
+        .await;
+    let (kind, rec) = w.fake.wait_end(id).await;
+    assert_eq!(kind, "completed", "{rec:#}");
+    let wt = rec["worktree"]["cwd"].as_str().expect("a worktree").to_owned();
+    assert_ne!(wt, w.cwd());
+    let t = b.req("tui", w.id_args(id)).await;
+    assert_eq!(t["cwd"], wt.as_str(), "{t:#}");
+    // The user removes the worktree's directory: the session cannot be resumed there.
+    std::fs::remove_dir_all(&wt).unwrap();
+    let err = b.err("tui", w.id_args(id)).await;
+    assert!(
+        err.contains(&format!("tui: task #{id}'s worktree is gone")),
+        "{err}"
+    );
+    b.stop().await;
+}
