@@ -2,8 +2,9 @@
 //! plays Neovim) and fake-claude speaking the control protocol, its process kept alive between
 //! runs. Warm follow-ups in the same process, the keep-alive's end, `max_idle`, messages said
 //! during a run (folded into it, or a turn of their own), interrupt then a follow-up, a backend
-//! killed while a CLI idles, a CLI that died while idle, the editor's exit, `tui`, and the bad
-//! input of each.
+//! killed while a CLI idles, a CLI that died while idle, the editor's exit, `tui` (also of a
+//! worktree task), a message still queued at an interrupt, each run's own figures, the
+//! concurrency policies beside idle CLIs, and the bad input of each.
 //!
 //! Waits are on recorded events, on the buffer, or on processes (nothing announces those);
 //! timeouts only turn a hang into a failure.
@@ -573,7 +574,10 @@ async fn a_message_still_queued_at_an_interrupt_runs_after_it_as_a_turn_of_its_o
         ))
         .await;
     b.req("attach", w.attach_args(id, 10)).await;
-    shows(&w, 10, "the streamed text", |l| l.starts_with("line 000002")).await;
+    shows(&w, 10, "the streamed text", |l| {
+        l.starts_with("line 000002")
+    })
+    .await;
     let pid = pid_of(&w.fake.wait_event("started", id).await);
     b.req("resume", w.resume_args(id, "queued before the interrupt"))
         .await;
@@ -626,7 +630,9 @@ async fn a_message_still_queued_at_an_interrupt_runs_after_it_as_a_turn_of_its_o
     );
     // Its answer follows the mark; the pending mark is gone.
     assert!(
-        lines[own.unwrap()..].iter().any(|l| l.starts_with("line 0")),
+        lines[own.unwrap()..]
+            .iter()
+            .any(|l| l.starts_with("line 0")),
         "{lines:#?}"
     );
     assert!(
@@ -693,7 +699,15 @@ fn git_init(w: &World) {
     for args in [
         &["init", "-q"][..],
         &["add", "-A"],
-        &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one"],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "one",
+        ],
     ] {
         let st = std::process::Command::new("git")
             .args(args)
@@ -719,7 +733,10 @@ async fn tui_of_a_worktree_task_runs_in_its_worktree_and_is_refused_once_it_is_g
         .await;
     let (kind, rec) = w.fake.wait_end(id).await;
     assert_eq!(kind, "completed", "{rec:#}");
-    let wt = rec["worktree"]["cwd"].as_str().expect("a worktree").to_owned();
+    let wt = rec["worktree"]["cwd"]
+        .as_str()
+        .expect("a worktree")
+        .to_owned();
     assert_ne!(wt, w.cwd());
     let t = b.req("tui", w.id_args(id)).await;
     assert_eq!(t["cwd"], wt.as_str(), "{t:#}");

@@ -33,7 +33,7 @@ use crate::{log_info, log_warn};
 /// supervisor inside another program (the tests) runs without.
 #[derive(Debug, Clone)]
 pub struct WatchdogSpec {
-    /// The backend binary.
+    /// The backend binary (`/proc/self/exe`: it names the running one even once replaced).
     pub program: PathBuf,
     pub state_dir: PathBuf,
     pub log_file: Option<PathBuf>,
