@@ -563,32 +563,40 @@ async fn bad_follow_ups_and_interrupts_get_clear_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_still_queued_at_an_interrupt_runs_after_it_as_a_turn_of_its_own() {
-    let w = world("queued-interrupt");
+    // 2.1.332 answers the interrupt with `still_queued: []` even then; 2.1.197 says nothing.
+    for (version, buf) in [("2.1.197", 10), ("2.1.332", 11)] {
+        still_queued_at_an_interrupt(version, buf).await;
+    }
+}
+
+async fn still_queued_at_an_interrupt(version: &str, buf: i64) {
+    let w = world(&format!("queued-interrupt-{version}"));
     let b = w.backend().await;
+    let flag = format!("--fake-cli-version={version}");
     let id = b
         .start(start_args(
             &w,
             "stream",
-            &["--fake-lines=60", "--fake-delay-ms=40"],
+            &[&flag, "--fake-lines=60", "--fake-delay-ms=40"],
             vec![],
         ))
         .await;
-    b.req("attach", w.attach_args(id, 10)).await;
-    shows(&w, 10, "the streamed text", |l| {
+    b.req("attach", w.attach_args(id, buf)).await;
+    shows(&w, buf, "the streamed text", |l| {
         l.starts_with("line 000002")
     })
     .await;
     let pid = pid_of(&w.fake.wait_event("started", id).await);
     b.req("resume", w.resume_args(id, "queued before the interrupt"))
         .await;
-    shows(&w, 10, "the pending mark", |l| {
+    shows(&w, buf, "the pending mark", |l| {
         l == "› queued before the interrupt · waiting"
     })
     .await;
     b.req("interrupt", w.id_args(id)).await;
     // The interrupt ends the streaming turn; the message outlives it, and the buffer says so
     // until the CLI takes it.
-    let lines = shows(&w, 10, "the still-queued mark", |l| {
+    let lines = shows(&w, buf, "the still-queued mark", |l| {
         l == "› queued before the interrupt · still queued: runs after the interrupt"
     })
     .await;
@@ -619,7 +627,7 @@ async fn a_message_still_queued_at_an_interrupt_runs_after_it_as_a_turn_of_its_o
         .map(|r| r["subtype"].as_str().unwrap())
         .collect();
     assert_eq!(subtypes, ["error_during_execution", "success"]);
-    let lines = w.fake.footer(10, "✓ done").await;
+    let lines = w.fake.footer(buf, "✓ done").await;
     let stopped = lines.iter().position(|l| l == "■ interrupted by user");
     let own = lines
         .iter()
@@ -641,7 +649,7 @@ async fn a_message_still_queued_at_an_interrupt_runs_after_it_as_a_turn_of_its_o
             .any(|l| l.ends_with("· waiting") || l.contains("still queued")),
         "{lines:#?}"
     );
-    w.buffer_shows(10, &rec).await;
+    w.buffer_shows(buf, &rec).await;
     b.stop().await;
     wait_gone(&[pid]).await;
 }
@@ -740,7 +748,24 @@ async fn tui_of_a_worktree_task_runs_in_its_worktree_and_is_refused_once_it_is_g
     assert_ne!(wt, w.cwd());
     let t = b.req("tui", w.id_args(id)).await;
     assert_eq!(t["cwd"], wt.as_str(), "{t:#}");
-    // The user removes the worktree's directory: the session cannot be resumed there.
+    // A discarded worktree: its session cannot be resumed there.
+    let other = b
+        .start(start_args(
+            &w,
+            "discarded",
+            &[],
+            vec![("isolation", s("worktree"))],
+        ))
+        .await;
+    let (kind, _) = w.fake.wait_end(other).await;
+    assert_eq!(kind, "completed");
+    b.req("discard", w.id_args(other)).await;
+    let err = b.err("tui", w.id_args(other)).await;
+    assert!(
+        err.contains(&format!("tui: task #{other}'s worktree is gone")),
+        "{err}"
+    );
+    // The user removes the worktree's directory: the same.
     std::fs::remove_dir_all(&wt).unwrap();
     let err = b.err("tui", w.id_args(id)).await;
     assert!(

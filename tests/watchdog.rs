@@ -335,6 +335,14 @@ async fn a_backend_whose_binary_was_replaced_still_starts_its_watchdog() {
     let until = rec["live"]["until_ms"].as_u64().unwrap();
     let dogs = watchdogs(&w);
     assert_eq!(owners(&dogs), vec![b.pid], "{}", w.log());
+    // It runs the deleted file its backend runs, under the backend's name.
+    let exe = std::fs::read_link(format!("/proc/{}/exe", dogs[0])).unwrap();
+    assert_eq!(
+        exe.to_string_lossy(),
+        format!("{} (deleted)", copy.display())
+    );
+    let cmd = std::fs::read(format!("/proc/{}/cmdline", dogs[0])).unwrap();
+    assert!(cmd.starts_with(b"claude-tasks\0--watchdog\0"), "{cmd:?}");
     kill(b).await;
     let at = gone_at(pid).await;
     assert!(at >= until, "closed {} ms before its deadline", until - at);

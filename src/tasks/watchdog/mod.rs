@@ -83,7 +83,7 @@ impl Supervisor {
         } else {
             Path::new("/")
         };
-        match spawn_helper(&spec.program, &args, cwd) {
+        match spawn_helper(&spec.program, "claude-tasks", &args, cwd) {
             Ok(h) => {
                 log_info!("watchdog started (pid {})", h.pid);
                 k.running = Some(h);
