@@ -180,6 +180,18 @@ fn tune_malloc() {
     }
 }
 
+/// The binary this process runs, to start the watchdog from. `/proc/self/exe` names it even
+/// after the file at its path was replaced or deleted (a rebuild while the backend runs), where
+/// `current_exe()` names the new file or a path ending in " (deleted)". Without /proc (the
+/// link cannot be read), the path is the best there is.
+fn own_binary() -> std::io::Result<PathBuf> {
+    let link = std::path::Path::new("/proc/self/exe");
+    match std::fs::read_link(link) {
+        Ok(_) => Ok(link.to_path_buf()),
+        Err(_) => std::env::current_exe(),
+    }
+}
+
 /// The RPC loop: it ends when the channel to Neovim does.
 type IoLoop = tokio::task::JoinHandle<Result<(), Box<nvim_rs::error::LoopError>>>;
 
@@ -230,7 +242,7 @@ async fn serve(cli: Cli) -> Result<(), String> {
         .cloned()
         .ok_or("cannot create the supervisor")?;
     // Without a program to start, the CLIs live only as long as a backend closes them.
-    match std::env::current_exe() {
+    match own_binary() {
         // Absolute: the watchdog runs in another directory.
         Ok(program) => sup.set_watchdog(WatchdogSpec {
             program,

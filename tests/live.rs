@@ -2,8 +2,9 @@
 //! plays Neovim) and fake-claude speaking the control protocol, its process kept alive between
 //! runs. Warm follow-ups in the same process, the keep-alive's end, `max_idle`, messages said
 //! during a run (folded into it, or a turn of their own), interrupt then a follow-up, a backend
-//! killed while a CLI idles, a CLI that died while idle, the editor's exit, `tui`, and the bad
-//! input of each.
+//! killed while a CLI idles, a CLI that died while idle, the editor's exit, `tui` (also of a
+//! worktree task), a message still queued at an interrupt, each run's own figures, the
+//! concurrency policies beside idle CLIs, and the bad input of each.
 //!
 //! Waits are on recorded events, on the buffer, or on processes (nothing announces those);
 //! timeouts only turn a hang into a failure.
@@ -101,7 +102,8 @@ async fn a_follow_up_goes_to_the_live_cli_and_each_run_has_its_own_cost() {
     let b = w.backend().await;
     let record = w.root.join("rec");
     let flag = format!("--fake-record={}", record.display());
-    let (id, first) = started(&w, &b, "first", &[&flag]).await;
+    // A few ms between lines: the first result's API time (half the fake's age) is not 0.
+    let (id, first) = started(&w, &b, "first", &[&flag, "--fake-delay-ms=5"]).await;
     let pid = pid_of(&first);
     assert!(alive(pid), "the CLI stays alive and idle");
     assert!(
@@ -134,6 +136,22 @@ async fn a_follow_up_goes_to_the_live_cli_and_each_run_has_its_own_cost() {
     );
     assert!((second["cost_usd"].as_f64().unwrap() - 0.0246).abs() < 1e-9);
     assert!((second["runs"][1]["cli_cost_usd"].as_f64().unwrap() - 0.0246).abs() < 1e-9);
+    // The event carries the task with its runs: what Lua reports as the event's `run_cost_usd`
+    // is the last run's own cost, never the CLI's running sum.
+    let last = second["runs"].as_array().unwrap().last().unwrap();
+    assert!((last["cost_usd"].as_f64().unwrap() - 0.0123).abs() < 1e-9);
+    // So is the API time (`duration_api_ms`, the fake's half of its age at each result): each
+    // run has what it added, the CLI's sum is kept beside it as the next live run's base.
+    let api = |i: usize, k: &str| second["runs"][i][k].as_u64().expect(k);
+    assert_eq!(api(0, "api_ms"), api(0, "cli_api_ms"));
+    assert!(api(0, "cli_api_ms") > 0, "{second:#}");
+    assert!(api(1, "cli_api_ms") >= api(0, "cli_api_ms"), "{second:#}");
+    assert_eq!(
+        api(1, "api_ms"),
+        api(1, "cli_api_ms") - api(0, "cli_api_ms"),
+        "{second:#}"
+    );
+    assert!(api(1, "api_ms") < api(1, "cli_api_ms"), "{second:#}");
     let lines = w.fake.footer(3, "✓ done").await;
     assert!(
         lines
@@ -540,5 +558,219 @@ async fn bad_follow_ups_and_interrupts_get_clear_errors() {
     wait_gone(&[pid]).await;
     let err = b.err("resume", w.resume_args(id, "hello")).await;
     assert!(err.contains("no task"), "{err}");
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_still_queued_at_an_interrupt_runs_after_it_as_a_turn_of_its_own() {
+    // 2.1.332 answers the interrupt with `still_queued: []` even then; 2.1.197 says nothing.
+    for (version, buf) in [("2.1.197", 10), ("2.1.332", 11)] {
+        still_queued_at_an_interrupt(version, buf).await;
+    }
+}
+
+async fn still_queued_at_an_interrupt(version: &str, buf: i64) {
+    let w = world(&format!("queued-interrupt-{version}"));
+    let b = w.backend().await;
+    let flag = format!("--fake-cli-version={version}");
+    let id = b
+        .start(start_args(
+            &w,
+            "stream",
+            &[&flag, "--fake-lines=60", "--fake-delay-ms=40"],
+            vec![],
+        ))
+        .await;
+    b.req("attach", w.attach_args(id, buf)).await;
+    shows(&w, buf, "the streamed text", |l| {
+        l.starts_with("line 000002")
+    })
+    .await;
+    let pid = pid_of(&w.fake.wait_event("started", id).await);
+    b.req("resume", w.resume_args(id, "queued before the interrupt"))
+        .await;
+    shows(&w, buf, "the pending mark", |l| {
+        l == "› queued before the interrupt · waiting"
+    })
+    .await;
+    b.req("interrupt", w.id_args(id)).await;
+    // The interrupt ends the streaming turn; the message outlives it, and the buffer says so
+    // until the CLI takes it.
+    let lines = shows(&w, buf, "the still-queued mark", |l| {
+        l == "› queued before the interrupt · still queued: runs after the interrupt"
+    })
+    .await;
+    assert!(
+        lines.iter().any(|l| l == "■ interrupted by user"),
+        "{lines:#?}"
+    );
+    // Then the CLI takes it as a turn of its own, in the same run and process: the interrupted
+    // turn's error result does not end the run, the queued turn's answer does.
+    let (kind, rec) = nth_end(&w, id, 1).await;
+    assert_eq!(kind, "completed", "{rec:#}");
+    let run = &rec["runs"][0];
+    assert_eq!(run["num_turns"], 2, "{rec:#}");
+    assert_eq!(run["said"].as_array().unwrap().len(), 1, "{rec:#}");
+    // The run was interrupted (its first turn), yet it ended well: no "interrupted" task.
+    assert_eq!(run["interrupted"], true, "{rec:#}");
+    assert_eq!(rec["cancel_requested"], false);
+    assert_eq!(pid_of(&rec), pid);
+    assert!(rec["live"].is_object(), "{rec:#}");
+    let results: Vec<Json> = std::fs::read_to_string(common::transcript_of(&rec))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Json>(l).ok())
+        .filter(|v| v["type"] == "result")
+        .collect();
+    let subtypes: Vec<&str> = results
+        .iter()
+        .map(|r| r["subtype"].as_str().unwrap())
+        .collect();
+    assert_eq!(subtypes, ["error_during_execution", "success"]);
+    let lines = w.fake.footer(buf, "✓ done").await;
+    let stopped = lines.iter().position(|l| l == "■ interrupted by user");
+    let own = lines
+        .iter()
+        .position(|l| l == "› queued before the interrupt · a turn of its own");
+    assert!(
+        stopped.is_some() && own.is_some() && stopped < own,
+        "{lines:#?}"
+    );
+    // Its answer follows the mark; the pending mark is gone.
+    assert!(
+        lines[own.unwrap()..]
+            .iter()
+            .any(|l| l.starts_with("line 0")),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.ends_with("· waiting") || l.contains("still queued")),
+        "{lines:#?}"
+    );
+    w.buffer_shows(buf, &rec).await;
+    b.stop().await;
+    wait_gone(&[pid]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_cli_neither_queues_nor_refuses_a_new_task_under_any_policy() {
+    let w = world("policy");
+    let b = w.backend().await;
+    let (_, rec) = started(&w, &b, "first", &[]).await;
+    let mut idle = pid_of(&rec);
+    for policy in ["queue", "reject", "parallel"] {
+        b.configure(vec![
+            ("concurrency", s(policy)),
+            ("max_running", Value::from(1)),
+        ])
+        .await;
+        // The task before this one idles in its CLI: not running, so this one starts at once.
+        assert!(alive(idle));
+        // (Refused, `start` fails; queued behind it, it would never start: nothing else runs.)
+        let id = b
+            .start(start_args(&w, &format!("under {policy}"), &[], vec![]))
+            .await;
+        w.fake.wait_event("started", id).await;
+        assert!(alive(idle), "{policy}: the idle CLI was closed for it");
+        let (kind, rec) = w.fake.wait_end(id).await;
+        assert_eq!(kind, "completed", "{policy}: {rec:#}");
+        assert!(rec["live"].is_object(), "{policy}: {rec:#}");
+        idle = pid_of(&rec);
+    }
+    // A running task still counts: the same start is refused beside it.
+    b.configure(vec![("concurrency", s("reject"))]).await;
+    let hang = b
+        .start(start_args(&w, "hang", &["--fake-hang"], vec![]))
+        .await;
+    w.fake.wait_event("started", hang).await;
+    let err = b.err("start", start_args(&w, "refused", &[], vec![])).await;
+    assert!(err.contains("already running"), "{err}");
+    b.configure(vec![("concurrency", s("queue"))]).await;
+    let queued = b.start(start_args(&w, "queued", &[], vec![])).await;
+    b.req("cancel", w.id_args(hang)).await;
+    let (kind, rec) = w.fake.wait_end(queued).await;
+    assert_eq!(kind, "completed");
+    // It waited for the running task, not for any idle one.
+    let (_, stopped) = w.fake.wait_end(hang).await;
+    let (ended, began) = (
+        stopped["ended_at_ms"].as_u64().unwrap(),
+        rec["runs"][0]["started_at_ms"].as_u64().unwrap(),
+    );
+    assert!(began >= ended, "started {} ms before", ended - began);
+    b.stop().await;
+}
+
+/// Makes the project a git repository with one commit (a worktree task needs one).
+fn git_init(w: &World) {
+    for args in [
+        &["init", "-q"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "one",
+        ],
+    ] {
+        let st = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&w.project)
+            .status()
+            .unwrap();
+        assert!(st.success(), "git {args:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tui_of_a_worktree_task_runs_in_its_worktree_and_is_refused_once_it_is_gone() {
+    let w = world("tui-worktree");
+    git_init(&w);
+    let b = w.backend().await;
+    let id = b
+        .start(start_args(
+            &w,
+            "isolated",
+            &[],
+            vec![("isolation", s("worktree"))],
+        ))
+        .await;
+    let (kind, rec) = w.fake.wait_end(id).await;
+    assert_eq!(kind, "completed", "{rec:#}");
+    let wt = rec["worktree"]["cwd"]
+        .as_str()
+        .expect("a worktree")
+        .to_owned();
+    assert_ne!(wt, w.cwd());
+    let t = b.req("tui", w.id_args(id)).await;
+    assert_eq!(t["cwd"], wt.as_str(), "{t:#}");
+    // A discarded worktree: its session cannot be resumed there.
+    let other = b
+        .start(start_args(
+            &w,
+            "discarded",
+            &[],
+            vec![("isolation", s("worktree"))],
+        ))
+        .await;
+    let (kind, _) = w.fake.wait_end(other).await;
+    assert_eq!(kind, "completed");
+    b.req("discard", w.id_args(other)).await;
+    let err = b.err("tui", w.id_args(other)).await;
+    assert!(
+        err.contains(&format!("tui: task #{other}'s worktree is gone")),
+        "{err}"
+    );
+    // The user removes the worktree's directory: the same.
+    std::fs::remove_dir_all(&wt).unwrap();
+    let err = b.err("tui", w.id_args(id)).await;
+    assert!(
+        err.contains(&format!("tui: task #{id}'s worktree is gone")),
+        "{err}"
+    );
     b.stop().await;
 }

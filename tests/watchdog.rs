@@ -59,6 +59,21 @@ fn watchdogs(w: &World) -> Vec<i32> {
         .collect()
 }
 
+/// The backend pid each of `dogs` watches (its `--owner PID:START`).
+fn owners(dogs: &[i32]) -> Vec<i32> {
+    dogs.iter()
+        .filter_map(|d| {
+            let cmd = std::fs::read(format!("/proc/{d}/cmdline")).ok()?;
+            let args: Vec<String> = cmd
+                .split(|&b| b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let i = args.iter().position(|a| a == "--owner")?;
+            args.get(i + 1)?.split_once(':')?.0.parse().ok()
+        })
+        .collect()
+}
+
 /// A started task that completed; its CLI stays idle.
 async fn idle_task(w: &World, b: &Backend) -> (u64, Json) {
     let id = b.start(w.start_with("first", vec![])).await;
@@ -149,6 +164,8 @@ async fn a_backend_that_adopts_the_idle_cli_in_time_keeps_it_warm() {
     // The first watchdog leaves it to the new backend: nothing of its own is left.
     wait_gone(&dogs).await;
     assert!(alive(pid));
+    // The new backend started its own, for when it goes too.
+    assert_eq!(owners(&watchdogs(&w)), vec![b2.pid], "{}", w.log());
     b2.req("resume", w.resume_args(id, "still warm?")).await;
     w.fake
         .until("the second run's end", |f| f.count("completed", id) >= 2)
@@ -289,4 +306,80 @@ async fn a_request_no_backend_comes_back_to_answer_is_interrupted_and_its_cli_cl
         "{got:#}"
     );
     b.stop().await;
+}
+
+/// Waits until `program` can be executed: a file just written may be busy (ETXTBSY) for as long
+/// as a process forked meanwhile by another test still holds its write descriptor.
+async fn executable(program: &std::path::Path) {
+    let runs = || {
+        std::process::Command::new(program)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    assert!(poll(500, runs).await, "{} never ran", program.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_whose_binary_was_replaced_still_starts_its_watchdog() {
+    let w = world("rebuilt");
+    // A rebuild replaces the binary under a running backend: here its copy is deleted.
+    let copy = w.root.join("claude-tasks-copy");
+    std::fs::copy(common::BACKEND, &copy).unwrap();
+    executable(&copy).await;
+    let b = w.backend_from(&copy, &w.launch()).await;
+    std::fs::remove_file(&copy).unwrap();
+    b.configure(vec![("keep_alive_ms", Value::from(800))]).await;
+    let (id, rec) = idle_task(&w, &b).await;
+    let pid = pid_of(&rec);
+    let until = rec["live"]["until_ms"].as_u64().unwrap();
+    let dogs = watchdogs(&w);
+    assert_eq!(owners(&dogs), vec![b.pid], "{}", w.log());
+    // It runs the deleted file its backend runs, under the backend's name.
+    let exe = std::fs::read_link(format!("/proc/{}/exe", dogs[0])).unwrap();
+    assert_eq!(
+        exe.to_string_lossy(),
+        format!("{} (deleted)", copy.display())
+    );
+    let cmd = std::fs::read(format!("/proc/{}/cmdline", dogs[0])).unwrap();
+    assert!(cmd.starts_with(b"claude-tasks\0--watchdog\0"), "{cmd:?}");
+    kill(b).await;
+    let at = gone_at(pid).await;
+    assert!(at >= until, "closed {} ms before its deadline", until - at);
+    assert!(at <= until + LADDER_MS + MARGIN_MS);
+    wait_gone(&dogs).await;
+    assert_closed_by_the_watchdog(&w, id, pid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_cli_left_by_a_detaching_editor_nobody_comes_back_to_is_closed_at_its_deadline() {
+    let w = world("detached");
+    let b = w.backend().await;
+    b.configure(vec![
+        ("keep_alive_ms", Value::from(1000)),
+        ("on_exit", common::s("detach")),
+    ])
+    .await;
+    let (id, rec) = idle_task(&w, &b).await;
+    let pid = pid_of(&rec);
+    let until = rec["live"]["until_ms"].as_u64().unwrap();
+    let dogs = watchdogs(&w);
+    assert_eq!(dogs.len(), 1);
+    // A clean exit: the editor quits, the backend leaves its idle CLI alive (on_exit).
+    b.stop().await;
+    assert!(w.log().contains("on_exit = 'detach'"), "{}", w.log());
+    let at = gone_at(pid).await;
+    assert!(at >= until, "closed {} ms before its deadline", until - at);
+    assert!(
+        at <= until + LADDER_MS + MARGIN_MS,
+        "closed {} ms after its deadline",
+        at - until
+    );
+    wait_gone(&dogs).await;
+    assert_closed_by_the_watchdog(&w, id, pid);
+    let disk = record_on_disk(&rec);
+    assert!(
+        disk["live"].is_null() && disk["process"].is_null(),
+        "{disk:#}"
+    );
 }

@@ -20,7 +20,8 @@ pub struct Helper {
     pub exit: watch::Receiver<Option<Exit>>,
 }
 
-/// Starts `program args` in `cwd`:
+/// Starts `program args` in `cwd`, `name` its argv[0] (what `ps` shows: `program` may be
+/// `/proc/self/exe`):
 /// - in a **new session**, so that the editor's terminal or process group going away does not
 ///   take it along;
 /// - with its **stdin a pipe** whose write end stays in this process only: std makes both ends
@@ -31,9 +32,16 @@ pub struct Helper {
 /// - without a task's marker in its environment, so that no task's sweep counts it in.
 ///
 /// Its exit is reaped by the reaper like any child's.
-pub fn spawn_helper(program: &Path, args: &[OsString], cwd: &Path) -> std::io::Result<Helper> {
+pub fn spawn_helper(
+    program: &Path,
+    name: &str,
+    args: &[OsString],
+    cwd: &Path,
+) -> std::io::Result<Helper> {
+    use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(program);
-    cmd.args(args)
+    cmd.arg0(name)
+        .args(args)
         .current_dir(cwd)
         .env_remove(MARKER_VAR)
         .stdin(Stdio::piped())
@@ -42,7 +50,6 @@ pub fn spawn_helper(program: &Path, args: &[OsString], cwd: &Path) -> std::io::R
     // SAFETY: runs in the forked child before exec; setsid(2), sigaction(2) and sigprocmask(2)
     // are async-signal-safe and nothing here allocates or takes locks.
     unsafe {
-        use std::os::unix::process::CommandExt;
         cmd.pre_exec(|| {
             nix::unistd::setsid().map_err(std::io::Error::from)?;
             // As for a CLI (see `spawn`): a signal ignored or blocked by the backend's starter

@@ -744,15 +744,20 @@ impl World {
 
     /// Spawns a backend and checks that it answers.
     pub async fn backend_with(&self, l: &Launch) -> Backend {
+        self.backend_from(Path::new(BACKEND), l).await
+    }
+
+    /// Spawns the backend binary at `program` (a copy of it, say) and checks that it answers.
+    pub async fn backend_from(&self, program: &Path, l: &Launch) -> Backend {
         let mut c = if l.nobody {
             let mut c = Command::new("setpriv");
             c.arg(format!("--reuid={NOBODY}"))
                 .arg(format!("--regid={NOBODY}"))
                 .arg("--clear-groups")
-                .arg(BACKEND);
+                .arg(program);
             c
         } else {
-            Command::new(BACKEND)
+            Command::new(program)
         };
         c.arg("--state-dir")
             .arg(&l.state)

@@ -33,7 +33,7 @@ use crate::{log_info, log_warn};
 /// supervisor inside another program (the tests) runs without.
 #[derive(Debug, Clone)]
 pub struct WatchdogSpec {
-    /// The backend binary.
+    /// The backend binary (`/proc/self/exe`: it names the running one even once replaced).
     pub program: PathBuf,
     pub state_dir: PathBuf,
     pub log_file: Option<PathBuf>,
@@ -83,7 +83,7 @@ impl Supervisor {
         } else {
             Path::new("/")
         };
-        match spawn_helper(&spec.program, &args, cwd) {
+        match spawn_helper(&spec.program, "claude-tasks", &args, cwd) {
             Ok(h) => {
                 log_info!("watchdog started (pid {})", h.pid);
                 k.running = Some(h);
