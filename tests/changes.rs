@@ -313,6 +313,60 @@ fn a_start_is_the_work_tree_at_its_capture_and_a_lost_index_fails_it_honestly() 
 }
 
 #[test]
+fn a_start_in_the_repository_an_earlier_run_found_runs_git_once_and_a_gone_one_is_found_again() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = World::repo("known-repo");
+    let before = w.capture();
+    // A git that notes each of its commands.
+    let log = w.tmp.0.join("git.log");
+    let wrapper = w.tmp.0.join("git-logging");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec git \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    let git = w.git.clone().program(&wrapper);
+    let (refs, index_dir) = (Refs::new(KEY), w.state.join("git-index"));
+    let run_dirs: Vec<PathBuf> = (1..=3).map(|n| w.state.join(format!("c{n}"))).collect();
+    let place = |run: u32| Place {
+        git: &git,
+        cwd: &w.root,
+        index_dir: &index_dir,
+        run_dir: &run_dirs[run as usize - 1],
+        refs: &refs,
+        id: 1,
+        run,
+    };
+    let captured = |b: changes::Begun| match b {
+        changes::Begun::Captured(c) => c,
+        changes::Begun::Recorded(_) => panic!("a git work tree is captured"),
+    };
+    // The first run finds the repository (two `rev-parse`), then captures (`add`).
+    let first = captured(changes::begin_capture_in(&place(1), None).unwrap());
+    let repo = first.repo().clone();
+    first.finish().unwrap();
+    // The next run, given that repository, runs `git add` alone before its prompt.
+    fs::write(&log, "").unwrap();
+    let second = captured(changes::begin_capture_in(&place(2), Some(&repo)).unwrap());
+    let ran = fs::read_to_string(&log).unwrap();
+    assert_eq!(ran.lines().count(), 1, "{ran}");
+    assert!(ran.contains(" add -A"), "{ran}");
+    second.finish().unwrap();
+    // The repository gone from there: found again (here: none), not trusted.
+    fs::rename(w.root.join(".git"), w.tmp.0.join("moved.git")).unwrap();
+    match changes::begin_capture_in(&place(3), Some(&repo)).unwrap() {
+        changes::Begun::Recorded(start) => assert_eq!(start.method(), Method::Files),
+        changes::Begun::Captured(_) => panic!("captured in a repository that is gone"),
+    }
+    fs::rename(w.tmp.0.join("moved.git"), w.root.join(".git")).unwrap();
+    before.assert_same(&w.capture(), &[]);
+}
+
+#[test]
 fn a_change_the_user_s_stat_data_cannot_see_is_still_recorded() {
     // git's "racy clean" case: a file rewritten (same size, same mtime) in the instant its
     // index entry was written. Only the index file's own mtime tells git to look at the

@@ -72,6 +72,24 @@ async fn shows(w: &World, buf: i64, what: &str, pred: impl Fn(&str) -> bool) -> 
     w.fake.lines(buf)
 }
 
+/// Starts a task whose turn runs `cmd` in its shell (without asking), shown in buffer `buf`;
+/// returns its id once the call is drawn.
+async fn start_a_shell_step(w: &World, b: &Backend, title: &str, cmd: &str, buf: i64) -> u64 {
+    let prompt = with_tools(title, json!([bash(cmd)]));
+    let id = b
+        .start(start_args(
+            w,
+            &prompt,
+            &[],
+            vec![("permission_mode", s("bypassPermissions"))],
+        ))
+        .await;
+    b.req("attach", w.attach_args(id, buf)).await;
+    let call = format!("● Bash({cmd})");
+    shows(w, buf, "the tool call", |l| l.starts_with(&call)).await;
+    id
+}
+
 /// The live processes of this test whose command line is exactly `argv`.
 fn processes(w: &World, argv: &[&str]) -> Vec<i32> {
     let want: Vec<u8> = argv
@@ -259,20 +277,7 @@ async fn at_most_max_idle_clis_stay_and_the_oldest_goes_first() {
 async fn a_message_said_during_a_tool_is_folded_into_the_turn() {
     let w = world("fold");
     let b = w.backend().await;
-    let prompt = with_tools("sleep a little", json!([bash("sleep 1.5")]));
-    let id = b
-        .start(start_args(
-            &w,
-            &prompt,
-            &[],
-            vec![("permission_mode", s("bypassPermissions"))],
-        ))
-        .await;
-    b.req("attach", w.attach_args(id, 5)).await;
-    shows(&w, 5, "the tool call", |l| {
-        l.starts_with("● Bash(sleep 1.5)")
-    })
-    .await;
+    let id = start_a_shell_step(&w, &b, "sleep a little", "sleep 1.5", 5).await;
     // Said once the run's record names its CLI (`started` follows the record's fsyncs, which
     // can come after the tool call is drawn); before that it would be the next run's prompt.
     w.fake.wait_event("started", id).await;
@@ -357,20 +362,7 @@ async fn messages_said_while_text_streams_are_a_turn_of_their_own() {
 async fn interrupt_stops_the_turn_and_its_tool_and_the_task_takes_the_next_message() {
     let w = world("interrupt");
     let b = w.backend().await;
-    let prompt = with_tools("wait long", json!([bash("sleep 31")]));
-    let id = b
-        .start(start_args(
-            &w,
-            &prompt,
-            &[],
-            vec![("permission_mode", s("bypassPermissions"))],
-        ))
-        .await;
-    b.req("attach", w.attach_args(id, 7)).await;
-    shows(&w, 7, "the tool call", |l| {
-        l.starts_with("● Bash(sleep 31)")
-    })
-    .await;
+    let id = start_a_shell_step(&w, &b, "wait long", "sleep 31", 7).await;
     assert!(
         common::poll(500, || !processes(&w, &["sleep", "31"]).is_empty()).await,
         "the tool runs"

@@ -25,6 +25,33 @@ fn world(name: &str) -> World {
     World::new("watchdog", name, GUARD)
 }
 
+/// Waits until `pid` is gone and checks that it went at `deadline` (ms since the epoch) at the
+/// earliest, and within the ladder and the watchdog's lateness after it.
+async fn assert_gone_at(pid: i32, deadline: u64) {
+    let at = gone_at(pid).await;
+    assert!(
+        at >= deadline,
+        "closed {} ms before its deadline",
+        deadline - at
+    );
+    assert!(
+        at <= deadline + LADDER_MS + MARGIN_MS,
+        "closed {} ms after its deadline",
+        at - deadline
+    );
+}
+
+/// When `path` was last written, ms since the epoch.
+fn modified_ms(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path)
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
 /// The backend's log says the watchdog closed task `id`'s CLI `pid`.
 fn assert_closed_by_the_watchdog(w: &World, id: u64, pid: i32) {
     let log = w.log();
@@ -118,13 +145,7 @@ async fn an_idle_cli_whose_backend_died_is_closed_at_its_deadline_then_the_watch
         .any(|e| e.starts_with(b"CLAUDE_TASKS_TASK=")));
     kill(b).await;
     assert!(alive(pid), "the CLI outlives its backend");
-    let at = gone_at(pid).await;
-    assert!(at >= until, "closed {} ms before its deadline", until - at);
-    assert!(
-        at <= until + LADDER_MS + MARGIN_MS,
-        "closed {} ms after its deadline",
-        at - until
-    );
+    assert_gone_at(pid, until).await;
     wait_gone(&dogs).await;
     // Its record says so, as its backend would have written it.
     let disk = record_on_disk(&rec);
@@ -213,20 +234,8 @@ async fn a_cli_whose_backend_died_mid_run_is_closed_keep_alive_after_its_result(
         .await,
         "the turn never ended"
     );
-    let result_at = std::fs::metadata(&transcript)
-        .unwrap()
-        .modified()
-        .unwrap()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let at = gone_at(pid).await;
-    assert!(
-        at >= result_at + 600,
-        "closed {} ms after its result",
-        at - result_at
-    );
-    assert!(at <= result_at + 600 + LADDER_MS + MARGIN_MS);
+    let result_at = modified_ms(&transcript);
+    assert_gone_at(pid, result_at + 600).await;
     wait_gone(&dogs).await;
     assert_closed_by_the_watchdog(&w, id, pid);
     // The next backend settles the run from its transcript.
@@ -274,20 +283,8 @@ async fn a_request_no_backend_comes_back_to_answer_is_interrupted_and_its_cli_cl
     kill(b).await;
     let transcript = PathBuf::from(rec["transcript"].as_str().unwrap());
     let offset = rec["runs"][0]["transcript_offset"].as_u64().unwrap();
-    let asked_at = std::fs::metadata(&transcript)
-        .unwrap()
-        .modified()
-        .unwrap()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let at = gone_at(pid).await;
-    assert!(
-        at >= asked_at + 600,
-        "closed {} ms after its request",
-        at - asked_at
-    );
-    assert!(at <= asked_at + 600 + LADDER_MS + MARGIN_MS);
+    let asked_at = modified_ms(&transcript);
+    assert_gone_at(pid, asked_at + 600).await;
     wait_gone(&dogs).await;
     assert_closed_by_the_watchdog(&w, id, pid);
     // The turn was interrupted, not cut: its result ends the transcript; the tool never ran.
@@ -344,9 +341,7 @@ async fn a_backend_whose_binary_was_replaced_still_starts_its_watchdog() {
     let cmd = std::fs::read(format!("/proc/{}/cmdline", dogs[0])).unwrap();
     assert!(cmd.starts_with(b"claude-tasks\0--watchdog\0"), "{cmd:?}");
     kill(b).await;
-    let at = gone_at(pid).await;
-    assert!(at >= until, "closed {} ms before its deadline", until - at);
-    assert!(at <= until + LADDER_MS + MARGIN_MS);
+    assert_gone_at(pid, until).await;
     wait_gone(&dogs).await;
     assert_closed_by_the_watchdog(&w, id, pid);
 }
@@ -368,13 +363,7 @@ async fn an_idle_cli_left_by_a_detaching_editor_nobody_comes_back_to_is_closed_a
     // A clean exit: the editor quits, the backend leaves its idle CLI alive (on_exit).
     b.stop().await;
     assert!(w.log().contains("on_exit = 'detach'"), "{}", w.log());
-    let at = gone_at(pid).await;
-    assert!(at >= until, "closed {} ms before its deadline", until - at);
-    assert!(
-        at <= until + LADDER_MS + MARGIN_MS,
-        "closed {} ms after its deadline",
-        at - until
-    );
+    assert_gone_at(pid, until).await;
     wait_gone(&dogs).await;
     assert_closed_by_the_watchdog(&w, id, pid);
     let disk = record_on_disk(&rec);

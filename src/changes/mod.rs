@@ -209,6 +209,20 @@ pub struct StartCapture {
 }
 
 impl StartCapture {
+    fn new(place: &Place<'_>, captured: snapshot::Captured) -> StartCapture {
+        StartCapture {
+            captured,
+            ref_name: place.refs.run(place.id, place.run, End::Start),
+            keep_ref: place.refs.keep_alive(),
+            message: place.message(End::Start),
+        }
+    }
+
+    /// The repository the work tree was captured in (for the task's next run).
+    pub fn repo(&self) -> &Repo {
+        self.captured.repo()
+    }
+
     pub fn finish(self) -> Result<RunStart> {
         let start = self.captured.commit(&Take {
             ref_name: &self.ref_name,
@@ -222,16 +236,26 @@ impl StartCapture {
 
 /// See [`Begun`].
 pub fn begin_capture(place: &Place<'_>) -> Result<Begun> {
+    begin_capture_in(place, None)
+}
+
+/// [`begin_capture`] in `known`, the repository an earlier run of the task found for its
+/// directory, when it is still there: a follow-up's start then runs one git process, not three
+/// (`Repo::discover` runs two). A capture that fails in it is tried again after a discovery.
+pub fn begin_capture_in(place: &Place<'_>, known: Option<&Repo>) -> Result<Begun> {
+    if let Some(r) = known.filter(|r| r.git_dir.is_dir() && place.cwd.starts_with(&r.top)) {
+        // git as configured now.
+        let repo = Repo {
+            git: place.git.clone(),
+            ..r.clone()
+        };
+        if let Ok(captured) = PrivateIndex::new(place.index_dir).capture(&repo) {
+            return Ok(Begun::Captured(StartCapture::new(place, captured)));
+        }
+    }
     let why = match Repo::discover(place.git, place.cwd) {
         Ok(repo) => match PrivateIndex::new(place.index_dir).capture(&repo) {
-            Ok(captured) => {
-                return Ok(Begun::Captured(StartCapture {
-                    captured,
-                    ref_name: place.refs.run(place.id, place.run, End::Start),
-                    keep_ref: place.refs.keep_alive(),
-                    message: place.message(End::Start),
-                }))
-            }
+            Ok(captured) => return Ok(Begun::Captured(StartCapture::new(place, captured))),
             // An unreadable file, a broken repository: the named files are still worth
             // keeping, and `why` says why the whole tree is not.
             Err(e) => format!("git snapshot failed: {e}"),

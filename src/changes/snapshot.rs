@@ -179,6 +179,10 @@ pub struct Captured {
 }
 
 impl Captured {
+    pub fn repo(&self) -> &Repo {
+        &self.repo
+    }
+
     /// The snapshot's tree, commit and refs; the private index is unlocked after them.
     pub fn commit(self, take: &Take<'_>) -> Result<Snapshot> {
         match self.make(take) {

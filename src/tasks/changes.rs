@@ -18,7 +18,7 @@ use std::sync::{Mutex, MutexGuard};
 use super::{Supervisor, TaskKey};
 use crate::changes::diff::{self, FileChange};
 use crate::changes::{self, Changes, Labels, Place, Refs, Report, RunSnapshots, RunStart};
-use crate::git::Git;
+use crate::git::{Git, Repo};
 use crate::log_warn;
 use crate::store::Store;
 use crate::task::{now_ms, FileChanged, Revert, Run, RunChanges, TaskRecord, MAX_FILES_CHANGED};
@@ -31,11 +31,18 @@ const MAX_SAVED: usize = 10_000;
 #[derive(Default)]
 pub(super) struct Recording {
     runs: Mutex<HashMap<TaskKey, Live>>,
+    /// The repository each task's directory was last found in: a follow-up's start skips the
+    /// discovery (two git processes on the way of its prompt).
+    repos: Mutex<HashMap<TaskKey, Repo>>,
 }
 
 impl Recording {
     fn lock(&self) -> MutexGuard<'_, HashMap<TaskKey, Live>> {
         self.runs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn repos(&self) -> MutexGuard<'_, HashMap<TaskKey, Repo>> {
+        self.repos.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -192,7 +199,11 @@ impl Supervisor {
             return Beginning::Done(None);
         }
         let w = self.where_of(key, n, git.clone());
-        let begun = tokio::task::spawn_blocking(move || changes::begin_capture(&w.place())).await;
+        let known = self.shared.recording.repos().get(key).cloned();
+        let begun = tokio::task::spawn_blocking(move || {
+            changes::begin_capture_in(&w.place(), known.as_ref())
+        })
+        .await;
         let why = |e: String| {
             Beginning::Done(Some(not_recorded(format!(
                 "cannot record the run's start: {e}"
@@ -204,13 +215,19 @@ impl Supervisor {
                 self.record_live(key, n, start, git);
                 Beginning::Done(Some(ch))
             }
-            Ok(Ok(changes::Begun::Captured(c))) => Beginning::Committing {
-                me: self.clone(),
-                key: key.clone(),
-                n,
-                git,
-                commit: tokio::task::spawn_blocking(move || c.finish()),
-            },
+            Ok(Ok(changes::Begun::Captured(c))) => {
+                self.shared
+                    .recording
+                    .repos()
+                    .insert(key.clone(), c.repo().clone());
+                Beginning::Committing {
+                    me: self.clone(),
+                    key: key.clone(),
+                    n,
+                    git,
+                    commit: tokio::task::spawn_blocking(move || c.finish()),
+                }
+            }
             Ok(Err(e)) => {
                 log_warn!("task #{} run {n}: changes not recorded: {e}", key.1);
                 why(e.to_string())
@@ -444,6 +461,7 @@ impl Supervisor {
 
     /// Removes a disposed task's snapshot refs from its repository (blocking).
     pub(super) fn dispose_changes(&self, cwd: &str, id: u64) {
+        self.shared.recording.repos().remove(&(cwd.to_owned(), id));
         let git = self.config().git;
         let refs = Refs::new(&Store::project_key(cwd));
         if let Err(e) = changes::dispose(&git, Path::new(cwd), &refs, id) {
