@@ -25,7 +25,7 @@ use crate::task::{now_ms, Pending, Permissions};
 use crate::tasks::{Supervisor, TaskKey};
 use crate::text::cut_chars;
 use crate::transcript::follow::Follower;
-use crate::transcript::framing::{Framer, Piece, MAX_LINE};
+use crate::transcript::framing::{Framer, Piece};
 use crate::{log_info, log_warn};
 
 /// Strings of a request's input longer than this are cut in the record (the transcript keeps
@@ -43,6 +43,13 @@ pub(crate) struct Watcher {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
+
+/// The stored part of a line for the watcher's framer. The view reads the same transcript with
+/// its own framer (`framing::MAX_LINE`, 4 MiB): a flood's `assistant` line, tens of MB, filled
+/// both, and the backend's peak memory grew by 4 MiB. The lines the watcher needs are small, and
+/// a longer one is still understood whole (its long strings cut as it is read, a request's
+/// input read back from the transcript when it is answered), only by the slower path.
+const WATCH_MAX_LINE: usize = 256 * 1024;
 
 impl Watcher {
     /// Stops it after it has read everything the transcript holds now.
@@ -118,7 +125,7 @@ impl Supervisor {
                 return;
             }
         };
-        let mut framer = Framer::new(MAX_LINE, offset);
+        let mut framer = Framer::new(WATCH_MAX_LINE, offset);
         let mut feed = LineFeed::new(&path);
         let mut buf = vec![0u8; 64 * 1024];
         loop {
