@@ -21,14 +21,7 @@ pub enum SessionArg<'a> {
 /// value itself and keeps patterns such as `Bash(git commit:*)` whole.
 pub fn argv(opts: &TaskOptions, session: SessionArg) -> Vec<String> {
     let mut v: Vec<String> = Vec::with_capacity(opts.cmd.len() + opts.args.len() + 10);
-    match opts.cmd.split_first() {
-        Some((program, rest)) => {
-            v.push(program.clone());
-            v.extend(rest.iter().cloned());
-        }
-        None => v.push("claude".to_string()),
-    }
-    v.extend(opts.args.iter().cloned());
+    push_program(&mut v, opts);
     for a in [
         "-p",
         "--input-format",
@@ -43,21 +36,7 @@ pub fn argv(opts: &TaskOptions, session: SessionArg) -> Vec<String> {
     ] {
         v.push(a.to_string());
     }
-    if !opts.permission_mode.is_empty() {
-        v.push(format!("--permission-mode={}", opts.permission_mode));
-    }
-    if let Some(model) = opts.model.as_deref().filter(|m| !m.is_empty()) {
-        v.push(format!("--model={model}"));
-    }
-    let tools: Vec<&str> = opts
-        .allowed_tools
-        .iter()
-        .map(|t| t.trim())
-        .filter(|t| !t.is_empty())
-        .collect();
-    if !tools.is_empty() {
-        v.push(format!("--allowedTools={}", tools.join(",")));
-    }
+    push_options(&mut v, opts);
     match session {
         SessionArg::New(id) => v.push(format!("--session-id={id}")),
         SessionArg::Resume(id) => v.push(format!("--resume={id}")),
@@ -69,6 +48,15 @@ pub fn argv(opts: &TaskOptions, session: SessionArg) -> Vec<String> {
 /// and options, interactive, resuming the session.
 pub fn tui_argv(opts: &TaskOptions, session_id: &str) -> Vec<String> {
     let mut v: Vec<String> = Vec::with_capacity(opts.cmd.len() + opts.args.len() + 4);
+    push_program(&mut v, opts);
+    push_options(&mut v, opts);
+    v.push(format!("--resume={session_id}"));
+    v
+}
+
+/// The task's program (`claude` unless `cmd` names another, with its own arguments) and the
+/// user's extra `args`.
+fn push_program(v: &mut Vec<String>, opts: &TaskOptions) {
     match opts.cmd.split_first() {
         Some((program, rest)) => {
             v.push(program.clone());
@@ -77,6 +65,10 @@ pub fn tui_argv(opts: &TaskOptions, session_id: &str) -> Vec<String> {
         None => v.push("claude".to_string()),
     }
     v.extend(opts.args.iter().cloned());
+}
+
+/// The task's options a run and the TUI share: permission mode, model, allowed tools.
+fn push_options(v: &mut Vec<String>, opts: &TaskOptions) {
     if !opts.permission_mode.is_empty() {
         v.push(format!("--permission-mode={}", opts.permission_mode));
     }
@@ -92,8 +84,6 @@ pub fn tui_argv(opts: &TaskOptions, session_id: &str) -> Vec<String> {
     if !tools.is_empty() {
         v.push(format!("--allowedTools={}", tools.join(",")));
     }
-    v.push(format!("--resume={session_id}"));
-    v
 }
 
 #[cfg(test)]
