@@ -40,6 +40,19 @@ end
 --- or the picker designates).
 function M.subcommands(with_task)
   local S
+  --- `fn` on the task `rest` names, else the current output buffer's, else one picked among
+  --- those subcommand `name`'s filter allows.
+  local function on_one(rest, name, prompt, none, fn)
+    local here = vim.b.claude_task
+    if rest == "" and type(here) == "table" then
+      return fn(here)
+    end
+    with_task(rest, {
+      filter = S[name].filter,
+      prompt = prompt,
+      none = "claude-tasks: " .. none .. " in this project",
+    }, fn)
+  end
   S = {
     say = {
       usage = "say [id] {text}",
@@ -86,15 +99,7 @@ function M.subcommands(with_task)
         return t.status == "running"
       end,
       run = function(rest)
-        local here = vim.b.claude_task
-        if rest == "" and type(here) == "table" then
-          return M.interrupt_task(here)
-        end
-        with_task(rest, {
-          filter = S.interrupt.filter,
-          prompt = "Interrupt task",
-          none = "claude-tasks: no running task in this project",
-        }, M.interrupt_task)
+        on_one(rest, "interrupt", "Interrupt task", "no running task", M.interrupt_task)
       end,
     },
     tui = {
@@ -103,15 +108,7 @@ function M.subcommands(with_task)
         return not live(t)
       end,
       run = function(rest)
-        local here = vim.b.claude_task
-        if rest == "" and type(here) == "table" then
-          return M.tui_task(here)
-        end
-        with_task(rest, {
-          filter = S.tui.filter,
-          prompt = "Claude's TUI on",
-          none = "claude-tasks: no finished task in this project",
-        }, M.tui_task)
+        on_one(rest, "tui", "Claude's TUI on", "no finished task", M.tui_task)
       end,
     },
   }
